@@ -1,0 +1,1 @@
+"""cellgrad's command-line interface; the library lives in the packages derive, codegen, generated."""

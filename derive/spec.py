@@ -1,0 +1,426 @@
+"""Read a cell spec (TOML) into a checked ``Cell``. The file is parsed, never executed.
+
+Equations are read with Python's ``ast`` and accepted only if every node is on a short
+whitelist (names, numbers, + - * / ** @, calls of known functions by name); SymPy objects are
+then built by hand from that tree. Every name is checked as an identifier, against reserved
+words, and against the other names of the spec before anything else sees it.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import keyword
+import re
+import tomllib
+from pathlib import Path
+
+import sympy as sp
+
+from .cell import (PREV_SUFFIX, Cell, Equation, Quantity, adjoint_name, carried_name, prev_name,
+                   upstream_name)
+from .errors import SpecError
+from .functions import FUNCTIONS
+from .linear import MatVec
+
+NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+
+#: Names a spec may not use: they would shadow what generated code and printers rely on.
+RESERVED = frozenset(keyword.kwlist) | frozenset(keyword.softkwlist) | frozenset(FUNCTIONS) | {
+    "np", "numpy", "nb", "numba", "math", "sympy", "sp", "self", "cls", "params", "grads",
+    "cache", "state", "state0", "d_state", "d_outputs", "outputs", "T", "N", "t", "dtype",
+    "range", "len", "sum", "min", "max", "abs", "float", "int", "print", "object", "type",
+    "sigma", "Heaviside", "pi", "E", "I", "oo", "nan",
+}
+
+SECTIONS = {"cell", "sizes", "inputs", "states", "params", "functions", "step"}
+
+
+class _Source:
+    """The spec text with helpers to find the line a key or an equation sits on."""
+
+    def __init__(self, text: str, path: str | None):
+        self.text = text
+        self.path = path
+        self.lines = text.splitlines()
+
+    def error(self, problem: str, line: int | None = None, equation: str | None = None):
+        return SpecError(problem, path=self.path, line=line, equation=equation)
+
+    def line_of_key(self, key: str, section: str | None = None) -> int | None:
+        in_section = section is None
+        pattern = re.compile(rf"^\s*{re.escape(key)}\s*=")
+        for number, raw in enumerate(self.lines, start=1):
+            header = re.match(r"^\s*\[([^\]]+)\]", raw)
+            if header:
+                in_section = section is None or header.group(1).strip() == section
+                continue
+            if in_section and pattern.match(raw):
+                return number
+        return None
+
+
+def load_spec(path: str | Path) -> Cell:
+    """Load and check the spec file at ``path``."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise SpecError(f"cannot read spec file: {exc.strerror}", path=str(path)) from None
+    except UnicodeDecodeError:
+        raise SpecError("spec file is not UTF-8 text", path=str(path)) from None
+    return parse_spec(text, str(path))
+
+
+def spec_hash(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+def parse_spec(text: str, path: str | None = None) -> Cell:
+    src = _Source(text, path)
+    if not text.strip():
+        raise src.error("the spec file is empty")
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        match = re.search(r"line (\d+)", str(exc))
+        raise src.error(f"not valid TOML: {exc}", line=int(match.group(1)) if match else None) from None
+    return _Builder(src, data).build()
+
+
+class _Builder:
+    def __init__(self, src: _Source, data: dict):
+        self.src = src
+        self.data = data
+        self.quantities: dict[str, Quantity] = {}
+        self.sizes: dict[str, str] = {}
+        self.aliases: dict[str, str] = {}
+
+    # -- small helpers ----------------------------------------------------------------------
+    def table(self, name: str, required: bool = True) -> dict:
+        value = self.data.get(name)
+        if value is None:
+            if required:
+                raise self.src.error(f"missing required table [{name}]")
+            return {}
+        if not isinstance(value, dict):
+            raise self.src.error(f"[{name}] must be a table", line=self.src.line_of_key(name))
+        return value
+
+    def check_name(self, name: str, section: str, what: str) -> None:
+        line = self.src.line_of_key(name, section)
+        if not isinstance(name, str) or not NAME_RE.match(name) or "__" in name:
+            raise self.src.error(
+                f"invalid {what} name {name!r} in [{section}]: use letters, digits and single "
+                "underscores, starting with a letter", line=line)
+        if name in RESERVED:
+            raise self.src.error(f"{what} name {name!r} in [{section}] is a reserved word", line=line)
+
+    def add(self, q: Quantity, section: str) -> None:
+        self.check_name(q.name, section, q.role)
+        if q.name in self.quantities or q.name in self.sizes or q.name in self.aliases:
+            raise self.src.error(f"duplicate name {q.name!r}: declared more than once",
+                                 line=self.src.line_of_key(q.name, section))
+        self.quantities[q.name] = q
+
+    def shape_of(self, value, name: str, section: str, ndim: tuple[int, ...]) -> tuple[str, ...]:
+        line = self.src.line_of_key(name, section)
+        shape = (value,) if isinstance(value, str) else value
+        if (not isinstance(shape, list | tuple) or len(shape) not in ndim
+                or not all(isinstance(s, str) for s in shape)):
+            want = " or ".join({1: '"H"', 2: '["H", "D"]'}[n] for n in ndim)
+            raise self.src.error(f"{name!r} in [{section}] needs a shape like {want}", line=line)
+        for size in shape:
+            if size not in self.sizes:
+                raise self.src.error(f"{name!r} in [{section}] uses unknown size {size!r} "
+                                     f"(declare it in [sizes])", line=line)
+        return tuple(shape)
+
+    # -- the build --------------------------------------------------------------------------
+    def build(self) -> Cell:
+        unknown = sorted(set(self.data) - SECTIONS)
+        if unknown:
+            raise self.src.error(f"unknown table [{unknown[0]}] (expected: {', '.join(sorted(SECTIONS))})",
+                                 line=self.src.line_of_key(unknown[0]))
+        meta = self.table("cell")
+        name = meta.get("name")
+        if not isinstance(name, str) or not NAME_RE.match(name):
+            raise self.src.error("[cell] needs a name made of letters, digits and underscores",
+                                 line=self.src.line_of_key("name", "cell"))
+        description = str(meta.get("description", ""))
+
+        for size, doc in self.table("sizes").items():
+            self.check_name(size, "sizes", "size")
+            self.sizes[size] = str(doc)
+        if not self.sizes:
+            raise self.src.error("[sizes] declares no size")
+
+        for alias, target in self.table("functions", required=False).items():
+            self.check_name(alias, "functions", "function alias")
+            if target not in FUNCTIONS:
+                raise self.src.error(f"function alias {alias!r} names unknown function {target!r} "
+                                     f"(known: {', '.join(sorted(FUNCTIONS))})",
+                                     line=self.src.line_of_key(alias, "functions"))
+            self.aliases[alias] = target
+
+        inputs = self.declare("inputs", "input", (1,))
+        states = self.declare("states", "state", (1,))
+        params = self.declare("params", "param", (1, 2))
+        if not inputs:
+            raise self.src.error("[inputs] declares no input")
+        if not states:
+            raise self.src.error("[states] declares no state")
+        for state in states:
+            prev = prev_name(state)
+            if prev in self.quantities:
+                raise self.src.error(f"name {prev!r} is taken: it denotes the previous value of state "
+                                     f"{state!r}", line=self.src.line_of_key(prev))
+            self.quantities[prev] = Quantity(prev, "prev_state", self.quantities[state].shape,
+                                             f"{state} at step t-1")
+
+        step = self.table("step")
+        equations = self.parse_equations(step.get("equations"))
+        defined = {eq.lhs for eq in equations}
+        for state in states:
+            if state not in defined:
+                raise self.src.error(f"state {state!r} has no update: add an equation '{state} = ...'",
+                                     line=self.src.line_of_key(state, "states"))
+        outputs = step.get("outputs")
+        if (not isinstance(outputs, list) or not outputs
+                or not all(isinstance(o, str) for o in outputs)):
+            raise self.src.error('[step] needs outputs = ["h", ...], a non-empty list of names',
+                                 line=self.src.line_of_key("outputs", "step"))
+        for out in outputs:
+            if out not in defined:
+                raise self.src.error(f"output {out!r} is not computed by any equation",
+                                     line=self.src.line_of_key("outputs", "step"))
+        if len(set(outputs)) != len(outputs):
+            raise self.src.error("an output is listed twice", line=self.src.line_of_key("outputs", "step"))
+        self.check_used(equations, inputs, params, set(states) | set(outputs))
+        self.check_adjoint_names()
+        return Cell(name=name, description=description, path=self.src.path, sizes=dict(self.sizes),
+                    quantities=dict(self.quantities), inputs=inputs, states=states, params=params,
+                    outputs=tuple(outputs), equations=tuple(equations), source_text=self.src.text)
+
+    def declare(self, section: str, role: str, ndim: tuple[int, ...]) -> tuple[str, ...]:
+        names = []
+        for qname, value in self.table(section).items():
+            self.check_name(qname, section, role)
+            if qname.endswith(PREV_SUFFIX):
+                raise self.src.error(f"{role} name {qname!r} ends in {PREV_SUFFIX!r}, which is kept "
+                                     "for previous values of states", line=self.src.line_of_key(qname, section))
+            shape = self.shape_of(value, qname, section, ndim)
+            if role == "input" and len(shape) != 1:
+                raise self.src.error(f"input {qname!r} must be a vector",
+                                     line=self.src.line_of_key(qname, section))
+            self.add(Quantity(qname, role, shape), section)
+            names.append(qname)
+        return tuple(names)
+
+    def parse_equations(self, block) -> list[Equation]:
+        """Read every line, order by dependency (a cycle is an error), then build SymPy."""
+        key_line = self.src.line_of_key("equations", "step")
+        if not isinstance(block, str) or not block.strip():
+            raise self.src.error("[step] needs equations = '''...''' with one equation per line",
+                                 line=key_line)
+        cursor = (key_line or 1) - 1  # find each equation's line by scanning forward from the key
+        parser = _EquationParser(self)
+        parsed: dict[str, tuple[str, int | None, ast.expr]] = {}
+        for raw in block.splitlines():
+            text = raw.split("#", 1)[0].strip()
+            if not text:
+                continue
+            line = None
+            for number in range(cursor, len(self.src.lines)):
+                if text in self.src.lines[number]:
+                    line, cursor = number + 1, number + 1
+                    break
+            lhs, value = parser.split(text, line)
+            if lhs in parsed:
+                raise self.src.error(f"{lhs!r} is assigned twice (each name gets one equation per step)",
+                                     line=line, equation=text)
+            parsed[lhs] = (text, line, value)
+        return [parser.build(lhs, *parsed[lhs]) for lhs in self.order(parsed)]
+
+    def order(self, parsed: dict[str, tuple[str, int | None, ast.expr]]) -> list[str]:
+        """Topological order of the equations; a cycle is an error that names its equations."""
+        done: list[str] = []
+        mark: dict[str, int] = {}  # 1 = visiting, 2 = done
+
+        def visit(lhs: str, trail: list[str]):
+            if mark.get(lhs) == 2:
+                return
+            text, line, value = parsed[lhs]
+            if mark.get(lhs) == 1:
+                cycle = trail[trail.index(lhs):] + [lhs]
+                hint = ""
+                if any(self.quantities.get(q) and self.quantities[q].role == "state" for q in cycle):
+                    hint = f" (to use a state's value from step t-1, write its name with '{PREV_SUFFIX}')"
+                raise self.src.error("equations form a cycle: " + " -> ".join(cycle) + hint,
+                                     line=line, equation=text)
+            mark[lhs] = 1
+            names = sorted({n.id for n in ast.walk(value) if isinstance(n, ast.Name)})
+            for name in names:
+                if name in parsed:
+                    visit(name, trail + [lhs])
+            mark[lhs] = 2
+            done.append(lhs)
+
+        for lhs in parsed:
+            visit(lhs, [])
+        return done
+
+    def check_used(self, equations, inputs, params, sinks) -> None:
+        used = set()
+        for eq in equations:
+            used |= {s.name for s in eq.rhs.free_symbols}
+        for name in (*inputs, *params):
+            if name not in used:
+                role = self.quantities[name].role
+                raise self.src.error(f"{role} {name!r} is declared but no equation uses it",
+                                     line=self.src.line_of_key(name))
+        for eq in equations:
+            if eq.lhs not in used and eq.lhs not in sinks:
+                raise self.src.error(f"{eq.lhs!r} is computed but never used (not an output, not a state)",
+                                     line=eq.line, equation=eq.text)
+
+    def check_adjoint_names(self) -> None:
+        """Generated names (dW, dh_next, dh_out) must not collide with the spec's own names."""
+        names = set(self.quantities)
+        for q in list(names):
+            for derived in (adjoint_name(q), carried_name(q), upstream_name(q)):
+                if derived in names:
+                    raise self.src.error(f"name {derived!r} collides with the adjoint cellgrad names "
+                                         f"after {q!r}; rename it", line=self.src.line_of_key(derived))
+
+
+class _EquationParser:
+    """ast -> SymPy for one equation, checking names and element shapes on the way."""
+
+    def __init__(self, builder: _Builder):
+        self.b = builder
+
+    def split(self, text: str, line: int | None) -> tuple[str, ast.expr]:
+        """Syntax and left side only: ``name = expression``."""
+        self.text, self.line = text, line
+        try:
+            tree = ast.parse(text, mode="exec")
+        except SyntaxError as exc:
+            raise self.fail(f"cannot parse equation: {exc.msg}") from None
+        if (len(tree.body) != 1 or not isinstance(tree.body[0], ast.Assign)
+                or len(tree.body[0].targets) != 1):
+            raise self.fail("an equation must read 'name = expression'")
+        target = tree.body[0].targets[0]
+        if not isinstance(target, ast.Name):
+            raise self.fail("the left side of an equation must be a single name")
+        lhs = target.id
+        self.b.check_name(lhs, "step", "quantity")
+        existing = self.b.quantities.get(lhs)
+        if existing is not None and existing.role != "state":
+            role = existing.role.replace("_", " ")
+            raise self.fail(f"{lhs!r} is {'an' if role[0] in 'aeiou' else 'a'} {role} and cannot be assigned")
+        if lhs in self.b.aliases:
+            raise self.fail(f"{lhs!r} is a function alias and cannot be assigned")
+        if lhs.endswith(PREV_SUFFIX):
+            raise self.fail(f"names ending in {PREV_SUFFIX!r} denote previous states and cannot be assigned")
+        return lhs, tree.body[0].value
+
+    def build(self, lhs: str, text: str, line: int | None, value: ast.expr) -> Equation:
+        """SymPy for the right side; names it uses are already built (dependency order)."""
+        self.text, self.line = text, line
+        rhs, shape = self.expr(value)
+        if len(shape) != 1:
+            raise self.fail("the right side must be a vector")
+        existing = self.b.quantities.get(lhs)
+        if existing is not None and existing.shape != shape:
+            raise self.fail(f"{lhs!r} is declared with size {existing.shape[0]} but the right side has "
+                            f"size {shape[0]}")
+        if existing is None:
+            self.b.quantities[lhs] = Quantity(lhs, "intermediate", shape)
+        return Equation(lhs=lhs, rhs=rhs, text=text, line=line)
+
+    def fail(self, problem: str) -> SpecError:
+        return self.b.src.error(problem, line=self.line, equation=self.text)
+
+    def expr(self, node: ast.AST) -> tuple[sp.Expr, tuple[str, ...]]:
+        """Return (SymPy expression, element shape); () is a plain number."""
+        if isinstance(node, ast.Constant):
+            if isinstance(node.value, bool) or not isinstance(node.value, int | float):
+                raise self.fail(f"only numbers are allowed as constants, not {node.value!r}")
+            return sp.nsimplify(node.value) if isinstance(node.value, float) else sp.Integer(node.value), ()
+        if isinstance(node, ast.Name):
+            return self.name(node.id)
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub | ast.UAdd):
+            value, shape = self.expr(node.operand)
+            self.elementwise(shape, "unary minus")
+            return (-value if isinstance(node.op, ast.USub) else value), shape
+        if isinstance(node, ast.BinOp):
+            return self.binop(node)
+        if isinstance(node, ast.Call):
+            return self.call(node)
+        what = {ast.Attribute: "attribute access", ast.Subscript: "subscripts", ast.Lambda: "lambdas",
+                ast.Compare: "comparisons", ast.BoolOp: "boolean operators", ast.IfExp: "conditionals",
+                ast.List: "lists", ast.Tuple: "tuples", ast.Dict: "dicts", ast.Starred: "starred arguments",
+                ast.JoinedStr: "strings", ast.NamedExpr: "assignment expressions"}
+        kind = next((v for k, v in what.items() if isinstance(node, k)), type(node).__name__)
+        raise self.fail(f"{kind} not allowed in an equation (use names, numbers, + - * / ** @ and "
+                        "known functions)")
+
+    def name(self, ident: str) -> tuple[sp.Expr, tuple[str, ...]]:
+        q = self.b.quantities.get(ident)
+        if q is None:
+            if ident in FUNCTIONS or ident in self.b.aliases:
+                raise self.fail(f"function {ident!r} used without a call")
+            known = sorted(n for n, qq in self.b.quantities.items() if qq.role != "intermediate")
+            raise self.fail(f"unknown name {ident!r} (declared: {', '.join(known)}; "
+                            "quantities defined by other equations are known too)")
+        return q.symbol, q.shape
+
+    def elementwise(self, shape, what: str) -> None:
+        if len(shape) == 2:
+            raise self.fail(f"a matrix cannot take part in {what}: matrices appear only on the left of @")
+
+    def binop(self, node: ast.BinOp):
+        ops = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.Pow: "**", ast.MatMult: "@"}
+        symbol = ops.get(type(node.op))
+        if symbol is None:
+            raise self.fail(f"operator {type(node.op).__name__} not allowed (use + - * / ** @)")
+        left, lshape = self.expr(node.left)
+        right, rshape = self.expr(node.right)
+        if symbol == "@":
+            if not (isinstance(node.left, ast.Name) and len(lshape) == 2):
+                raise self.fail("the left operand of @ must be a parameter matrix, e.g. W @ x")
+            if len(rshape) != 1:
+                raise self.fail("the right operand of @ must be a vector")
+            if lshape[1] != rshape[0]:
+                raise self.fail(f"shape mismatch in {ast.unparse(node)}: {node.left.id} is "
+                                f"{lshape[0]}x{lshape[1]} but the vector has size {rshape[0]}")
+            return MatVec(left, right), (lshape[0],)
+        self.elementwise(lshape, symbol)
+        self.elementwise(rshape, symbol)
+        if symbol == "**":
+            if rshape != () or not isinstance(node.right, ast.Constant):
+                raise self.fail("the exponent of ** must be a number")
+            return left ** right, lshape
+        if lshape and rshape and lshape != rshape:
+            raise self.fail(f"size mismatch in {ast.unparse(node)}: {lshape[0]} {symbol} {rshape[0]}")
+        shape = lshape or rshape
+        result = {"+": lambda: left + right, "-": lambda: left - right, "*": lambda: left * right,
+                  "/": lambda: left / right}[symbol]()
+        return result, shape
+
+    def call(self, node: ast.Call):
+        if not isinstance(node.func, ast.Name):
+            raise self.fail("only known functions called by name are allowed (no attribute access)")
+        fname = node.func.id
+        target = self.b.aliases.get(fname, fname)
+        if target not in FUNCTIONS:
+            raise self.fail(f"unknown function {fname!r} (known: {', '.join(sorted(FUNCTIONS))}; "
+                            "aliases go in [functions])")
+        if node.keywords or len(node.args) != 1:
+            raise self.fail(f"{fname}() takes exactly one argument")
+        arg, shape = self.expr(node.args[0])
+        self.elementwise(shape, f"{fname}()")
+        if shape == ():
+            raise self.fail(f"{fname}() of a plain number: write the number instead")
+        return FUNCTIONS[target](arg), shape
