@@ -197,7 +197,7 @@ class _Builder:
         if len(set(outputs)) != len(outputs):
             raise self.src.error("an output is listed twice", line=self.src.line_of_key("outputs", "step"))
         self.check_used(equations, inputs, params, set(states) | set(outputs))
-        self.check_adjoint_names()
+        self.check_adjoint_names(states, outputs)
         return Cell(name=name, description=description, path=self.src.path, sizes=dict(self.sizes),
                     quantities=dict(self.quantities), inputs=inputs, states=states, params=params,
                     outputs=tuple(outputs), equations=tuple(equations), source_text=self.src.text)
@@ -284,14 +284,17 @@ class _Builder:
                 raise self.src.error(f"{eq.lhs!r} is computed but never used (not an output, not a state)",
                                      line=eq.line, equation=eq.text)
 
-    def check_adjoint_names(self) -> None:
-        """Generated names (dW, dh_next, dh_out) must not collide with the spec's own names."""
-        names = set(self.quantities)
-        for q in list(names):
-            for derived in (adjoint_name(q), carried_name(q), upstream_name(q)):
-                if derived in names:
-                    raise self.src.error(f"name {derived!r} collides with the adjoint cellgrad names "
-                                         f"after {q!r}; rename it", line=self.src.line_of_key(derived))
+    def check_adjoint_names(self, states, outputs) -> None:
+        """Generated names (dW, dh_next, dh_out) must be unique and not clash with the spec's names."""
+        owners: dict[str, str] = {name: f"the quantity {name!r}" for name in self.quantities}
+        derived = [(adjoint_name(q), f"the adjoint of {q!r}") for q in self.quantities]
+        derived += [(carried_name(s), f"the adjoint of state {s!r} from step t+1") for s in states]
+        derived += [(upstream_name(o), f"the upstream gradient of output {o!r}") for o in outputs]
+        for name, meaning in derived:
+            if name in owners:
+                raise self.src.error(f"name {name!r} is ambiguous: it is {owners[name]} and also "
+                                     f"{meaning}; rename one of them", line=self.src.line_of_key(name))
+            owners[name] = meaning
 
 
 class _EquationParser:
