@@ -1,0 +1,352 @@
+"""Notations: how a document names a cell's quantities, so a reader sees the symbols they know.
+
+A notation is a small TOML file (``derive/notations/<name>.toml`` for the built-in ones, or any
+path a user gives). It maps the cell's names to LaTeX symbols and says how the time step is
+written. From the base symbols it composes every name a ``Derivation`` uses:
+
+* ``c`` (step t) prints ``c^{\\langle t \\rangle}``, ``c_t`` or ``c(t)`` as ``time`` says;
+  ``c_prev`` is the same symbol at t-1; parameters carry no time index;
+* the adjoint ``dc`` applies the ``adjoint`` template (``'\\delta #'``, ``#`` = base symbol);
+* the upstream gradient ``dh_out`` = dE<t>/dh<t> applies the ``upstream`` template;
+* the carried adjoint ``dh_next`` (dE<t+1..T>/dh<t>, computed by step t+1) applies the
+  ``carried`` template at time t, and ``dh_prev`` (what step t hands to step t-1) is the same
+  quantity one step earlier: the ``carried`` template at time t-1.
+
+An entry in ``[symbols]`` for a composed name (``dh_prev = 'dh_{\\mathrm{prev}}'``) is used as
+written. A notation with ``auto = true`` (cellgrad's ``default``) invents a symbol for any name it
+does not list; every other notation must list what a cell needs, or rendering stops with an
+error that names the missing names and the notation file.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import sympy as sp
+
+NOTATIONS_DIR = Path(__file__).parent / "notations"
+
+#: how the time index attaches to a symbol, per ``time`` setting; ``{t}`` is t, t-1 or t+1.
+TIME_STYLES = ("angle", "sub", "paren", "none")
+
+PLACEHOLDER = "#"
+
+_ALLOWED = re.compile(r"[A-Za-z0-9\\{}_^ ',.()\[\]|+\-*/=:;!<>~#]*")
+_COMMAND = re.compile(r"\\([A-Za-z]+|[,;:! ])")
+
+
+class NotationError(ValueError):
+    """A notation file is malformed or lacks a symbol. ``str(err)`` reads ``file:line: problem``."""
+
+    def __init__(self, problem: str, *, path: str | None = None, line: int | None = None):
+        self.problem = problem
+        self.path = path
+        self.line = line
+        where = path or "<notation>"
+        if line is not None:
+            where += f":{line}"
+        super().__init__(f"{where}: {problem}")
+
+
+def builtin_notations() -> list[str]:
+    """Names of the built-in notations (files under derive/notations/)."""
+    return sorted(p.stem for p in NOTATIONS_DIR.glob("*.toml"))
+
+
+def notation_path(name_or_path: str | Path) -> Path:
+    """The file of a built-in notation name, or ``name_or_path`` itself when it is a path."""
+    candidate = Path(name_or_path)
+    if candidate.suffix == ".toml" or candidate.exists():
+        if not candidate.is_file():
+            raise NotationError("no such notation file", path=str(candidate))
+        return candidate
+    path = NOTATIONS_DIR / f"{name_or_path}.toml"
+    if not path.is_file():
+        raise NotationError(f"unknown notation {str(name_or_path)!r}: not a built-in notation "
+                            f"({', '.join(builtin_notations())}) and not a file path",
+                            path=str(name_or_path))
+    return path
+
+
+def load_notation(name_or_path: str | Path) -> "Notation":
+    """Load a built-in notation by name (``coursera``) or a notation file by path."""
+    path = notation_path(name_or_path)
+    return parse_notation(path.read_text(encoding="utf-8"), path=str(path))
+
+
+def parse_notation(text: str, path: str = "<notation>") -> "Notation":
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        found = re.search(r"line (\d+)", str(err))
+        line = int(found.group(1)) if found else len(text.splitlines()) or None
+        raise NotationError(f"not valid TOML: {err}", path=path, line=line) from None
+
+    def line_of(key: str, section: str | None = None) -> int | None:
+        return _line_of(text, key, section)
+
+    unknown = set(data) - {"notation", "symbols"}
+    if unknown:
+        raise NotationError(f"unknown table(s) {sorted(unknown)}; expected [notation] and [symbols]",
+                            path=path)
+    meta = data.get("notation")
+    if not isinstance(meta, dict):
+        raise NotationError("missing [notation] table", path=path)
+    symbols = data.get("symbols", {})
+    if not isinstance(symbols, dict):
+        raise NotationError("[symbols] must be a table of name = 'LaTeX'", path=path)
+
+    def text_field(key: str, default: str | None, template: bool = False) -> str:
+        value = meta.get(key, default)
+        if value is None:
+            raise NotationError(f"[notation] needs {key} = ...", path=path, line=line_of("notation"))
+        if not isinstance(value, str):
+            raise NotationError(f"[notation] {key} must be a string", path=path,
+                                line=line_of(key, "notation"))
+        if template:
+            if value.count(PLACEHOLDER) != 1:
+                raise NotationError(f"[notation] {key} = {value!r} must contain the placeholder "
+                                    f"{PLACEHOLDER!r} (the base symbol) exactly once", path=path,
+                                    line=line_of(key, "notation"))
+            _check_latex(value.replace(PLACEHOLDER, "x"), f"[notation] {key}", path,
+                         line_of(key, "notation"))
+        return value
+
+    known_meta = {"name", "description", "time", "cells", "auto", "adjoint", "upstream", "carried",
+                  "loss"}
+    extra = set(meta) - known_meta
+    if extra:
+        key = sorted(extra)[0]
+        raise NotationError(f"unknown [notation] key(s) {sorted(extra)}; known: {sorted(known_meta)}",
+                            path=path, line=line_of(key, "notation"))
+    name = text_field("name", None)
+    time = text_field("time", "angle")
+    if time not in TIME_STYLES:
+        raise NotationError(f"time = {time!r}: expected one of {', '.join(TIME_STYLES)}", path=path,
+                            line=line_of("time", "notation"))
+    cells = meta.get("cells", [])
+    if not isinstance(cells, list) or not all(isinstance(c, str) for c in cells):
+        raise NotationError("cells must be a list of cell names", path=path,
+                            line=line_of("cells", "notation"))
+    auto = meta.get("auto", False)
+    if not isinstance(auto, bool):
+        raise NotationError("auto must be true or false", path=path, line=line_of("auto", "notation"))
+    loss = text_field("loss", "E")
+    _check_latex(loss, "[notation] loss", path, line_of("loss", "notation"))
+
+    seen: dict[str, str] = {}
+    for key, value in symbols.items():
+        if not isinstance(value, str):
+            raise NotationError(f"symbol of {key!r} must be a string of LaTeX", path=path,
+                                line=line_of(key, "symbols"))
+        _check_latex(value, f"symbol of {key!r}", path, line_of(key, "symbols"))
+        if PLACEHOLDER in value:
+            raise NotationError(f"symbol of {key!r} contains {PLACEHOLDER!r}", path=path,
+                                line=line_of(key, "symbols"))
+        norm = _normalize(value)
+        if norm in seen:
+            raise NotationError(f"symbol clash: {key!r} and {seen[norm]!r} are both {value!r}",
+                                path=path, line=line_of(key, "symbols"))
+        seen[norm] = key
+    return Notation(name=name, description=str(meta.get("description", "")), time=time,
+                    cells=tuple(cells), auto=auto,
+                    adjoint=text_field("adjoint", r"\delta #", template=True),
+                    upstream=text_field("upstream", r"\hat{\delta} #", template=True),
+                    carried=text_field("carried", r"\bar{\delta} #", template=True),
+                    loss=loss, symbols=dict(symbols), path=path)
+
+
+@dataclass(frozen=True)
+class Notation:
+    """Cell name -> LaTeX symbol, plus how time steps and adjoints are written."""
+
+    name: str
+    description: str
+    time: str
+    cells: tuple[str, ...]
+    auto: bool
+    adjoint: str
+    upstream: str
+    carried: str
+    loss: str
+    symbols: dict[str, str]
+    path: str = field(default="<notation>", compare=False)
+
+    # -- base symbols -------------------------------------------------------------------------
+    def symbol(self, name: str) -> str:
+        """The base symbol of a cell name (no time index)."""
+        if name in self.symbols:
+            return self.symbols[name]
+        if self.auto:
+            return auto_symbol(name)
+        cells = f" (it is written for: {', '.join(self.cells)})" if self.cells else ""
+        raise NotationError(f"notation {self.name!r} has no symbol for {name!r}{cells}; add "
+                            f"{name} = '...' under [symbols]", path=self.path)
+
+    def at(self, symbol: str, step: str | None) -> str:
+        """``symbol`` at time ``step`` (``"t"``, ``"t-1"``, ``"t+1"``), or as is for None."""
+        if step is None or self.time == "none":
+            return symbol
+        if self.time == "angle":
+            return rf"{symbol}^{{\langle {step} \rangle}}"
+        if self.time == "paren":
+            return rf"{symbol}({step})"
+        return _with_subscript(symbol, step)
+
+    def loss_at(self, step: str = "t") -> str:
+        return self.at(self.loss, step)
+
+    def timed(self, name: str, step: str | None) -> str:
+        return self.at(self.symbol(name), step)
+
+    # -- every name of a derivation ---------------------------------------------------------
+    def latex_table(self, derivation) -> dict[str, str]:
+        """``{name: LaTeX}`` for every name a derivation's equations use (see latex_names)."""
+        cell = derivation.cell
+        plain = {n for n in derivation.quantities if not n.endswith("_prev")}
+        prev_of = {f"{s}_prev": s for s in cell.states}
+        missing: list[str] = []
+        table: dict[str, str] = {}
+
+        def put(name: str, make) -> None:
+            if name in self.symbols and name not in plain:
+                table[name] = self.symbols[name]      # a composed name written out in the file
+                return
+            try:
+                table[name] = make()
+            except NotationError:
+                missing.append(name)
+
+        def template(tpl: str, base: str) -> str:
+            return tpl.replace(PLACEHOLDER, self.symbol(base))
+
+        for name, q in derivation.quantities.items():
+            if name in prev_of:
+                state = prev_of[name]
+                put(name, lambda s=state: self.timed(s, "t-1"))
+                put("d" + name, lambda s=state: self.at(template(self.carried, s), "t-1"))
+            else:
+                step = None if q.role == "param" else "t"
+                put(name, lambda n=name, st=step: self.timed(n, st))
+                put("d" + name, lambda n=name, st=step: self.at(template(self.adjoint, n), st))
+        for out, up in derivation.upstream.items():
+            put(up, lambda o=out: self.at(template(self.upstream, o), "t"))
+        for state, carried in derivation.carried.items():
+            put(carried, lambda s=state: self.at(template(self.carried, s), "t"))
+        if missing:
+            bases = sorted({_base_of(m, derivation) for m in missing})
+            cells = f"; it is written for: {', '.join(self.cells)}" if self.cells else ""
+            raise NotationError(
+                f"notation {self.name!r} cannot render cell {cell.name!r}: no symbol for "
+                f"{', '.join(bases)}{cells}. Add them under [symbols].", path=self.path)
+        clashes: dict[str, str] = {}
+        for name, latex in table.items():
+            key = _normalize(latex)
+            if key in clashes and clashes[key] != name:
+                raise NotationError(f"notation {self.name!r} prints both {clashes[key]!r} and "
+                                    f"{name!r} of cell {cell.name!r} as {latex!r}", path=self.path)
+            clashes[key] = name
+        return table
+
+    def latex_names(self, derivation) -> dict[sp.Symbol, str]:
+        """``{Symbol: LaTeX}`` for ``sympy.latex(expr, symbol_names=...)``: quantities at their
+        time step, ``_prev`` values at t-1, adjoints, upstream and carried adjoints."""
+        return {sp.Symbol(name): latex for name, latex in self.latex_table(derivation).items()}
+
+    def reverse(self, derivation=None) -> dict[str, str]:
+        """LaTeX symbol -> cell name (for reading formulas written in this notation).
+
+        Without a derivation: the base symbols listed in the file. With one: every printed
+        name of that derivation (``c^{\\langle t-1 \\rangle}`` -> ``c_prev``, adjoints too).
+        """
+        if derivation is None:
+            return {latex: name for name, latex in self.symbols.items()}
+        return {latex: name for name, latex in self.latex_table(derivation).items()}
+
+
+def auto_symbol(name: str) -> str:
+    """cellgrad's own symbol for a name: ``W_i`` -> ``W_{i}``, ``rh`` -> ``\\mathit{rh}``."""
+    base, _, sub = name.partition("_")
+    head = base if len(base) == 1 else rf"\mathit{{{base}}}"
+    if not sub:
+        return head
+    sub = sub.replace("_", r"\_")
+    return rf"{head}_{{{sub}}}"
+
+
+def _base_of(name: str, derivation) -> str:
+    """The name whose symbol is missing, for the error message (``da_i`` -> ``a_i``)."""
+    if name in derivation.quantities:
+        return name.removesuffix("_prev") if name.endswith("_prev") else name
+    for suffix in ("_next", "_out"):
+        if name.endswith(suffix):
+            return name[1:-len(suffix)]
+    return name[1:].removesuffix("_prev")
+
+
+def _with_subscript(symbol: str, step: str) -> str:
+    """``x`` -> ``x_{t}``; ``\\Gamma_u`` -> ``\\Gamma_{u,t}``; ``W_{xi}`` -> ``W_{xi,t}``."""
+    m = re.fullmatch(r"(.*)_\{([^{}]*)\}", symbol) or re.fullmatch(r"(.*)_([A-Za-z0-9])", symbol)
+    if m and m.group(1) and _balanced(m.group(1)):
+        return rf"{m.group(1)}_{{{m.group(2)},{step}}}"
+    if "_" in symbol or "^" in symbol:
+        return rf"{{{symbol}}}_{{{step}}}"
+    return rf"{symbol}_{{{step}}}"
+
+
+def _balanced(text: str) -> bool:
+    depth = 0
+    for ch, prev in zip(text, " " + text):
+        if prev == "\\":
+            continue
+        depth += (ch == "{") - (ch == "}")
+        if depth < 0:
+            return False
+    return depth == 0
+
+
+def _normalize(latex: str) -> str:
+    """Compare symbols up to spacing and optional braces around one character: a_i == a_{i}."""
+    text = re.sub(r"\s+", "", latex)
+    return re.sub(r"([_^])\{(\\?[A-Za-z0-9])\}", r"\1\2", text)
+
+
+def _check_latex(value: str, what: str, path: str, line: int | None) -> None:
+    """Reject text that would break a LaTeX document: unbalanced braces, $, %, newlines."""
+    problem = None
+    if not value.strip():
+        problem = "is empty"
+    elif "\n" in value or "\r" in value:
+        problem = "spans lines"
+    elif "$" in value or "%" in value or "&" in value:
+        problem = "contains $, % or &; give the math only, without delimiters"
+    elif not _ALLOWED.fullmatch(value):
+        bad = sorted({c for c in value if not _ALLOWED.fullmatch(c)})
+        problem = f"contains characters LaTeX math does not take as is: {''.join(bad)!r}"
+    elif not _balanced(value):
+        problem = "has unbalanced braces"
+    elif value.rstrip().endswith("\\") or re.search(r"\\(?![A-Za-z,;:! {}_#\\])", value):
+        problem = "has a backslash that starts no command"
+    elif re.search(r"[_^]\s*$", value) or re.search(r"[_^]\s*[_^]", value):
+        problem = "has a sub/superscript with nothing after it"
+    if problem:
+        raise NotationError(f"{what} {value!r} {problem}", path=path, line=line)
+
+
+def _line_of(text: str, key: str, section: str | None = None) -> int | None:
+    """1-based line where ``key`` is set (inside ``[section]`` when given), or the section header."""
+    current = None
+    pattern = re.compile(rf"""^\s*(?:{re.escape(key)}|"{re.escape(key)}"|'{re.escape(key)}')\s*=""")
+    for number, line in enumerate(text.splitlines(), start=1):
+        header = re.match(r"^\s*\[([^\]]+)\]", line)
+        if header:
+            current = header.group(1).strip()
+            if section is None and current == key:
+                return number
+            continue
+        if section is not None and current == section and pattern.match(line):
+            return number
+    return None
