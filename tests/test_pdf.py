@@ -1,0 +1,137 @@
+"""The committed LaTeX documents compile with a real TeX engine and render to readable pages.
+
+Needs pdflatex and poppler-utils (pdfinfo, pdftotext, pdftoppm). Without them these tests skip
+with the reason, except under CI=true, where a missing tool is a failure.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from codegen.documents import DOCS_DIR, REPO_ROOT, builtin_outputs
+from derive import builtin_cells, derive, load_cell
+
+TOOLS = ("pdflatex", "pdfinfo", "pdftotext", "pdftoppm")
+DEBIAN = ("texlive-latex-base texlive-latex-recommended texlive-latex-extra "
+          "texlive-fonts-recommended latexmk poppler-utils")
+
+
+def require_tools(*tools: str) -> None:
+    """Skip when a tool is missing; fail instead when CI=true (CI installs them)."""
+    missing = [t for t in tools if shutil.which(t) is None]
+    if not missing:
+        return
+    reason = f"{', '.join(missing)} not found (Debian: apt-get install {DEBIAN})"
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"CI=true but {reason}")
+    pytest.skip(reason)
+
+
+def compile_tex(tex: Path) -> Path:
+    """pdflatex twice (longtable settles on the second run); fail with the log's errors."""
+    for _ in range(2):
+        done = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", tex.name],
+                              cwd=tex.parent, capture_output=True, text=True, timeout=300)
+        log = tex.with_suffix(".log").read_text(errors="replace")
+        errors = [line for line in log.splitlines() if line.startswith("!")]
+        assert done.returncode == 0 and not errors, f"{tex.name}: {errors or log[-2000:]}"
+    return tex.with_suffix(".pdf")
+
+
+def page_count(pdf: Path) -> int:
+    info = subprocess.run(["pdfinfo", str(pdf)], capture_output=True, text=True, check=True).stdout
+    return int(re.search(r"^Pages:\s+(\d+)", info, re.M).group(1))
+
+
+def read_pgm(path: Path) -> tuple[int, int, bytes]:
+    """A binary PGM (P5) as (width, height, pixels)."""
+    data = path.read_bytes()
+    fields = re.match(rb"P5\s+(\d+)\s+(\d+)\s+(\d+)\s", data)
+    width, height = int(fields.group(1)), int(fields.group(2))
+    return width, height, data[fields.end():fields.end() + width * height]
+
+
+def expected_pages(cell: str) -> range:
+    """Pages the document should take, from what it holds: each backward quantity gets a chain-
+    rule paragraph (about four per page) and appears again in the summary and the batch form."""
+    d = derive(load_cell(cell))
+    low = 1 + len(d.backward) // 6
+    high = 3 + len(d.forward) // 4 + len(d.backward) // 2
+    return range(low, high + 1)
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory) -> dict[str, Path]:
+    require_tools(*TOOLS)
+    work = tmp_path_factory.mktemp("pdf")
+    pdfs = {}
+    for rel, text in builtin_outputs().items():
+        if rel.endswith(".tex"):
+            tex = work / Path(rel).name
+            tex.write_text(text, encoding="utf-8")
+            pdfs[tex.stem] = compile_tex(tex)
+    return pdfs
+
+
+@pytest.mark.parametrize("cell", builtin_cells())
+def test_builtin_document_compiles_with_expected_pages(built, cell):
+    pages = page_count(built[cell])
+    assert pages in expected_pages(cell), f"{cell}: {pages} pages, expected {expected_pages(cell)}"
+
+
+def test_longer_derivations_take_more_pages(built):
+    assert page_count(built["rnn"]) < page_count(built["gru"]) < page_count(built["lstm"])
+
+
+@pytest.mark.parametrize("cell", builtin_cells())
+def test_every_tag_is_in_the_pdf_text(built, cell):
+    text = subprocess.run(["pdftotext", str(built[cell]), "-"], capture_output=True, text=True,
+                          check=True).stdout
+    d = derive(load_cell(cell))
+    for eq in d.forward + d.backward:
+        assert f"({eq.tag})" in text, f"{cell}: tag {eq.tag} not rendered"
+    assert "Truncated BPTT" in text and "Forks of the computation graph" in text
+
+
+@pytest.mark.parametrize("stem", ["lstm", "lstm_coursera", "minimal_rnn"])
+def test_pages_render_to_non_blank_images(built, stem, tmp_path):
+    pdf = built[stem]
+    subprocess.run(["pdftoppm", "-r", "40", "-gray", str(pdf), str(tmp_path / "page")], check=True)
+    images = sorted(tmp_path.glob("page*.pgm"))
+    assert len(images) == page_count(pdf)
+    for image in images:
+        width, height, pixels = read_pgm(image)
+        assert len(pixels) == width * height
+        ink = sum(1 for p in pixels if p < 200) / len(pixels)
+        # a full page of text and formulas inks about 2-5 % at 40 dpi; a page number alone 0.03 %
+        assert 0.005 < ink < 0.5, f"{image.name}: {ink:.4f} of the page is inked"
+
+
+def test_committed_tex_is_what_was_compiled(built):
+    for stem in built:
+        assert (REPO_ROOT / DOCS_DIR / f"{stem}.tex").read_text() == \
+            builtin_outputs()[f"{DOCS_DIR}/{stem}.tex"]
+
+
+def test_cli_pdf(tmp_path):
+    require_tools("pdflatex", "pdfinfo")
+    from cellgrad.cli import main
+    out = tmp_path / "rnn.pdf"
+    assert main(["doc", "rnn", "--format", "pdf", "--notation", "cs231n", "--out", str(out)]) == 0
+    assert out.read_bytes().startswith(b"%PDF") and page_count(out) >= 2
+
+
+def test_cli_pdf_without_tex_says_what_to_install(tmp_path, monkeypatch, capsys):
+    from cellgrad.cli import main
+    from cellgrad.commands import doc
+    monkeypatch.setattr(doc.shutil, "which", lambda name: None)
+    assert main(["doc", "rnn", "--format", "pdf", "--out", str(tmp_path / "x.pdf")]) == 3
+    err = capsys.readouterr().err
+    assert "pdflatex" in err and "apt-get install" in err and "texlive-latex-base" in err
+    assert not (tmp_path / "x.pdf").exists()
