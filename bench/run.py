@@ -1,0 +1,121 @@
+"""``python -m bench.run`` / ``cellgrad bench``: time the generated kernels against PyTorch and the
+GEMM bound, interleaved, and print one Markdown table per session (thread mode x OpenBLAS
+core type). Progress goes to stderr, the report to stdout. See docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import sys
+
+from .cases import CELLS, DTYPES, QUICK_SIZE, SIZES, Case
+from .methods import METHODS
+from .report import render, session_title
+from .session import CORETYPE_VARS, run_session
+
+THREAD_MODES = ("one", "default")
+CORETYPES = ("as-set", "unset")
+
+
+def _size(text: str) -> tuple[int, int, int, int]:
+    try:
+        size = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        size = ()
+    if len(size) != 4 or min(size) < 1:
+        raise argparse.ArgumentTypeError(f"expected T,N,D,H (four positive integers), got {text!r}")
+    return size
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--quick", action="store_true",
+                        help=f"smoke run: size {','.join(map(str, QUICK_SIZE))}, 3 repeats, one "
+                             "thread, OpenBLAS variables as set (under a minute)")
+    parser.add_argument("--cells", nargs="+", default=list(CELLS), metavar="CELL")
+    parser.add_argument("--sizes", nargs="+", type=_size, metavar="T,N,D,H")
+    parser.add_argument("--dtypes", nargs="+", default=list(DTYPES), choices=DTYPES)
+    parser.add_argument("--repeats", type=int, help="timed samples per method and row (default 15, "
+                        "quick 3)")
+    parser.add_argument("--threads", nargs="+", choices=THREAD_MODES,
+                        help="one: one process, one thread per pool; default: one process per "
+                             "method at default threads (default: both; quick: one)")
+    parser.add_argument("--coretype", nargs="+", choices=CORETYPES,
+                        help="OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE as set, or unset for the "
+                             "benchmark's workers only (default: both; quick: as-set)")
+    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
+    parser.add_argument("--burst", type=int, default=3,
+                        help="consecutive calls per turn in the default-threads mode")
+    parser.add_argument("--gap", type=float, default=0.1,
+                        help="pause (s) after each turn in the default-threads mode")
+    parser.add_argument("--json", metavar="PATH", help="also write every sample summary as JSON")
+
+
+def _machine() -> str:
+    model = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            model = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return f"{model}, {os.cpu_count()} CPUs, {platform.system()} {platform.release()}"
+
+
+def _load() -> str:
+    try:
+        return " ".join(f"{v:.2f}" for v in os.getloadavg())
+    except OSError:
+        return "unknown"
+
+
+def _progress(row: dict) -> None:
+    case = Case(**row["case"])
+    times = ", ".join(f"{m} {t * 1e3:.3g} ms" for m, t in row["median"].items())
+    print(f"  {case.label()}: {times}", file=sys.stderr, flush=True)
+
+
+def run(args) -> int:
+    sizes = args.sizes or ([QUICK_SIZE] if args.quick else list(SIZES))
+    repeats = args.repeats or (3 if args.quick else 15)
+    threads = args.threads or (["one"] if args.quick else list(THREAD_MODES))
+    coretypes = args.coretype or (["as-set"] if args.quick else list(CORETYPES))
+    notes = []
+    if "unset" in coretypes and "as-set" in coretypes and not any(v in os.environ for v in CORETYPE_VARS):
+        coretypes = ["as-set"]
+        notes.append("OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE are not set here: one coretype session.")
+    cases = [Case(cell, *size, dtype) for cell in args.cells for size in sizes for dtype in args.dtypes]
+    header = [f"# cellgrad benchmark, {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC",
+              "", f"- machine: {_machine()}; Python {platform.python_version()}",
+              "- median wall time of one forward+backward (loss sum_t <w_t, h_t>, gradients of "
+              "x, initial states and every parameter), in ms; ratios of medians",
+              f"- load average before the run: {_load()} (other work on the machine distorts "
+              "every number)",
+              *(f"- {n}" for n in notes), ""]
+    print("\n".join(header), flush=True)
+    sessions = []
+    for coretype in coretypes:
+        for mode in threads:
+            session_args = dict(threads=mode, coretype=coretype, repeats=repeats,
+                                burst=args.burst, gap=args.gap)
+            print(f"session: {session_title(session_args)}", file=sys.stderr, flush=True)
+            session = run_session(cases, args.methods, progress=_progress, **session_args)
+            sessions.append(session)
+            print(render(session), f"Load average after this session: {_load()}", "", sep="\n",
+                  flush=True)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"header": header, "sessions": sessions}, f, indent=1)
+    return 0
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n\n")[0])
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
