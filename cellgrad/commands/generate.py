@@ -1,0 +1,28 @@
+"""cellgrad generate: the kernel module of one cell (built-in or any spec file) for one backend."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from derive import load_cell
+
+NAME = "generate"
+HELP = "write the NumPy or Numba BPTT kernel module of a cell into a folder"
+
+
+def add_arguments(parser):
+    parser.add_argument("cell", metavar="CELL_OR_SPEC", help="built-in cell name or path to a spec file")
+    parser.add_argument("--backend", choices=("numpy", "numba"), default="numpy")
+    parser.add_argument("--out", metavar="DIR", default=".", help="output folder (default: .)")
+
+
+def run(args) -> int:
+    from codegen.kernel_outputs import kernel_filename, kernel_text
+    from cellgrad.commands.regenerate import write_atomic
+
+    name = load_cell(args.cell).name
+    command = f"cellgrad generate {args.cell} --backend {args.backend}"
+    path = Path(args.out) / kernel_filename(name, args.backend)
+    write_atomic(path, kernel_text(args.cell, args.backend, command))
+    print(path)
+    return 0

@@ -1,0 +1,544 @@
+"""Render the module text of a kernel for (derivation, backend).
+
+A backend is one printer plus one template. Everything a template lays out is decided here as
+finished strings: statement lines with their ``(B5)`` comments, the packing of products, the
+array each value is loaded from or stored to. Templates only place these strings.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import sympy as sp
+
+from derive import Derivation, spec_hash
+
+from .env import environment
+from .lower import GroupProduct, Plan, ProductGroup, Ref, Segment, Stmt, lower
+from .numba_printer import KernelNumbaPrinter
+from .numpy_printer import KernelNumPyPrinter
+
+BACKENDS = ("numpy", "numba")
+
+
+@dataclass(frozen=True)
+class Line:
+    code: str
+    comment: str = ""
+
+
+def render_kernel(d: Derivation, backend: str, spec_text: str, spec_label: str,
+                  command: str) -> str:
+    """The text of the generated module for ``backend`` ("numpy" or "numba")."""
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}: expected one of {', '.join(BACKENDS)}")
+    plan = lower(d)
+    context = _common_context(plan, spec_text, spec_label, command)
+    context.update(_NumPyLayout(plan).context() if backend == "numpy" else _NumbaLayout(plan).context())
+    template = environment().get_template(f"{backend}.py.j2")
+    return template.render(**context)
+
+
+# -- shared between the backends --------------------------------------------------------------
+
+def _size_text(expr: sp.Expr) -> str:
+    return str(expr) if expr != 0 else "0"
+
+
+def _block(offset: sp.Expr, size: str) -> str:
+    """Slice text of ``size`` columns at ``offset``: ``:H``, ``H:2*H``."""
+    stop = offset + sp.Symbol(size)
+    start = "" if offset == 0 else str(offset)
+    return f"{start}:{stop}"
+
+
+def _packed_comment(g: ProductGroup) -> str:
+    return f"[{'; '.join(g.matrices)}]"
+
+
+def _size_keyword(plan: Plan, size: str) -> str:
+    cell = plan.cell
+    if size == cell.input_size:
+        return "input_size"
+    if size == cell.hidden_size:
+        return "hidden_size"
+    words = "_".join(cell.sizes[size].lower().split())
+    return words if words.isidentifier() else size
+
+
+def _common_context(plan: Plan, spec_text: str, spec_label: str, command: str) -> dict:
+    d, cell, q = plan.derivation, plan.cell, plan.derivation.quantities
+    if len(cell.inputs) != 1:
+        raise NotImplementedError("generated kernels take one input sequence x")
+    size_order = [cell.input_size, cell.hidden_size] + [s for s in cell.sizes
+                                                          if s not in (cell.input_size, cell.hidden_size)]
+    extra_sizes = [(s, _size_keyword(plan, s)) for s in size_order[2:]]
+    return {
+        "cell": cell,
+        "spec_label": spec_label,
+        "spec_hash": spec_hash(spec_text),
+        "command": command,
+        "input": cell.inputs[0],
+        "sizes": [(s, cell.sizes[s]) for s in size_order],
+        "size_sources": [(s, *plan.sizes[s][:2]) for s in size_order if s != cell.input_size],
+        "extra_sizes": extra_sizes,
+        "size_keywords": [(s, _size_keyword(plan, s)) for s in size_order],
+        "param_shapes": [(p, "(" + "".join(f'"{s}", ' for s in q[p].shape).rstrip(", ")
+                          + ("," if len(q[p].shape) == 1 else "") + ")") for p in cell.params],
+        "states": [(s, q[s].shape[0]) for s in cell.states],
+        "outputs": [(o, q[o].shape[0]) for o in cell.outputs],
+        "forward_equations": [f"({eq.tag}) {eq.lhs} = {_plain(eq.rhs)}" for eq in d.forward],
+        "backward_equations": [f"({eq.tag}) {eq.target} {'+=' if eq.accumulates else '='} "
+                               f"{_plain(eq.expr)}" for eq in d.backward],
+        "saved": ", ".join(d.saved),
+    }
+
+
+def _plain(expr) -> str:
+    from derive.linear import MatVec, MatVecT, Outer
+    text = sp.sstr(expr.replace(lambda e: isinstance(e, (MatVec, MatVecT, Outer)),
+                                lambda e: sp.Symbol(_linear_text(e))))
+    return text
+
+
+def _linear_text(e) -> str:
+    from derive.linear import MatVec, MatVecT
+    if isinstance(e, MatVec):
+        return f"({e.matrix} @ {e.vector})"
+    if isinstance(e, MatVecT):
+        return f"({e.matrix}.T @ {e.vector})"
+    return f"outer({e.left}, {e.right})"
+
+
+class _Layout:
+    """What both backends share: pre-loop packing, the hoisted GEMM, the after-loop GEMMs."""
+
+    def __init__(self, plan: Plan):
+        self.plan = plan
+        self.cell = plan.cell
+        self.q = plan.derivation.quantities
+        self.x = self.cell.inputs[0]
+
+    def size(self, name: str) -> str:
+        return self.q[name].shape[0]
+
+    def width(self, g: ProductGroup) -> str:
+        return _size_text(sp.Add(*(sp.Symbol(p.rows) for p in g.products)))
+
+    def vector_sequence(self, v: str) -> str:
+        """All T steps of a group's vector as one (T, N, size) array."""
+        loc = self.plan.locations.get(v)
+        if loc == "input":
+            return v
+        if loc == "prev_state":
+            return f"{v.removesuffix('_prev')}_seq[:-1]"
+        if loc == "state":
+            return f"{v}_seq[1:]"
+        return f"{v}_seq"
+
+    def packing_lines(self) -> list[Line]:
+        lines = []
+        for g in self.plan.groups:
+            members = ", ".join(f'params["{m}"]' for m in g.matrices)
+            rows = self.width(g)
+            if len(g.products) == 1:
+                lines.append(Line(f'{g.packed} = params["{g.matrices[0]}"]', f"({rows}, {g.cols})"))
+            else:
+                lines.append(Line(f"{g.packed} = np.concatenate([{members}])",
+                                  f"({rows}, {g.cols}): {_packed_comment(g)}, one GEMM instead of "
+                                  f"{len(g.products)}"))
+        return lines
+
+    def hoisted_lines(self) -> list[Line]:
+        lines = []
+        for g in self.plan.groups:
+            if not g.hoisted:
+                continue
+            rows = self.width(g)
+            tags = ", ".join(self.plan.derivation.forward_eq(p.target).tag for p in g.products)
+            lines.append(Line(f"{g.proj} = ({g.vector}.reshape(T * N, {g.cols}) @ {g.packed}.T)"
+                              f".reshape(T, N, {rows})",
+                              f"({tags}) the products with {g.vector} of every step: one GEMM over T*N rows"))
+            biases = [(p, self.plan.hoisted_bias.get(p.target, ())) for p in g.products]
+            if any(b for _, b in biases):
+                parts = []
+                for p, bs in biases:
+                    if not bs:
+                        parts.append(f"np.zeros({p.rows}, {g.vector}.dtype)")
+                    else:
+                        parts.append(" + ".join(f'params["{b}"]' for b in bs))
+                lines.append(Line(f"{g.proj} += np.concatenate([{', '.join(parts)}])"
+                                  if len(parts) > 1 else f"{g.proj} += {parts[0]}",
+                                  "biases of the same equations, added once for all steps"))
+        return lines
+
+    def allocation_lines(self) -> list[Line]:
+        lines = []
+        for s in self.cell.states:
+            lines.append(Line(f"{s}_seq = np.empty((T + 1, N, {self.size(s)}), dtype)",
+                              f"{s}<0>, ..., {s}<T>"))
+            lines.append(Line(f'{s}_seq[0] = 0 if state0 is None else state0["{s}"]'))
+        for name in (*self.plan.saved_seq, *self.plan.output_seq):
+            why = "output" if name in self.plan.output_seq else "saved for the backward pass"
+            lines.append(Line(f"{name}_seq = np.empty((T, N, {self.size(name)}), dtype)", why))
+        return lines
+
+    def forward_results(self) -> dict:
+        outputs = []
+        for o in self.cell.outputs:
+            outputs.append((o, f"{o}_seq[1:]" if o in self.cell.states else f"{o}_seq"))
+        state = [(s, f"{s}_seq[T]") for s in self.cell.states]
+        cache = [("x", self.x)]
+        cache += [(g.packed, g.packed) for g in self.plan.groups]
+        cache += [(f"{s}_seq", f"{s}_seq") for s in self.cell.states]
+        cache += [(f"{n}_seq", f"{n}_seq") for n in (*self.plan.saved_seq, *self.plan.output_seq)]
+        cache.append(("params", "params"))
+        return {"output_values": outputs, "final_state": state, "cache": cache,
+                "cache_keys": ", ".join(f'"{k}"' for k, _ in cache)}
+
+    def backward_unpack(self) -> list[Line]:
+        lines = [Line(f'{self.x} = cache["x"]')]
+        lines += [Line(f'{g.packed} = cache["{g.packed}"]') for g in self.plan.groups]
+        lines += [Line(f'{s}_seq = cache["{s}_seq"]') for s in self.cell.states]
+        lines += [Line(f'{n}_seq = cache["{n}_seq"]') for n in (*self.plan.saved_seq, *self.plan.output_seq)]
+        return lines
+
+    def after_loop_lines(self) -> list[Line]:
+        """Weight gradients as one GEMM per group over the stacked per-step adjoints, dx as one
+        GEMM, bias gradients as column sums."""
+        plan, lines = self.plan, []
+        total = _size_text(plan.width(plan.dpre))
+        lines.append(Line(f"dpre_flat = dpre_seq.reshape(T * N, {total})", "every step's " + ", ".join(
+            "d" + n for n in plan.dpre) + " as rows"))
+        for g in plan.groups:
+            block = plan.dpre_block(g)
+            rows = self.width(g)
+            if block is None:
+                cols = ", ".join(f"dpre_flat[:, {_block(plan.dpre_offset(plan.dpre.index(p.target)), p.rows)}]"
+                                 for p in g.products)
+                stacked = f"np.concatenate([{cols}], axis=1)"
+            elif _size_text(block[1] - block[0]) == total:
+                stacked = "dpre_flat"
+            else:
+                stacked = f"dpre_flat[:, {block[0] if block[0] != 0 else ''}:{block[1]}]"
+            if stacked != "dpre_flat":
+                lines.append(Line(f"dpre_{g.vector} = {stacked}",
+                                  f"(T*N, {rows}): the adjoints of {', '.join(p.target for p in g.products)}"))
+                stacked = f"dpre_{g.vector}"
+            lines.append(Line(f"d{g.packed} = {stacked}.T @ {self.vector_sequence(g.vector)}"
+                              f".reshape(T * N, {g.cols})",
+                              f"gradients of {', '.join(g.matrices)}, summed over steps and batch"))
+            if g.hoisted:
+                extra = f" + d{g.vector}_seq" if g.vector in plan.input_loop else ""
+                lines.append(Line(f"d{g.vector} = ({stacked} @ {g.packed}).reshape(T, N, {g.cols}){extra}",
+                                  f"({plan.derivation.backward_eq('d' + g.vector).tag}) for every step "
+                                  "at once, one GEMM"))
+        if any(part[0] == "bias" for parts in plan.param_grads.values() for part in parts):
+            lines.append(Line("dpre_sum = dpre_seq.sum(axis=(0, 1))", "bias gradients: sums over steps and batch"))
+        return lines
+
+    def grads_entries(self) -> list[tuple[str, str, str]]:
+        plan, out = self.plan, []
+        for p in self.cell.params:
+            eq = plan.derivation.backward_eq("d" + p)
+            terms = []
+            for part in plan.param_grads[p]:
+                if part[0] == "gemm":
+                    g, k = part[1], part[2]
+                    terms.append(f"d{g.packed}[{_block(plan.group_offset(g, k), g.products[k].rows)}]"
+                                 if len(g.products) > 1 else f"d{g.packed}")
+                elif part[0] == "bias":
+                    k = plan.dpre.index(part[1])
+                    terms.append(f"dpre_sum[{_block(plan.dpre_offset(k), self.size(part[1]))}]")
+                else:
+                    terms.append(f"d{p}")
+            text = " + ".join(terms) if terms else f'np.zeros_like(params["{p}"])'
+            out.append((p, text, eq.tag))
+        out.append((self.x, f"d{self.x}" if self.x in plan.input_linear or self.x in plan.input_loop
+                    else f"np.zeros_like({self.x})", plan.derivation.backward_eq("d" + self.x).tag))
+        for s in self.cell.states:
+            out.append((s, self.carried_variable(plan.derivation.carried[s]),
+                         plan.derivation.backward_eq(f"d{s}_prev").tag))
+        return out
+
+    def carried_variable(self, name: str) -> str:
+        return name
+
+    def loop_accumulators(self) -> list[str]:
+        return [p for p, parts in self.plan.param_grads.items() if any(x[0] == "loop" for x in parts)]
+
+    def context(self) -> dict:
+        return {
+            "packing": self.packing_lines(),
+            "hoisted": self.hoisted_lines(),
+            "allocations": self.allocation_lines(),
+            **self.forward_results(),
+            "backward_unpack": self.backward_unpack(),
+            "dpre_width": _size_text(self.plan.width(self.plan.dpre)),
+            "dpre_names": ", ".join("d" + n for n in self.plan.dpre),
+            "after_loop": self.after_loop_lines(),
+            "grads": self.grads_entries(),
+            "accumulators": [(p, self.size(p)) for p in self.loop_accumulators()],
+            "input_loop": [(i, self.size(i)) for i in self.plan.input_loop],
+            "upstream": [(o, self.plan.derivation.upstream[o], self.size(o)) for o in self.cell.outputs],
+            "carried": [(s, self.carried_variable(self.plan.derivation.carried[s]), self.size(s))
+                        for s in self.cell.states],
+        }
+
+
+def _statement_comment(stmt: Stmt) -> str:
+    tag = f"({stmt.tag}) " if stmt.tag else ""
+    return f"{tag}{stmt.note}".strip()
+
+
+# -- NumPy: whole-array statements, one Python iteration per step -----------------------------
+
+class _NumPyLayout(_Layout):
+
+    def ref_text(self, ref: Ref) -> str:
+        block = _block(ref.offset, ref.size)
+        return f"{ref.buffer}[t, :, {block}]" if ref.per_step else f"{ref.buffer}[:, {block}]"
+
+    def load_text(self, name: str) -> str | None:
+        loc = self.plan.locations.get(name)
+        if loc == "prev_state":
+            return f"{name.removesuffix('_prev')}_seq[t]"
+        if loc == "state":
+            return f"{name}_seq[t + 1]"
+        if loc == "seq":
+            return f"{name}_seq[t]"
+        if loc == "upstream":
+            return f"{name}_seq[t]"
+        if loc == "input":
+            return f"{name}[t]"
+        return None
+
+    def store_text(self, stmt: Stmt, forward: bool) -> str:
+        targets = []
+        for name in stmt.stores:
+            loc = self.plan.locations.get(name)
+            if loc == "dpre":
+                k = self.plan.dpre.index(name[1:])
+                targets.append(f"dpre_seq[t, :, {_block(self.plan.dpre_offset(k), stmt.size)}]")
+            elif loc == "state":
+                targets.append(f"{name}_seq[t + 1]")
+            elif loc in ("seq", "input_grad"):
+                targets.append(f"{name}_seq[t]")
+        return "".join(f"{t} = " for t in targets)
+
+    def step_lines(self, steps, forward: bool) -> list[Line]:
+        names = {n: self.ref_text(r) for n, r in self.plan.refs.items()}
+        linear = {}
+        for g in self.plan.groups:
+            block = self.plan.dpre_block(g)
+            if block is None:
+                terms = [f"dpre_seq[t, :, {_block(self.plan.dpre_offset(self.plan.dpre.index(p.target)), p.rows)}]"
+                         f' @ params["{p.matrix}"]' for p in g.products]
+                linear[g.linear] = " + ".join(terms)
+            else:
+                linear[g.linear] = f"dpre_seq[t, :, {_block(block[0], self.width_name(g))}] @ {g.packed}"
+        printer = KernelNumPyPrinter({**names, **{k: f"({v})" for k, v in linear.items()}})
+        self.printers.append(printer)
+        lines, loaded = [], set()
+        stmts = [s for st in steps if isinstance(st, Segment) for s in st.stmts]
+        defined = {s.target for s in stmts}
+        wanted = []
+        for st in steps:
+            symbols = (st.loads if isinstance(st, Segment) else ((st.group.vector,) if forward else ()))
+            for n in symbols:
+                if n not in defined and n not in wanted and self.load_text(n):
+                    wanted.append(n)
+        for n in wanted:
+            lines.append(Line(f"{n} = {self.load_text(n)}"))
+        for st in steps:
+            if isinstance(st, GroupProduct):
+                if forward:
+                    lines.append(Line(f"{st.group.proj} = {st.group.vector} @ {st.group.packed}.T",
+                                      f"({st.tag}) {st.note}"))
+                continue
+            for s in st.stmts:
+                if s.accumulate:
+                    lines.append(Line(f"{s.target} += ({printer.doprint(s.expr)}).sum(axis=0)",
+                                      _statement_comment(s)))
+                    continue
+                if s.expr in [sp.Symbol(k) for k in linear]:
+                    text = linear[s.expr.name]
+                elif s.expr.is_Number:
+                    text = f"np.full((N, {s.size}), {s.expr}, dtype)"
+                else:
+                    text = printer.doprint(s.expr)
+                lines.append(Line(f"{self.store_text(s, forward)}{s.target} = {text}", _statement_comment(s)))
+        return lines
+
+    def width_name(self, g: ProductGroup) -> str:
+        return self.width(g)
+
+    def context(self) -> dict:
+        self.printers = []
+        ctx = super().context()
+        ctx["params_in_loop"] = self.params_in_loop()
+        ctx["forward_step"] = self.step_lines(self.plan.forward_steps, True)
+        ctx["backward_step"] = self.step_lines(self.plan.backward_steps, False)
+        carried = [(self.plan.derivation.carried[s], f"d{s}_prev") for s in self.cell.states]
+        ctx["carried_update"] = (", ".join(n for n, _ in carried) + " = " + ", ".join(p for _, p in carried))
+        ctx["helpers"] = sorted(set().union(*(p.helpers for p in self.printers)))
+        return ctx
+
+    def params_in_loop(self) -> list[str]:
+        names = set()
+        for steps in (self.plan.forward_steps, self.plan.backward_steps):
+            for st in steps:
+                if isinstance(st, Segment):
+                    names |= {n for n in st.loads if self.plan.locations.get(n) == "param"}
+        return [p for p in self.cell.params if p in names]
+
+
+# -- Numba: the whole time loop in one @njit kernel, elementwise work fused per segment --------
+
+class _NumbaLayout(_Layout):
+
+    def __init__(self, plan: Plan):
+        super().__init__(plan)
+        taken = set(self.q) | {"d" + name for name in self.q}
+        # loop indices over the batch and the columns, not shadowing any name of the cell
+        self.n = next(c for c in ("n", "row", "_n") if c not in taken)
+        self.j = next(c for c in ("j", "col", "_j") if c not in taken)
+
+    def ref_text(self, ref: Ref) -> str:
+        col = self.j if ref.offset == 0 else f"{ref.offset} + {self.j}"
+        return f"{ref.buffer}[t, {self.n}, {col}]" if ref.per_step else f"{ref.buffer}[{self.n}, {col}]"
+
+    def load_text(self, name: str) -> str:
+        loc = self.plan.locations.get(name)
+        if loc == "prev_state":
+            return f"{name.removesuffix('_prev')}_seq[t, {self.n}, {self.j}]"
+        if loc == "state":
+            return f"{name}_seq[t + 1, {self.n}, {self.j}]"
+        if loc in ("seq", "upstream"):
+            return f"{name}_seq[t, {self.n}, {self.j}]"
+        if loc == "input":
+            return f"{name}[t, {self.n}, {self.j}]"
+        if loc == "param":
+            return f"{name}_param[{self.j}]"
+        if loc == "dpre":
+            k = self.plan.dpre.index(name[1:])
+            off = self.plan.dpre_offset(k)
+            return f"dpre_seq[t, {self.n}, {self.j if off == 0 else f'{off} + {self.j}'}]"
+        return f"{name}_buf[{self.n}, {self.j}]"  # carried adjoints, linear results, values crossing loops
+
+    def store_targets(self, stmt: Stmt) -> list[str]:
+        out = []
+        for name in stmt.stores:
+            loc = self.plan.locations.get(name)
+            if loc == "dpre":
+                out.append(self.load_text(name))
+            elif loc == "state":
+                out.append(f"{name}_seq[t + 1, {self.n}, {self.j}]")
+            elif loc in ("seq", "input_grad"):
+                out.append(f"{name}_seq[t, {self.n}, {self.j}]")
+            elif loc == "carried_out":
+                out.append(f"{self.carried_of(name)}_buf[{self.n}, {self.j}]")
+            else:
+                out.append(f"{name}_buf[{self.n}, {self.j}]")
+        return out
+
+    def carried_of(self, prev_adjoint: str) -> str:
+        return self.plan.derivation.carried[prev_adjoint[1:].removesuffix("_prev")]
+
+    def kernel(self, steps, forward: bool) -> dict:
+        names = {n: self.ref_text(r) for n, r in self.plan.refs.items()}
+        printer = KernelNumbaPrinter(names)
+        self.printers.append(printer)
+        body = []   # (kind, payload)
+        arrays: list[str] = []
+
+        def use(array: str):
+            base = array.split("[", 1)[0]
+            if base not in arrays:
+                arrays.append(base)
+
+        for st in steps:
+            if isinstance(st, GroupProduct):
+                g = st.group
+                if forward:
+                    use(f"{g.vector.removesuffix('_prev')}_seq" if self.plan.locations.get(g.vector) == "prev_state"
+                        else f"{g.vector}_seq")
+                    vec = self.vector_step(g.vector)
+                    use(f"{g.packed}_T"), use(g.proj)
+                    body.append(("gemm", Line(f"np.dot({vec}, {g.packed}_T, {g.proj})", f"({st.tag}) {st.note}")))
+                else:
+                    block = self.plan.dpre_block(g)
+                    use("dpre_seq"), use(g.packed), use(f"{g.linear}_buf")
+                    if block is None:
+                        raise NotImplementedError("non-contiguous product groups in the numba backend")
+                    if _size_text(block[1] - block[0]) == _size_text(self.plan.width(self.plan.dpre)):
+                        src = "dpre_seq[t]"
+                    else:
+                        src = f"np.ascontiguousarray(dpre_seq[t, :, {_block(block[0], self.width(g))}])"
+                    body.append(("gemm", Line(f"np.dot({src}, {g.packed}, {g.linear}_buf)", f"({st.tag}) {st.note}")))
+                continue
+            for s in st.stmts:
+                for sym in sorted(s.expr.free_symbols, key=lambda x: x.name):
+                    if sym.name in self.plan.refs:
+                        use(self.plan.refs[sym.name].buffer)
+            loads = []
+            for n in st.loads:
+                text = self.load_text(n)
+                use(text)
+                loads.append(Line(f"{n} = {text}"))
+            stmts, stores = [], []
+            for s in st.stmts:
+                if s.accumulate:
+                    use(s.target)
+                    stmts.append(Line(f"{s.target}[{self.j}] += {printer.doprint(s.expr)}", _statement_comment(s)))
+                    continue
+                stmts.append(Line(f"{s.target} = {printer.doprint(s.expr)}", _statement_comment(s)))
+                for target in self.store_targets(s):
+                    use(target)
+                    stores.append(Line(f"{target} = {s.target}"))
+            body.append(("loop", {"size": st.size, "lines": loads + stmts + stores}))
+        return {"body": body, "arrays": arrays}
+
+    def carried_variable(self, name: str) -> str:
+        return f"{name}_buf"
+
+    def argument(self, array: str) -> str:
+        """How the Python wrapper passes a kernel's array argument."""
+        if self.plan.locations.get(array.removesuffix("_param")) == "param":
+            return f'np.ascontiguousarray(params["{array.removesuffix("_param")}"])'
+        if array in self.plan.derivation.quantities and self.plan.locations.get(array) == "input":
+            return f"np.ascontiguousarray({array})"
+        return array
+
+    def vector_step(self, v: str) -> str:
+        loc = self.plan.locations.get(v)
+        if loc == "prev_state":
+            return f"{v.removesuffix('_prev')}_seq[t]"
+        if loc == "state":
+            return f"{v}_seq[t + 1]"
+        return f"{v}_seq[t]"
+
+    def context(self) -> dict:
+        self.printers = []
+        ctx = super().context()
+        fwd = self.kernel(self.plan.forward_steps, True)
+        bwd = self.kernel(self.plan.backward_steps, False)
+        cell = self.cell
+        sizes = [cell.input_size, cell.hidden_size] + [s for s in cell.sizes
+                                                        if s not in (cell.input_size, cell.hidden_size)]
+        ctx["forward_args"] = [self.argument(a) for a in fwd["arrays"]]
+        ctx["backward_args"] = [self.argument(a) for a in bwd["arrays"]]
+        ctx["forward_kernel"] = fwd
+        ctx["backward_kernel"] = bwd
+        ctx["kernel_sizes"] = sizes
+        ctx["n"], ctx["j"] = self.n, self.j
+        ctx["forward_buffers"] = [(g.proj, self.width(g)) for g in self.plan.groups if not g.hoisted]
+        ctx["transposed"] = [g.packed for g in self.plan.groups if not g.hoisted]
+        ctx["backward_buffers"] = ([(f"{g.linear}_buf", g.cols) for g in self.plan.groups if not g.hoisted]
+                                   + [(f"{n}_buf", size) for n, size in self.plan.scratch_backward])
+        ctx["forward_scratch"] = [(f"{n}_buf", size) for n, size in self.plan.scratch_forward]
+        helpers = set().union(*(p.helpers for p in self.printers))
+        if helpers & {"sigmoid", "tanh", "softplus"}:
+            helpers.add("exp")
+        ctx["helpers"] = sorted(helpers)
+        return ctx

@@ -1,0 +1,488 @@
+"""Lower a ``Derivation`` to a kernel plan: where every value lives and which products are packed.
+
+The plan makes every layout decision, so that a backend only prints it:
+
+* products ``W @ v`` that share the vector ``v`` form one ``ProductGroup``; their matrices are
+  stacked into one packed matrix and computed as one GEMM (the four LSTM gates' ``W @ x`` are one
+  (4H x D) product, likewise for ``h_prev``);
+* a group whose vector is an input (``x``) depends on nothing recurrent: it is hoisted out of the
+  time loop as one GEMM over all T*N rows, with the biases of its equations folded in, and its
+  matrices' gradients (and ``dx``) are one GEMM each after the backward loop;
+* the adjoints of the products' results (``da_i``, ...) are stored per step in one buffer whose
+  columns are ordered so that every group is a contiguous block: the adjoint a vector receives
+  (``dh_prev``) is one packed product per step, and each weight gradient is one GEMM over the
+  stacked per-step adjoints after the loop; bias gradients are sums of that buffer;
+* the elementwise statements of one step are cut into ``Segment``s at each product (a fused
+  loop in Numba); values crossing a cut live in per-step scratch arrays;
+* the cache keeps the values the backward equations read (activations, not pre-activations).
+
+The plan holds SymPy expressions over symbols named as in the derivation; placeholders stand for
+blocks of buffers (``Ref``) and are printed by each backend in its own indexing.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+
+import sympy as sp
+
+from derive import Derivation
+from derive.linear import MatVec, MatVecT, Outer
+
+MAX_LAYOUT_SEARCH = 8  # stored adjoints up to which a contiguous column order is searched for
+
+
+@dataclass(frozen=True)
+class Product:
+    """``matrix @ vector``, a term of the affine equation ``target``."""
+
+    matrix: str
+    vector: str
+    target: str
+    rows: str  # size name of the result
+
+
+@dataclass(frozen=True)
+class ProductGroup:
+    """Products sharing one vector, computed as one GEMM with the packed matrix."""
+
+    vector: str
+    products: tuple[Product, ...]
+    hoisted: bool              # vector is an input: one GEMM over T*N rows before the loop
+    cols: str                  # size name of the vector
+
+    @property
+    def packed(self) -> str:
+        return f"packed_{self.vector}"
+
+    @property
+    def proj(self) -> str:
+        """Buffer holding the products' results: (T, N, R) when hoisted, else (N, R)."""
+        return f"proj_{self.vector}"
+
+    @property
+    def linear(self) -> str:
+        """Name of ``sum_k W_k^T da_k``: this group's part of the adjoint of the vector."""
+        return f"d{self.vector}_linear"
+
+    @property
+    def matrices(self) -> tuple[str, ...]:
+        return tuple(p.matrix for p in self.products)
+
+
+@dataclass(frozen=True)
+class Ref:
+    """A block of ``size`` columns starting at ``offset`` in ``buffer``."""
+
+    buffer: str
+    offset: sp.Expr
+    size: str
+    per_step: bool             # the buffer has a leading time axis
+
+
+@dataclass(frozen=True)
+class Stmt:
+    """``target = expr`` elementwise over (N, size); stored to ``stores`` if the value outlives it.
+
+    ``accumulate`` marks a parameter gradient summed over the batch (and time) into ``target``.
+    """
+
+    target: str
+    expr: sp.Expr
+    size: str
+    tag: str
+    note: str
+    stores: tuple[str, ...] = ()   # array locations, see Plan.locations
+    accumulate: bool = False
+
+
+@dataclass(frozen=True)
+class GroupProduct:
+    """The per-step GEMM of a non-hoisted group: forward ``proj = v @ packed.T`` or backward
+    ``d<v>_linear = dpre[t, :, block] @ packed``."""
+
+    group: ProductGroup
+    tag: str
+    note: str
+
+
+@dataclass(frozen=True)
+class Segment:
+    """Statements fused into one loop over (N, size); ``loads`` are read from arrays first."""
+
+    size: str
+    stmts: tuple[Stmt, ...]
+    loads: tuple[str, ...]
+
+
+@dataclass
+class Plan:
+    derivation: Derivation
+    groups: tuple[ProductGroup, ...]
+    dpre: tuple[str, ...]                    # targets whose adjoints are stored, in column order
+    forward_steps: list                      # Segment | GroupProduct
+    backward_steps: list
+    refs: dict[str, Ref]                     # placeholder symbol name -> buffer block
+    locations: dict[str, str] = field(default_factory=dict)   # value -> kind of array holding it
+    saved_seq: tuple[str, ...] = ()          # intermediates stored per step for the backward
+    output_seq: tuple[str, ...] = ()         # outputs that are not states, stored per step
+    scratch_forward: tuple[tuple[str, str], ...] = ()   # (name, size) crossing segments
+    scratch_backward: tuple[tuple[str, str], ...] = ()
+    hoisted_bias: dict[str, tuple[str, ...]] = field(default_factory=dict)  # target -> biases
+    param_grads: dict[str, list] = field(default_factory=dict)   # param -> how its grad is formed
+    input_linear: dict[str, ProductGroup] = field(default_factory=dict)  # input -> hoisted group
+    input_loop: tuple[str, ...] = ()         # inputs with an elementwise gradient part
+    sizes: dict[str, tuple[str, int, str]] = field(default_factory=dict)
+
+    @property
+    def cell(self):
+        return self.derivation.cell
+
+    def group(self, vector: str) -> ProductGroup:
+        return next(g for g in self.groups if g.vector == vector)
+
+    def dpre_block(self, group: ProductGroup) -> tuple[sp.Expr, sp.Expr] | None:
+        """(start, stop) columns of the group in the dpre buffer, None if not contiguous."""
+        idx = [self.dpre.index(p.target) for p in group.products]
+        if idx != list(range(idx[0], idx[0] + len(idx))):
+            return None
+        return self.dpre_offset(idx[0]), self.dpre_offset(idx[-1] + 1)
+
+    def dpre_offset(self, k: int) -> sp.Expr:
+        q = self.derivation.quantities
+        return sp.Add(*(sp.Symbol(q[name].shape[0]) for name in self.dpre[:k]))
+
+    def group_offset(self, group: ProductGroup, k: int) -> sp.Expr:
+        return sp.Add(*(sp.Symbol(p.rows) for p in group.products[:k]))
+
+    def width(self, names) -> sp.Expr:
+        q = self.derivation.quantities
+        return sp.Add(*(sp.Symbol(q[n].shape[0]) for n in names))
+
+
+def _products(d: Derivation) -> list[Product]:
+    return [Product(m.matrix.name, m.vector.name, eq.lhs, d.quantities[m.matrix.name].shape[0])
+            for eq in d.forward for m in sp.Add.make_args(eq.rhs) if isinstance(m, MatVec)]
+
+
+def _groups(d: Derivation) -> tuple[ProductGroup, ...]:
+    products = _products(d)
+    vectors = list(dict.fromkeys(p.vector for p in products))
+    groups = []
+    for v in vectors:
+        members = tuple(p for p in products if p.vector == v)
+        targets = [p.target for p in members]
+        if len(set(targets)) != len(targets):
+            raise NotImplementedError(f"two products with vector {v} in one equation")
+        hoisted = d.quantities[v].role == "input"
+        groups.append(ProductGroup(v, members, hoisted, d.quantities[v].shape[0]))
+    # hoisted groups first: their GEMM runs before the loop
+    return tuple(sorted(groups, key=lambda g: not g.hoisted))
+
+
+def _dpre_order(d: Derivation, groups) -> tuple[str, ...]:
+    """Order the stored adjoints so that every group's targets are contiguous, if possible,
+    keeping each group's own order (so packed matrices and dpre blocks agree)."""
+    first = list(dict.fromkeys(p.target for g in groups for p in g.products))
+    if len(first) > MAX_LAYOUT_SEARCH:
+        return tuple(first)
+    forward_order = [eq.lhs for eq in d.forward]
+    candidates = sorted(itertools.permutations(first),
+                        key=lambda perm: [forward_order.index(n) for n in perm])
+    for perm in candidates:
+        if all(_contiguous(perm, [p.target for p in g.products]) for g in groups):
+            return perm
+    return tuple(first)
+
+
+def _contiguous(order, members) -> bool:
+    idx = sorted(order.index(m) for m in members)
+    return idx == list(range(idx[0], idx[0] + len(idx)))
+
+
+def _reorder_groups(groups, dpre):
+    """Sort each group's products by their column in dpre, so block k of the packed matrix is
+    block k of the group's dpre columns."""
+    return tuple(ProductGroup(g.vector, tuple(sorted(g.products, key=lambda p: dpre.index(p.target))),
+                              g.hoisted, g.cols) for g in groups)
+
+
+def lower(d: Derivation) -> Plan:
+    cell = d.cell
+    q = d.quantities
+    groups = _groups(d)
+    dpre = _dpre_order(d, groups)
+    groups = _reorder_groups(groups, dpre)
+    plan = Plan(d, groups, dpre, [], [], {})
+
+    # -- where values live ------------------------------------------------------------------
+    states = set(cell.states)
+    prev = {f"{s}_prev": s for s in cell.states}
+    saved_seq = tuple(eq.lhs for eq in d.forward if eq.lhs not in states and eq.lhs in d.saved)
+    output_seq = tuple(o for o in cell.outputs if o not in states)
+    plan.saved_seq = tuple(n for n in saved_seq if n not in output_seq)
+    plan.output_seq = output_seq
+    loc = plan.locations
+    for s in cell.states:
+        loc[s] = "state"
+        loc[f"{s}_prev"] = "prev_state"
+        loc[d.carried[s]] = "carried"
+        loc[f"d{s}_prev"] = "carried_out"
+    for name in (*plan.saved_seq, *output_seq):
+        loc[name] = "seq"
+    for name in cell.inputs:
+        loc[name] = "input"
+    for out, up in d.upstream.items():
+        loc[up] = "upstream"
+    for p in cell.params:
+        loc[p] = "param"
+    for name in dpre:
+        loc["d" + name] = "dpre"
+    for name in cell.inputs:
+        loc["d" + name] = "input_grad"
+
+    # -- sizes: where each is read at run time -----------------------------------------------
+    for name in (*cell.inputs, *cell.params):
+        for axis, size in enumerate(q[name].shape):
+            if size not in plan.sizes:
+                plan.sizes[size] = (name, axis + (2 if name in cell.inputs else 0), q[name].role)
+    missing = set(cell.sizes) - set(plan.sizes)
+    if missing:
+        raise NotImplementedError(f"sizes {sorted(missing)} are not the shape of any input or parameter")
+
+    _lower_forward(plan)
+    _lower_backward(plan)
+    return plan
+
+
+def _placeholder(plan: Plan, ref: Ref, label: str) -> sp.Symbol:
+    name = f"_ref_{ref.buffer}_{label}"
+    plan.refs[name] = ref
+    return sp.Symbol(name)
+
+
+def _lower_forward(plan: Plan) -> None:
+    d, q, cell = plan.derivation, plan.derivation.quantities, plan.derivation.cell
+    by_target = {(p.target, g.vector): (g, k) for g in plan.groups for k, p in enumerate(g.products)}
+    hoisted_targets = {p.target for g in plan.groups if g.hoisted for p in g.products}
+    pending = [g for g in plan.groups if not g.hoisted]
+    defined = set(cell.inputs) | {f"{s}_prev" for s in cell.states} | set(cell.params)
+    items: list = []
+    for eq in d.forward:
+        rhs = eq.rhs
+        products = sorted(rhs.atoms(MatVec), key=sp.default_sort_key)
+        for g in list(pending):
+            if any(m.vector.name == g.vector for m in products):
+                assert g.vector in defined, f"{g.vector} used before it is computed"
+                items.append(GroupProduct(g, eq.tag, f"[{'; '.join(g.matrices)}] @ {g.vector}"
+                                          + (" as one packed product" if len(g.products) > 1 else "")))
+                pending.remove(g)
+        terms = []
+        for term in sp.Add.make_args(rhs):
+            if isinstance(term, MatVec):
+                g, k = by_target[(eq.lhs, term.vector.name)]
+                ref = Ref(g.proj, plan.group_offset(g, k), q[eq.lhs].shape[0], g.hoisted)
+                terms.append(_placeholder(plan, ref, eq.lhs))
+            elif eq.lhs in hoisted_targets and isinstance(term, sp.Symbol) and term.name in cell.params \
+                    and not q[term.name].is_matrix:
+                plan.hoisted_bias.setdefault(eq.lhs, ())
+                plan.hoisted_bias[eq.lhs] += (term.name,)
+            else:
+                terms.append(term)
+        stores = ()
+        loc = plan.locations.get(eq.lhs)
+        if loc in ("state", "seq"):
+            stores = (eq.lhs,)
+        note = _forward_note(eq, plan)
+        items.append(Stmt(eq.lhs, sp.Add(*terms), q[eq.lhs].shape[0], eq.tag, note, stores))
+        defined.add(eq.lhs)
+    plan.forward_steps, plan.scratch_forward = _segments(plan, items, forward=True)
+
+
+def _forward_note(eq, plan) -> str:
+    """The spec's own comment on the line the equation comes from (``# forget gate``)."""
+    lines = plan.cell.source_text.splitlines()
+    raw = lines[eq.line - 1] if eq.line and eq.line <= len(lines) else ""
+    comment = raw.split("#", 1)[1].strip() if "#" in raw else ""
+    if eq.introduced:
+        return f"pre-activation of {eq.source.split('=', 1)[0].strip()}"
+    return comment
+
+
+def _lower_backward(plan: Plan) -> None:
+    d, q, cell = plan.derivation, plan.derivation.quantities, plan.derivation.cell
+    vector_group = {g.vector: g for g in plan.groups}
+    dpre_targets = {"d" + t for t in plan.dpre}
+    items: list = []
+    input_loop = []
+    for eq in d.backward:
+        if eq.role == "param":
+            plan.param_grads[eq.of] = _param_grad(plan, eq)
+            if any(r[0] == "loop" for r in plan.param_grads[eq.of]):
+                items.append(Stmt("d" + eq.of, plan.param_grads[eq.of][-1][1], q[eq.of].shape[0],
+                                  eq.tag, f"gradient of {eq.of}, summed over the batch", (),
+                                  accumulate=True))
+            continue
+        linear = [t for t in sp.Add.make_args(eq.expr) if isinstance(t, MatVecT)]
+        rest = [t for t in sp.Add.make_args(eq.expr) if not isinstance(t, MatVecT)]
+        terms = list(rest)
+        if linear:
+            g = vector_group[eq.of]
+            assert {t.matrix.name for t in linear} == set(g.matrices)
+            if g.hoisted:
+                plan.input_linear[eq.of] = g
+            else:
+                items.append(GroupProduct(g, eq.tag, f"[{'; '.join(g.matrices)}]ᵀ @ the adjoints of "
+                                          f"{', '.join(p.target for p in g.products)}"
+                                          + (" as one packed product" if len(g.products) > 1 else "")))
+                terms.append(sp.Symbol(g.linear))
+        if eq.role == "input":
+            if rest:
+                input_loop.append(eq.of)
+                items.append(Stmt(eq.target, sp.Add(*rest), q[eq.of].shape[0], eq.tag,
+                                  _backward_note(eq), (eq.target,)))
+            continue
+        stores = ()
+        if eq.target in dpre_targets:
+            stores = (eq.target,)
+        elif eq.role == "prev_state":
+            stores = (eq.target,)
+        items.append(Stmt(eq.target, sp.Add(*terms), q[eq.of].shape[0], eq.tag, _backward_note(eq),
+                          stores))
+    plan.input_loop = tuple(input_loop)
+    items = _cse(items)
+    plan.backward_steps, plan.scratch_backward = _segments(plan, items, forward=False)
+
+
+def _backward_note(eq) -> str:
+    if eq.is_fork:
+        return "fork sum: " + " + ".join(
+            {"loss": "loss", "next": "next step"}.get(b.source, f"via {b.consumer}") for b in eq.branches)
+    b = eq.branches[0] if eq.branches else None
+    if b is None:
+        return "no path to the loss"
+    if b.source == "loss":
+        return "upstream gradient"
+    if b.source == "next":
+        return "from step t+1"
+    return f"{b.rule} of {b.consumer} ({b.source})"
+
+
+def _param_grad(plan: Plan, eq) -> list:
+    """How a parameter's gradient is formed: ('gemm', group, k) rows of a group's weight
+    gradient, ('bias', target) a column sum of dpre, ('loop', expr) accumulated per step."""
+    parts, loop = [], []
+    dpre = set(plan.dpre)
+    for term in sp.Add.make_args(eq.expr):
+        if isinstance(term, Outer):
+            g = plan.group(term.right.name)
+            k = [p.target for p in g.products].index(term.left.name[1:])
+            assert g.products[k].matrix == eq.of
+            parts.append(("gemm", g, k))
+        elif isinstance(term, sp.Symbol) and term.name.startswith("d") and term.name[1:] in dpre:
+            parts.append(("bias", term.name[1:]))
+        else:
+            loop.append(term)
+    if loop:
+        parts.append(("loop", sp.Add(*loop)))
+    return parts
+
+
+def _cse(items: list) -> list:
+    """Common subexpressions of the elementwise backward statements that call a function
+    (``tanh(c)``), each defined right before its first use (its operands are defined there: it is
+    part of that statement). Cheaper shared terms stay inline, where a reader expects them."""
+    stmts = [it for it in items if isinstance(it, Stmt)]
+    temps, reduced = sp.cse([s.expr for s in stmts], symbols=sp.numbered_symbols("tmp"), order="none")
+    keep = {}
+    inline = {}
+    for sym, expr in temps:
+        expr = expr.xreplace(inline)
+        if expr.atoms(sp.Function):
+            keep[sym] = sp.Symbol(_temp_name(expr, sym))
+            inline[sym] = keep[sym]
+            keep[keep[sym]] = expr
+            del keep[sym]
+        else:
+            inline[sym] = expr
+    temp_defs = keep
+    if not temp_defs:
+        return items
+    new_exprs = {id(s): e.xreplace(inline) for s, e in zip(stmts, reduced)}
+    out, placed = [], set()
+    for it in items:
+        if isinstance(it, Stmt):
+            expr = new_exprs[id(it)]
+            for sym in _temps_needed(expr, temp_defs, placed):
+                placed.add(sym)
+                out.append(Stmt(sym.name, temp_defs[sym], it.size, "", "common subexpression"))
+            it = Stmt(it.target, expr, it.size, it.tag, it.note, it.stores, it.accumulate)
+        out.append(it)
+    return out
+
+
+def _temp_name(expr, sym) -> str:
+    """``tanh(c)`` -> ``tanh_c``; anything else keeps its numbered name."""
+    if isinstance(expr, sp.Function) and len(expr.args) == 1 and isinstance(expr.args[0], sp.Symbol):
+        return f"{type(expr).__name__}_{expr.args[0].name}"
+    return sym.name
+
+
+def _temps_needed(expr, temp_defs, placed):
+    needed = []
+    for sym in sorted(expr.free_symbols & set(temp_defs), key=lambda s: s.name):
+        if sym in placed or sym in needed:
+            continue
+        for inner in _temps_needed(temp_defs[sym], temp_defs, placed | set(needed)):
+            if inner not in needed:
+                needed.append(inner)
+        needed.append(sym)
+    return needed
+
+
+def _segments(plan: Plan, items: list, forward: bool):
+    """Cut the step at each product and at each change of vector size; find what each segment
+    loads and which values cross a cut (scratch arrays)."""
+    linear_names = {g.linear for g in plan.groups}
+    chunks: list = []
+    for it in items:
+        if isinstance(it, GroupProduct):
+            chunks.append(it)
+        elif chunks and isinstance(chunks[-1], list) and chunks[-1][0].size == it.size:
+            chunks[-1].append(it)
+        else:
+            chunks.append([it])
+    defined_in: dict[str, int] = {}
+    size_of: dict[str, str] = {}
+    for k, ch in enumerate(chunks):
+        if isinstance(ch, list):
+            for s in ch:
+                defined_in[s.target] = k
+                size_of[s.target] = s.size
+        elif not forward:
+            defined_in[ch.group.linear] = k
+    scratch: dict[str, str] = {}
+    steps = []
+    for k, ch in enumerate(chunks):
+        if not isinstance(ch, list):
+            steps.append(ch)
+            continue
+        local: set[str] = set()
+        loads: list[str] = []
+        for s in ch:
+            for sym in sorted(s.expr.free_symbols, key=lambda x: x.name):
+                n = sym.name
+                if n in local or n in loads or n in plan.refs:
+                    continue
+                if n in defined_in and n not in plan.locations and n not in linear_names:
+                    scratch[n] = size_of[n]
+                loads.append(n)
+            local.add(s.target)
+        steps.append(Segment(ch[0].size, tuple(ch), tuple(loads)))
+    # a value defined in one segment and loaded by a later one must be stored to its scratch
+    steps = [Segment(st.size, tuple(Stmt(s.target, s.expr, s.size, s.tag, s.note,
+                                         s.stores + ((s.target,) if s.target in scratch else ()),
+                                         s.accumulate) for s in st.stmts), st.loads)
+             if isinstance(st, Segment) else st for st in steps]
+    return steps, tuple(scratch.items())
