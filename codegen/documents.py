@@ -115,7 +115,7 @@ class _Builder:
         self.n = notation
         self.table = notation.latex_table(d)
         self.names = {sp.Symbol(k): v for k, v in self.table.items()}
-        self.product = r"\odot"
+        self.product = notation.product
         self.printer = CellLatexPrinter(self.names, self.product)
         self.batch = BatchLatexPrinter(self.names, self.product)
         self.command = command or _default_command(d, notation)
@@ -134,6 +134,10 @@ class _Builder:
 
     def loss(self, step: str = "t") -> str:
         return self.n.loss_at(step)
+
+    def adjoint_of(self, latex: str) -> str:
+        """The notation's adjoint sign applied to a composite symbol (a stacked matrix)."""
+        return self.n.adjoint.replace("#", latex)
 
     def partial(self, num: str, den: str) -> str:
         return rf"\frac{{\partial {num}}}{{\partial {den}}}"
@@ -165,6 +169,9 @@ class _Builder:
         sections = [self.notation_section(), self.forward_section(), self.forks_section(),
                     self.steps_section(), self.backward_section(), self.batch_section(),
                     self.time_section(), self.truncation_section()]
+        concatenated = self.concatenated_section()
+        if concatenated:
+            sections.insert(6, concatenated)
         return Document(title=f"BPTT derivation: the {cell.name} cell", header=header,
                         abstract=abstract, sections=tuple(sections))
 
@@ -176,7 +183,7 @@ class _Builder:
             rich("Sizes: ", sizes, ". Time steps run ", Math(r"t = 1, \dots, T"), "; the loss is ",
                  Math(rf"{self.n.loss} = \sum_{{t=1}}^{{T}} {t}"), ", where ", Math(t),
                  " depends on the outputs of step t. Products of two vectors are elementwise (",
-                 Math(r"\odot"), "); a matrix times a vector is the usual product."),
+                 Math(self.product), "); a matrix times a vector is the usual product."),
         ]
         header = Row((rich("symbol"), rich("meaning"), rich("shape")))
         rows = [header]
@@ -212,11 +219,11 @@ class _Builder:
         if q.role == "input":
             return rich(comment or "input at step t")
         if q.role == "state":
-            return rich((comment + ", " if comment else "") + "state at step t")
+            return rich((comment or "state") + "; carried to step t+1")
         if q.role == "prev_state":
             state = name.removesuffix("_prev")
-            return rich("the state ", Math(self.sym(state)), " of the previous step; at t = 1 the "
-                        "initial state ", Math(self.n.timed(state, "0")))
+            return rich(Math(self.sym(state)), " one step earlier; at t = 1 the initial state ",
+                        Math(self.n.timed(state, "0")))
         if q.role == "param":
             users = [eq for eq in d.forward if sp.Symbol(name) in eq.rhs.free_symbols
                      or any(m.matrix == sp.Symbol(name) for m in eq.rhs.atoms(MatVec))]
@@ -313,8 +320,8 @@ class _Builder:
         para = rich("The reverse sweep visits the forward equations last to first. Each adjoint is "
                     "the sum over the consumers of its quantity of (consumer's adjoint) times "
                     "(local derivative); for a matrix product ", Math(r"m = W v"),
-                    " the rules are the transposes ", Math(r"\delta v \mathrel{+}= W^{\top} \delta m"),
-                    " and ", Math(r"\delta W \mathrel{+}= \delta m\, v^{\top}"),
+                    " the rules are the transposes ", Math(rf"{self.adjoint_of('v')} \mathrel{{+}}= W^{{\top}} {self.adjoint_of('m')}"),
+                    " and ", Math(rf"{self.adjoint_of('W')} \mathrel{{+}}= {self.adjoint_of('m')}\, v^{{\top}}"),
                     ". Derivatives are written in saved forward values: ",
                     Math(r"\sigma' = \sigma (1 - \sigma)"), ", ", Math(r"\tanh' = 1 - \tanh^2"), ".")
         return Section("Backward pass, step by step", paragraphs=(para,), steps=tuple(steps))
@@ -400,17 +407,56 @@ class _Builder:
             big_da = r"\begin{bmatrix} " + " & ".join(self.sym("d" + a) for a, _ in members) \
                 + r" \end{bmatrix}"
             v = self.sym(vector)
+            big = rf"\mathcal{{W}}_{{{self.n.symbol(vector.removesuffix('_prev'))}}}"
             dv_terms = " + ".join(self.pb(MatVecT(w, sp.Symbol("d" + a))) for a, w in members)
             lines = (
-                rf"\mathcal{{W}}_{{{v}}} &= {big_w} && ({stacked_rows}, {cols})",
-                rf"{big_a} &= {v}\, \mathcal{{W}}_{{{v}}}^{{\top}} + \dots && (N, {stacked_rows})",
-                rf"{dv_terms} &= {big_da}\, \mathcal{{W}}_{{{v}}} && (N, {cols}) = (N, {stacked_rows})\,({stacked_rows}, {cols})",
-                rf"\delta \mathcal{{W}}_{{{v}}} &\mathrel{{+}}= {big_da}^{{\top}} {v} && ({stacked_rows}, {cols}) = ({stacked_rows}, N)\,(N, {cols})",
+                rf"{big} &= {big_w} && ({stacked_rows}, {cols})",
+                rf"{big_a} &= {v}\, {big}^{{\top}} + \dots && (N, {stacked_rows})",
+                rf"{dv_terms} &= {big_da}\, {big} && (N, {cols}) = (N, {stacked_rows})\,({stacked_rows}, {cols})",
+                rf"{self.adjoint_of(big)} &\mathrel{{+}}= {big_da}^{{\top}} {v} && ({stacked_rows}, {cols}) = ({stacked_rows}, N)\,(N, {cols})",
             )
             title = rich("The products with ", Math(v), ": ",
                          ", ".join(f"({d.forward_eq(a).tag})" for a, _ in members))
             blocks.append(Step(vector, title, (), Equation(lines)))
         return blocks
+
+    def concatenated_section(self) -> Section | None:
+        """Seed 000 / 004 style: one matrix per pre-activation acting on [h_prev; x]."""
+        d = self.d
+        steps = []
+        for eq in d.forward:
+            products = sorted((t for t in sp.Add.make_args(eq.rhs) if isinstance(t, MatVec)),
+                              key=lambda m: (d.quantities[m.vector.name].role != "prev_state",
+                                             m.matrix.name))
+            if len(products) < 2:
+                continue
+            rest = eq.rhs - sp.Add(*products)
+            row = r"\begin{bmatrix} " + " & ".join(self.sym(m.matrix.name) for m in products) \
+                + r" \end{bmatrix}"
+            column = r"\begin{bmatrix} " + r" \\ ".join(self.sym(m.vector.name) for m in products) \
+                + r" \end{bmatrix}"
+            pieces = r"\begin{bmatrix} " + r" \\ ".join(
+                self.p(MatVecT(m.matrix, sp.Symbol("d" + eq.lhs))) for m in products) + r" \end{bmatrix}"
+            rows = d.quantities[eq.lhs].shape[0]
+            cols = " + ".join(d.quantities[m.vector.name].shape[0] for m in products)
+            adj = self.sym("d" + eq.lhs)
+            tail = f" + {self.p(rest)}" if rest != 0 else ""
+            lines = (
+                rf"{self.sym(eq.lhs)} &= {row} {column}{tail} && {row}: ({rows}, {cols})",
+                rf"{self.adjoint_of(row)} &\mathrel{{+}}= {adj} {column}^{{\top}}",
+                rf"{pieces} &= {row}^{{\top}} {adj}",
+            )
+            title = rich(f"({eq.tag}) ", Math(self.sym(eq.lhs)))
+            steps.append(Step(eq.tag, title, (), Equation(lines)))
+        if not steps:
+            return None
+        para = rich("Writing the operands of a pre-activation one under the other gives the "
+                    "single-matrix form many texts use, such as ", Math(r"W_f [h_{t-1}, x_t]"),
+                    " or Coursera's ", Math(r"W_f [a^{\langle t-1 \rangle}; x^{\langle t \rangle}]"),
+                    ". The last row of each block lists the branches "
+                    "that block sends to the adjoints of its operands (one term of each fork sum "
+                    "above).")
+        return Section("Concatenated operands", paragraphs=(para,), steps=tuple(steps))
 
     def time_section(self) -> Section:
         d, cell = self.d, self.d.cell

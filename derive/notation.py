@@ -116,7 +116,7 @@ def parse_notation(text: str, path: str = "<notation>") -> "Notation":
         return value
 
     known_meta = {"name", "description", "time", "cells", "auto", "adjoint", "upstream", "carried",
-                  "loss"}
+                  "loss", "product"}
     extra = set(meta) - known_meta
     if extra:
         key = sorted(extra)[0]
@@ -136,6 +136,8 @@ def parse_notation(text: str, path: str = "<notation>") -> "Notation":
         raise NotationError("auto must be true or false", path=path, line=line_of("auto", "notation"))
     loss = text_field("loss", "E")
     _check_latex(loss, "[notation] loss", path, line_of("loss", "notation"))
+    product = text_field("product", r"\odot")
+    _check_latex(product, "[notation] product", path, line_of("product", "notation"))
 
     seen: dict[str, str] = {}
     for key, value in symbols.items():
@@ -156,7 +158,7 @@ def parse_notation(text: str, path: str = "<notation>") -> "Notation":
                     adjoint=text_field("adjoint", r"\delta #", template=True),
                     upstream=text_field("upstream", r"\hat{\delta} #", template=True),
                     carried=text_field("carried", r"\bar{\delta} #", template=True),
-                    loss=loss, symbols=dict(symbols), path=path)
+                    loss=loss, product=product, symbols=dict(symbols), path=path)
 
 
 @dataclass(frozen=True)
@@ -172,6 +174,7 @@ class Notation:
     upstream: str
     carried: str
     loss: str
+    product: str            # the elementwise product sign: \odot, or * as seed 000 writes it
     symbols: dict[str, str]
     path: str = field(default="<notation>", compare=False)
 
@@ -292,6 +295,9 @@ def _with_subscript(symbol: str, step: str) -> str:
     m = re.fullmatch(r"(.*)_\{([^{}]*)\}", symbol) or re.fullmatch(r"(.*)_([A-Za-z0-9])", symbol)
     if m and m.group(1) and _balanced(m.group(1)):
         return rf"{m.group(1)}_{{{m.group(2)},{step}}}"
+    sup = re.fullmatch(r"([^_^]+)(\^\{.*\})", symbol)
+    if sup and _balanced(sup.group(1)) and _balanced(sup.group(2)):
+        return rf"{sup.group(1)}_{{{step}}}{sup.group(2)}"      # dh^{out} -> dh_{t}^{out}
     if "_" in symbol or "^" in symbol:
         return rf"{{{symbol}}}_{{{step}}}"
     return rf"{symbol}_{{{step}}}"
