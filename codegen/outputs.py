@@ -10,6 +10,7 @@ import importlib
 
 PROVIDERS = (
     "codegen.kernel_outputs",
+    "codegen.documents",
 )
 
 
