@@ -1,0 +1,263 @@
+"""Why a formula that does not hold is wrong, when one of the usual slips explains it exactly.
+
+Each diagnosis is a hypothesis tested numerically on the same random runs as the verdict: the
+formula's values must equal, at every step and every draw, those of a *variant* of the correct
+computation. The variants are the mistakes the documents make:
+
+* ``truncated``: the gradient of k-step truncated BPTT (the recurrent path dropped);
+* ``missing branch``: one branch of a fork sum left out (dc without dc_next, dh_prev without
+  one gate);
+* ``sigma' as sigma`` / ``sigma' as 1-sigma`` / ``tanh' as 1-tanh``: a derivative written wrong;
+* ``sign flip``: the whole result or one branch negated;
+* ``wrong factor``: one symbol where another quantity is needed (di where i is needed);
+* ``block order``: a concatenated gradient [dU | dW] written with its blocks swapped;
+* ``missing sum``: a whole-sequence gradient written as one step's term (found by ``check``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import sympy as sp
+
+from derive.functions import sigmoid
+
+from .compare import agree
+from .nodes import HCat, SumT
+from .sequence import (Evaluator, OutOfRange, ShapeMismatch, StepFree, restep, simulate,
+                       split_symbol, truncated_totals)
+
+
+@dataclass(frozen=True)
+class Diagnosis:
+    kind: str
+    text: str
+
+
+class _Values:
+    """The formula's right side evaluated once per run and step, for comparison with variants."""
+
+    def __init__(self, rhs, runs, whole: bool, at_last: bool, scalar: bool):
+        self.runs, self.whole, self.at_last, self.scalar = runs, whole, at_last, scalar
+        self.rhs = rhs
+        self.values = [self.evaluate(Evaluator(run), rhs, run) for run in runs]
+
+    def steps(self, run):
+        if self.whole:
+            return [None]
+        return [run.T - 1] if self.at_last else list(range(run.T))
+
+    def evaluate(self, ev, expr, run):
+        out = {}
+        for t in self.steps(run):
+            try:
+                out[t] = ev.at(expr, t)
+            except OutOfRange:
+                continue
+        return out
+
+    def matches(self, make_evaluator, lhs) -> bool:
+        """True when ``lhs`` on the variant evaluators equals the formula at every checked point."""
+        seen = False
+        for run, values in zip(self.runs, self.values):
+            ev = make_evaluator(run)
+            if ev is None:
+                return False
+            for t, got in values.items():
+                try:
+                    expected = ev.at(lhs, t)
+                except OutOfRange:
+                    continue
+                except (ShapeMismatch, StepFree):
+                    return False
+                if not agree(expected, got, self.scalar):
+                    return False
+                seen = True
+        return seen
+
+    def matches_rhs(self, rhs, lhs) -> bool:
+        seen = False
+        for run in self.runs:
+            ev = Evaluator(run)
+            for t in self.steps(run):
+                try:
+                    got = ev.at(rhs, t)
+                    expected = ev.at(lhs, t)
+                except OutOfRange:
+                    continue
+                except (ShapeMismatch, StepFree, ValueError):
+                    return False
+                if not agree(expected, got, self.scalar):
+                    return False
+                seen = True
+        return seen
+
+
+def diagnose(ctx, lhs, rhs, runs, *, whole: bool, at_last: bool, scalar: bool) -> list[Diagnosis]:
+    d = ctx.d
+    try:
+        values = _Values(rhs, runs, whole, at_last, scalar)
+    except (ShapeMismatch, StepFree, ValueError):
+        return []
+    if values.matches(lambda run: Evaluator(run), -lhs):
+        return [Diagnosis("sign flip", "the right side is the negative of the correct gradient")]
+
+    found = _truncation(values, lhs, whole)
+    if found:
+        return [found]
+    found = _block_order(values, lhs)
+    if found:
+        return [found]
+
+    needed = _adjoints_needed(d, lhs)
+    for kind, text, backward in _variants(d, needed):
+        variant_runs = {}
+
+        def make(run, backward=backward):
+            """Whole-sequence: the slip made at every step; per step: at step t only."""
+            key = run.seed
+            if key not in variant_runs:
+                variant_runs[key] = (simulate(d, seed=run.seed, T=run.T, N=run.N, scalar=scalar,
+                                              backward=backward).steps if whole
+                                     else restep(run, backward))
+            return Evaluator(run, steps=variant_runs[key])
+
+        if values.matches(make, lhs):
+            return [Diagnosis(kind, text)]
+
+    found = _wrong_factor(ctx, values, lhs, rhs)
+    return [found] if found else []
+
+
+def _truncation(values: _Values, lhs, whole: bool) -> Diagnosis | None:
+    run0 = values.runs[0]
+    if whole:
+        for k in range(1, run0.T):
+            totals = {run.seed: truncated_totals(run, k) for run in values.runs}
+            if values.matches(lambda run: Evaluator(run, totals=totals[run.seed]), lhs):
+                return Diagnosis("truncated", f"it is the gradient of {k}-step truncated BPTT: "
+                                 f"each loss is propagated back {k} step(s) only, the recurrent "
+                                 f"path through earlier steps is dropped")
+        return None
+
+    def k1(run):
+        return Evaluator(run, steps={"full": run.steps["k1"], "k1": run.steps["k1"]})
+
+    if values.matches(k1, lhs):
+        return Diagnosis("truncated", "it is the gradient of 1-step truncated BPTT: the adjoints "
+                         "carried back from step t+1 are dropped (the recurrent path)")
+    return None
+
+
+def _block_order(values: _Values, lhs) -> Diagnosis | None:
+    inner = lhs.args[0] if isinstance(lhs, SumT) else lhs
+    if isinstance(inner, HCat) and len(inner.args) > 1:
+        swapped = HCat(*reversed(inner.args))
+        swapped = SumT(swapped) if isinstance(lhs, SumT) else swapped
+        if values.matches(lambda run: Evaluator(run), swapped):
+            return Diagnosis("block order", "the blocks of the concatenated gradient are in the "
+                             "wrong order: the forward pass multiplies [" +
+                             ", ".join(str(a)[1:] for a in inner.args) + "]")
+    return None
+
+
+def _adjoints_needed(d, lhs) -> set[str]:
+    """Backward targets the left side's value depends on (transitively)."""
+    exprs = {eq.target: eq.expr for eq in d.backward}
+    todo = [split_symbol(s.name)[0] for s in lhs.free_symbols]
+    seen: set[str] = set()
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        if name in exprs:
+            todo.extend(s.name for s in exprs[name].free_symbols)
+        elif name.endswith("_next"):
+            todo.append(name[:-5] + "_prev")
+    return seen
+
+
+def _describe(branch, carried, upstream) -> str:
+    if branch.source == "next":
+        return f"from step t+1 ({branch.expr})"
+    if branch.source == "loss":
+        return f"from the loss at step t ({branch.expr})"
+    return f"through {branch.consumer} ({branch.source})"
+
+
+def _variants(d, needed: set[str]):
+    """(kind, text, backward list) for every single slip in an equation the result depends on."""
+    base = [(eq.target, eq.expr) for eq in d.backward]
+    sig = {sp.Symbol(eq.lhs) for eq in d.forward if isinstance(eq.rhs, sigmoid)}
+    tanh_vals = {sp.Symbol(eq.lhs) for eq in d.forward if isinstance(eq.rhs, sp.tanh)}
+    tanh_vals |= {a for eq in d.backward for a in eq.expr.atoms(sp.tanh)}
+
+    def replaced(index, expr):
+        out = list(base)
+        out[index] = (out[index][0], expr)
+        return out
+
+    for index, eq in enumerate(d.backward):
+        if eq.target not in needed:
+            continue
+        if eq.is_fork:
+            for branch in eq.branches:
+                yield ("missing branch",
+                       f"the fork sum {eq.target} ({eq.tag}) misses its branch "
+                       f"{_describe(branch, d.carried, d.upstream)}",
+                       replaced(index, eq.expr - branch.expr))
+        for term_index, term in enumerate(sp.Add.make_args(eq.expr)):
+            factors = list(sp.Mul.make_args(term))
+            for q in sig:
+                if q in factors and (1 - q) in factors:
+                    for kind, drop in (("sigma' as sigma", 1 - q), ("sigma' as 1-sigma", q)):
+                        rest = list(factors)
+                        rest.remove(drop)
+                        new = eq.expr - term + sp.Mul(*rest)
+                        written = "σ" if drop == 1 - q else "(1 − σ)"
+                        yield (kind, f"σ′ written as {written} for {q} in {eq.target} ({eq.tag})",
+                               replaced(index, new))
+            for v in tanh_vals:
+                square = 1 - v ** 2
+                if square in factors:
+                    new = eq.expr - term + sp.Mul(*factors).xreplace({square: 1 - v})
+                    yield ("tanh' as 1-tanh", f"tanh′ written as 1 − tanh for {v} in {eq.target} "
+                           f"({eq.tag})", replaced(index, new))
+        if eq.is_fork:
+            for branch in eq.branches:
+                yield ("sign flip", f"the branch {_describe(branch, d.carried, d.upstream)} of "
+                       f"{eq.target} ({eq.tag}) has the wrong sign",
+                       replaced(index, eq.expr - 2 * branch.expr))
+        else:
+            yield ("sign flip", f"{eq.target} ({eq.tag}) has the wrong sign",
+                   replaced(index, -eq.expr))
+
+
+def _wrong_factor(ctx, values: _Values, lhs, rhs) -> Diagnosis | None:
+    """One symbol of the right side replaced by another quantity makes it hold."""
+    names = sorted(ctx.names)
+    for sym in sorted(rhs.free_symbols, key=lambda s: s.name):
+        base, variant, shift = split_symbol(sym.name)
+        related = []
+        if base.startswith("d") and base[1:] in ctx.d.quantities:
+            related.append(base[1:])
+        if "d" + base in ctx.names:
+            related.append("d" + base)
+        for suffix in ("_prev", "_next", "_out"):
+            if base.endswith(suffix):
+                related.append(base[: -len(suffix)])
+            elif base + suffix in ctx.names:
+                related.append(base + suffix)
+        others = [n for n in names if n not in related and n != base]
+        for candidate in [*related, *others]:
+            if ctx.is_matrix(candidate) != ctx.is_matrix(base):
+                continue
+            new_name = candidate + ("" if variant == "full" else f"#{variant}") + \
+                (f"@{shift:+d}" if shift else "")
+            new_rhs = rhs.xreplace({sym: sp.Symbol(new_name)})
+            if new_rhs == rhs:
+                continue
+            if values.matches_rhs(new_rhs, lhs):
+                return Diagnosis("wrong factor", f"{base} is used where {candidate} is needed")
+    return None

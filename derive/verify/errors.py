@@ -1,0 +1,25 @@
+"""The one error a formula the verifier cannot read raises: it says what and where."""
+
+from __future__ import annotations
+
+
+class VerifyError(ValueError):
+    """Unreadable input (formula, quantity, notation). ``str(err)`` is one line.
+
+    ``where`` is a short excerpt of the (normalized) formula with a caret-like marker ``⟪…⟫``
+    around the part that could not be read, so the user sees exactly what stopped the reader.
+    """
+
+    def __init__(self, problem: str, where: str | None = None):
+        self.problem = problem
+        self.where = where
+        super().__init__(problem if not where else f"{problem} at: {where}")
+
+
+def excerpt(text: str, start: int, end: int | None = None, width: int = 30) -> str:
+    """``…before⟪bad⟫after…`` around text[start:end]."""
+    end = start + 1 if end is None else max(end, start + 1)
+    left = max(0, start - width)
+    right = min(len(text), end + width)
+    return ("…" if left else "") + text[left:start] + "⟪" + text[start:end] + "⟫" + \
+        text[end:right] + ("…" if right < len(text) else "")

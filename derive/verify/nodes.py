@@ -1,0 +1,64 @@
+"""SymPy nodes a hand-written formula needs beyond the derivation's own.
+
+A formula may sum over time steps (``SumT``) or over the batch (``SumN``), stack vectors
+(``[h, x]``: ``VCat``) or matrices (a concatenated ``W_f`` acting on ``[h, x]``: ``HCat``),
+transpose a matrix (``MatTranspose``) or a vector (``Row``). They stay opaque to SymPy's calculus;
+``derive.verify.sequence`` gives them their numeric meaning and ``sympy.latex`` prints them.
+"""
+
+from __future__ import annotations
+
+import sympy as sp
+
+
+class SumT(sp.Function):
+    """Sum over all time steps of a per-step expression (a whole-sequence gradient)."""
+
+    nargs = 1
+
+    def _latex(self, printer, exp=None):
+        return rf"\sum_{{t}} {printer.parenthesize(self.args[0], 40)}"
+
+
+class SumN(sp.Function):
+    """Sum over the batch (``np.sum(..., axis=...)`` in the documents' code)."""
+
+    nargs = 1
+
+    def _latex(self, printer, exp=None):
+        return rf"\sum_{{n}} {printer.parenthesize(self.args[0], 40)}"
+
+
+class VCat(sp.Function):
+    """``[a, b]``: vectors stacked into one (features of ``a`` first)."""
+
+    def _latex(self, printer, exp=None):
+        return r"\left[" + ", ".join(printer._print(a) for a in self.args) + r"\right]"
+
+
+class HCat(sp.Function):
+    """``[A | B]``: matrices side by side, as one matrix acting on ``VCat`` of their operands."""
+
+    def _latex(self, printer, exp=None):
+        return r"\left[" + r" \mid ".join(printer._print(a) for a in self.args) + r"\right]"
+
+
+class MatTranspose(sp.Function):
+    """A matrix transposed."""
+
+    nargs = 1
+
+    def _latex(self, printer, exp=None):
+        return rf"{printer.parenthesize(self.args[0], 1000)}^{{\top}}"
+
+
+class Row(sp.Function):
+    """A vector written transposed (``v^T``): only meaningful as a factor of an outer product."""
+
+    nargs = 1
+
+    def _latex(self, printer, exp=None):
+        return rf"{printer.parenthesize(self.args[0], 1000)}^{{\top}}"
+
+
+FORMULA_NODES = (SumT, SumN, VCat, HCat, MatTranspose, Row)

@@ -1,0 +1,87 @@
+"""Rewrite the LaTeX people write into the small, regular form ``parse`` reads strictly.
+
+Each rewrite is one entry below, with the form it accepts. What is not rewritten here and not
+understood by the parser is an error there, never silently dropped. The rewrites only change
+*spelling*, never meaning:
+
+* math delimiters ``$``/``$$``, full-width CJK punctuation (（）， ＝ ＋ －) -> ASCII;
+* ``\\left``/``\\right``/``\\big`` sizing, spacing (``\\,``, ``\\!``, ``\\quad``, ``~``), ``\\therefore``,
+  ``\\bullet``, ``\\displaystyle``, fonts (``\\mathbf{c}``, ``\\mathsf``, ``\\boldsymbol``,
+  ``\\mathrm{X}``) -> removed, keeping their content;
+* ``\\mathrm{d}X`` (the adjoint ``dX``) -> ``\\diff X``;
+* time superscripts ``^{\\langle t-1\\rangle}``, ``^{<t>}``, ``^{\\lt t \\gt}`` -> ``@{t-1}``;
+* ``\\begin{array}{c} a \\\\ x \\end{array}`` (a stacked column) -> ``[a, x]``;
+* ``\\begin{aligned}``, ``&`` and ``\\\\`` of a derivation chain -> one line ``A = B = C``;
+* comments ``\\# eq 3`` and prose ``\\quad \\text{as ...}`` -> removed; ``\\text{prev}`` -> ``prev``;
+* ``\\overset{(N,H)}{X}`` shape notes and ``\\underline{X}`` -> ``X``;
+* ``\\times``, ``\\ast``, ``\\star`` -> ``*``; ``\\circ`` -> ``\\odot``; ``^{\\prime}`` -> ``'``;
+* ``tanh``/``sigmoid`` written without a backslash -> ``\\tanh``/``\\sigmoid``;
+* optionally (PDF extractions that turned ``_`` into ``-``, seed 002): ``c-t`` -> ``c_t``.
+"""
+
+from __future__ import annotations
+
+import re
+
+FULL_WIDTH = str.maketrans({"（": "(", "）": ")", "，": ",", "＝": "=", "＋": "+", "－": "-",
+                            "［": "[", "］": "]", "：": ":", "；": ";", "　": " ", "−": "-",
+                            "⋅": r"\cdot ", "×": r"\times ", "⊙": r"\odot ", "⊗": r"\otimes ",
+                            "σ": r"\sigma ", "Γ": r"\Gamma ", "∂": r"\partial ", "Σ": r"\sum "})
+
+SIZING = re.compile(r"\\(?:left|right|bigl|bigr|Bigl|Bigr|biggl|biggr|Biggl|Biggr|big|Big|bigg|Bigg)"
+                    r"(?![A-Za-z])\s*\.?")
+SPACING = re.compile(r"\\(?:[,;:!> ]|quad|qquad|displaystyle|textstyle|therefore|because|bullet"
+                     r"|nonumber|notag)(?![A-Za-z])|~")
+FONT = re.compile(r"\\(?:mathbf|mathsf|mathit|mathnormal|boldsymbol|bm|mathrm|textbf|textit|"
+                  r"mathbb|mathcal|textrm|texttt|mathtt)\s*\{([^{}]*)\}")
+OLD_FONT = re.compile(r"\{\\(?:rm|bf|it|sf)\s+([^{}]*)\}")
+ARRAY = re.compile(r"\\begin\{(?:array|pmatrix|bmatrix|matrix)\}\s*(?:\{[^{}]*\})?(.*?)"
+                   r"\\end\{(?:array|pmatrix|bmatrix|matrix)\}", re.S)
+TIME_SUP = re.compile(r"\^\s*\{\s*(?:\\langle|<|\\lt)\s*([^{}<>\\]*?)\s*(?:\\rangle|>|\\gt)\s*\}")
+BARE_TIME_SUP = re.compile(r"\^\s*(?:\\langle|<|\\lt)\s*([A-Za-z0-9+\- ]*?)\s*(?:\\rangle|>|\\gt)")
+COMMENT = re.compile(r"\\#.*?(?=\\\\|$)", re.S)
+PROSE = re.compile(r"\\quad\s*\\text\s*\{.*?(?=\\\\|$)", re.S)
+TEXT = re.compile(r"\\(?:text|mbox|textnormal)\s*\{([^{}]*)\}")
+OVERSET = re.compile(r"\\(?:overset|underset|stackrel)\s*\{[^{}]*\}\s*")
+UNDERLINE = re.compile(r"\\(?:underline|overline)\s*\{([^{}]*)\}")
+WIDE = re.compile(r"\\wide(tilde|hat)\b")
+BARE_FUNCTION = re.compile(r"(?<![\\A-Za-z])(tanh|sigmoid|sigma|exp|log|cosh)(?![A-Za-z])")
+HYPHEN_NAME = re.compile(r"(?<=[A-Za-z])-(?=[A-Za-z])")
+
+
+def normalize_latex(text: str, *, hyphen_subscripts: bool = False) -> str:
+    """The formula in the form ``derive.verify.parse`` reads (see the module docstring)."""
+    s = text.translate(FULL_WIDTH)
+    s = s.replace("$", " ")
+    s = COMMENT.sub(" ", s)
+    s = PROSE.sub(" ", s)
+    s = re.sub(r"\\mathrm\s*\{\s*d\s*\}|\{\\rm\s+d\s*\}|\\operatorname\s*\{\s*d\s*\}", r"\\diff ", s)
+    s = re.sub(r"\\diff\s*\{\s*([^{}]*?)\s*\}", r"\\diff \1", s)     # \mathrm{d}{a}
+    s = re.sub(r"\\operatorname\s*\{([A-Za-z]+)\}", lambda m: "\\" + m.group(1) + " ", s)
+    s = SIZING.sub("", s)
+    s = TEXT.sub(lambda m: m.group(1).strip(), s)
+    for _ in range(3):                       # nested fonts: \mathbf{\mathsf{c}}
+        s = FONT.sub(lambda m: m.group(1), s)
+        s = OLD_FONT.sub(lambda m: m.group(1), s)
+    s = OVERSET.sub("", s)
+    s = UNDERLINE.sub(lambda m: m.group(1), s)
+    s = WIDE.sub(lambda m: "\\" + m.group(1), s)
+    s = ARRAY.sub(lambda m: "[" + ", ".join(p.strip() for p in m.group(1).split(r"\\") if p.strip())
+                  + "]", s)
+    s = re.sub(r"\\(?:begin|end)\{(?:aligned|align\*?|split|gathered|equation\*?)\}", " ", s)
+    s = s.replace(r"\\", " ").replace("&", " ")
+    s = SPACING.sub(" ", s)
+    s = TIME_SUP.sub(lambda m: "@{" + m.group(1).replace(" ", "") + "}", s)
+    s = BARE_TIME_SUP.sub(lambda m: "@{" + m.group(1).replace(" ", "") + "}", s)
+    s = re.sub(r"\\(?:times|ast|star)(?![A-Za-z])", "*", s)
+    s = re.sub(r"\\circ(?![A-Za-z])", r"\\odot", s)
+    s = re.sub(r"\^\s*\{\s*\\prime\s*\}|\^\s*\\prime(?![A-Za-z])", "'", s)
+    s = re.sub(r"\\lt(?![A-Za-z])", "<", s)
+    s = re.sub(r"\\gt(?![A-Za-z])", ">", s)
+    s = re.sub(r"\\operatorname", "", s)
+    s = BARE_FUNCTION.sub(lambda m: "\\" + ("sigma" if m.group(1) == "sigmoid" else m.group(1)), s)
+    if hyphen_subscripts:
+        s = HYPHEN_NAME.sub("_", s)
+    s = re.sub(r"\s+", " ", s).strip()
+    s = re.sub(r"[,.;]\s*$", "", s).strip()
+    return s

@@ -1,0 +1,75 @@
+"""The correct formula for a left side, printed in the reader's notation (and in cell names).
+
+The expression is the derivation's own backward equation for the quantity on the left
+(``dc = dc_next + dh o (1 - tanh^2 c)``), summed over t for a whole-sequence gradient; for a
+left side that is itself an expression (a local derivative, ``dc - dc_next``) it is that
+expression's meaning in cell names. LaTeX comes from ``sympy.latex`` with the symbol names of
+``derive.notation`` (coursera, cs231n, shg, book, default, or a notation file).
+"""
+
+from __future__ import annotations
+
+import sympy as sp
+
+from .nodes import HCat, SumT
+from .sequence import split_symbol
+
+#: reading tables whose printing notation has another name
+PRINTING = {"kang": "coursera"}
+
+
+def correct_expression(ctx, lhs):
+    whole = isinstance(lhs, SumT)
+    inner = lhs.args[0] if whole else lhs
+
+    def one(e):
+        if isinstance(e, sp.Symbol):
+            base, variant, shift = split_symbol(e.name)
+            d = ctx.d
+            if variant == "k1":
+                from derive import derive
+                d = derive(ctx.cell, truncate=1)
+            try:
+                expr = d.backward_eq(base).expr if any(eq.target == base for eq in d.backward) else e
+            except KeyError:
+                expr = e
+            return ctx.shift_expr(expr, shift) if expr is not e else e
+        if isinstance(e, HCat):
+            return HCat(*(one(a) for a in e.args))
+        return e
+
+    value = one(inner)
+    return SumT(value) if whole else value
+
+
+def latex_names(ctx, notation) -> dict:
+    from derive.notation import NotationError, load_notation
+    name = notation if notation not in (None,) else "default"
+    name = PRINTING.get(str(name), str(name))
+    for candidate in (name, "default"):
+        try:
+            table = load_notation(candidate)
+            return table, table.latex_names(ctx.d)
+        except (NotationError, OSError):
+            continue
+    return None, {}
+
+
+def render_correct(ctx, lhs, notation) -> tuple[str, str]:
+    expr = correct_expression(ctx, lhs)
+    table, names = latex_names(ctx, notation if notation is not None else ctx.reading.name)
+    names = dict(names)
+    for sym in expr.free_symbols:
+        if sym in names:
+            continue
+        base, variant, shift = split_symbol(sym.name)
+        step = f"t{shift:+d}" if shift else "t"
+        try:
+            if table is not None and base in ctx.d.quantities:
+                names[sym] = table.timed(base, step)
+                continue
+        except Exception:                 # noqa: BLE001 - fall back to a plain subscript
+            pass
+        inner = names.get(sp.Symbol(base), sp.latex(sp.Symbol(base)))
+        names[sym] = rf"\left.{inner}\right|_{{{step}}}" if shift else inner
+    return sp.latex(expr, symbol_names=names), sp.sstr(expr)
