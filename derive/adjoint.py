@@ -117,12 +117,14 @@ def _branches_of(eq: ForwardEq, adj: sp.Symbol, quantities, saved_values):
 
 
 def _rule_name(rhs: sp.Expr, sym: sp.Symbol) -> str:
+    """Name the calculus rule that the local derivative d(rhs)/d(sym) applies."""
     if isinstance(rhs, sp.Function) and rhs.args == (sym,):
         return f"derivative of {type(rhs).__name__}"
-    if isinstance(rhs, sp.Add):
-        return "sum rule" if all(sym not in t.free_symbols or t == sym for t in rhs.args) else "chain rule"
-    if isinstance(rhs, sp.Mul):
-        factors = [f for f in rhs.args if sym in f.free_symbols]
-        if factors == [sym]:
+    terms = [t for t in sp.Add.make_args(rhs) if sym in t.free_symbols]
+    if len(terms) == 1:
+        term = terms[0]
+        if term == sym:
+            return "sum rule"
+        if isinstance(term, sp.Mul) and sym in term.args and sum(sym in f.free_symbols for f in term.args) == 1:
             return "product rule"
     return "chain rule"

@@ -226,11 +226,11 @@ def _backward_steps(T, N, D, H, do_next_buf, do_out_seq, C_seq, h_seq, dC_next_b
                 dh = do*tanh_C  # (B2) product rule of o (F10)
                 da_h = dh*h*(1 - h)  # (B3) derivative of sigmoid of h (F9)
                 dC = dC_next + do*h*(1 - tanh_C**2)  # (B4) fork sum: next step + via o
-                dCt = dC*i  # (B5) chain rule of C (F7)
+                dCt = dC*i  # (B5) product rule of C (F7)
                 da_Ct = dCt*(1 - Ct**2)  # (B6) derivative of tanh of Ct (F6)
-                di = Ct*dC  # (B7) chain rule of C (F7)
+                di = Ct*dC  # (B7) product rule of C (F7)
                 da_i = di*i*(1 - i)  # (B8) derivative of sigmoid of i (F4)
-                df = C_prev*dC  # (B9) chain rule of C (F7)
+                df = C_prev*dC  # (B9) product rule of C (F7)
                 da_f = df*f*(1 - f)  # (B10) derivative of sigmoid of f (F2)
                 dpre_seq[t, n, 3*H + j] = da_h
                 dC_buf[n, j] = dC
@@ -244,7 +244,7 @@ def _backward_steps(T, N, D, H, do_next_buf, do_out_seq, C_seq, h_seq, dC_next_b
                 dC = dC_buf[n, j]
                 f = f_seq[t, n, j]
                 do_prev = do_prev_linear  # (B11) fork sum: via a_h + via a_Ct + via a_i + via a_f
-                dC_prev = dC*f  # (B12) chain rule of C (F7)
+                dC_prev = dC*f  # (B12) product rule of C (F7)
                 do_next_buf[n, j] = do_prev
                 dC_next_buf[n, j] = dC_prev
 

@@ -202,7 +202,7 @@ def _backward_steps(T, N, D, H, dh_next_buf, dh_out_seq, z_seq, n_seq, dh_buf, d
                 z = z_seq[t, row, j]
                 n = n_seq[t, row, j]
                 dh = dh_next + dh_out  # (B1) fork sum: loss + next step
-                dn = dh*z  # (B2) chain rule of h (F8)
+                dn = dh*z  # (B2) product rule of h (F8)
                 da_n = dn*(1 - n**2)  # (B3) derivative of tanh of n (F7)
                 dh_buf[row, j] = dh
                 dpre_seq[t, row, 2*H + j] = da_n

@@ -201,7 +201,7 @@ def backward(d_outputs, cache, d_state=None):
         h_prev = h_seq[t]
         r = r_seq[t]
         dh = dh_next + dh_out  # (B1) fork sum: loss + next step
-        dn = dh*z  # (B2) chain rule of h (F8)
+        dn = dh*z  # (B2) product rule of h (F8)
         dpre_seq[t, :, 2*H:3*H] = da_n = dn*(1 - n**2)  # (B3) derivative of tanh of n (F7)
         drh = dpre_seq[t, :, 2*H:3*H] @ packed_rh  # (B4) transpose of U_h @ rh of a_n (F6)
         dz = dh*(-h_prev + n)  # (B5) chain rule of h (F8)

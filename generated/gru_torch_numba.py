@@ -213,12 +213,12 @@ def _backward_steps(T, N, D, H, dh_next_buf, dh_out_seq, z_seq, n_seq, r_seq, h_
                 h_prev = h_seq[t, row, j]
                 hn = hn_seq[t, row, j]
                 dh = dh_next + dh_out  # (B1) fork sum: loss + next step
-                dn = dh*(1 - z)  # (B2) chain rule of h (F8)
+                dn = dh*(1 - z)  # (B2) product rule of h (F8)
                 da_n = dn*(1 - n**2)  # (B3) derivative of tanh of n (F7)
-                dhn = da_n*r  # (B4) chain rule of a_n (F6)
+                dhn = da_n*r  # (B4) product rule of a_n (F6)
                 dz = dh*(h_prev - n)  # (B5) chain rule of h (F8)
                 da_z = dz*z*(1 - z)  # (B6) derivative of sigmoid of z (F4)
-                dr = da_n*hn  # (B7) chain rule of a_n (F6)
+                dr = da_n*hn  # (B7) product rule of a_n (F6)
                 da_r = dr*r*(1 - r)  # (B8) derivative of sigmoid of r (F2)
                 dh_buf[row, j] = dh
                 dpre_seq[t, row, 3*H + j] = da_n

@@ -226,11 +226,11 @@ def _backward_steps(T, N, D, H, dh_next_buf, dh_out_seq, c_seq, dc_next_buf, o_s
                 dc = dc_next + dh*o*(1 - tanh_c**2)  # (B2) fork sum: next step + via h
                 do = dh*tanh_c  # (B3) product rule of h (F10)
                 da_o = do*o*(1 - o)  # (B4) derivative of sigmoid of o (F8)
-                dg = dc*i  # (B5) chain rule of c (F9)
+                dg = dc*i  # (B5) product rule of c (F9)
                 da_g = dg*(1 - g**2)  # (B6) derivative of tanh of g (F6)
-                df = c_prev*dc  # (B7) chain rule of c (F9)
+                df = c_prev*dc  # (B7) product rule of c (F9)
                 da_f = df*f*(1 - f)  # (B8) derivative of sigmoid of f (F4)
-                di = dc*g  # (B9) chain rule of c (F9)
+                di = dc*g  # (B9) product rule of c (F9)
                 da_i = di*i*(1 - i)  # (B10) derivative of sigmoid of i (F2)
                 dc_buf[n, j] = dc
                 dpre_seq[t, n, 3*H + j] = da_o
@@ -244,7 +244,7 @@ def _backward_steps(T, N, D, H, dh_next_buf, dh_out_seq, c_seq, dc_next_buf, o_s
                 dc = dc_buf[n, j]
                 f = f_seq[t, n, j]
                 dh_prev = dh_prev_linear  # (B11) fork sum: via a_o + via a_g + via a_f + via a_i
-                dc_prev = dc*f  # (B12) chain rule of c (F9)
+                dc_prev = dc*f  # (B12) product rule of c (F9)
                 dh_next_buf[n, j] = dh_prev
                 dc_next_buf[n, j] = dc_prev
 

@@ -236,11 +236,11 @@ def _backward_steps(T, N, D, H, dh_next_buf, dh_out_seq, c_seq, o_seq, dc_next_b
                 do = dh*tanh_c  # (B2) product rule of h (F10)
                 da_o = do*o*(1 - o)  # (B3) derivative of sigmoid of o (F9)
                 dc = da_o*p_o + dc_next + dh*o*(1 - tanh_c**2)  # (B4) fork sum: next step + via h + via a_o
-                dg = dc*i  # (B5) chain rule of c (F7)
+                dg = dc*i  # (B5) product rule of c (F7)
                 da_g = dg*(1 - g**2)  # (B6) derivative of tanh of g (F6)
-                df = c_prev*dc  # (B7) chain rule of c (F7)
+                df = c_prev*dc  # (B7) product rule of c (F7)
                 da_f = df*f*(1 - f)  # (B8) derivative of sigmoid of f (F4)
-                di = dc*g  # (B9) chain rule of c (F7)
+                di = dc*g  # (B9) product rule of c (F7)
                 da_i = di*i*(1 - i)  # (B10) derivative of sigmoid of i (F2)
                 dpre_seq[t, n, 3*H + j] = da_o
                 dc_buf[n, j] = dc

@@ -244,11 +244,11 @@ def backward(d_outputs, cache, d_state=None):
         do = dh*tanh_c  # (B2) product rule of h (F10)
         dpre_seq[t, :, 3*H:4*H] = da_o = do*o*(1 - o)  # (B3) derivative of sigmoid of o (F9)
         dc = da_o*p_o + dc_next + dh*o*(1 - tanh_c**2)  # (B4) fork sum: next step + via h + via a_o
-        dg = dc*i  # (B5) chain rule of c (F7)
+        dg = dc*i  # (B5) product rule of c (F7)
         dpre_seq[t, :, 2*H:3*H] = da_g = dg*(1 - g**2)  # (B6) derivative of tanh of g (F6)
-        df = c_prev*dc  # (B7) chain rule of c (F7)
+        df = c_prev*dc  # (B7) product rule of c (F7)
         dpre_seq[t, :, H:2*H] = da_f = df*f*(1 - f)  # (B8) derivative of sigmoid of f (F4)
-        di = dc*g  # (B9) chain rule of c (F7)
+        di = dc*g  # (B9) product rule of c (F7)
         dpre_seq[t, :, :H] = da_i = di*i*(1 - i)  # (B10) derivative of sigmoid of i (F2)
         dh_prev = dpre_seq[t, :, :4*H] @ packed_h_prev  # (B11) fork sum: via a_o + via a_g + via a_f + via a_i
         dc_prev = da_f*p_f + da_i*p_i + dc*f  # (B12) fork sum: via c + via a_f + via a_i
