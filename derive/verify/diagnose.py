@@ -102,6 +102,10 @@ def diagnose(ctx, lhs, rhs, runs, *, whole: bool, at_last: bool, scalar: bool) -
     if values.matches(lambda run: Evaluator(run), -lhs):
         return [Diagnosis("sign flip", "the right side is the negative of the correct gradient")]
 
+    for kind, text, slipped in _expression_slips(lhs):
+        if values.matches(lambda run: Evaluator(run), slipped):
+            return [Diagnosis(kind, text)]
+
     found = _truncation(values, lhs, whole)
     if found:
         return [found]
@@ -159,6 +163,28 @@ def _block_order(values: _Values, lhs) -> Diagnosis | None:
                              "wrong order: the forward pass multiplies [" +
                              ", ".join(str(a)[1:] for a in inner.args) + "]")
     return None
+
+
+def _expression_slips(lhs):
+    """The slips applied to a left side that is an expression (a local derivative)."""
+    for term in sp.Add.make_args(lhs):
+        factors = list(sp.Mul.make_args(term))
+        for factor in factors:
+            if isinstance(factor, sp.Add) and len(factor.args) == 2 and 1 in factor.args:
+                other = factor - 1
+                if other.could_extract_minus_sign() and isinstance(-other, sp.Pow) and (-other).exp == 2:
+                    v = (-other).base
+                    yield ("tanh' as 1-tanh", f"tanh′ written as 1 − tanh for {v}",
+                           lhs - term + term.xreplace({factor: 1 - v}))
+                if other.could_extract_minus_sign() and (-other) in factors:
+                    v = -other
+                    rest = list(factors)
+                    rest.remove(factor)
+                    yield ("sigma' as sigma", f"σ′ written as σ for {v}", lhs - term + sp.Mul(*rest))
+                    rest = list(factors)
+                    rest.remove(v)
+                    yield ("sigma' as 1-sigma", f"σ′ written as (1 − σ) for {v}",
+                           lhs - term + sp.Mul(*rest))
 
 
 def _adjoints_needed(d, lhs) -> set[str]:
@@ -255,9 +281,17 @@ def _wrong_factor(ctx, values: _Values, lhs, rhs) -> Diagnosis | None:
                 continue
             new_name = candidate + ("" if variant == "full" else f"#{variant}") + \
                 (f"@{shift:+d}" if shift else "")
-            new_rhs = rhs.xreplace({sym: sp.Symbol(new_name)})
-            if new_rhs == rhs:
-                continue
-            if values.matches_rhs(new_rhs, lhs):
-                return Diagnosis("wrong factor", f"{base} is used where {candidate} is needed")
+            for new_rhs in _replace_each(rhs, sym, sp.Symbol(new_name)):
+                if new_rhs != rhs and values.matches_rhs(new_rhs, lhs):
+                    return Diagnosis("wrong factor", f"{base} is used where {candidate} is needed")
     return None
+
+
+def _replace_each(e, old, new):
+    """``e`` with one occurrence of ``old`` replaced by ``new``, for each occurrence in turn."""
+    if e == old:
+        yield new
+        return
+    for k, arg in enumerate(e.args):
+        for variant in _replace_each(arg, old, new):
+            yield e.func(*e.args[:k], variant, *e.args[k + 1:])

@@ -30,7 +30,7 @@ FULL_WIDTH = str.maketrans({"（": "(", "）": ")", "，": ",", "＝": "=", "＋
 
 SIZING = re.compile(r"\\(?:left|right|bigl|bigr|Bigl|Bigr|biggl|biggr|Biggl|Biggr|big|Big|bigg|Bigg)"
                     r"(?![A-Za-z])\s*\.?")
-SPACING = re.compile(r"\\(?:[,;:!> ]|quad|qquad|displaystyle|textstyle|therefore|because|bullet"
+SPACING = re.compile(r"\\[,;:!> ]|\\(?:quad|qquad|displaystyle|textstyle|therefore|because|bullet"
                      r"|nonumber|notag)(?![A-Za-z])|~")
 FONT = re.compile(r"\\(?:mathbf|mathsf|mathit|mathnormal|boldsymbol|bm|mathrm|textbf|textit|"
                   r"mathbb|mathcal|textrm|texttt|mathtt)\s*\{([^{}]*)\}")

@@ -376,10 +376,18 @@ class LatexParser:
         return False
 
     def term(self):
+        """Products joined by ⊗, which binds loosest: [x, h]^T ⊗ δ (1 - g^2)."""
         sign = 1
         while self.peek().text in ("+", "-"):
             if self.next().text == "-":
                 sign = -sign
+        value = self.product_chain()
+        while self.peek().text == r"\otimes":
+            tok = self.next()
+            value = product(self.ctx, value, self.product_chain(), "otimes", self.where(tok))
+        return -value if sign == -1 else value
+
+    def product_chain(self):
         start = self.peek()
         if start.text == r"\sum":
             value = self.sum()
@@ -387,7 +395,7 @@ class LatexParser:
             value = self.factor()
         while True:
             tok = self.peek()
-            if tok.text in PRODUCT_OPS:
+            if tok.text in PRODUCT_OPS and tok.text != r"\otimes":
                 self.next()
                 if self.peek().text == r"\sum":
                     right = self.sum()
@@ -400,7 +408,7 @@ class LatexParser:
                 value = product(self.ctx, value, self.factor(), "*", self.where(tok))
             else:
                 break
-        return sign * value if sign == -1 else value
+        return value
 
     def signed_factor(self):
         if self.peek().text == "-":
@@ -422,7 +430,7 @@ class LatexParser:
         body = self.signed_factor()
         while True:
             nxt = self.peek()
-            if nxt.text in PRODUCT_OPS:
+            if nxt.text in PRODUCT_OPS and nxt.text != r"\otimes":
                 self.next()
                 body = product(self.ctx, body, self.signed_factor(), PRODUCT_OPS[nxt.text], self.where(nxt))
             elif self.starts_factor(nxt):
@@ -664,6 +672,10 @@ class LatexParser:
         if atom.key in ctx.losses:
             raise VerifyError(f"the loss {atom.key} appears outside a derivative", where)
         entry = ctx.symbols.get(atom.key)
+        if entry is None and not atom.adjoint and atom.key.startswith("d") and len(atom.key) > 1:
+            rest = atom.key[1:]                  # "da" read as one name: d + a
+            if rest in ctx.symbols or rest in ctx.unsupported:
+                return self.resolve(Atom(rest, atom.time, True, atom.prime, atom.start, atom.end))
         if entry is None:
             raise VerifyError(f"unknown symbol {atom.key} in notation {ctx.reading.name} "
                               f"for cell {ctx.cell.name}", where)
@@ -782,6 +794,17 @@ class LatexParser:
 
     def loss_derivative(self, kind: str, top: Atom, wrt: sp.Symbol, tau: int, where: str):
         ctx = self.ctx
+        if isinstance(wrt, (HCat, MatTranspose)) and all(
+                isinstance(p, sp.Symbol) and p.name in ctx.cell.params for p in wrt.args):
+            grad = wrt.func(*(sp.Symbol("d" + p.name) for p in wrt.args))
+            if kind == "total" and top.time is None:
+                return SumT(grad)
+            if kind == "tail":
+                return ctx.shift_expr(grad, top.time or 0)
+            raise VerifyError(f"cannot read the derivative of the {kind} loss {top.key} with "
+                              f"respect to a parameter", where)
+        if not isinstance(wrt, sp.Symbol):
+            raise VerifyError("a derivative with respect to an expression", where)
         name = wrt.name
         is_param = name in ctx.cell.params
         if kind == "total":
