@@ -638,6 +638,9 @@ class LatexParser:
     def split_word(self, tok: Token, adjoint: bool):
         """A run of letters: the longest known name, or d + a known name (an adjoint)."""
         w = tok.text
+        if w == "d" and not adjoint and self.starts_atom(self.peek()):
+            inner = self.atom(adjoint=True)              # d\Gamma_f: the adjoint of \Gamma_f
+            return inner.key, inner.time, True
         best = None
         for n in range(len(w), 0, -1):
             p = w[:n]
@@ -794,6 +797,8 @@ class LatexParser:
 
     def loss_derivative(self, kind: str, top: Atom, wrt: sp.Symbol, tau: int, where: str):
         ctx = self.ctx
+        if kind != "total" and top.time is None:
+            kind = "total"                  # Error, L without a step: the whole-sequence loss
         if isinstance(wrt, (HCat, MatTranspose)) and all(
                 isinstance(p, sp.Symbol) and p.name in ctx.cell.params for p in wrt.args):
             grad = wrt.func(*(sp.Symbol("d" + p.name) for p in wrt.args))
