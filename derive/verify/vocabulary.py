@@ -173,6 +173,16 @@ def get_reading(name: str | None, derivation) -> Reading:
     key = ALIASES.get(str(name), str(name))
     if key in BUILTIN_READINGS:
         return BUILTIN_READINGS[key]
+    from pathlib import Path
+    if not Path(str(name)).exists() and not str(name).endswith(".toml"):
+        try:
+            from derive.notation import builtin_notations
+            printable = builtin_notations()
+        except ImportError:
+            printable = []
+        if str(name) not in printable:
+            raise VerifyError(f"unknown notation {str(name)!r}: not one of "
+                              f"{', '.join(known_readings())} and not a notation file")
     from .notation_file import reading_from_notation
     return reading_from_notation(name, derivation)
 

@@ -1,0 +1,160 @@
+"""cellgrad verify: does a hand-written gradient formula hold for a cell? Proof or counterexample.
+
+    cellgrad verify lstm --quantity dc --formula 'dc_next + dh*o*(1 - tanh(c)**2)'
+    cellgrad verify lstm --notation coursera --formula '\\mathrm{d}\\Gamma_f = \\mathrm{d}c * c^{<t-1>}'
+    cellgrad verify --seeds            # every formula of the seed documents, a table per document
+
+Exit status: 0 holds, 1 does not hold, 2 unreadable formula or bad request (one line on stderr).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import tomllib
+from pathlib import Path
+
+NAME = "verify"
+HELP = "check a hand-written gradient formula against the derived one (proof or counterexample)"
+
+SEED_FIXTURES = Path(__file__).resolve().parents[2] / "tests" / "fixtures" / "seed_formulas.toml"
+EXIT = {"holds": 0, "does not hold": 1, "unreadable": 2}
+
+
+def add_arguments(parser):
+    parser.add_argument("cell", metavar="CELL_OR_SPEC", nargs="?",
+                        help="built-in cell name or path to a spec file")
+    parser.add_argument("--quantity", metavar="NAME",
+                        help="the quantity the formula gives (dc, dW_f, or a symbol of the notation); "
+                             "not needed when the formula is written 'LHS = RHS'")
+    parser.add_argument("--formula", metavar="TEXT_OR_FILE",
+                        help="LaTeX or SymPy syntax, or a file holding it")
+    parser.add_argument("--notation", metavar="NAME_OR_FILE", default=None,
+                        help="how the formula names things: default, coursera, cs231n, shg, book, "
+                             "kang, or a notation file")
+    parser.add_argument("--scalar", action="store_true", default=None,
+                        help="every size is 1 (documents that treat u, v, w as numbers)")
+    parser.add_argument("--json", action="store_true", help="print the verdict as JSON")
+    parser.add_argument("--seeds", nargs="?", const=str(SEED_FIXTURES), metavar="FIXTURES",
+                        help="verify every formula of the seed documents and print a table per "
+                             "document (default fixtures: tests/fixtures/seed_formulas.toml)")
+
+
+def _fail(message: str) -> int:
+    print(f"cellgrad: error: {message}", file=sys.stderr)
+    return 2
+
+
+def run(args) -> int:
+    from derive.verify import VerifyError
+    try:
+        if args.seeds is not None:
+            return _seeds(Path(args.seeds), args.json)
+        if not args.cell or not args.formula:
+            return _fail("verify needs CELL_OR_SPEC and --formula (or --seeds)")
+        return _one(args)
+    except VerifyError as err:
+        return _fail(str(err))
+
+
+def _read_formula(text: str) -> str:
+    path = Path(text)
+    try:
+        if "\n" not in text and len(text) < 255 and path.is_file():
+            return path.read_text(encoding="utf-8")
+    except OSError:
+        pass
+    return text
+
+
+def _one(args) -> int:
+    from derive.verify import verify
+    verdict = verify(args.cell, _read_formula(args.formula), quantity=args.quantity,
+                     notation=args.notation, scalar=args.scalar)
+    if args.json:
+        print(json.dumps(verdict.to_json(), indent=2, ensure_ascii=False))
+        return EXIT[verdict.verdict]
+    if verdict.verdict == "unreadable":
+        return _fail(f"unreadable formula: {verdict.detail}")
+    print(render(verdict))
+    return EXIT[verdict.verdict]
+
+
+def render(v) -> str:
+    lines = [f"verdict: {v.verdict}" + (f" ({v.how})" if v.how else "")
+             + (f": {v.detail}" if v.detail else "")]
+    if v.claim:
+        lines.append("claim, in the cell's names: " + " = ".join(v.claim))
+    for d in v.diagnosis:
+        lines.append(f"diagnosis: {d.kind}: {d.text}")
+    if v.counterexample:
+        c = v.counterexample
+        if "expected" in c:
+            where = "whole sequence" if c["step"] is None else f"step {c['step']}"
+            sizes = " ".join(f"{k}={n}" for k, n in c.get("sizes", {}).items())
+            values = ", ".join(f"{k}={x:.6g}" for k, x in c.get("values", {}).items())
+            lines.append(f"counterexample: random draw {c['seed']}, {where}, sizes {sizes}, element "
+                         f"{c['index']}: the derived gradient is {c['expected']:.6g}, the formula "
+                         f"gives {c['got']:.6g}" + (f" (at {values})" if values else ""))
+        else:
+            lines.append(f"counterexample: random draw {c['seed']}: shapes {c['expected_shape']} "
+                         f"(derived) and {c['got_shape']} (formula)")
+    if v.verdict == "does not hold" and v.correct:
+        lines.append(f"correct formula: {v.correct}")
+        lines.append(f"  in the cell's names: {v.correct_cell}")
+    return "\n".join(lines)
+
+
+def _seeds(path: Path, as_json: bool) -> int:
+    """The verdicts on every seed formula, one Markdown table per document. The fixtures'
+    expectations are not read: this is what the verifier finds on its own."""
+    from derive.verify import verify
+    if not path.is_file():
+        return _fail(f"no seed fixtures at {path}")
+    try:
+        entries = tomllib.loads(path.read_text(encoding="utf-8"))["formula"]
+    except (tomllib.TOMLDecodeError, KeyError) as err:
+        return _fail(f"{path}: not a seed fixture file ({err})")
+    results = []
+    for e in entries:
+        v = verify(e["cell"], e["latex"], quantity=e.get("quantity") or None, notation=e["notation"])
+        results.append((e, v))
+    if as_json:
+        print(json.dumps([{"id": e["id"], "source": e["source"], "line": e["line"], **v.to_json()}
+                          for e, v in results], indent=2, ensure_ascii=False))
+        return 0
+    print(seed_table(results))
+    return 0
+
+
+def seed_table(results) -> str:
+    out = []
+    by_doc: dict[str, list] = {}
+    for e, v in results:
+        by_doc.setdefault(e["source"], []).append((e, v))
+    counts: dict[str, int] = {}
+    for source, rows in by_doc.items():
+        first = rows[0][0]
+        out += [f"### {source} (cell {first['cell']}, notation {first['notation']})", "",
+                "| id | formula | verdict | diagnosis |", "|---|---|---|---|"]
+        for e, v in rows:
+            counts[v.verdict] = counts.get(v.verdict, 0) + 1
+            formula = _cell(e["latex"], 90)
+            if v.verdict == "holds":
+                verdict = "holds (" + ("proof" if v.how.startswith("symbolic") else "numeric") + ")"
+                why = ""
+            elif v.verdict == "unreadable":
+                verdict, why = "unreadable", _cell(v.detail, 110)
+            else:
+                verdict = "does not hold"
+                why = _cell(v.diagnosis_text or v.detail, 140)
+            out.append(f"| {e['id']} | `{formula}` | {verdict} | {why} |")
+        out.append("")
+    total = sum(counts.values())
+    out.append(f"{total} formulas: " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items())))
+    return "\n".join(out)
+
+
+def _cell(text: str, width: int) -> str:
+    text = " ".join(text.split()).replace("|", "\\|").replace("`", "'")
+    return text if len(text) <= width else text[: width - 1] + "…"
