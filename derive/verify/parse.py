@@ -42,7 +42,8 @@ GREEK = {"alpha", "beta", "gamma", "Gamma", "delta", "Delta", "epsilon", "vareps
          "omega", "Omega", "Lambda", "Phi", "Psi", "Theta", "zeta", "kappa"}
 ACCENTS = {"tilde", "hat", "bar", "dot", "vec", "check", "breve", "acute", "grave"}
 ELEMENTWISE_CMDS = {"tanh": sp.tanh, "sigma": sigmoid, "exp": sp.exp, "log": sp.log,
-                    "ln": sp.log, "cosh": sp.cosh, "sinh": sp.sinh, "sigmoid": sigmoid}
+                    "ln": sp.log, "cosh": sp.cosh, "sinh": sp.sinh, "sigmoid": sigmoid,
+                    "relu": FUNCTIONS["relu"], "softplus": FUNCTIONS["softplus"]}
 PRODUCT_OPS = {"*": "*", r"\cdot": "*", r"\odot": "odot", r"\otimes": "otimes", "/": "/"}
 ADJOINT_CMDS = {r"\diff", r"\partial", r"\delta", r"\nabla"}
 
@@ -512,6 +513,13 @@ class LatexParser:
                 if not self.starts_atom(self.peek()):
                     self.fail(f"{tok.text} must be followed by a symbol", tok)
                 return self.resolve(self.atom(adjoint=True))
+            if name in ("bar", "hat") and [t.text for t in self.tokens[self.i + 1:self.i + 4]] == \
+                    ["{", r"\delta", "}"]:
+                # derive.notation's default: \bar{\delta} h = carried adjoint, \hat{\delta} h = upstream
+                self.i += 4
+                if not self.starts_atom(self.peek()):
+                    self.fail(f"\\{name}{{\\delta}} must be followed by a symbol", tok)
+                return self.external(self.atom(), "carried" if name == "bar" else "upstream")
             if name in GREEK or name in ACCENTS:
                 return self.resolve(self.atom())
             self.fail(f"unknown command {tok.text}", tok)
@@ -697,6 +705,23 @@ class LatexParser:
         if isinstance(value, sp.Symbol) and k:
             return sp.Symbol(ctx.ref(value.name, k))
         return ctx.shift_expr(value, k)
+
+    def external(self, atom: Atom, kind: str):
+        """The adjoint a state receives from step t+1 (carried), or an output from the loss."""
+        ctx = self.ctx
+        where = excerpt(self.text, atom.start, atom.end)
+        entry = ctx.symbols.get(atom.key)
+        value = ctx.sympy_value(entry.forward) if entry and entry.forward else None
+        if not isinstance(value, sp.Symbol):
+            raise VerifyError(f"unknown symbol {atom.key} in notation {ctx.reading.name} "
+                              f"for cell {ctx.cell.name}", where)
+        name, k = _unprev(ctx, value.name)
+        k += atom.time or 0
+        if kind == "carried" and name in ctx.d.carried:
+            return sp.Symbol("d" + name + "_prev" if k == -1 else shifted(ctx.d.carried[name], k))
+        if kind == "upstream" and name in ctx.d.upstream:
+            return sp.Symbol(shifted(ctx.d.upstream[name], k))
+        raise VerifyError(f"{name} has no {kind} adjoint in cell {ctx.cell.name}", where)
 
     def _adjoint_of(self, value, k: int, where: str, key: str):
         ctx = self.ctx
@@ -1029,7 +1054,13 @@ def parse_formula(text: str, ctx: Context) -> Claim:
         raise VerifyError("empty formula")
     if looks_like_latex(text):
         return LatexParser(text, ctx).parse()
-    return SympySyntaxParser(text, ctx).parse()
+    try:
+        return SympySyntaxParser(text, ctx).parse()
+    except VerifyError as sympy_error:         # "dc i" is LaTeX without a backslash
+        try:
+            return LatexParser(text, ctx).parse()
+        except VerifyError:
+            raise sympy_error from None
 
 
 def parse_quantity(name: str, ctx: Context):

@@ -152,12 +152,33 @@ def default_reading(derivation) -> Reading:
     names |= set(derivation.carried.values()) | set(derivation.upstream.values())
     names |= {s + "_prev" for s in derivation.cell.states}
     symbols = {key_of_name(n): Entry(n) for n in sorted(names)}
+    for name, key in _printed_default_symbols(derivation).items():
+        symbols.setdefault(key, Entry(name))               # \tilde{C} where the cell says Ct
     for state, carried in derivation.carried.items():      # d c_{next}: the carried adjoint
         symbols.setdefault(f"{state}_{{next}}", Entry(adjoint=carried))
     for output, upstream in derivation.upstream.items():   # d h_{out}: the upstream gradient
         symbols.setdefault(f"{output}_{{out}}", Entry(adjoint=upstream))
     return Reading("default", symbols=symbols,
                    losses={"L": "total", "E": "total", r"\mathcal{L}": "total"})
+
+
+def _printed_default_symbols(derivation) -> dict[str, str]:
+    """The symbols ``derive.notation``'s default notation prints, so its output reads back."""
+    try:
+        from derive.notation import NotationError, load_notation
+        from .notation_file import canonical_key
+        notation = load_notation("default")
+    except (ImportError, OSError, ValueError):
+        return {}
+    out = {}
+    for name in derivation.quantities:
+        if name.endswith("_prev"):
+            continue
+        try:
+            out[name] = canonical_key(notation.symbol(name))
+        except NotationError:
+            continue
+    return out
 
 
 def key_of_name(name: str) -> str:
