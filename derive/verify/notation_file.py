@@ -30,8 +30,7 @@ def canonical_key(latex: str) -> str:
 def reading_from_notation(name_or_path, derivation) -> Reading:
     from derive.notation import NotationError, load_notation
     try:
-        notation = load_notation(name_or_path)
-        notation.latex_table(derivation)          # every name renders, and no two alike
+        notation = load_notation(name_or_path)    # refuses two names written alike
     except NotationError as err:
         raise VerifyError(f"notation: {err}") from None
     own = {key_of_name(n): n for n in derivation.quantities}
