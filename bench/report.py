@@ -20,7 +20,9 @@ def _ratio(row, a, b) -> float | None:
 
 
 def _fmt_ratio(value) -> str:
-    return "n/a" if value is None else f"{value:.2f}"
+    if value is None:
+        return "n/a"
+    return f"{value:.2g}" if value < 0.1 else f"{value:.2f}"
 
 
 def _fmt_check(result: dict) -> str:
@@ -112,7 +114,8 @@ def environment(session: dict) -> list[str]:
             if session["threads"] == "one" else
             f"one process per method at default threads, alternating bursts of "
             f"{session['burst']} with {session['gap']} s pauses")
-    lines = [f"- threads: {mode}; median of {session['repeats']} samples per method"]
+    lines = [f"- threads: {mode}; median of {session['repeats']} samples per method; "
+             f"session took {session['seconds']:.0f} s"]
     for methods, info in session["workers"].items():
         env = ", ".join(f"{k}={v}" for k, v in info["env"].items()) or "none"
         pools = "; ".join(f"{p['library']} ({p['api']} {p['version']}, {p['threads']} threads"

@@ -10,6 +10,7 @@ import datetime
 import json
 import os
 import platform
+import signal
 import sys
 
 from .cases import CELLS, DTYPES, QUICK_SIZE, SIZES, Case
@@ -38,7 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cells", nargs="+", default=list(CELLS), metavar="CELL")
     parser.add_argument("--sizes", nargs="+", type=_size, metavar="T,N,D,H")
     parser.add_argument("--dtypes", nargs="+", default=list(DTYPES), choices=DTYPES)
-    parser.add_argument("--repeats", type=int, help="timed samples per method and row (default 15, "
+    parser.add_argument("--repeats", type=int, help="timed samples per method and row (default 10, "
                         "quick 3)")
     parser.add_argument("--threads", nargs="+", choices=THREAD_MODES,
                         help="one: one process, one thread per pool; default: one process per "
@@ -47,7 +48,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE as set, or unset for the "
                              "benchmark's workers only (default: both; quick: as-set)")
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
-    parser.add_argument("--burst", type=int, default=3,
+    parser.add_argument("--burst", type=int, default=2,
                         help="consecutive calls per turn in the default-threads mode")
     parser.add_argument("--gap", type=float, default=0.1,
                         help="pause (s) after each turn in the default-threads mode")
@@ -79,7 +80,7 @@ def _progress(row: dict) -> None:
 
 def run(args) -> int:
     sizes = args.sizes or ([QUICK_SIZE] if args.quick else list(SIZES))
-    repeats = args.repeats or (3 if args.quick else 15)
+    repeats = args.repeats or (3 if args.quick else 10)
     threads = args.threads or (["one"] if args.quick else list(THREAD_MODES))
     coretypes = args.coretype or (["as-set"] if args.quick else list(CORETYPES))
     notes = []
@@ -111,7 +112,12 @@ def run(args) -> int:
     return 0
 
 
+def _exit_on_sigterm(signum, frame):
+    raise SystemExit(128 + signum)  # unwinds through run_session, which stops its workers
+
+
 def main(argv=None) -> int:
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n\n")[0])
     add_arguments(parser)
     return run(parser.parse_args(argv))

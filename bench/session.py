@@ -66,6 +66,11 @@ class Worker:
             raise RuntimeError(f"benchmark worker for {self.methods}: {cmd}: {reply['error']}")
         return reply
 
+    def kill(self):
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
     def close(self):
         if self.process.poll() is None:
             self.process.stdin.write(json.dumps({"cmd": "quit"}) + "\n")
@@ -76,6 +81,7 @@ class Worker:
 def run_session(cases: list[Case], methods: list[str], threads: str, coretype: str,
                 repeats: int, burst: int, gap: float, progress=print) -> dict:
     env = session_env(threads, coretype)
+    started = time.monotonic()
     if threads == "one":
         workers = [Worker(list(methods), env)]
         host = {m: workers[0] for m in methods}
@@ -95,7 +101,8 @@ def run_session(cases: list[Case], methods: list[str], threads: str, coretype: s
             time.sleep(gap)
             ready = [m for m in methods if status[m] == "ok"]
             times: dict[str, list[float]] = {m: [] for m in ready}
-            for r in range(math.ceil(repeats / burst)):
+            rounds = math.ceil(repeats / burst)
+            for r in range(rounds):
                 shift = r % len(ready) if ready else 0
                 for method in ready[shift:] + ready[:shift]:
                     times[method] += host[method].ask("run", method=method, n=burst)["times"]
@@ -104,13 +111,18 @@ def run_session(cases: list[Case], methods: list[str], threads: str, coretype: s
                 worker.ask("release")
             row = {"case": case.as_dict(), "check": check,
                    "median": {m: statistics.median(t) for m, t in times.items()},
-                   "samples": {m: len(t) for m, t in times.items()},
+                   "min": {m: min(t) for m, t in times.items()},
+                   "samples": times,
                    "unavailable": {m: s for m, s in status.items() if s != "ok"}}
             rows.append(row)
             progress(row)
         info = {",".join(w.methods): w.ask("info")["info"] for w in workers}
-    finally:
+    except BaseException:  # interrupted or failed: do not leave workers timing in the background
         for worker in workers:
-            worker.close()
-    return {"threads": threads, "coretype": coretype, "repeats": repeats, "burst": burst,
-            "gap": gap, "rows": rows, "workers": info}
+            worker.kill()
+        raise
+    for worker in workers:
+        worker.close()
+    return {"threads": threads, "coretype": coretype, "repeats": math.ceil(repeats / burst) * burst,
+            "burst": burst,
+            "gap": gap, "rows": rows, "workers": info, "seconds": time.monotonic() - started}
