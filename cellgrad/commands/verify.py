@@ -134,9 +134,10 @@ def seed_table(results) -> str:
         by_doc.setdefault(e["source"], []).append((e, v))
     counts: dict[str, int] = {}
     for source, rows in by_doc.items():
-        first = rows[0][0]
-        out += [f"### {source} (cell {first['cell']}, notation {first['notation']})", "",
-                "| id | formula | verdict | diagnosis |", "|---|---|---|---|"]
+        notations = sorted({e["notation"] for e, _ in rows})
+        out += [f"### {source} (notation {', '.join(notations)})", "",
+                "| id | cell | formula | verdict | diagnosis, or why unreadable |",
+                "|---|---|---|---|---|"]
         for e, v in rows:
             counts[v.verdict] = counts.get(v.verdict, 0) + 1
             formula = _cell(e["latex"], 90)
@@ -148,7 +149,7 @@ def seed_table(results) -> str:
             else:
                 verdict = "does not hold"
                 why = _cell(v.diagnosis_text or v.detail, 140)
-            out.append(f"| {e['id']} | `{formula}` | {verdict} | {why} |")
+            out.append(f"| {e['id']} | {e['cell']} | `{formula}` | {verdict} | {why} |")
         out.append("")
     total = sum(counts.values())
     out.append(f"{total} formulas: " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items())))
