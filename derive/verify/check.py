@@ -31,7 +31,8 @@ from .compare import agree, align, worst_index
 from .diagnose import Diagnosis, diagnose
 from .errors import VerifyError
 from .nodes import FORMULA_NODES, HCat, SumN, SumT
-from .parse import Claim, Context, parse_formula, parse_quantity
+from .context import Claim, Context
+from .parse import parse_formula, parse_quantity
 from .render import render_correct
 from .sequence import Evaluator, OutOfRange, ShapeMismatch, StepFree, simulate, split_symbol
 from .vocabulary import get_reading

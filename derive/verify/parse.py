@@ -10,7 +10,7 @@ Two input forms:
   juxtaposition; a matrix next to a vector is a matrix-vector product), ``[h, x]`` stacking,
   transposes, ``\\sum_t`` (over time) and ``\\sum_{axis=1}`` (over the batch).
 * SymPy syntax in cell names (``dc_next + dh*o*(1 - tanh(c)**2)``, ``W_f.T @ da_f``), read by
-  the same kind of parser, never by ``eval``.
+  ``sympy_syntax``, never by ``eval``.
 
 Nothing is skipped: a token the reader cannot place is a ``VerifyError`` saying where.
 Symbols come out as cell names at step t (``c``, ``c_prev``, ``dc``, ``dc_next``, ``dW_f``),
@@ -20,19 +20,20 @@ shifted ones as ``f@+1`` (f at step t+1), and loss-only adjoints as ``dc#k1``.
 from __future__ import annotations
 
 import re
-import tomllib
 from dataclasses import dataclass
 
 import sympy as sp
 
 from derive.functions import FUNCTIONS, sigmoid
-from derive.linear import MatVec, MatVecT, Outer
 
+from .context import (KIND_WORD, Claim, Context, Token, local_derivative, product, transpose,
+                      unprev)
 from .errors import VerifyError, excerpt
-from .nodes import HCat, Row, SumN, SumT, MatTranspose, VCat
+from .nodes import HCat, MatTranspose, SumN, SumT, VCat
 from .normalize_latex import normalize_latex
-from .sequence import shifted, split_symbol
-from .vocabulary import Entry, Reading, default_reading, key_of_name
+from .sequence import shifted
+from .sympy_syntax import SympySyntaxParser
+from .vocabulary import key_of_name
 
 TOKEN_RE = re.compile(r"(?P<time>@\{[^{}]*\})|(?P<cmd>\\[A-Za-z]+)|(?P<word>[A-Za-z]+)"
                       r"|(?P<num>\d+(?:\.\d+)?)|(?P<sym>[\^_{}()\[\],=+\-*/'|<>:;!.])|(?P<space>\s+)")
@@ -48,23 +49,6 @@ PRODUCT_OPS = {"*": "*", r"\cdot": "*", r"\odot": "odot", r"\otimes": "otimes", 
 ADJOINT_CMDS = {r"\diff", r"\partial", r"\delta", r"\nabla"}
 
 
-@dataclass
-class Token:
-    kind: str
-    text: str
-    pos: int
-    end: int
-
-
-@dataclass
-class Claim:
-    """``sides[0] = sides[1] = ...``; ``at_last``: the formula speaks of the last step T only."""
-
-    sides: list
-    at_last: bool
-    normalized: str
-
-
 def tokenize(text: str) -> list[Token]:
     tokens, pos = [], 0
     while pos < len(text):
@@ -77,167 +61,6 @@ def tokenize(text: str) -> list[Token]:
     tokens.append(Token("end", "", len(text), len(text)))
     return tokens
 
-
-# -- what names mean ------------------------------------------------------------------------
-
-class Context:
-    """The cell (its derivation) and the reading table a formula is read against."""
-
-    def __init__(self, derivation, reading: Reading | None = None):
-        self.d = derivation
-        self.cell = derivation.cell
-        base = default_reading(derivation)
-        self.reading = reading or base
-        self.symbols: dict[str, Entry] = {}
-        for key, entry in self.reading.symbols.items():
-            if self._entry_fits(entry):
-                self.symbols[key] = entry
-        for key, entry in base.symbols.items():
-            self.symbols.setdefault(key, entry)
-        self.losses = dict(self.reading.losses) or dict(base.losses)
-        self.unsupported = dict(self.reading.unsupported)
-        self.functions = {**{k: FUNCTIONS[v] for k, v in _cell_function_aliases(self.cell).items()},
-                          "sigmoid": sigmoid}
-        self.names = set(derivation.quantities) | {eq.target for eq in derivation.backward} | \
-            set(derivation.carried.values()) | set(derivation.upstream.values()) | \
-            {s + "_prev" for s in self.cell.states}
-        self.bases = {re.split(r"[_^]", k)[0] for k in [*self.symbols, *self.losses, *self.unsupported]}
-        self.bases |= {k for k in self.functions if k not in self.symbols}
-        self.forward_of = {eq.lhs: eq.rhs for eq in derivation.forward}
-        self.saved = {eq.rhs: sp.Symbol(eq.lhs) for eq in derivation.forward
-                      if isinstance(eq.rhs, sp.Function) and not isinstance(eq.rhs, MatVec)}
-
-    def _entry_fits(self, entry: Entry) -> bool:
-        """A notation written for several cells keeps only the entries naming this cell's values."""
-        for text in (entry.forward, entry.adjoint):
-            if text is None:
-                continue
-            names = set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", text)) - {
-                "HCat", "VCat", "MatTranspose", "Row", "SumT", "SumN", "MatVec", "MatVecT", "Outer",
-                *FUNCTIONS}
-            known = set(self.d.quantities) | {eq.target for eq in self.d.backward} | \
-                set(self.d.carried.values()) | set(self.d.upstream.values()) | \
-                {s + "_prev" for s in self.d.cell.states}
-            if not names <= known:
-                return False
-        return True
-
-    # names at a time offset ------------------------------------------------------------------
-    def is_state(self, name: str) -> bool:
-        return name in self.cell.states
-
-    def ref(self, name: str, k: int) -> str:
-        """The symbol of cell value ``name`` taken ``k`` steps from t."""
-        if name.endswith("_prev") and self.is_state(name[:-5]):
-            return name[:-5] if k == 1 else shifted(name, k) if k else name
-        if self.is_state(name) and k == -1:
-            return name + "_prev"
-        return shifted(name, k)
-
-    def adjoint(self, name: str, k: int) -> str:
-        """``d`` of cell value ``name`` at offset k, in the per-step convention of BPTT code:
-        the adjoint of a state at t-1 is what step t hands back (``dc_prev``)."""
-        if name not in self.d.quantities and not (name.endswith("_prev") and self.is_state(name[:-5])):
-            raise ValueError(name)
-        if self.is_state(name) and k == -1:
-            return "d" + name + "_prev"
-        return shifted("d" + name, k)
-
-    def is_matrix(self, symbol_name: str) -> bool:
-        base = split_symbol(symbol_name)[0]
-        q = self.d.quantities.get(base)
-        if q is None and base.startswith("d"):
-            q = self.d.quantities.get(base[1:])
-        return q is not None and len(q.shape) == 2
-
-    def kind(self, e) -> str:
-        """'num', 'vec' (per-sample column), 'row' (a transposed vector) or 'mat'."""
-        if isinstance(e, sp.Symbol):
-            return "mat" if self.is_matrix(e.name) else "vec"
-        if e.is_Number:
-            return "num"
-        if isinstance(e, Row):
-            return "row"
-        if isinstance(e, (MatTranspose, HCat, Outer)):
-            return "mat"
-        if isinstance(e, (MatVec, MatVecT, VCat)):
-            return "vec"
-        kinds = {self.kind(a) for a in e.args}
-        for k in ("mat", "row", "vec"):
-            if k in kinds:
-                return k
-        return "num"
-
-    def shift_expr(self, e, k: int):
-        if k == 0:
-            return e
-        return e.xreplace({s: sp.Symbol(self._shift_name(s.name, k)) for s in e.free_symbols})
-
-    def _shift_name(self, name: str, k: int) -> str:
-        base, variant, shift = split_symbol(name)
-        if self.cell.params and base in self.cell.params:
-            return name
-        if variant == "full" and shift == 0:
-            return self.ref(base, k) if (base in self.d.quantities or base.endswith("_prev")) \
-                else shifted(name, k)
-        return shifted(name, k)
-
-    def sympy_value(self, text: str):
-        return SympySyntaxParser(text, self).parse_expr_only()
-
-
-def _cell_function_aliases(cell) -> dict[str, str]:
-    try:
-        return dict(tomllib.loads(cell.source_text).get("functions", {})) if cell.source_text else {}
-    except tomllib.TOMLDecodeError:
-        return {}
-
-
-def product(ctx: Context, a, b, op: str, where: str):
-    """``a op b`` with the meaning the operand kinds give (matrix next to vector: a product)."""
-    ka, kb = ctx.kind(a), ctx.kind(b)
-
-    def fail():
-        raise VerifyError(f"cannot combine a {_KIND_WORD[ka]} and a {_KIND_WORD[kb]} with {op!r}", where)
-
-    if op == "otimes":
-        if ka == "row" and kb == "vec":
-            return Outer(b, a.args[0])
-        if ka == "vec" and kb in ("vec", "row"):
-            return Outer(a, b.args[0] if kb == "row" else b)
-        fail()
-    if op == "/":
-        if kb not in ("num", "vec") or ka == "row":
-            fail()
-        return a / b
-    if op == "odot":
-        if "mat" in (ka, kb) or "row" in (ka, kb):
-            fail()
-        return a * b
-    if ka == "num" or kb == "num" or (ka == "vec" and kb == "vec"):
-        return a * b
-    if ka == "mat" and kb == "vec":
-        return MatVecT(a.args[0], b) if isinstance(a, MatTranspose) else MatVec(a, b)
-    if ka in ("vec", "row") and kb == "mat":          # v^T M = (M^T v)^T
-        v = a.args[0] if ka == "row" else a
-        return MatVec(b.args[0], v) if isinstance(b, MatTranspose) else MatVecT(b, v)
-    if ka == "vec" and kb == "row":
-        return Outer(a, b.args[0])
-    fail()
-
-
-_KIND_WORD = {"num": "number", "vec": "vector", "row": "transposed vector", "mat": "matrix"}
-
-
-def transpose(ctx: Context, e, where: str):
-    k = ctx.kind(e)
-    if k == "vec":
-        return Row(e)
-    if k == "row":
-        return e.args[0]
-    if k == "mat":
-        return e.args[0] if isinstance(e, MatTranspose) else MatTranspose(e)
-    raise VerifyError("transpose of a number", where)
 
 
 # -- LaTeX ----------------------------------------------------------------------------------
@@ -363,7 +186,7 @@ class LatexParser:
             terms.append(sign * self.term())
         kinds = {self.ctx.kind(t) for t in terms} - {"num"}
         if len(kinds) > 1:
-            self.fail("adds a " + " and a ".join(sorted(_KIND_WORD[k] for k in kinds)), tok,
+            self.fail("adds a " + " and a ".join(sorted(KIND_WORD[k] for k in kinds)), tok,
                       self.tokens[self.i - 1].end)
         return sp.Add(*terms)
 
@@ -715,7 +538,7 @@ class LatexParser:
         if not isinstance(value, sp.Symbol):
             raise VerifyError(f"unknown symbol {atom.key} in notation {ctx.reading.name} "
                               f"for cell {ctx.cell.name}", where)
-        name, k = _unprev(ctx, value.name)
+        name, k = unprev(ctx, value.name)
         k += atom.time or 0
         if kind == "carried" and name in ctx.d.carried:
             return sp.Symbol("d" + name + "_prev" if k == -1 else shifted(ctx.d.carried[name], k))
@@ -842,9 +665,9 @@ class LatexParser:
                 raise VerifyError(f"{top.key} is the whole-sequence loss; it has no step", where)
             if is_param:
                 return SumT(sp.Symbol("d" + name))
-            return sp.Symbol(shifted("d" + _unprev(ctx, name)[0], tau + _unprev(ctx, name)[1]))
+            return sp.Symbol(shifted("d" + unprev(ctx, name)[0], tau + unprev(ctx, name)[1]))
         t_loss = top.time if top.time is not None else 0
-        base, k = _unprev(ctx, name)
+        base, k = unprev(ctx, name)
         tau += k
         if kind == "tail":
             if is_param:
@@ -861,185 +684,6 @@ class LatexParser:
         raise VerifyError(f"cannot read the derivative of the {kind} loss {top.key} at step "
                           f"offset {t_loss} with respect to {name} at offset {tau}", where)
 
-
-def _unprev(ctx: Context, name: str) -> tuple[str, int]:
-    if name.endswith("_prev") and ctx.is_state(name[:-5]):
-        return name[:-5], -1
-    return name, 0
-
-
-def local_derivative(ctx: Context, of: str, a: int, wrt: str, b: int, where: str):
-    """∂(of at t+a)/∂(wrt at t+b) through the forward equations of one step."""
-    wrt_base, kb = _unprev(ctx, wrt)
-    b += kb
-    of_base, ka = _unprev(ctx, of)
-    a += ka
-    if a == b:
-        leaf = wrt_base
-    elif a == b + 1 and ctx.is_state(wrt_base):
-        leaf = wrt_base + "_prev"
-    else:
-        raise VerifyError("a derivative across more than one step", where)
-    if of_base not in ctx.forward_of:
-        raise VerifyError(f"{of_base} is not computed by the cell's forward step", where)
-    target = sp.Symbol(leaf)
-    depends = _dependents(ctx, leaf)
-    expr = sp.Symbol(of_base)
-    for _ in range(len(ctx.forward_of) + 1):
-        subs = {s: ctx.forward_of[s.name] for s in expr.free_symbols
-                if s.name in depends and s != target and s.name in ctx.forward_of}
-        if not subs:
-            break
-        expr = expr.xreplace(subs)
-    for node in expr.atoms(MatVec):
-        if target in node.free_symbols:
-            raise VerifyError("this derivative is a matrix (Jacobian); write it through an adjoint",
-                              where)
-    value = sp.diff(expr, target).xreplace(ctx.saved)
-    return ctx.shift_expr(value, a)
-
-
-def _dependents(ctx: Context, leaf: str) -> set[str]:
-    """Forward values that depend on ``leaf`` within one step."""
-    out = {leaf}
-    for eq in ctx.d.forward:
-        if any(s.name in out for s in eq.rhs.free_symbols):
-            out.add(eq.lhs)
-    return out
-
-
-# -- SymPy syntax ---------------------------------------------------------------------------
-
-PLAIN_TOKEN_RE = re.compile(r"(?P<name>[A-Za-z_][A-Za-z0-9_]*(?:#k1)?(?:@[+-]\d+)?)"
-                            r"|(?P<num>\d+(?:\.\d+)?)|(?P<op>\*\*|[-+*/^@(),=]|\.T)|(?P<space>\s+)")
-PLAIN_FUNCTIONS = {"HCat": HCat, "VCat": VCat, "MatTranspose": MatTranspose, "Row": Row, "SumT": SumT,
-                   "SumN": SumN, "MatVec": MatVec, "MatVecT": MatVecT, "Outer": Outer,
-                   "outer": Outer, "sum_t": SumT, "sum_n": SumN, "cat": VCat}
-
-
-class SympySyntaxParser:
-    """``dc_next + dh*o*(1 - tanh(c)**2)``: cell names, + - * / ** @ .T, known functions."""
-
-    def __init__(self, text: str, ctx: Context):
-        self.text, self.ctx = text, ctx
-        self.tokens, pos = [], 0
-        while pos < len(text):
-            m = PLAIN_TOKEN_RE.match(text, pos)
-            if not m:
-                raise VerifyError(f"unexpected character {text[pos]!r}", excerpt(text, pos))
-            if m.lastgroup != "space":
-                self.tokens.append(Token(m.lastgroup, m.group(), m.start(), m.end()))
-            pos = m.end()
-        self.tokens.append(Token("end", "", len(text), len(text)))
-        self.i = 0
-
-    def peek(self):
-        return self.tokens[self.i]
-
-    def next(self):
-        self.i += 1
-        return self.tokens[self.i - 1]
-
-    def fail(self, problem, tok=None):
-        tok = tok or self.peek()
-        raise VerifyError(problem, excerpt(self.text, tok.pos, tok.end))
-
-    def parse(self) -> Claim:
-        sides = [self.expr()]
-        while self.peek().text == "=":
-            self.next()
-            sides.append(self.expr())
-        if self.peek().kind != "end":
-            self.fail(f"cannot read {self.peek().text!r} here")
-        return Claim(sides, False, self.text)
-
-    def parse_expr_only(self):
-        value = self.expr()
-        if self.peek().kind != "end":
-            self.fail(f"cannot read {self.peek().text!r} here")
-        return value
-
-    def expr(self):
-        value = self.term()
-        while self.peek().text in ("+", "-"):
-            sign = -1 if self.next().text == "-" else 1
-            value = value + sign * self.term()
-        return value
-
-    def term(self):
-        value = self.unary()
-        while self.peek().text in ("*", "/", "@"):
-            tok = self.next()
-            right = self.unary()
-            op = {"*": "*", "/": "/", "@": "*"}[tok.text]
-            if tok.text == "@" and self.ctx.kind(value) != "mat":
-                self.fail("@ needs a matrix on its left", tok)
-            value = product(self.ctx, value, right, op, excerpt(self.text, tok.pos, tok.end))
-        return value
-
-    def unary(self):
-        if self.peek().text == "-":
-            self.next()
-            return -self.unary()
-        if self.peek().text == "+":
-            self.next()
-            return self.unary()
-        return self.power()
-
-    def power(self):
-        base = self.postfix()
-        if self.peek().text in ("**", "^"):
-            self.next()
-            exponent = self.unary()
-            if self.ctx.kind(exponent) != "num":
-                self.fail("an exponent must be a number")
-            return base ** exponent
-        return base
-
-    def postfix(self):
-        value = self.atom()
-        while self.peek().text == ".T":
-            tok = self.next()
-            value = transpose(self.ctx, value, excerpt(self.text, tok.pos, tok.end))
-        return value
-
-    def atom(self):
-        tok = self.next()
-        if tok.kind == "num":
-            return sp.Rational(tok.text) if "." not in tok.text else sp.Float(tok.text)
-        if tok.text == "(":
-            value = self.expr()
-            if self.next().text != ")":
-                self.fail("expected ')'", self.tokens[self.i - 1])
-            return value
-        if tok.kind == "name":
-            if self.peek().text == "(":
-                return self.call(tok)
-            base = split_symbol(tok.text)[0]
-            if base not in self.ctx.names:
-                self.fail(f"unknown name {base!r} for cell {self.ctx.cell.name}", tok)
-            return sp.Symbol(tok.text)
-        if tok.kind == "end":
-            self.fail("the formula ends too early", tok)
-        self.fail(f"cannot read {tok.text!r} here", tok)
-
-    def call(self, tok):
-        self.next()
-        args = [self.expr()]
-        while self.peek().text == ",":
-            self.next()
-            args.append(self.expr())
-        if self.next().text != ")":
-            self.fail("expected ')'", self.tokens[self.i - 1])
-        name = tok.text
-        if name in FUNCTIONS or name in self.ctx.functions:
-            func = FUNCTIONS.get(name) or self.ctx.functions[name]
-            if len(args) != 1:
-                self.fail(f"{name} takes one argument", tok)
-            return func(args[0])
-        if name in PLAIN_FUNCTIONS:
-            return PLAIN_FUNCTIONS[name](*args)
-        self.fail(f"unknown function {name!r}", tok)
 
 
 def looks_like_latex(text: str) -> bool:

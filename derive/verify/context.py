@@ -1,0 +1,252 @@
+"""What the names of a formula mean for one cell: values, adjoints, shapes, local derivatives.
+
+A ``Context`` joins a cell's derivation and a reading table (``vocabulary``). It knows which
+symbol a written name stands for at a time offset (``c`` at t-1 is ``c_prev``; the adjoint of a
+state at t-1 is ``dc_prev``, what step t hands back), whether a value is a matrix, and what a
+product of two operands means (``product``: a matrix beside a vector is a matrix-vector product,
+a vector beside a transposed vector an outer product, two vectors an elementwise product).
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass
+
+import sympy as sp
+
+from derive.functions import FUNCTIONS, sigmoid
+from derive.linear import MatVec, MatVecT, Outer
+
+from .errors import VerifyError
+from .nodes import HCat, MatTranspose, Row, VCat
+from .sequence import shifted, split_symbol
+from .vocabulary import Entry, Reading, default_reading
+
+
+@dataclass
+class Token:
+    kind: str
+    text: str
+    pos: int
+    end: int
+
+
+@dataclass
+class Claim:
+    """``sides[0] = sides[1] = ...``; ``at_last``: the formula speaks of the last step T only."""
+
+    sides: list
+    at_last: bool
+    normalized: str
+
+
+
+# -- what names mean ------------------------------------------------------------------------
+
+class Context:
+    """The cell (its derivation) and the reading table a formula is read against."""
+
+    def __init__(self, derivation, reading: Reading | None = None):
+        self.d = derivation
+        self.cell = derivation.cell
+        base = default_reading(derivation)
+        self.reading = reading or base
+        self.symbols: dict[str, Entry] = {}
+        for key, entry in self.reading.symbols.items():
+            if self._entry_fits(entry):
+                self.symbols[key] = entry
+        for key, entry in base.symbols.items():
+            self.symbols.setdefault(key, entry)
+        self.losses = dict(self.reading.losses) or dict(base.losses)
+        self.unsupported = dict(self.reading.unsupported)
+        self.functions = {**{k: FUNCTIONS[v] for k, v in _cell_function_aliases(self.cell).items()},
+                          "sigmoid": sigmoid}
+        self.names = set(derivation.quantities) | {eq.target for eq in derivation.backward} | \
+            set(derivation.carried.values()) | set(derivation.upstream.values()) | \
+            {s + "_prev" for s in self.cell.states}
+        self.bases = {re.split(r"[_^]", k)[0] for k in [*self.symbols, *self.losses, *self.unsupported]}
+        self.bases |= {k for k in self.functions if k not in self.symbols}
+        self.forward_of = {eq.lhs: eq.rhs for eq in derivation.forward}
+        self.saved = {eq.rhs: sp.Symbol(eq.lhs) for eq in derivation.forward
+                      if isinstance(eq.rhs, sp.Function) and not isinstance(eq.rhs, MatVec)}
+
+    def _entry_fits(self, entry: Entry) -> bool:
+        """A notation written for several cells keeps only the entries naming this cell's values."""
+        for text in (entry.forward, entry.adjoint):
+            if text is None:
+                continue
+            names = set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", text)) - {
+                "HCat", "VCat", "MatTranspose", "Row", "SumT", "SumN", "MatVec", "MatVecT", "Outer",
+                *FUNCTIONS}
+            known = set(self.d.quantities) | {eq.target for eq in self.d.backward} | \
+                set(self.d.carried.values()) | set(self.d.upstream.values()) | \
+                {s + "_prev" for s in self.d.cell.states}
+            if not names <= known:
+                return False
+        return True
+
+    # names at a time offset ------------------------------------------------------------------
+    def is_state(self, name: str) -> bool:
+        return name in self.cell.states
+
+    def ref(self, name: str, k: int) -> str:
+        """The symbol of cell value ``name`` taken ``k`` steps from t."""
+        if name.endswith("_prev") and self.is_state(name[:-5]):
+            return name[:-5] if k == 1 else shifted(name, k) if k else name
+        if self.is_state(name) and k == -1:
+            return name + "_prev"
+        return shifted(name, k)
+
+    def adjoint(self, name: str, k: int) -> str:
+        """``d`` of cell value ``name`` at offset k, in the per-step convention of BPTT code:
+        the adjoint of a state at t-1 is what step t hands back (``dc_prev``)."""
+        if name not in self.d.quantities and not (name.endswith("_prev") and self.is_state(name[:-5])):
+            raise ValueError(name)
+        if self.is_state(name) and k == -1:
+            return "d" + name + "_prev"
+        return shifted("d" + name, k)
+
+    def is_matrix(self, symbol_name: str) -> bool:
+        base = split_symbol(symbol_name)[0]
+        q = self.d.quantities.get(base)
+        if q is None and base.startswith("d"):
+            q = self.d.quantities.get(base[1:])
+        return q is not None and len(q.shape) == 2
+
+    def kind(self, e) -> str:
+        """'num', 'vec' (per-sample column), 'row' (a transposed vector) or 'mat'."""
+        if isinstance(e, sp.Symbol):
+            return "mat" if self.is_matrix(e.name) else "vec"
+        if e.is_Number:
+            return "num"
+        if isinstance(e, Row):
+            return "row"
+        if isinstance(e, (MatTranspose, HCat, Outer)):
+            return "mat"
+        if isinstance(e, (MatVec, MatVecT, VCat)):
+            return "vec"
+        kinds = {self.kind(a) for a in e.args}
+        for k in ("mat", "row", "vec"):
+            if k in kinds:
+                return k
+        return "num"
+
+    def shift_expr(self, e, k: int):
+        if k == 0:
+            return e
+        return e.xreplace({s: sp.Symbol(self._shift_name(s.name, k)) for s in e.free_symbols})
+
+    def _shift_name(self, name: str, k: int) -> str:
+        base, variant, shift = split_symbol(name)
+        if self.cell.params and base in self.cell.params:
+            return name
+        if variant == "full" and shift == 0:
+            return self.ref(base, k) if (base in self.d.quantities or base.endswith("_prev")) \
+                else shifted(name, k)
+        return shifted(name, k)
+
+    def sympy_value(self, text: str):
+        from .sympy_syntax import SympySyntaxParser
+        return SympySyntaxParser(text, self).parse_expr_only()
+
+
+def _cell_function_aliases(cell) -> dict[str, str]:
+    try:
+        return dict(tomllib.loads(cell.source_text).get("functions", {})) if cell.source_text else {}
+    except tomllib.TOMLDecodeError:
+        return {}
+
+
+def product(ctx: Context, a, b, op: str, where: str):
+    """``a op b`` with the meaning the operand kinds give (matrix next to vector: a product)."""
+    ka, kb = ctx.kind(a), ctx.kind(b)
+
+    def fail():
+        raise VerifyError(f"cannot combine a {KIND_WORD[ka]} and a {KIND_WORD[kb]} with {op!r}", where)
+
+    if op == "otimes":
+        if ka == "row" and kb == "vec":
+            return Outer(b, a.args[0])
+        if ka == "vec" and kb in ("vec", "row"):
+            return Outer(a, b.args[0] if kb == "row" else b)
+        fail()
+    if op == "/":
+        if kb not in ("num", "vec") or ka == "row":
+            fail()
+        return a / b
+    if op == "odot":
+        if "mat" in (ka, kb) or "row" in (ka, kb):
+            fail()
+        return a * b
+    if ka == "num" or kb == "num" or (ka == "vec" and kb == "vec"):
+        return a * b
+    if ka == "mat" and kb == "vec":
+        return MatVecT(a.args[0], b) if isinstance(a, MatTranspose) else MatVec(a, b)
+    if ka in ("vec", "row") and kb == "mat":          # v^T M = (M^T v)^T
+        v = a.args[0] if ka == "row" else a
+        return MatVec(b.args[0], v) if isinstance(b, MatTranspose) else MatVecT(b, v)
+    if ka == "vec" and kb == "row":
+        return Outer(a, b.args[0])
+    fail()
+
+
+KIND_WORD = {"num": "number", "vec": "vector", "row": "transposed vector", "mat": "matrix"}
+
+
+def transpose(ctx: Context, e, where: str):
+    k = ctx.kind(e)
+    if k == "vec":
+        return Row(e)
+    if k == "row":
+        return e.args[0]
+    if k == "mat":
+        return e.args[0] if isinstance(e, MatTranspose) else MatTranspose(e)
+    raise VerifyError("transpose of a number", where)
+
+
+
+def unprev(ctx: Context, name: str) -> tuple[str, int]:
+    if name.endswith("_prev") and ctx.is_state(name[:-5]):
+        return name[:-5], -1
+    return name, 0
+
+
+def local_derivative(ctx: Context, of: str, a: int, wrt: str, b: int, where: str):
+    """∂(of at t+a)/∂(wrt at t+b) through the forward equations of one step."""
+    wrt_base, kb = unprev(ctx, wrt)
+    b += kb
+    of_base, ka = unprev(ctx, of)
+    a += ka
+    if a == b:
+        leaf = wrt_base
+    elif a == b + 1 and ctx.is_state(wrt_base):
+        leaf = wrt_base + "_prev"
+    else:
+        raise VerifyError("a derivative across more than one step", where)
+    if of_base not in ctx.forward_of:
+        raise VerifyError(f"{of_base} is not computed by the cell's forward step", where)
+    target = sp.Symbol(leaf)
+    depends = _dependents(ctx, leaf)
+    expr = sp.Symbol(of_base)
+    for _ in range(len(ctx.forward_of) + 1):
+        subs = {s: ctx.forward_of[s.name] for s in expr.free_symbols
+                if s.name in depends and s != target and s.name in ctx.forward_of}
+        if not subs:
+            break
+        expr = expr.xreplace(subs)
+    for node in expr.atoms(MatVec):
+        if target in node.free_symbols:
+            raise VerifyError("this derivative is a matrix (Jacobian); write it through an adjoint",
+                              where)
+    value = sp.diff(expr, target).xreplace(ctx.saved)
+    return ctx.shift_expr(value, a)
+
+
+def _dependents(ctx: Context, leaf: str) -> set[str]:
+    """Forward values that depend on ``leaf`` within one step."""
+    out = {leaf}
+    for eq in ctx.d.forward:
+        if any(s.name in out for s in eq.rhs.free_symbols):
+            out.add(eq.lhs)
+    return out
