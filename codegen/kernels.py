@@ -7,6 +7,7 @@ array each value is loaded from or stored to. Templates only place these strings
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import sympy as sp
@@ -125,6 +126,10 @@ class _Layout:
     def width(self, g: ProductGroup) -> str:
         return _size_text(sp.Add(*(sp.Symbol(p.rows) for p in g.products)))
 
+    def matmul(self, a: str, b: str) -> str:
+        """A GEMM outside the time loop."""
+        return f"({a} @ {b})"
+
     def vector_sequence(self, v: str) -> str:
         """All T steps of a group's vector as one (T, N, size) array."""
         loc = self.plan.locations.get(v)
@@ -156,8 +161,8 @@ class _Layout:
                 continue
             rows = self.width(g)
             tags = ", ".join(self.plan.derivation.forward_eq(p.target).tag for p in g.products)
-            lines.append(Line(f"{g.proj} = ({g.vector}.reshape(T * N, {g.cols}) @ {g.packed}.T)"
-                              f".reshape(T, N, {rows})",
+            lines.append(Line(f"{g.proj} = " + self.matmul(f"{g.vector}.reshape(T * N, {g.cols})", f"{g.packed}.T")
+                              + f".reshape(T, N, {rows})",
                               f"({tags}) the products with {g.vector} of every step: one GEMM over T*N rows"))
             biases = [(p, self.plan.hoisted_bias.get(p.target, ())) for p in g.products]
             if any(b for _, b in biases):
@@ -225,12 +230,12 @@ class _Layout:
                 lines.append(Line(f"dpre_{g.vector} = {stacked}",
                                   f"(T*N, {rows}): the adjoints of {', '.join(p.target for p in g.products)}"))
                 stacked = f"dpre_{g.vector}"
-            lines.append(Line(f"d{g.packed} = {stacked}.T @ {self.vector_sequence(g.vector)}"
-                              f".reshape(T * N, {g.cols})",
+            lines.append(Line(f"d{g.packed} = " + self.matmul(f"{stacked}.T", f"{self.vector_sequence(g.vector)}"
+                                                               f".reshape(T * N, {g.cols})"),
                               f"gradients of {', '.join(g.matrices)}, summed over steps and batch"))
             if g.hoisted:
                 extra = f" + d{g.vector}_seq" if g.vector in plan.input_loop else ""
-                lines.append(Line(f"d{g.vector} = ({stacked} @ {g.packed}).reshape(T, N, {g.cols}){extra}",
+                lines.append(Line(f"d{g.vector} = {self.matmul(stacked, g.packed)}.reshape(T, N, {g.cols}){extra}",
                                   f"({plan.derivation.backward_eq('d' + g.vector).tag}) for every step "
                                   "at once, one GEMM"))
         if any(part[0] == "bias" for parts in plan.param_grads.values() for part in parts):
@@ -497,10 +502,39 @@ class _NumbaLayout(_Layout):
                     use(target)
                     stores.append(Line(f"{target} = {s.target}"))
             body.append(("loop", {"size": st.size, "lines": loads + stmts + stores}))
+        if not forward:
+            self._check_carried_in_place(body)
         return {"body": body, "arrays": arrays}
+
+    def _check_carried_in_place(self, body) -> None:
+        """ds_prev overwrites ds_next in place: safe when no loop reads ds_next after that store."""
+        for name in self.plan.derivation.carried.values():
+            buffer = f"{name}_buf["
+            loops = [item["lines"] for kind, item in body if kind == "loop"]
+            reads = [k for k, lines in enumerate(loops) if any(buffer in l.code.split(" = ", 1)[1]
+                                                               for l in lines if " = " in l.code)]
+            writes = [k for k, lines in enumerate(loops) if any(l.code.startswith(buffer) for l in lines)]
+            if reads and writes and max(reads) > min(writes):
+                raise NotImplementedError(f"{name} is read after step t's adjoint overwrote it")
 
     def carried_variable(self, name: str) -> str:
         return f"{name}_buf"
+
+    def matmul(self, a: str, b: str) -> str:
+        """GEMMs go through the BLAS Numba calls inside the loop too: one BLAS thread pool."""
+        return f"_matmul({a}, {b})"
+
+    @staticmethod
+    def _mentions(kernel: dict, size: str) -> bool:
+        """Whether a kernel's body uses the size (loop bounds, column offsets)."""
+        pattern = re.compile(rf"\b{re.escape(size)}\b")
+        for kind, item in kernel["body"]:
+            lines = [item] if kind == "gemm" else item["lines"]
+            if kind == "loop" and item["size"] == size:
+                return True
+            if any(pattern.search(line.code) for line in lines):
+                return True
+        return False
 
     def argument(self, array: str) -> str:
         """How the Python wrapper passes a kernel's array argument."""
@@ -530,7 +564,7 @@ class _NumbaLayout(_Layout):
         ctx["backward_args"] = [self.argument(a) for a in bwd["arrays"]]
         ctx["forward_kernel"] = fwd
         ctx["backward_kernel"] = bwd
-        ctx["kernel_sizes"] = sizes
+        ctx["kernel_sizes"] = [s for s in sizes if self._mentions(fwd, s) or self._mentions(bwd, s)]
         ctx["n"], ctx["j"] = self.n, self.j
         ctx["forward_buffers"] = [(g.proj, self.width(g)) for g in self.plan.groups if not g.hoisted]
         ctx["transposed"] = [g.packed for g in self.plan.groups if not g.hoisted]

@@ -180,8 +180,22 @@ def _tanh(z):
     return 1.0 - 2.0 / (_exp(2.0 * z) + 1.0)
 
 
+
+@nb.njit(cache=True)
+def _dot(a, b):
+    return np.dot(a, b)
+
+
+def _matmul(a, b):
+    """a @ b with the BLAS that np.dot inside @njit uses (SciPy's), so that the GEMMs outside the
+    time loop do not wake a second BLAS thread pool (NumPy's) to fight over the cores."""
+    def contiguous(m):
+        return m if m.flags.c_contiguous or m.flags.f_contiguous else np.ascontiguousarray(m)
+    return _dot(contiguous(a), contiguous(b))
+
+
 @nb.njit(cache=True, error_model="numpy")
-def _forward_steps(T, N, D, H, o_seq, packed_o_prev_T, proj_o_prev, proj_x, C_seq, f_seq, i_seq, Ct_seq, h_seq):
+def _forward_steps(T, N, H, o_seq, packed_o_prev_T, proj_o_prev, proj_x, C_seq, f_seq, i_seq, Ct_seq, h_seq):
     """The time loop: per step the recurrent products as one GEMM, then fused elementwise loops."""
     for t in range(T):
         np.dot(o_seq[t], packed_o_prev_T, proj_o_prev)  # (F1) [u_f; u_i; u_C; u_o] @ o_prev as one packed product
@@ -207,8 +221,8 @@ def _forward_steps(T, N, D, H, o_seq, packed_o_prev_T, proj_o_prev, proj_x, C_se
 
 
 @nb.njit(cache=True, error_model="numpy")
-def _backward_steps(T, N, D, H, do_next_buf, do_out_seq, C_seq, h_seq, dC_next_buf, i_seq, Ct_seq, f_seq, dpre_seq, dC_buf, packed_o_prev, do_prev_linear_buf):
-    """The reverse time loop; do_next_buf, dC_next_buf are updated in place to step t's adjoints."""
+def _backward_steps(T, N, H, do_next_buf, do_out_seq, C_seq, h_seq, dC_next_buf, i_seq, Ct_seq, f_seq, dpre_seq, dC_buf, packed_o_prev, do_prev_linear_buf):
+    """The reverse time loop; the carried adjoints (do_next_buf, dC_next_buf) are updated in place."""
     for t in range(T - 1, -1, -1):
         for n in range(N):
             for j in range(H):
@@ -262,7 +276,7 @@ def forward(x, params, state0=None):
     dtype = x.dtype
     packed_x = np.concatenate([params["v_f"], params["v_i"], params["v_C"], params["v_o"]])  # (4*H, D): [v_f; v_i; v_C; v_o], one GEMM instead of 4
     packed_o_prev = np.concatenate([params["u_f"], params["u_i"], params["u_C"], params["u_o"]])  # (4*H, H): [u_f; u_i; u_C; u_o], one GEMM instead of 4
-    proj_x = (x.reshape(T * N, D) @ packed_x.T).reshape(T, N, 4*H)  # (F1, F3, F5, F8) the products with x of every step: one GEMM over T*N rows
+    proj_x = _matmul(x.reshape(T * N, D), packed_x.T).reshape(T, N, 4*H)  # (F1, F3, F5, F8) the products with x of every step: one GEMM over T*N rows
     proj_x += np.concatenate([params["b_f"], params["b_i"], params["b_C"], params["b_o"]])  # biases of the same equations, added once for all steps
     packed_o_prev_T = np.ascontiguousarray(packed_o_prev.T)
     o_seq = np.empty((T + 1, N, H), dtype)  # o<0>, ..., o<T>
@@ -274,7 +288,7 @@ def forward(x, params, state0=None):
     Ct_seq = np.empty((T, N, H), dtype)  # saved for the backward pass
     h_seq = np.empty((T, N, H), dtype)  # saved for the backward pass
     proj_o_prev = np.empty((N, 4*H), dtype)  # one step's recurrent products
-    _forward_steps(T, N, D, H, o_seq, packed_o_prev_T, proj_o_prev, proj_x, C_seq, f_seq, i_seq, Ct_seq, h_seq)
+    _forward_steps(T, N, H, o_seq, packed_o_prev_T, proj_o_prev, proj_x, C_seq, f_seq, i_seq, Ct_seq, h_seq)
     outputs = {"o": o_seq[1:]}
     state = {"o": o_seq[T], "C": C_seq[T]}
     cache = {"x": x, "packed_x": packed_x, "packed_o_prev": packed_o_prev, "o_seq": o_seq, "C_seq": C_seq, "f_seq": f_seq, "i_seq": i_seq, "Ct_seq": Ct_seq, "h_seq": h_seq, "params": params}
@@ -309,11 +323,11 @@ def backward(d_outputs, cache, d_state=None):
     dpre_seq = np.empty((T, N, 4*H), dtype)  # da_f, da_i, da_Ct, da_h of every step
     do_prev_linear_buf = np.empty((N, H), dtype)  # one step's values between fused loops
     dC_buf = np.empty((N, H), dtype)  # one step's values between fused loops
-    _backward_steps(T, N, D, H, do_next_buf, do_out_seq, C_seq, h_seq, dC_next_buf, i_seq, Ct_seq, f_seq, dpre_seq, dC_buf, packed_o_prev, do_prev_linear_buf)
+    _backward_steps(T, N, H, do_next_buf, do_out_seq, C_seq, h_seq, dC_next_buf, i_seq, Ct_seq, f_seq, dpre_seq, dC_buf, packed_o_prev, do_prev_linear_buf)
     dpre_flat = dpre_seq.reshape(T * N, 4*H)  # every step's da_f, da_i, da_Ct, da_h as rows
-    dpacked_x = dpre_flat.T @ x.reshape(T * N, D)  # gradients of v_f, v_i, v_C, v_o, summed over steps and batch
-    dx = (dpre_flat @ packed_x).reshape(T, N, D)  # (B13) for every step at once, one GEMM
-    dpacked_o_prev = dpre_flat.T @ o_seq[:-1].reshape(T * N, H)  # gradients of u_f, u_i, u_C, u_o, summed over steps and batch
+    dpacked_x = _matmul(dpre_flat.T, x.reshape(T * N, D))  # gradients of v_f, v_i, v_C, v_o, summed over steps and batch
+    dx = _matmul(dpre_flat, packed_x).reshape(T, N, D)  # (B13) for every step at once, one GEMM
+    dpacked_o_prev = _matmul(dpre_flat.T, o_seq[:-1].reshape(T * N, H))  # gradients of u_f, u_i, u_C, u_o, summed over steps and batch
     dpre_sum = dpre_seq.sum(axis=(0, 1))  # bias gradients: sums over steps and batch
     return {
         "u_f": dpacked_o_prev[:H],  # (B14)

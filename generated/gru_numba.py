@@ -163,8 +163,22 @@ def _tanh(z):
     return 1.0 - 2.0 / (_exp(2.0 * z) + 1.0)
 
 
+
+@nb.njit(cache=True)
+def _dot(a, b):
+    return np.dot(a, b)
+
+
+def _matmul(a, b):
+    """a @ b with the BLAS that np.dot inside @njit uses (SciPy's), so that the GEMMs outside the
+    time loop do not wake a second BLAS thread pool (NumPy's) to fight over the cores."""
+    def contiguous(m):
+        return m if m.flags.c_contiguous or m.flags.f_contiguous else np.ascontiguousarray(m)
+    return _dot(contiguous(a), contiguous(b))
+
+
 @nb.njit(cache=True, error_model="numpy")
-def _forward_steps(T, N, D, H, h_seq, packed_h_prev_T, proj_h_prev, proj_x, r_seq, z_seq, rh_seq, packed_rh_T, proj_rh, n_seq):
+def _forward_steps(T, N, H, h_seq, packed_h_prev_T, proj_h_prev, proj_x, r_seq, z_seq, rh_seq, packed_rh_T, proj_rh, n_seq):
     """The time loop: per step the recurrent products as one GEMM, then fused elementwise loops."""
     for t in range(T):
         np.dot(h_seq[t], packed_h_prev_T, proj_h_prev)  # (F1) [U_r; U_z] @ h_prev as one packed product
@@ -192,8 +206,8 @@ def _forward_steps(T, N, D, H, h_seq, packed_h_prev_T, proj_h_prev, proj_x, r_se
 
 
 @nb.njit(cache=True, error_model="numpy")
-def _backward_steps(T, N, D, H, dh_next_buf, dh_out_seq, z_seq, n_seq, dh_buf, dpre_seq, packed_rh, drh_linear_buf, h_seq, r_seq, drh_buf, packed_h_prev, dh_prev_linear_buf):
-    """The reverse time loop; dh_next_buf are updated in place to step t's adjoints."""
+def _backward_steps(T, N, H, dh_next_buf, dh_out_seq, z_seq, n_seq, dh_buf, dpre_seq, packed_rh, drh_linear_buf, h_seq, r_seq, drh_buf, packed_h_prev, dh_prev_linear_buf):
+    """The reverse time loop; the carried adjoints (dh_next_buf) are updated in place."""
     for t in range(T - 1, -1, -1):
         for row in range(N):
             for j in range(H):
@@ -249,7 +263,7 @@ def forward(x, params, state0=None):
     packed_x = np.concatenate([params["W_r"], params["W_z"], params["W_h"]])  # (3*H, D): [W_r; W_z; W_h], one GEMM instead of 3
     packed_h_prev = np.concatenate([params["U_r"], params["U_z"]])  # (2*H, H): [U_r; U_z], one GEMM instead of 2
     packed_rh = params["U_h"]  # (H, H)
-    proj_x = (x.reshape(T * N, D) @ packed_x.T).reshape(T, N, 3*H)  # (F1, F3, F6) the products with x of every step: one GEMM over T*N rows
+    proj_x = _matmul(x.reshape(T * N, D), packed_x.T).reshape(T, N, 3*H)  # (F1, F3, F6) the products with x of every step: one GEMM over T*N rows
     packed_h_prev_T = np.ascontiguousarray(packed_h_prev.T)
     packed_rh_T = np.ascontiguousarray(packed_rh.T)
     h_seq = np.empty((T + 1, N, H), dtype)  # h<0>, ..., h<T>
@@ -260,7 +274,7 @@ def forward(x, params, state0=None):
     n_seq = np.empty((T, N, H), dtype)  # saved for the backward pass
     proj_h_prev = np.empty((N, 2*H), dtype)  # one step's recurrent products
     proj_rh = np.empty((N, H), dtype)  # one step's recurrent products
-    _forward_steps(T, N, D, H, h_seq, packed_h_prev_T, proj_h_prev, proj_x, r_seq, z_seq, rh_seq, packed_rh_T, proj_rh, n_seq)
+    _forward_steps(T, N, H, h_seq, packed_h_prev_T, proj_h_prev, proj_x, r_seq, z_seq, rh_seq, packed_rh_T, proj_rh, n_seq)
     outputs = {"h": h_seq[1:]}
     state = {"h": h_seq[T]}
     cache = {"x": x, "packed_x": packed_x, "packed_h_prev": packed_h_prev, "packed_rh": packed_rh, "h_seq": h_seq, "r_seq": r_seq, "z_seq": z_seq, "rh_seq": rh_seq, "n_seq": n_seq, "params": params}
@@ -296,14 +310,14 @@ def backward(d_outputs, cache, d_state=None):
     drh_linear_buf = np.empty((N, H), dtype)  # one step's values between fused loops
     dh_buf = np.empty((N, H), dtype)  # one step's values between fused loops
     drh_buf = np.empty((N, H), dtype)  # one step's values between fused loops
-    _backward_steps(T, N, D, H, dh_next_buf, dh_out_seq, z_seq, n_seq, dh_buf, dpre_seq, packed_rh, drh_linear_buf, h_seq, r_seq, drh_buf, packed_h_prev, dh_prev_linear_buf)
+    _backward_steps(T, N, H, dh_next_buf, dh_out_seq, z_seq, n_seq, dh_buf, dpre_seq, packed_rh, drh_linear_buf, h_seq, r_seq, drh_buf, packed_h_prev, dh_prev_linear_buf)
     dpre_flat = dpre_seq.reshape(T * N, 3*H)  # every step's da_r, da_z, da_n as rows
-    dpacked_x = dpre_flat.T @ x.reshape(T * N, D)  # gradients of W_r, W_z, W_h, summed over steps and batch
-    dx = (dpre_flat @ packed_x).reshape(T, N, D)  # (B10) for every step at once, one GEMM
+    dpacked_x = _matmul(dpre_flat.T, x.reshape(T * N, D))  # gradients of W_r, W_z, W_h, summed over steps and batch
+    dx = _matmul(dpre_flat, packed_x).reshape(T, N, D)  # (B10) for every step at once, one GEMM
     dpre_h_prev = dpre_flat[:, :2*H]  # (T*N, 2*H): the adjoints of a_r, a_z
-    dpacked_h_prev = dpre_h_prev.T @ h_seq[:-1].reshape(T * N, H)  # gradients of U_r, U_z, summed over steps and batch
+    dpacked_h_prev = _matmul(dpre_h_prev.T, h_seq[:-1].reshape(T * N, H))  # gradients of U_r, U_z, summed over steps and batch
     dpre_rh = dpre_flat[:, 2*H:3*H]  # (T*N, H): the adjoints of a_n
-    dpacked_rh = dpre_rh.T @ rh_seq.reshape(T * N, H)  # gradients of U_h, summed over steps and batch
+    dpacked_rh = _matmul(dpre_rh.T, rh_seq.reshape(T * N, H))  # gradients of U_h, summed over steps and batch
     return {
         "W_r": dpacked_x[:H],  # (B11)
         "U_r": dpacked_h_prev[:H],  # (B12)

@@ -212,12 +212,12 @@ def backward(d_outputs, cache, d_state=None):
         dh_next = dh_prev
 
     dpre_flat = dpre_seq.reshape(T * N, 3*H)  # every step's da_r, da_z, da_n as rows
-    dpacked_x = dpre_flat.T @ x.reshape(T * N, D)  # gradients of W_r, W_z, W_h, summed over steps and batch
+    dpacked_x = (dpre_flat.T @ x.reshape(T * N, D))  # gradients of W_r, W_z, W_h, summed over steps and batch
     dx = (dpre_flat @ packed_x).reshape(T, N, D)  # (B10) for every step at once, one GEMM
     dpre_h_prev = dpre_flat[:, :2*H]  # (T*N, 2*H): the adjoints of a_r, a_z
-    dpacked_h_prev = dpre_h_prev.T @ h_seq[:-1].reshape(T * N, H)  # gradients of U_r, U_z, summed over steps and batch
+    dpacked_h_prev = (dpre_h_prev.T @ h_seq[:-1].reshape(T * N, H))  # gradients of U_r, U_z, summed over steps and batch
     dpre_rh = dpre_flat[:, 2*H:3*H]  # (T*N, H): the adjoints of a_n
-    dpacked_rh = dpre_rh.T @ rh_seq.reshape(T * N, H)  # gradients of U_h, summed over steps and batch
+    dpacked_rh = (dpre_rh.T @ rh_seq.reshape(T * N, H))  # gradients of U_h, summed over steps and batch
     return {
         "W_r": dpacked_x[:H],  # (B11)
         "U_r": dpacked_h_prev[:H],  # (B12)

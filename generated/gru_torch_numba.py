@@ -175,8 +175,22 @@ def _tanh(z):
     return 1.0 - 2.0 / (_exp(2.0 * z) + 1.0)
 
 
+
+@nb.njit(cache=True)
+def _dot(a, b):
+    return np.dot(a, b)
+
+
+def _matmul(a, b):
+    """a @ b with the BLAS that np.dot inside @njit uses (SciPy's), so that the GEMMs outside the
+    time loop do not wake a second BLAS thread pool (NumPy's) to fight over the cores."""
+    def contiguous(m):
+        return m if m.flags.c_contiguous or m.flags.f_contiguous else np.ascontiguousarray(m)
+    return _dot(contiguous(a), contiguous(b))
+
+
 @nb.njit(cache=True, error_model="numpy")
-def _forward_steps(T, N, D, H, h_seq, packed_h_prev_T, proj_h_prev, proj_x, b_hn_param, r_seq, z_seq, hn_seq, n_seq):
+def _forward_steps(T, N, H, h_seq, packed_h_prev_T, proj_h_prev, proj_x, b_hn_param, r_seq, z_seq, hn_seq, n_seq):
     """The time loop: per step the recurrent products as one GEMM, then fused elementwise loops."""
     for t in range(T):
         np.dot(h_seq[t], packed_h_prev_T, proj_h_prev)  # (F1) [W_hn; W_hr; W_hz] @ h_prev as one packed product
@@ -200,8 +214,8 @@ def _forward_steps(T, N, D, H, h_seq, packed_h_prev_T, proj_h_prev, proj_x, b_hn
 
 
 @nb.njit(cache=True, error_model="numpy")
-def _backward_steps(T, N, D, H, dh_next_buf, dh_out_seq, z_seq, n_seq, r_seq, h_seq, hn_seq, dh_buf, dpre_seq, packed_h_prev, dh_prev_linear_buf):
-    """The reverse time loop; dh_next_buf are updated in place to step t's adjoints."""
+def _backward_steps(T, N, H, dh_next_buf, dh_out_seq, z_seq, n_seq, r_seq, h_seq, hn_seq, dh_buf, dpre_seq, packed_h_prev, dh_prev_linear_buf):
+    """The reverse time loop; the carried adjoints (dh_next_buf) are updated in place."""
     for t in range(T - 1, -1, -1):
         for row in range(N):
             for j in range(H):
@@ -248,7 +262,7 @@ def forward(x, params, state0=None):
     dtype = x.dtype
     packed_x = np.concatenate([params["W_ir"], params["W_iz"], params["W_in"]])  # (3*H, D): [W_ir; W_iz; W_in], one GEMM instead of 3
     packed_h_prev = np.concatenate([params["W_hn"], params["W_hr"], params["W_hz"]])  # (3*H, H): [W_hn; W_hr; W_hz], one GEMM instead of 3
-    proj_x = (x.reshape(T * N, D) @ packed_x.T).reshape(T, N, 3*H)  # (F1, F3, F6) the products with x of every step: one GEMM over T*N rows
+    proj_x = _matmul(x.reshape(T * N, D), packed_x.T).reshape(T, N, 3*H)  # (F1, F3, F6) the products with x of every step: one GEMM over T*N rows
     proj_x += np.concatenate([params["b_hr"] + params["b_ir"], params["b_hz"] + params["b_iz"], params["b_in"]])  # biases of the same equations, added once for all steps
     packed_h_prev_T = np.ascontiguousarray(packed_h_prev.T)
     h_seq = np.empty((T + 1, N, H), dtype)  # h<0>, ..., h<T>
@@ -258,7 +272,7 @@ def forward(x, params, state0=None):
     hn_seq = np.empty((T, N, H), dtype)  # saved for the backward pass
     n_seq = np.empty((T, N, H), dtype)  # saved for the backward pass
     proj_h_prev = np.empty((N, 3*H), dtype)  # one step's recurrent products
-    _forward_steps(T, N, D, H, h_seq, packed_h_prev_T, proj_h_prev, proj_x, np.ascontiguousarray(params["b_hn"]), r_seq, z_seq, hn_seq, n_seq)
+    _forward_steps(T, N, H, h_seq, packed_h_prev_T, proj_h_prev, proj_x, np.ascontiguousarray(params["b_hn"]), r_seq, z_seq, hn_seq, n_seq)
     outputs = {"h": h_seq[1:]}
     state = {"h": h_seq[T]}
     cache = {"x": x, "packed_x": packed_x, "packed_h_prev": packed_h_prev, "h_seq": h_seq, "r_seq": r_seq, "z_seq": z_seq, "hn_seq": hn_seq, "n_seq": n_seq, "params": params}
@@ -291,13 +305,13 @@ def backward(d_outputs, cache, d_state=None):
     dpre_seq = np.empty((T, N, 4*H), dtype)  # dhn, da_r, da_z, da_n of every step
     dh_prev_linear_buf = np.empty((N, H), dtype)  # one step's values between fused loops
     dh_buf = np.empty((N, H), dtype)  # one step's values between fused loops
-    _backward_steps(T, N, D, H, dh_next_buf, dh_out_seq, z_seq, n_seq, r_seq, h_seq, hn_seq, dh_buf, dpre_seq, packed_h_prev, dh_prev_linear_buf)
+    _backward_steps(T, N, H, dh_next_buf, dh_out_seq, z_seq, n_seq, r_seq, h_seq, hn_seq, dh_buf, dpre_seq, packed_h_prev, dh_prev_linear_buf)
     dpre_flat = dpre_seq.reshape(T * N, 4*H)  # every step's dhn, da_r, da_z, da_n as rows
     dpre_x = dpre_flat[:, H:4*H]  # (T*N, 3*H): the adjoints of a_r, a_z, a_n
-    dpacked_x = dpre_x.T @ x.reshape(T * N, D)  # gradients of W_ir, W_iz, W_in, summed over steps and batch
-    dx = (dpre_x @ packed_x).reshape(T, N, D)  # (B10) for every step at once, one GEMM
+    dpacked_x = _matmul(dpre_x.T, x.reshape(T * N, D))  # gradients of W_ir, W_iz, W_in, summed over steps and batch
+    dx = _matmul(dpre_x, packed_x).reshape(T, N, D)  # (B10) for every step at once, one GEMM
     dpre_h_prev = dpre_flat[:, :3*H]  # (T*N, 3*H): the adjoints of hn, a_r, a_z
-    dpacked_h_prev = dpre_h_prev.T @ h_seq[:-1].reshape(T * N, H)  # gradients of W_hn, W_hr, W_hz, summed over steps and batch
+    dpacked_h_prev = _matmul(dpre_h_prev.T, h_seq[:-1].reshape(T * N, H))  # gradients of W_hn, W_hr, W_hz, summed over steps and batch
     dpre_sum = dpre_seq.sum(axis=(0, 1))  # bias gradients: sums over steps and batch
     return {
         "W_ir": dpacked_x[:H],  # (B11)

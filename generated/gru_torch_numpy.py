@@ -226,10 +226,10 @@ def backward(d_outputs, cache, d_state=None):
 
     dpre_flat = dpre_seq.reshape(T * N, 4*H)  # every step's dhn, da_r, da_z, da_n as rows
     dpre_x = dpre_flat[:, H:4*H]  # (T*N, 3*H): the adjoints of a_r, a_z, a_n
-    dpacked_x = dpre_x.T @ x.reshape(T * N, D)  # gradients of W_ir, W_iz, W_in, summed over steps and batch
+    dpacked_x = (dpre_x.T @ x.reshape(T * N, D))  # gradients of W_ir, W_iz, W_in, summed over steps and batch
     dx = (dpre_x @ packed_x).reshape(T, N, D)  # (B10) for every step at once, one GEMM
     dpre_h_prev = dpre_flat[:, :3*H]  # (T*N, 3*H): the adjoints of hn, a_r, a_z
-    dpacked_h_prev = dpre_h_prev.T @ h_seq[:-1].reshape(T * N, H)  # gradients of W_hn, W_hr, W_hz, summed over steps and batch
+    dpacked_h_prev = (dpre_h_prev.T @ h_seq[:-1].reshape(T * N, H))  # gradients of W_hn, W_hr, W_hz, summed over steps and batch
     dpre_sum = dpre_seq.sum(axis=(0, 1))  # bias gradients: sums over steps and batch
     return {
         "W_ir": dpacked_x[:H],  # (B11)

@@ -149,8 +149,22 @@ def _sigmoid(z):
     return 1.0 / (1.0 + _exp(-z))
 
 
+
+@nb.njit(cache=True)
+def _dot(a, b):
+    return np.dot(a, b)
+
+
+def _matmul(a, b):
+    """a @ b with the BLAS that np.dot inside @njit uses (SciPy's), so that the GEMMs outside the
+    time loop do not wake a second BLAS thread pool (NumPy's) to fight over the cores."""
+    def contiguous(m):
+        return m if m.flags.c_contiguous or m.flags.f_contiguous else np.ascontiguousarray(m)
+    return _dot(contiguous(a), contiguous(b))
+
+
 @nb.njit(cache=True, error_model="numpy")
-def _forward_steps(T, N, D, H, O, s_seq, packed_s_prev_T, proj_s_prev, proj_x, packed_s_T, proj_s, b_g_param, o_seq):
+def _forward_steps(T, N, H, O, s_seq, packed_s_prev_T, proj_s_prev, proj_x, packed_s_T, proj_s, b_g_param, o_seq):
     """The time loop: per step the recurrent products as one GEMM, then fused elementwise loops."""
     for t in range(T):
         np.dot(s_seq[t], packed_s_prev_T, proj_s_prev)  # (F1) [v] @ s_prev
@@ -169,8 +183,8 @@ def _forward_steps(T, N, D, H, O, s_seq, packed_s_prev_T, proj_s_prev, proj_x, p
 
 
 @nb.njit(cache=True, error_model="numpy")
-def _backward_steps(T, N, D, H, O, do_out_seq, o_seq, dpre_seq, packed_s, ds_linear_buf, ds_next_buf, s_seq, packed_s_prev, ds_prev_linear_buf):
-    """The reverse time loop; ds_next_buf are updated in place to step t's adjoints."""
+def _backward_steps(T, N, H, O, do_out_seq, o_seq, dpre_seq, packed_s, ds_linear_buf, ds_next_buf, s_seq, packed_s_prev, ds_prev_linear_buf):
+    """The reverse time loop; the carried adjoints (ds_next_buf) are updated in place."""
     for t in range(T - 1, -1, -1):
         for n in range(N):
             for j in range(O):
@@ -210,7 +224,7 @@ def forward(x, params, state0=None):
     packed_x = params["u"]  # (H, D)
     packed_s_prev = params["v"]  # (H, H)
     packed_s = params["w"]  # (O, H)
-    proj_x = (x.reshape(T * N, D) @ packed_x.T).reshape(T, N, H)  # (F1) the products with x of every step: one GEMM over T*N rows
+    proj_x = _matmul(x.reshape(T * N, D), packed_x.T).reshape(T, N, H)  # (F1) the products with x of every step: one GEMM over T*N rows
     proj_x += params["b_f"]  # biases of the same equations, added once for all steps
     packed_s_prev_T = np.ascontiguousarray(packed_s_prev.T)
     packed_s_T = np.ascontiguousarray(packed_s.T)
@@ -219,7 +233,7 @@ def forward(x, params, state0=None):
     o_seq = np.empty((T, N, O), dtype)  # output
     proj_s_prev = np.empty((N, H), dtype)  # one step's recurrent products
     proj_s = np.empty((N, O), dtype)  # one step's recurrent products
-    _forward_steps(T, N, D, H, O, s_seq, packed_s_prev_T, proj_s_prev, proj_x, packed_s_T, proj_s, np.ascontiguousarray(params["b_g"]), o_seq)
+    _forward_steps(T, N, H, O, s_seq, packed_s_prev_T, proj_s_prev, proj_x, packed_s_T, proj_s, np.ascontiguousarray(params["b_g"]), o_seq)
     outputs = {"o": o_seq}
     state = {"s": s_seq[T]}
     cache = {"x": x, "packed_x": packed_x, "packed_s_prev": packed_s_prev, "packed_s": packed_s, "s_seq": s_seq, "o_seq": o_seq, "params": params}
@@ -250,15 +264,15 @@ def backward(d_outputs, cache, d_state=None):
     dpre_seq = np.empty((T, N, H + O), dtype)  # da_s, da_o of every step
     ds_prev_linear_buf = np.empty((N, H), dtype)  # one step's values between fused loops
     ds_linear_buf = np.empty((N, H), dtype)  # one step's values between fused loops
-    _backward_steps(T, N, D, H, O, do_out_seq, o_seq, dpre_seq, packed_s, ds_linear_buf, ds_next_buf, s_seq, packed_s_prev, ds_prev_linear_buf)
+    _backward_steps(T, N, H, O, do_out_seq, o_seq, dpre_seq, packed_s, ds_linear_buf, ds_next_buf, s_seq, packed_s_prev, ds_prev_linear_buf)
     dpre_flat = dpre_seq.reshape(T * N, H + O)  # every step's da_s, da_o as rows
     dpre_x = dpre_flat[:, :H]  # (T*N, H): the adjoints of a_s
-    dpacked_x = dpre_x.T @ x.reshape(T * N, D)  # gradients of u, summed over steps and batch
-    dx = (dpre_x @ packed_x).reshape(T, N, D)  # (B6) for every step at once, one GEMM
+    dpacked_x = _matmul(dpre_x.T, x.reshape(T * N, D))  # gradients of u, summed over steps and batch
+    dx = _matmul(dpre_x, packed_x).reshape(T, N, D)  # (B6) for every step at once, one GEMM
     dpre_s_prev = dpre_flat[:, :H]  # (T*N, H): the adjoints of a_s
-    dpacked_s_prev = dpre_s_prev.T @ s_seq[:-1].reshape(T * N, H)  # gradients of v, summed over steps and batch
+    dpacked_s_prev = _matmul(dpre_s_prev.T, s_seq[:-1].reshape(T * N, H))  # gradients of v, summed over steps and batch
     dpre_s = dpre_flat[:, H:H + O]  # (T*N, O): the adjoints of a_o
-    dpacked_s = dpre_s.T @ s_seq[1:].reshape(T * N, H)  # gradients of w, summed over steps and batch
+    dpacked_s = _matmul(dpre_s.T, s_seq[1:].reshape(T * N, H))  # gradients of w, summed over steps and batch
     dpre_sum = dpre_seq.sum(axis=(0, 1))  # bias gradients: sums over steps and batch
     return {
         "u": dpacked_x,  # (B7)

@@ -192,12 +192,12 @@ def backward(d_outputs, cache, d_state=None):
 
     dpre_flat = dpre_seq.reshape(T * N, H + O)  # every step's da_s, da_o as rows
     dpre_x = dpre_flat[:, :H]  # (T*N, H): the adjoints of a_s
-    dpacked_x = dpre_x.T @ x.reshape(T * N, D)  # gradients of u, summed over steps and batch
+    dpacked_x = (dpre_x.T @ x.reshape(T * N, D))  # gradients of u, summed over steps and batch
     dx = (dpre_x @ packed_x).reshape(T, N, D)  # (B6) for every step at once, one GEMM
     dpre_s_prev = dpre_flat[:, :H]  # (T*N, H): the adjoints of a_s
-    dpacked_s_prev = dpre_s_prev.T @ s_seq[:-1].reshape(T * N, H)  # gradients of v, summed over steps and batch
+    dpacked_s_prev = (dpre_s_prev.T @ s_seq[:-1].reshape(T * N, H))  # gradients of v, summed over steps and batch
     dpre_s = dpre_flat[:, H:H + O]  # (T*N, O): the adjoints of a_o
-    dpacked_s = dpre_s.T @ s_seq[1:].reshape(T * N, H)  # gradients of w, summed over steps and batch
+    dpacked_s = (dpre_s.T @ s_seq[1:].reshape(T * N, H))  # gradients of w, summed over steps and batch
     dpre_sum = dpre_seq.sum(axis=(0, 1))  # bias gradients: sums over steps and batch
     return {
         "u": dpacked_x,  # (B7)

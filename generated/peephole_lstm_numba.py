@@ -186,8 +186,22 @@ def _tanh(z):
     return 1.0 - 2.0 / (_exp(2.0 * z) + 1.0)
 
 
+
+@nb.njit(cache=True)
+def _dot(a, b):
+    return np.dot(a, b)
+
+
+def _matmul(a, b):
+    """a @ b with the BLAS that np.dot inside @njit uses (SciPy's), so that the GEMMs outside the
+    time loop do not wake a second BLAS thread pool (NumPy's) to fight over the cores."""
+    def contiguous(m):
+        return m if m.flags.c_contiguous or m.flags.f_contiguous else np.ascontiguousarray(m)
+    return _dot(contiguous(a), contiguous(b))
+
+
 @nb.njit(cache=True, error_model="numpy")
-def _forward_steps(T, N, D, H, h_seq, packed_h_prev_T, proj_h_prev, proj_x, c_seq, p_i_param, p_f_param, p_o_param, i_seq, f_seq, g_seq, o_seq):
+def _forward_steps(T, N, H, h_seq, packed_h_prev_T, proj_h_prev, proj_x, c_seq, p_i_param, p_f_param, p_o_param, i_seq, f_seq, g_seq, o_seq):
     """The time loop: per step the recurrent products as one GEMM, then fused elementwise loops."""
     for t in range(T):
         np.dot(h_seq[t], packed_h_prev_T, proj_h_prev)  # (F1) [U_i; U_f; U_g; U_o] @ h_prev as one packed product
@@ -216,8 +230,8 @@ def _forward_steps(T, N, D, H, h_seq, packed_h_prev_T, proj_h_prev, proj_x, c_se
 
 
 @nb.njit(cache=True, error_model="numpy")
-def _backward_steps(T, N, D, H, dh_next_buf, dh_out_seq, c_seq, o_seq, dc_next_buf, p_o_param, i_seq, g_seq, f_seq, dpre_seq, dc_buf, packed_h_prev, dh_prev_linear_buf, p_f_param, p_i_param, dp_i, dp_f, dp_o):
-    """The reverse time loop; dh_next_buf, dc_next_buf are updated in place to step t's adjoints."""
+def _backward_steps(T, N, H, dh_next_buf, dh_out_seq, c_seq, o_seq, dc_next_buf, p_o_param, i_seq, g_seq, f_seq, dpre_seq, dc_buf, packed_h_prev, dh_prev_linear_buf, p_f_param, p_i_param, dp_i, dp_f, dp_o):
+    """The reverse time loop; the carried adjoints (dh_next_buf, dc_next_buf) are updated in place."""
     for t in range(T - 1, -1, -1):
         for n in range(N):
             for j in range(H):
@@ -282,7 +296,7 @@ def forward(x, params, state0=None):
     dtype = x.dtype
     packed_x = np.concatenate([params["W_i"], params["W_f"], params["W_g"], params["W_o"]])  # (4*H, D): [W_i; W_f; W_g; W_o], one GEMM instead of 4
     packed_h_prev = np.concatenate([params["U_i"], params["U_f"], params["U_g"], params["U_o"]])  # (4*H, H): [U_i; U_f; U_g; U_o], one GEMM instead of 4
-    proj_x = (x.reshape(T * N, D) @ packed_x.T).reshape(T, N, 4*H)  # (F1, F3, F5, F8) the products with x of every step: one GEMM over T*N rows
+    proj_x = _matmul(x.reshape(T * N, D), packed_x.T).reshape(T, N, 4*H)  # (F1, F3, F5, F8) the products with x of every step: one GEMM over T*N rows
     proj_x += np.concatenate([params["b_i"], params["b_f"], params["b_g"], params["b_o"]])  # biases of the same equations, added once for all steps
     packed_h_prev_T = np.ascontiguousarray(packed_h_prev.T)
     h_seq = np.empty((T + 1, N, H), dtype)  # h<0>, ..., h<T>
@@ -294,7 +308,7 @@ def forward(x, params, state0=None):
     g_seq = np.empty((T, N, H), dtype)  # saved for the backward pass
     o_seq = np.empty((T, N, H), dtype)  # saved for the backward pass
     proj_h_prev = np.empty((N, 4*H), dtype)  # one step's recurrent products
-    _forward_steps(T, N, D, H, h_seq, packed_h_prev_T, proj_h_prev, proj_x, c_seq, np.ascontiguousarray(params["p_i"]), np.ascontiguousarray(params["p_f"]), np.ascontiguousarray(params["p_o"]), i_seq, f_seq, g_seq, o_seq)
+    _forward_steps(T, N, H, h_seq, packed_h_prev_T, proj_h_prev, proj_x, c_seq, np.ascontiguousarray(params["p_i"]), np.ascontiguousarray(params["p_f"]), np.ascontiguousarray(params["p_o"]), i_seq, f_seq, g_seq, o_seq)
     outputs = {"h": h_seq[1:]}
     state = {"h": h_seq[T], "c": c_seq[T]}
     cache = {"x": x, "packed_x": packed_x, "packed_h_prev": packed_h_prev, "h_seq": h_seq, "c_seq": c_seq, "i_seq": i_seq, "f_seq": f_seq, "g_seq": g_seq, "o_seq": o_seq, "params": params}
@@ -332,11 +346,11 @@ def backward(d_outputs, cache, d_state=None):
     dp_i = np.zeros(H, dtype)
     dp_f = np.zeros(H, dtype)
     dp_o = np.zeros(H, dtype)
-    _backward_steps(T, N, D, H, dh_next_buf, dh_out_seq, c_seq, o_seq, dc_next_buf, np.ascontiguousarray(params["p_o"]), i_seq, g_seq, f_seq, dpre_seq, dc_buf, packed_h_prev, dh_prev_linear_buf, np.ascontiguousarray(params["p_f"]), np.ascontiguousarray(params["p_i"]), dp_i, dp_f, dp_o)
+    _backward_steps(T, N, H, dh_next_buf, dh_out_seq, c_seq, o_seq, dc_next_buf, np.ascontiguousarray(params["p_o"]), i_seq, g_seq, f_seq, dpre_seq, dc_buf, packed_h_prev, dh_prev_linear_buf, np.ascontiguousarray(params["p_f"]), np.ascontiguousarray(params["p_i"]), dp_i, dp_f, dp_o)
     dpre_flat = dpre_seq.reshape(T * N, 4*H)  # every step's da_i, da_f, da_g, da_o as rows
-    dpacked_x = dpre_flat.T @ x.reshape(T * N, D)  # gradients of W_i, W_f, W_g, W_o, summed over steps and batch
-    dx = (dpre_flat @ packed_x).reshape(T, N, D)  # (B13) for every step at once, one GEMM
-    dpacked_h_prev = dpre_flat.T @ h_seq[:-1].reshape(T * N, H)  # gradients of U_i, U_f, U_g, U_o, summed over steps and batch
+    dpacked_x = _matmul(dpre_flat.T, x.reshape(T * N, D))  # gradients of W_i, W_f, W_g, W_o, summed over steps and batch
+    dx = _matmul(dpre_flat, packed_x).reshape(T, N, D)  # (B13) for every step at once, one GEMM
+    dpacked_h_prev = _matmul(dpre_flat.T, h_seq[:-1].reshape(T * N, H))  # gradients of U_i, U_f, U_g, U_o, summed over steps and batch
     dpre_sum = dpre_seq.sum(axis=(0, 1))  # bias gradients: sums over steps and batch
     return {
         "W_i": dpacked_x[:H],  # (B14)

@@ -141,8 +141,22 @@ def _tanh(z):
     return 1.0 - 2.0 / (_exp(2.0 * z) + 1.0)
 
 
+
+@nb.njit(cache=True)
+def _dot(a, b):
+    return np.dot(a, b)
+
+
+def _matmul(a, b):
+    """a @ b with the BLAS that np.dot inside @njit uses (SciPy's), so that the GEMMs outside the
+    time loop do not wake a second BLAS thread pool (NumPy's) to fight over the cores."""
+    def contiguous(m):
+        return m if m.flags.c_contiguous or m.flags.f_contiguous else np.ascontiguousarray(m)
+    return _dot(contiguous(a), contiguous(b))
+
+
 @nb.njit(cache=True, error_model="numpy")
-def _forward_steps(T, N, D, H, h_seq, packed_h_prev_T, proj_h_prev, proj_x):
+def _forward_steps(T, N, H, h_seq, packed_h_prev_T, proj_h_prev, proj_x):
     """The time loop: per step the recurrent products as one GEMM, then fused elementwise loops."""
     for t in range(T):
         np.dot(h_seq[t], packed_h_prev_T, proj_h_prev)  # (F1) [U] @ h_prev
@@ -154,8 +168,8 @@ def _forward_steps(T, N, D, H, h_seq, packed_h_prev_T, proj_h_prev, proj_x):
 
 
 @nb.njit(cache=True, error_model="numpy")
-def _backward_steps(T, N, D, H, dh_next_buf, dh_out_seq, h_seq, dpre_seq, packed_h_prev, dh_prev_linear_buf):
-    """The reverse time loop; dh_next_buf are updated in place to step t's adjoints."""
+def _backward_steps(T, N, H, dh_next_buf, dh_out_seq, h_seq, dpre_seq, packed_h_prev, dh_prev_linear_buf):
+    """The reverse time loop; the carried adjoints (dh_next_buf) are updated in place."""
     for t in range(T - 1, -1, -1):
         for n in range(N):
             for j in range(H):
@@ -186,13 +200,13 @@ def forward(x, params, state0=None):
     dtype = x.dtype
     packed_x = params["W"]  # (H, D)
     packed_h_prev = params["U"]  # (H, H)
-    proj_x = (x.reshape(T * N, D) @ packed_x.T).reshape(T, N, H)  # (F1) the products with x of every step: one GEMM over T*N rows
+    proj_x = _matmul(x.reshape(T * N, D), packed_x.T).reshape(T, N, H)  # (F1) the products with x of every step: one GEMM over T*N rows
     proj_x += params["b_hh"] + params["b_ih"]  # biases of the same equations, added once for all steps
     packed_h_prev_T = np.ascontiguousarray(packed_h_prev.T)
     h_seq = np.empty((T + 1, N, H), dtype)  # h<0>, ..., h<T>
     h_seq[0] = 0 if state0 is None else state0["h"]
     proj_h_prev = np.empty((N, H), dtype)  # one step's recurrent products
-    _forward_steps(T, N, D, H, h_seq, packed_h_prev_T, proj_h_prev, proj_x)
+    _forward_steps(T, N, H, h_seq, packed_h_prev_T, proj_h_prev, proj_x)
     outputs = {"h": h_seq[1:]}
     state = {"h": h_seq[T]}
     cache = {"x": x, "packed_x": packed_x, "packed_h_prev": packed_h_prev, "h_seq": h_seq, "params": params}
@@ -220,11 +234,11 @@ def backward(d_outputs, cache, d_state=None):
     dh_next_buf = np.zeros((N, H), dtype) if d_state is None else d_state["h"].copy()
     dpre_seq = np.empty((T, N, H), dtype)  # da_h of every step
     dh_prev_linear_buf = np.empty((N, H), dtype)  # one step's values between fused loops
-    _backward_steps(T, N, D, H, dh_next_buf, dh_out_seq, h_seq, dpre_seq, packed_h_prev, dh_prev_linear_buf)
+    _backward_steps(T, N, H, dh_next_buf, dh_out_seq, h_seq, dpre_seq, packed_h_prev, dh_prev_linear_buf)
     dpre_flat = dpre_seq.reshape(T * N, H)  # every step's da_h as rows
-    dpacked_x = dpre_flat.T @ x.reshape(T * N, D)  # gradients of W, summed over steps and batch
-    dx = (dpre_flat @ packed_x).reshape(T, N, D)  # (B4) for every step at once, one GEMM
-    dpacked_h_prev = dpre_flat.T @ h_seq[:-1].reshape(T * N, H)  # gradients of U, summed over steps and batch
+    dpacked_x = _matmul(dpre_flat.T, x.reshape(T * N, D))  # gradients of W, summed over steps and batch
+    dx = _matmul(dpre_flat, packed_x).reshape(T, N, D)  # (B4) for every step at once, one GEMM
+    dpacked_h_prev = _matmul(dpre_flat.T, h_seq[:-1].reshape(T * N, H))  # gradients of U, summed over steps and batch
     dpre_sum = dpre_seq.sum(axis=(0, 1))  # bias gradients: sums over steps and batch
     return {
         "W": dpacked_x,  # (B5)

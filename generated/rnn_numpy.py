@@ -166,9 +166,9 @@ def backward(d_outputs, cache, d_state=None):
         dh_next = dh_prev
 
     dpre_flat = dpre_seq.reshape(T * N, H)  # every step's da_h as rows
-    dpacked_x = dpre_flat.T @ x.reshape(T * N, D)  # gradients of W, summed over steps and batch
+    dpacked_x = (dpre_flat.T @ x.reshape(T * N, D))  # gradients of W, summed over steps and batch
     dx = (dpre_flat @ packed_x).reshape(T, N, D)  # (B4) for every step at once, one GEMM
-    dpacked_h_prev = dpre_flat.T @ h_seq[:-1].reshape(T * N, H)  # gradients of U, summed over steps and batch
+    dpacked_h_prev = (dpre_flat.T @ h_seq[:-1].reshape(T * N, H))  # gradients of U, summed over steps and batch
     dpre_sum = dpre_seq.sum(axis=(0, 1))  # bias gradients: sums over steps and batch
     return {
         "W": dpacked_x,  # (B5)
