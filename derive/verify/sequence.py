@@ -79,29 +79,24 @@ def draw_sizes(cell, scalar: bool = False) -> dict[str, int]:
 
 def simulate(derivation, *, seed: int = 0, T: int = 4, N: int = 2, scalar: bool = False,
              backward=None) -> Run:
-    """Run the forward pass and the full and one-step truncated backward sweeps."""
+    """Run the forward pass (``derive.evaluate``, the project's reference interpreter) on random
+    data, then the full and the one-step truncated backward sweeps of ``backward`` (default: the
+    derivation's own equations; ``diagnose`` passes variants)."""
+    from derive.evaluate import random_inputs, random_params, random_upstream, run_forward
     d = derivation
     cell = d.cell
     rng = np.random.default_rng(seed)
     sizes = draw_sizes(cell, scalar)
     dim = lambda q: tuple(sizes[s] for s in d.quantities[q].shape)  # noqa: E731
-    params = {p: rng.normal(0.0, 0.6, dim(p)) for p in cell.params}
-    xs = [{x: rng.normal(0.0, 1.0, (N, *dim(x))) for x in cell.inputs} for _ in range(T)]
-    init = {s + "_prev": rng.normal(0.0, 0.5, (N, *dim(s))) for s in cell.states}
-    upstream = [{d.upstream[o]: rng.normal(0.0, 1.0, (N, *dim(o))) for o in cell.outputs}
-                for _ in range(T)]
+    params = random_params(d, sizes, rng)
+    xs, state0 = random_inputs(d, sizes, T, N, rng)
+    d_outputs, _ = random_upstream(d, sizes, T, N, rng)
+    upstream = [{d.upstream[o]: d_outputs[o][t] for o in cell.outputs} for t in range(T)]
     if backward is None:
         backward = [(eq.target, eq.expr) for eq in d.backward]
     param_vectors = {"d" + p for p in cell.params if len(d.quantities[p].shape) == 1}
-
-    forward_steps = []
-    prev = init
-    for t in range(T):
-        env = {**params, **xs[t], **prev}
-        for eq in d.forward:
-            env[eq.lhs] = evaluate(eq.rhs, env.__getitem__)
-        forward_steps.append(env)
-        prev = {s + "_prev": env[s] for s in cell.states}
+    trace = run_forward(d, params, xs, state0)
+    forward_steps = [{**params, **values} for values in trace.steps]
 
     run = Run(d, sizes, T, N, seed, backward)
     for variant, carry in (("full", True), ("k1", False)):
