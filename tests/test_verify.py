@@ -228,7 +228,7 @@ def test_correct_formula_is_printed_in_the_users_notation():
 def test_holding_text_output_and_exit_status():
     result = cellgrad("verify", "lstm", "--quantity", "dc", "--formula",
                       "dc_next + dh*o*(1 - tanh(c)**2)")
-    assert result.returncode == 0 and result.stdout.startswith("verdict: holds (symbolic proof")
+    assert result.returncode == 0 and result.stdout.startswith("verdict: holds, by symbolic proof")
 
 
 def test_formula_from_a_file(tmp_path):
@@ -288,3 +288,12 @@ def test_bad_input_is_one_clear_line(tmp_path, args, says):
 def test_api_raises_verify_error_for_a_bad_request():
     with pytest.raises(VerifyError, match="has no quantity"):
         verify("lstm", "dc", quantity="nothing")
+
+
+@pytest.mark.parametrize("quantity,notation", [
+    ("df", None), ("f", None), (r"\Gamma_f", "coursera"), (r"\mathrm{d}\Gamma_f^{<t>}", "coursera"),
+])
+def test_quantity_in_cell_names_or_the_notation(quantity, notation):
+    v = verify("lstm", "c_prev*dc" if notation is None else r"\mathrm{d}c^{<t>} c^{<t-1>}",
+               quantity=quantity, notation=notation)
+    assert v.verdict == "holds" and v.claim[0] == "df"

@@ -81,7 +81,7 @@ def _one(args) -> int:
 
 
 def render(v) -> str:
-    lines = [f"verdict: {v.verdict}" + (f" ({v.how})" if v.how else "")
+    lines = [f"verdict: {v.verdict}" + (f", by {v.how}" if v.how else "")
              + (f": {v.detail}" if v.detail else "")]
     if v.claim:
         lines.append("claim, in the cell's names: " + " = ".join(v.claim))

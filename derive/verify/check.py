@@ -166,10 +166,10 @@ def _check(ctx: Context, claim: Claim, scalar: bool, draws: int, notation) -> Ve
         points += info["points"]
 
     if not whole and not claim.at_last and all(_proves(ctx, lhs, side) for side in sides[1:]):
-        how = "symbolic proof (SymPy: the difference expands to 0)"
+        how = "symbolic proof: the two sides' difference expands to 0 in SymPy"
     else:
-        how = (f"numeric agreement at {points} points ({draws} random sequences of {STEPS} steps, "
-               f"batch {BATCH}; no symbolic proof)")
+        how = (f"numeric agreement at {points} points: {draws} random sequences of {STEPS} steps, "
+               f"batch {BATCH}; no symbolic proof")
     return Verdict("holds", how=how, correct=correct_latex, correct_cell=correct_cell, claim=shown,
                    whole_sequence=whole)
 

@@ -31,9 +31,8 @@ from .context import (KIND_WORD, Claim, Context, Token, local_derivative, produc
 from .errors import VerifyError, excerpt
 from .nodes import HCat, MatTranspose, SumN, SumT, VCat
 from .normalize_latex import normalize_latex
-from .sequence import shifted
+from .sequence import shifted, split_symbol
 from .sympy_syntax import SympySyntaxParser
-from .vocabulary import key_of_name
 
 TOKEN_RE = re.compile(r"(?P<time>@\{[^{}]*\})|(?P<cmd>\\[A-Za-z]+)|(?P<word>[A-Za-z]+)"
                       r"|(?P<num>\d+(?:\.\d+)?)|(?P<sym>[\^_{}()\[\],=+\-*/'|<>:;!.])|(?P<space>\s+)")
@@ -708,20 +707,33 @@ def parse_formula(text: str, ctx: Context) -> Claim:
 
 
 def parse_quantity(name: str, ctx: Context):
-    """``--quantity``: a cell name (``c`` or its adjoint ``dc``) or a symbol of the notation."""
+    """``--quantity``: a cell name (``c`` or its adjoint ``dc``) or a symbol of the notation
+    (``\\Gamma_f`` or ``\\mathrm{d}\\Gamma_f``); either way the formula gives the adjoint."""
     d = ctx.d
     targets = {eq.target for eq in d.backward}
+    adjoints = targets | set(d.carried.values()) | set(d.upstream.values())
     if name in targets:
         return sp.Symbol(name)
     if name in d.quantities and "d" + name in targets:
         return sp.Symbol("d" + name)
-    if looks_like_latex(name) or key_of_name(name) in ctx.symbols or name in ctx.symbols:
-        try:
-            claim = LatexParser(name if "\\" in name or name.startswith("d") else r"\diff " + name,
-                                ctx).parse()
-        except VerifyError:
-            claim = None
-        if claim and len(claim.sides) == 1 and isinstance(claim.sides[0], (sp.Symbol, HCat, SumT)):
-            return claim.sides[0]
+    try:
+        claim = LatexParser(name, ctx).parse()
+    except VerifyError:
+        claim = None
+    if claim is not None and len(claim.sides) == 1:
+        value = claim.sides[0]
+        if isinstance(value, sp.Symbol):
+            base, _, shift = split_symbol(value.name)
+            if base in adjoints:
+                return value
+            if base in d.quantities:
+                return sp.Symbol(ctx.adjoint(*unprev(ctx, base)) if not shift else
+                                 ctx.adjoint(base, shift))
+        if isinstance(value, HCat) and all(isinstance(a, sp.Symbol) for a in value.args):
+            names = [a.name for a in value.args]
+            if all(n in targets for n in names):
+                return value
+            if all("d" + n in targets for n in names):
+                return HCat(*(sp.Symbol("d" + n) for n in names))
     raise VerifyError(f"cell {ctx.cell.name} has no quantity {name!r} (quantities: "
                       f"{', '.join(sorted(d.quantities))}; adjoints: {', '.join(sorted(targets))})")
