@@ -341,7 +341,9 @@ class _NumPyLayout(_Layout):
                          f' @ params["{p.matrix}"]' for p in g.products]
                 linear[g.linear] = " + ".join(terms)
             else:
-                linear[g.linear] = f"dpre_seq[t, :, {_block(block[0], self.width_name(g))}] @ {g.packed}"
+                full = _size_text(block[1] - block[0]) == _size_text(self.plan.width(self.plan.dpre))
+                rows = "dpre_seq[t]" if full else f"dpre_seq[t, :, {_block(block[0], self.width(g))}]"
+                linear[g.linear] = f"{rows} @ {g.packed}"
         printer = KernelNumPyPrinter({**names, **{k: f"({v})" for k, v in linear.items()}})
         self.printers.append(printer)
         lines, loaded = [], set()
@@ -374,9 +376,6 @@ class _NumPyLayout(_Layout):
                     text = printer.doprint(s.expr)
                 lines.append(Line(f"{self.store_text(s, forward)}{s.target} = {text}", _statement_comment(s)))
         return lines
-
-    def width_name(self, g: ProductGroup) -> str:
-        return self.width(g)
 
     def context(self) -> dict:
         self.printers = []

@@ -341,24 +341,26 @@ def _lower_backward(plan: Plan) -> None:
             if rest:
                 input_loop.append(eq.of)
                 items.append(Stmt(eq.target, sp.Add(*rest), q[eq.of].shape[0], eq.tag,
-                                  _backward_note(eq), (eq.target,)))
+                                  _backward_note(eq, plan), (eq.target,)))
             continue
         stores = ()
         if eq.target in dpre_targets:
             stores = (eq.target,)
         elif eq.role == "prev_state":
             stores = (eq.target,)
-        items.append(Stmt(eq.target, sp.Add(*terms), q[eq.of].shape[0], eq.tag, _backward_note(eq),
+        items.append(Stmt(eq.target, sp.Add(*terms), q[eq.of].shape[0], eq.tag, _backward_note(eq, plan),
                           stores))
     plan.input_loop = tuple(input_loop)
     items = _cse(items)
     plan.backward_steps, plan.scratch_backward = _segments(plan, items, forward=False)
 
 
-def _backward_note(eq) -> str:
+def _backward_note(eq, plan: Plan) -> str:
+    """``through f, forget gate (F4)``; a fork sum names each branch."""
     if eq.is_fork:
         return "fork sum: " + " + ".join(
-            {"loss": "loss", "next": "next step"}.get(b.source, f"via {b.consumer}") for b in eq.branches)
+            {"loss": "loss", "next": "next step"}.get(b.source, f"via {b.consumer} ({b.source})")
+            for b in eq.branches)
     b = eq.branches[0] if eq.branches else None
     if b is None:
         return "no path to the loss"
@@ -366,7 +368,9 @@ def _backward_note(eq) -> str:
         return "upstream gradient"
     if b.source == "next":
         return "from step t+1"
-    return f"{b.rule} of {b.consumer} ({b.source})"
+    forward = plan.derivation.forward_eq(b.consumer)
+    comment = _forward_note(forward, plan) if not forward.introduced else ""
+    return f"through {b.consumer}{', ' + comment if comment else ''} ({b.source})"
 
 
 def _param_grad(plan: Plan, eq) -> list:
@@ -410,13 +414,18 @@ def _cse(items: list) -> list:
     if not temp_defs:
         return items
     new_exprs = {id(s): e.xreplace(inline) for s, e in zip(stmts, reduced)}
+    users: dict[sp.Symbol, list[str]] = {}
+    for s in stmts:
+        for sym in new_exprs[id(s)].free_symbols & set(temp_defs):
+            users.setdefault(sym, []).append(s.tag)
     out, placed = [], set()
     for it in items:
         if isinstance(it, Stmt):
             expr = new_exprs[id(it)]
             for sym in _temps_needed(expr, temp_defs, placed):
                 placed.add(sym)
-                out.append(Stmt(sym.name, temp_defs[sym], it.size, "", "common subexpression"))
+                out.append(Stmt(sym.name, temp_defs[sym], it.size, "",
+                                f"({', '.join(users.get(sym, []))}) common subexpression"))
             it = Stmt(it.target, expr, it.size, it.tag, it.note, it.stores, it.accumulate)
         out.append(it)
     return out

@@ -236,16 +236,16 @@ def _backward_steps(T, N, H, do_next_buf, do_out_seq, C_seq, h_seq, dC_next_buf,
                 C_prev = C_seq[t, n, j]
                 f = f_seq[t, n, j]
                 do = do_next + do_out  # (B1) fork sum: loss + next step
-                tanh_C = _tanh(C)  # common subexpression
-                dh = do*tanh_C  # (B2) product rule of o (F10)
-                da_h = dh*h*(1 - h)  # (B3) derivative of sigmoid of h (F9)
-                dC = dC_next + do*h*(1 - tanh_C**2)  # (B4) fork sum: next step + via o
-                dCt = dC*i  # (B5) product rule of C (F7)
-                da_Ct = dCt*(1 - Ct**2)  # (B6) derivative of tanh of Ct (F6)
-                di = Ct*dC  # (B7) product rule of C (F7)
-                da_i = di*i*(1 - i)  # (B8) derivative of sigmoid of i (F4)
-                df = C_prev*dC  # (B9) product rule of C (F7)
-                da_f = df*f*(1 - f)  # (B10) derivative of sigmoid of f (F2)
+                tanh_C = _tanh(C)  # (B2, B4) common subexpression
+                dh = do*tanh_C  # (B2) through o, output, fed back at the next step (F10)
+                da_h = dh*h*(1 - h)  # (B3) through h, output gate (the book calls it h) (F9)
+                dC = dC_next + do*h*(1 - tanh_C**2)  # (B4) fork sum: next step + via o (F10)
+                dCt = dC*i  # (B5) through C, cell state (F7)
+                da_Ct = dCt*(1 - Ct**2)  # (B6) through Ct, candidate cell state (C tilde) (F6)
+                di = Ct*dC  # (B7) through C, cell state (F7)
+                da_i = di*i*(1 - i)  # (B8) through i, input gate (F4)
+                df = C_prev*dC  # (B9) through C, cell state (F7)
+                da_f = df*f*(1 - f)  # (B10) through f, forget gate (F2)
                 dpre_seq[t, n, 3*H + j] = da_h
                 dC_buf[n, j] = dC
                 dpre_seq[t, n, 2*H + j] = da_Ct
@@ -257,8 +257,8 @@ def _backward_steps(T, N, H, do_next_buf, do_out_seq, C_seq, h_seq, dC_next_buf,
                 do_prev_linear = do_prev_linear_buf[n, j]
                 dC = dC_buf[n, j]
                 f = f_seq[t, n, j]
-                do_prev = do_prev_linear  # (B11) fork sum: via a_h + via a_Ct + via a_i + via a_f
-                dC_prev = dC*f  # (B12) product rule of C (F7)
+                do_prev = do_prev_linear  # (B11) fork sum: via a_h (F8) + via a_Ct (F5) + via a_i (F3) + via a_f (F1)
+                dC_prev = dC*f  # (B12) through C, cell state (F7)
                 do_next_buf[n, j] = do_prev
                 dC_next_buf[n, j] = dC_prev
 

@@ -225,18 +225,18 @@ def backward(d_outputs, cache, d_state=None):
         C_prev = C_seq[t]
         f = f_seq[t]
         do = do_next + do_out  # (B1) fork sum: loss + next step
-        tanh_C = np.tanh(C)  # common subexpression
-        dh = do*tanh_C  # (B2) product rule of o (F10)
-        dpre_seq[t, :, 3*H:4*H] = da_h = dh*h*(1 - h)  # (B3) derivative of sigmoid of h (F9)
-        dC = dC_next + do*h*(1 - tanh_C**2)  # (B4) fork sum: next step + via o
-        dCt = dC*i  # (B5) product rule of C (F7)
-        dpre_seq[t, :, 2*H:3*H] = da_Ct = dCt*(1 - Ct**2)  # (B6) derivative of tanh of Ct (F6)
-        di = Ct*dC  # (B7) product rule of C (F7)
-        dpre_seq[t, :, H:2*H] = da_i = di*i*(1 - i)  # (B8) derivative of sigmoid of i (F4)
-        df = C_prev*dC  # (B9) product rule of C (F7)
-        dpre_seq[t, :, :H] = da_f = df*f*(1 - f)  # (B10) derivative of sigmoid of f (F2)
-        do_prev = dpre_seq[t, :, :4*H] @ packed_o_prev  # (B11) fork sum: via a_h + via a_Ct + via a_i + via a_f
-        dC_prev = dC*f  # (B12) product rule of C (F7)
+        tanh_C = np.tanh(C)  # (B2, B4) common subexpression
+        dh = do*tanh_C  # (B2) through o, output, fed back at the next step (F10)
+        dpre_seq[t, :, 3*H:4*H] = da_h = dh*h*(1 - h)  # (B3) through h, output gate (the book calls it h) (F9)
+        dC = dC_next + do*h*(1 - tanh_C**2)  # (B4) fork sum: next step + via o (F10)
+        dCt = dC*i  # (B5) through C, cell state (F7)
+        dpre_seq[t, :, 2*H:3*H] = da_Ct = dCt*(1 - Ct**2)  # (B6) through Ct, candidate cell state (C tilde) (F6)
+        di = Ct*dC  # (B7) through C, cell state (F7)
+        dpre_seq[t, :, H:2*H] = da_i = di*i*(1 - i)  # (B8) through i, input gate (F4)
+        df = C_prev*dC  # (B9) through C, cell state (F7)
+        dpre_seq[t, :, :H] = da_f = df*f*(1 - f)  # (B10) through f, forget gate (F2)
+        do_prev = dpre_seq[t] @ packed_o_prev  # (B11) fork sum: via a_h (F8) + via a_Ct (F5) + via a_i (F3) + via a_f (F1)
+        dC_prev = dC*f  # (B12) through C, cell state (F7)
         do_next, dC_next = do_prev, dC_prev
 
     dpre_flat = dpre_seq.reshape(T * N, 4*H)  # every step's da_f, da_i, da_Ct, da_h as rows

@@ -216,8 +216,8 @@ def _backward_steps(T, N, H, dh_next_buf, dh_out_seq, z_seq, n_seq, dh_buf, dpre
                 z = z_seq[t, row, j]
                 n = n_seq[t, row, j]
                 dh = dh_next + dh_out  # (B1) fork sum: loss + next step
-                dn = dh*z  # (B2) product rule of h (F8)
-                da_n = dn*(1 - n**2)  # (B3) derivative of tanh of n (F7)
+                dn = dh*z  # (B2) through h, new hidden state (F8)
+                da_n = dn*(1 - n**2)  # (B3) through n, candidate state (h tilde) (F7)
                 dh_buf[row, j] = dh
                 dpre_seq[t, row, 2*H + j] = da_n
         np.dot(np.ascontiguousarray(dpre_seq[t, :, 2*H:3*H]), packed_rh, drh_linear_buf)  # (B4) [U_h]ᵀ @ the adjoints of a_n
@@ -229,11 +229,11 @@ def _backward_steps(T, N, H, dh_next_buf, dh_out_seq, z_seq, n_seq, dh_buf, dpre
                 n = n_seq[t, row, j]
                 z = z_seq[t, row, j]
                 r = r_seq[t, row, j]
-                drh = drh_linear  # (B4) transpose of U_h @ rh of a_n (F6)
-                dz = dh*(-h_prev + n)  # (B5) chain rule of h (F8)
-                da_z = dz*z*(1 - z)  # (B6) derivative of sigmoid of z (F4)
-                dr = drh*h_prev  # (B7) product rule of rh (F5)
-                da_r = dr*r*(1 - r)  # (B8) derivative of sigmoid of r (F2)
+                drh = drh_linear  # (B4) through a_n (F6)
+                dz = dh*(-h_prev + n)  # (B5) through h, new hidden state (F8)
+                da_z = dz*z*(1 - z)  # (B6) through z, update gate (F4)
+                dr = drh*h_prev  # (B7) through rh, reset applied before the product (F5)
+                da_r = dr*r*(1 - r)  # (B8) through r, reset gate (F2)
                 drh_buf[row, j] = drh
                 dpre_seq[t, row, H + j] = da_z
                 dpre_seq[t, row, j] = da_r
@@ -245,7 +245,7 @@ def _backward_steps(T, N, H, dh_next_buf, dh_out_seq, z_seq, n_seq, dh_buf, dpre
                 drh = drh_buf[row, j]
                 r = r_seq[t, row, j]
                 z = z_seq[t, row, j]
-                dh_prev = dh*(1 - z) + dh_prev_linear + drh*r  # (B9) fork sum: via h + via rh + via a_z + via a_r
+                dh_prev = dh*(1 - z) + dh_prev_linear + drh*r  # (B9) fork sum: via h (F8) + via rh (F5) + via a_z (F3) + via a_r (F1)
                 dh_next_buf[row, j] = dh_prev
 
 

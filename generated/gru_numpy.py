@@ -201,14 +201,14 @@ def backward(d_outputs, cache, d_state=None):
         h_prev = h_seq[t]
         r = r_seq[t]
         dh = dh_next + dh_out  # (B1) fork sum: loss + next step
-        dn = dh*z  # (B2) product rule of h (F8)
-        dpre_seq[t, :, 2*H:3*H] = da_n = dn*(1 - n**2)  # (B3) derivative of tanh of n (F7)
-        drh = dpre_seq[t, :, 2*H:3*H] @ packed_rh  # (B4) transpose of U_h @ rh of a_n (F6)
-        dz = dh*(-h_prev + n)  # (B5) chain rule of h (F8)
-        dpre_seq[t, :, H:2*H] = da_z = dz*z*(1 - z)  # (B6) derivative of sigmoid of z (F4)
-        dr = drh*h_prev  # (B7) product rule of rh (F5)
-        dpre_seq[t, :, :H] = da_r = dr*r*(1 - r)  # (B8) derivative of sigmoid of r (F2)
-        dh_prev = dh*(1 - z) + (dpre_seq[t, :, :2*H] @ packed_h_prev) + drh*r  # (B9) fork sum: via h + via rh + via a_z + via a_r
+        dn = dh*z  # (B2) through h, new hidden state (F8)
+        dpre_seq[t, :, 2*H:3*H] = da_n = dn*(1 - n**2)  # (B3) through n, candidate state (h tilde) (F7)
+        drh = dpre_seq[t, :, 2*H:3*H] @ packed_rh  # (B4) through a_n (F6)
+        dz = dh*(-h_prev + n)  # (B5) through h, new hidden state (F8)
+        dpre_seq[t, :, H:2*H] = da_z = dz*z*(1 - z)  # (B6) through z, update gate (F4)
+        dr = drh*h_prev  # (B7) through rh, reset applied before the product (F5)
+        dpre_seq[t, :, :H] = da_r = dr*r*(1 - r)  # (B8) through r, reset gate (F2)
+        dh_prev = dh*(1 - z) + (dpre_seq[t, :, :2*H] @ packed_h_prev) + drh*r  # (B9) fork sum: via h (F8) + via rh (F5) + via a_z (F3) + via a_r (F1)
         dh_next = dh_prev
 
     dpre_flat = dpre_seq.reshape(T * N, 3*H)  # every step's da_r, da_z, da_n as rows

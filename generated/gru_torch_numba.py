@@ -227,13 +227,13 @@ def _backward_steps(T, N, H, dh_next_buf, dh_out_seq, z_seq, n_seq, r_seq, h_seq
                 h_prev = h_seq[t, row, j]
                 hn = hn_seq[t, row, j]
                 dh = dh_next + dh_out  # (B1) fork sum: loss + next step
-                dn = dh*(1 - z)  # (B2) product rule of h (F8)
-                da_n = dn*(1 - n**2)  # (B3) derivative of tanh of n (F7)
-                dhn = da_n*r  # (B4) product rule of a_n (F6)
-                dz = dh*(h_prev - n)  # (B5) chain rule of h (F8)
-                da_z = dz*z*(1 - z)  # (B6) derivative of sigmoid of z (F4)
-                dr = da_n*hn  # (B7) product rule of a_n (F6)
-                da_r = dr*r*(1 - r)  # (B8) derivative of sigmoid of r (F2)
+                dn = dh*(1 - z)  # (B2) through h, new hidden state (F8)
+                da_n = dn*(1 - n**2)  # (B3) through n, candidate: reset applied after the product (F7)
+                dhn = da_n*r  # (B4) through a_n (F6)
+                dz = dh*(h_prev - n)  # (B5) through h, new hidden state (F8)
+                da_z = dz*z*(1 - z)  # (B6) through z, update gate (F4)
+                dr = da_n*hn  # (B7) through a_n (F6)
+                da_r = dr*r*(1 - r)  # (B8) through r, reset gate (F2)
                 dh_buf[row, j] = dh
                 dpre_seq[t, row, 3*H + j] = da_n
                 dpre_seq[t, row, j] = dhn
@@ -245,7 +245,7 @@ def _backward_steps(T, N, H, dh_next_buf, dh_out_seq, z_seq, n_seq, r_seq, h_seq
                 dh = dh_buf[row, j]
                 dh_prev_linear = dh_prev_linear_buf[row, j]
                 z = z_seq[t, row, j]
-                dh_prev = dh*z + dh_prev_linear  # (B9) fork sum: via h + via hn + via a_z + via a_r
+                dh_prev = dh*z + dh_prev_linear  # (B9) fork sum: via h (F8) + via hn (F5) + via a_z (F3) + via a_r (F1)
                 dh_next_buf[row, j] = dh_prev
 
 

@@ -214,14 +214,14 @@ def backward(d_outputs, cache, d_state=None):
         h_prev = h_seq[t]
         hn = hn_seq[t]
         dh = dh_next + dh_out  # (B1) fork sum: loss + next step
-        dn = dh*(1 - z)  # (B2) product rule of h (F8)
-        dpre_seq[t, :, 3*H:4*H] = da_n = dn*(1 - n**2)  # (B3) derivative of tanh of n (F7)
-        dpre_seq[t, :, :H] = dhn = da_n*r  # (B4) product rule of a_n (F6)
-        dz = dh*(h_prev - n)  # (B5) chain rule of h (F8)
-        dpre_seq[t, :, 2*H:3*H] = da_z = dz*z*(1 - z)  # (B6) derivative of sigmoid of z (F4)
-        dr = da_n*hn  # (B7) product rule of a_n (F6)
-        dpre_seq[t, :, H:2*H] = da_r = dr*r*(1 - r)  # (B8) derivative of sigmoid of r (F2)
-        dh_prev = dh*z + (dpre_seq[t, :, :3*H] @ packed_h_prev)  # (B9) fork sum: via h + via hn + via a_z + via a_r
+        dn = dh*(1 - z)  # (B2) through h, new hidden state (F8)
+        dpre_seq[t, :, 3*H:4*H] = da_n = dn*(1 - n**2)  # (B3) through n, candidate: reset applied after the product (F7)
+        dpre_seq[t, :, :H] = dhn = da_n*r  # (B4) through a_n (F6)
+        dz = dh*(h_prev - n)  # (B5) through h, new hidden state (F8)
+        dpre_seq[t, :, 2*H:3*H] = da_z = dz*z*(1 - z)  # (B6) through z, update gate (F4)
+        dr = da_n*hn  # (B7) through a_n (F6)
+        dpre_seq[t, :, H:2*H] = da_r = dr*r*(1 - r)  # (B8) through r, reset gate (F2)
+        dh_prev = dh*z + (dpre_seq[t, :, :3*H] @ packed_h_prev)  # (B9) fork sum: via h (F8) + via hn (F5) + via a_z (F3) + via a_r (F1)
         dh_next = dh_prev
 
     dpre_flat = dpre_seq.reshape(T * N, 4*H)  # every step's dhn, da_r, da_z, da_n as rows

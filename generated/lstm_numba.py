@@ -236,16 +236,16 @@ def _backward_steps(T, N, H, dh_next_buf, dh_out_seq, c_seq, dc_next_buf, o_seq,
                 c_prev = c_seq[t, n, j]
                 f = f_seq[t, n, j]
                 dh = dh_next + dh_out  # (B1) fork sum: loss + next step
-                tanh_c = _tanh(c)  # common subexpression
-                dc = dc_next + dh*o*(1 - tanh_c**2)  # (B2) fork sum: next step + via h
-                do = dh*tanh_c  # (B3) product rule of h (F10)
-                da_o = do*o*(1 - o)  # (B4) derivative of sigmoid of o (F8)
-                dg = dc*i  # (B5) product rule of c (F9)
-                da_g = dg*(1 - g**2)  # (B6) derivative of tanh of g (F6)
-                df = c_prev*dc  # (B7) product rule of c (F9)
-                da_f = df*f*(1 - f)  # (B8) derivative of sigmoid of f (F4)
-                di = dc*g  # (B9) product rule of c (F9)
-                da_i = di*i*(1 - i)  # (B10) derivative of sigmoid of i (F2)
+                tanh_c = _tanh(c)  # (B2, B3) common subexpression
+                dc = dc_next + dh*o*(1 - tanh_c**2)  # (B2) fork sum: next step + via h (F10)
+                do = dh*tanh_c  # (B3) through h, new hidden state (F10)
+                da_o = do*o*(1 - o)  # (B4) through o, output gate (F8)
+                dg = dc*i  # (B5) through c, new cell state (F9)
+                da_g = dg*(1 - g**2)  # (B6) through g, candidate cell state (F6)
+                df = c_prev*dc  # (B7) through c, new cell state (F9)
+                da_f = df*f*(1 - f)  # (B8) through f, forget gate (F4)
+                di = dc*g  # (B9) through c, new cell state (F9)
+                da_i = di*i*(1 - i)  # (B10) through i, input gate (F2)
                 dc_buf[n, j] = dc
                 dpre_seq[t, n, 3*H + j] = da_o
                 dpre_seq[t, n, 2*H + j] = da_g
@@ -257,8 +257,8 @@ def _backward_steps(T, N, H, dh_next_buf, dh_out_seq, c_seq, dc_next_buf, o_seq,
                 dh_prev_linear = dh_prev_linear_buf[n, j]
                 dc = dc_buf[n, j]
                 f = f_seq[t, n, j]
-                dh_prev = dh_prev_linear  # (B11) fork sum: via a_o + via a_g + via a_f + via a_i
-                dc_prev = dc*f  # (B12) product rule of c (F9)
+                dh_prev = dh_prev_linear  # (B11) fork sum: via a_o (F7) + via a_g (F5) + via a_f (F3) + via a_i (F1)
+                dc_prev = dc*f  # (B12) through c, new cell state (F9)
                 dh_next_buf[n, j] = dh_prev
                 dc_next_buf[n, j] = dc_prev
 

@@ -225,18 +225,18 @@ def backward(d_outputs, cache, d_state=None):
         c_prev = c_seq[t]
         f = f_seq[t]
         dh = dh_next + dh_out  # (B1) fork sum: loss + next step
-        tanh_c = np.tanh(c)  # common subexpression
-        dc = dc_next + dh*o*(1 - tanh_c**2)  # (B2) fork sum: next step + via h
-        do = dh*tanh_c  # (B3) product rule of h (F10)
-        dpre_seq[t, :, 3*H:4*H] = da_o = do*o*(1 - o)  # (B4) derivative of sigmoid of o (F8)
-        dg = dc*i  # (B5) product rule of c (F9)
-        dpre_seq[t, :, 2*H:3*H] = da_g = dg*(1 - g**2)  # (B6) derivative of tanh of g (F6)
-        df = c_prev*dc  # (B7) product rule of c (F9)
-        dpre_seq[t, :, H:2*H] = da_f = df*f*(1 - f)  # (B8) derivative of sigmoid of f (F4)
-        di = dc*g  # (B9) product rule of c (F9)
-        dpre_seq[t, :, :H] = da_i = di*i*(1 - i)  # (B10) derivative of sigmoid of i (F2)
-        dh_prev = dpre_seq[t, :, :4*H] @ packed_h_prev  # (B11) fork sum: via a_o + via a_g + via a_f + via a_i
-        dc_prev = dc*f  # (B12) product rule of c (F9)
+        tanh_c = np.tanh(c)  # (B2, B3) common subexpression
+        dc = dc_next + dh*o*(1 - tanh_c**2)  # (B2) fork sum: next step + via h (F10)
+        do = dh*tanh_c  # (B3) through h, new hidden state (F10)
+        dpre_seq[t, :, 3*H:4*H] = da_o = do*o*(1 - o)  # (B4) through o, output gate (F8)
+        dg = dc*i  # (B5) through c, new cell state (F9)
+        dpre_seq[t, :, 2*H:3*H] = da_g = dg*(1 - g**2)  # (B6) through g, candidate cell state (F6)
+        df = c_prev*dc  # (B7) through c, new cell state (F9)
+        dpre_seq[t, :, H:2*H] = da_f = df*f*(1 - f)  # (B8) through f, forget gate (F4)
+        di = dc*g  # (B9) through c, new cell state (F9)
+        dpre_seq[t, :, :H] = da_i = di*i*(1 - i)  # (B10) through i, input gate (F2)
+        dh_prev = dpre_seq[t] @ packed_h_prev  # (B11) fork sum: via a_o (F7) + via a_g (F5) + via a_f (F3) + via a_i (F1)
+        dc_prev = dc*f  # (B12) through c, new cell state (F9)
         dh_next, dc_next = dh_prev, dc_prev
 
     dpre_flat = dpre_seq.reshape(T * N, 4*H)  # every step's da_i, da_f, da_g, da_o as rows

@@ -191,7 +191,7 @@ def _backward_steps(T, N, H, O, do_out_seq, o_seq, dpre_seq, packed_s, ds_linear
                 do_out = do_out_seq[t, n, j]
                 o = o_seq[t, n, j]
                 do = do_out  # (B1) upstream gradient
-                da_o = do*o*(1 - o)  # (B2) derivative of sigmoid of o (F4)
+                da_o = do*o*(1 - o)  # (B2) through o (F4)
                 dpre_seq[t, n, H + j] = da_o
         np.dot(np.ascontiguousarray(dpre_seq[t, :, H:H + O]), packed_s, ds_linear_buf)  # (B3) [w]ᵀ @ the adjoints of a_o
         for n in range(N):
@@ -199,14 +199,14 @@ def _backward_steps(T, N, H, O, do_out_seq, o_seq, dpre_seq, packed_s, ds_linear
                 ds_linear = ds_linear_buf[n, j]
                 ds_next = ds_next_buf[n, j]
                 s = s_seq[t + 1, n, j]
-                ds = ds_linear + ds_next  # (B3) fork sum: next step + via a_o
-                da_s = ds*s*(1 - s)  # (B4) derivative of sigmoid of s (F2)
+                ds = ds_linear + ds_next  # (B3) fork sum: next step + via a_o (F3)
+                da_s = ds*s*(1 - s)  # (B4) through s (F2)
                 dpre_seq[t, n, j] = da_s
         np.dot(np.ascontiguousarray(dpre_seq[t, :, :H]), packed_s_prev, ds_prev_linear_buf)  # (B5) [v]ᵀ @ the adjoints of a_s
         for n in range(N):
             for j in range(H):
                 ds_prev_linear = ds_prev_linear_buf[n, j]
-                ds_prev = ds_prev_linear  # (B5) transpose of v @ s_prev of a_s (F1)
+                ds_prev = ds_prev_linear  # (B5) through a_s (F1)
                 ds_next_buf[n, j] = ds_prev
 
 

@@ -184,10 +184,10 @@ def backward(d_outputs, cache, d_state=None):
         o = o_seq[t]
         s = s_seq[t + 1]
         do = do_out  # (B1) upstream gradient
-        dpre_seq[t, :, H:H + O] = da_o = do*o*(1 - o)  # (B2) derivative of sigmoid of o (F4)
-        ds = (dpre_seq[t, :, H:H + O] @ packed_s) + ds_next  # (B3) fork sum: next step + via a_o
-        dpre_seq[t, :, :H] = da_s = ds*s*(1 - s)  # (B4) derivative of sigmoid of s (F2)
-        ds_prev = dpre_seq[t, :, :H] @ packed_s_prev  # (B5) transpose of v @ s_prev of a_s (F1)
+        dpre_seq[t, :, H:H + O] = da_o = do*o*(1 - o)  # (B2) through o (F4)
+        ds = (dpre_seq[t, :, H:H + O] @ packed_s) + ds_next  # (B3) fork sum: next step + via a_o (F3)
+        dpre_seq[t, :, :H] = da_s = ds*s*(1 - s)  # (B4) through s (F2)
+        ds_prev = dpre_seq[t, :, :H] @ packed_s_prev  # (B5) through a_s (F1)
         ds_next = ds_prev
 
     dpre_flat = dpre_seq.reshape(T * N, H + O)  # every step's da_s, da_o as rows

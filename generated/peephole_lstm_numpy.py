@@ -240,18 +240,18 @@ def backward(d_outputs, cache, d_state=None):
         c_prev = c_seq[t]
         f = f_seq[t]
         dh = dh_next + dh_out  # (B1) fork sum: loss + next step
-        tanh_c = np.tanh(c)  # common subexpression
-        do = dh*tanh_c  # (B2) product rule of h (F10)
-        dpre_seq[t, :, 3*H:4*H] = da_o = do*o*(1 - o)  # (B3) derivative of sigmoid of o (F9)
-        dc = da_o*p_o + dc_next + dh*o*(1 - tanh_c**2)  # (B4) fork sum: next step + via h + via a_o
-        dg = dc*i  # (B5) product rule of c (F7)
-        dpre_seq[t, :, 2*H:3*H] = da_g = dg*(1 - g**2)  # (B6) derivative of tanh of g (F6)
-        df = c_prev*dc  # (B7) product rule of c (F7)
-        dpre_seq[t, :, H:2*H] = da_f = df*f*(1 - f)  # (B8) derivative of sigmoid of f (F4)
-        di = dc*g  # (B9) product rule of c (F7)
-        dpre_seq[t, :, :H] = da_i = di*i*(1 - i)  # (B10) derivative of sigmoid of i (F2)
-        dh_prev = dpre_seq[t, :, :4*H] @ packed_h_prev  # (B11) fork sum: via a_o + via a_g + via a_f + via a_i
-        dc_prev = da_f*p_f + da_i*p_i + dc*f  # (B12) fork sum: via c + via a_f + via a_i
+        tanh_c = np.tanh(c)  # (B2, B4) common subexpression
+        do = dh*tanh_c  # (B2) through h, new hidden state (F10)
+        dpre_seq[t, :, 3*H:4*H] = da_o = do*o*(1 - o)  # (B3) through o, output gate, peeks at the new c (F9)
+        dc = da_o*p_o + dc_next + dh*o*(1 - tanh_c**2)  # (B4) fork sum: next step + via h (F10) + via a_o (F8)
+        dg = dc*i  # (B5) through c, new cell state (F7)
+        dpre_seq[t, :, 2*H:3*H] = da_g = dg*(1 - g**2)  # (B6) through g, candidate cell state (F6)
+        df = c_prev*dc  # (B7) through c, new cell state (F7)
+        dpre_seq[t, :, H:2*H] = da_f = df*f*(1 - f)  # (B8) through f, forget gate, peeks at c_prev (F4)
+        di = dc*g  # (B9) through c, new cell state (F7)
+        dpre_seq[t, :, :H] = da_i = di*i*(1 - i)  # (B10) through i, input gate, peeks at c_prev (F2)
+        dh_prev = dpre_seq[t] @ packed_h_prev  # (B11) fork sum: via a_o (F8) + via a_g (F5) + via a_f (F3) + via a_i (F1)
+        dc_prev = da_f*p_f + da_i*p_i + dc*f  # (B12) fork sum: via c (F7) + via a_f (F3) + via a_i (F1)
         dp_i += (c_prev*da_i).sum(axis=0)  # (B22) gradient of p_i, summed over the batch
         dp_f += (c_prev*da_f).sum(axis=0)  # (B23) gradient of p_f, summed over the batch
         dp_o += (c*da_o).sum(axis=0)  # (B24) gradient of p_o, summed over the batch

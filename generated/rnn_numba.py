@@ -177,13 +177,13 @@ def _backward_steps(T, N, H, dh_next_buf, dh_out_seq, h_seq, dpre_seq, packed_h_
                 dh_out = dh_out_seq[t, n, j]
                 h = h_seq[t + 1, n, j]
                 dh = dh_next + dh_out  # (B1) fork sum: loss + next step
-                da_h = dh*(1 - h**2)  # (B2) derivative of tanh of h (F2)
+                da_h = dh*(1 - h**2)  # (B2) through h (F2)
                 dpre_seq[t, n, j] = da_h
         np.dot(dpre_seq[t], packed_h_prev, dh_prev_linear_buf)  # (B3) [U]ᵀ @ the adjoints of a_h
         for n in range(N):
             for j in range(H):
                 dh_prev_linear = dh_prev_linear_buf[n, j]
-                dh_prev = dh_prev_linear  # (B3) transpose of U @ h_prev of a_h (F1)
+                dh_prev = dh_prev_linear  # (B3) through a_h (F1)
                 dh_next_buf[n, j] = dh_prev
 
 

@@ -161,8 +161,8 @@ def backward(d_outputs, cache, d_state=None):
         dh_out = dh_out_seq[t]
         h = h_seq[t + 1]
         dh = dh_next + dh_out  # (B1) fork sum: loss + next step
-        dpre_seq[t, :, :H] = da_h = dh*(1 - h**2)  # (B2) derivative of tanh of h (F2)
-        dh_prev = dpre_seq[t, :, :H] @ packed_h_prev  # (B3) transpose of U @ h_prev of a_h (F1)
+        dpre_seq[t, :, :H] = da_h = dh*(1 - h**2)  # (B2) through h (F2)
+        dh_prev = dpre_seq[t] @ packed_h_prev  # (B3) through a_h (F1)
         dh_next = dh_prev
 
     dpre_flat = dpre_seq.reshape(T * N, H)  # every step's da_h as rows
