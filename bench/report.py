@@ -14,8 +14,8 @@ BACKENDS = ("numpy", "numba")
 TORCH_TARGET, BOUND_TARGET = 1.0, 1.3
 
 
-def _ratio(row, a, b) -> float | None:
-    m = row["median"]
+def _ratio(row, a, b, clock="median") -> float | None:
+    m = row[clock]
     return m[a] / m[b] if a in m and b in m else None
 
 
@@ -55,26 +55,27 @@ class Notes:
         return [f"[{n}] {reason}" for reason, n in self.reasons.items()]
 
 
-def table(rows: list[dict]) -> str:
+def table(rows: list[dict], clock: str = "median") -> str:
+    """``clock``: 'median' (wall time) or 'cpu_median' (process CPU time)."""
     notes = Notes()
     lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "|".join("---" for _ in COLUMNS) + "|"]
     for row in rows:
         case = row["case"]
         cells = [case["cell"], f"{case['T']},{case['N']},{case['D']},{case['H']}", case["dtype"]]
         for method in ("numpy", "numba", "torch", "bound"):
-            if method in row["median"]:
-                cells.append(f"{row['median'][method] * 1e3:.3g}")
+            if method in row[clock]:
+                cells.append(f"{row[clock][method] * 1e3:.3g}")
             else:
                 cells.append(notes.mark(f"{method}: {row['unavailable'].get(method, 'not run')}"))
-        cells += [_fmt_ratio(_ratio(row, b, "torch")) for b in BACKENDS]
-        cells += [_fmt_ratio(_ratio(row, b, "bound")) for b in BACKENDS]
+        cells += [_fmt_ratio(_ratio(row, b, "torch", clock)) for b in BACKENDS]
+        cells += [_fmt_ratio(_ratio(row, b, "bound", clock)) for b in BACKENDS]
         cells.append(" / ".join(f"{b} {_fmt_check(row['check'][b])}" for b in BACKENDS))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines + ([""] + notes.lines() if notes.reasons else []))
 
 
-def best_ratio(row, reference: str) -> tuple[float | None, str | None]:
-    ratios = {b: _ratio(row, b, reference) for b in BACKENDS}
+def best_ratio(row, reference: str, clock="median") -> tuple[float | None, str | None]:
+    ratios = {b: _ratio(row, b, reference, clock) for b in BACKENDS}
     ratios = {b: r for b, r in ratios.items() if r is not None}
     if not ratios:
         return None, None
@@ -82,7 +83,7 @@ def best_ratio(row, reference: str) -> tuple[float | None, str | None]:
     return ratios[best], best
 
 
-def targets(rows: list[dict]) -> list[str]:
+def targets(rows: list[dict], clock: str = "median") -> list[str]:
     """One line per target: how many rows meet it, and the rows that do not."""
     out = []
     for name, reference, limit, applies in (
@@ -94,7 +95,7 @@ def targets(rows: list[dict]) -> list[str]:
             case = row["case"]
             if not applies(case):
                 continue
-            ratio, _ = best_ratio(row, reference)
+            ratio, _ = best_ratio(row, reference, clock)
             if ratio is None:
                 continue
             judged += 1
@@ -140,5 +141,13 @@ def session_title(session: dict) -> str:
 
 
 def render(session: dict) -> str:
-    return "\n".join([f"### {session_title(session)}", "", *environment(session), "",
-                      table(session["rows"]), "", "Targets:", *targets(session["rows"]), ""])
+    lines = [f"### {session_title(session)}", "", *environment(session), "",
+             "Wall time:", "", table(session["rows"]), "", "Targets (wall time):",
+             *targets(session["rows"]), ""]
+    if session["threads"] == "one":
+        # Every pool has one thread: the worker's CPU time is the cost of the call even when
+        # other processes compete for the cores (wall time then counts their turns too).
+        lines += ["Process CPU time (one thread, so insensitive to other load on the machine):", "",
+                  table(session["rows"], "cpu_median"), "", "Targets (CPU time):",
+                  *targets(session["rows"], "cpu_median"), ""]
+    return "\n".join(lines)

@@ -11,7 +11,7 @@ threads, their pools spin against each other):
   burst so the idle pools' spinning threads go to sleep before the next process measures.
 
 The coordinator (this process) imports neither NumPy's BLAS nor torch; it only sends commands
-and collects wall times. The correctness check runs in the process that hosts torch, before
+and collects wall (and CPU) times. The correctness check runs in the process that hosts torch, before
 any timing of the case.
 """
 
@@ -101,18 +101,22 @@ def run_session(cases: list[Case], methods: list[str], threads: str, coretype: s
             time.sleep(gap)
             ready = [m for m in methods if status[m] == "ok"]
             times: dict[str, list[float]] = {m: [] for m in ready}
+            cpu_times: dict[str, list[float]] = {m: [] for m in ready}
             rounds = math.ceil(repeats / burst)
             for r in range(rounds):
                 shift = r % len(ready) if ready else 0
                 for method in ready[shift:] + ready[:shift]:
-                    times[method] += host[method].ask("run", method=method, n=burst)["times"]
+                    reply = host[method].ask("run", method=method, n=burst)
+                    times[method] += reply["times"]
+                    cpu_times[method] += reply["cpu_times"]
                     time.sleep(gap)
             for worker in workers:
                 worker.ask("release")
             row = {"case": case.as_dict(), "check": check,
                    "median": {m: statistics.median(t) for m, t in times.items()},
                    "min": {m: min(t) for m, t in times.items()},
-                   "samples": times,
+                   "cpu_median": {m: statistics.median(t) for m, t in cpu_times.items()},
+                   "samples": times, "cpu_samples": cpu_times,
                    "unavailable": {m: s for m, s in status.items() if s != "ok"}}
             rows.append(row)
             progress(row)

@@ -3,7 +3,7 @@
 Protocol: one JSON object per line on stdin, one reply per line on the original stdout
 (anything else the libraries print goes to stderr). Commands: ``prepare`` a case (builds the
 data, prepares each hosted method and warms it up, compiling Numba), ``run`` one method n times
-(returns the wall times), ``check`` the kernels against torch, ``info`` (environment),
+(returns wall and CPU times), ``check`` the kernels against torch, ``info`` (environment),
 ``release`` the case, ``quit``.
 """
 
@@ -25,19 +25,22 @@ from .methods import Unavailable, prepare
 WARMUP = 2
 
 
-def time_calls(call, n: int) -> list[float]:
-    """Wall time of n consecutive calls; the garbage collector waits until they are done."""
-    times = []
+def time_calls(call, n: int) -> tuple[list[float], list[float]]:
+    """Wall times and process CPU times of n consecutive calls; the garbage collector waits
+    until they are done. With every pool at one thread, CPU time is what the call costs
+    whatever else the machine runs; with several threads it also counts spinning workers."""
+    wall, cpu = [], []
     gc.collect()
     gc.disable()
     try:
         for _ in range(n):
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), time.process_time()
             call()
-            times.append(time.perf_counter() - start)
+            wall.append(time.perf_counter() - start)
+            cpu.append(time.process_time() - start_cpu)
     finally:
         gc.enable()
-    return times
+    return wall, cpu
 
 
 class Host:
@@ -67,7 +70,8 @@ class Host:
         return {"status": status}
 
     def run(self, method: str, n: int) -> dict:
-        return {"times": time_calls(self.calls[method], n)}
+        wall, cpu = time_calls(self.calls[method], n)
+        return {"times": wall, "cpu_times": cpu}
 
     def check(self) -> dict:
         return {"check": check(self.case, self.data)}
