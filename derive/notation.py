@@ -174,7 +174,7 @@ class Notation:
     upstream: str
     carried: str
     loss: str
-    product: str            # the elementwise product sign: \odot, or * as seed 000 writes it
+    product: str            # the elementwise product sign: \odot, or \ast (*) as seed 000 writes it
     symbols: dict[str, str]
     path: str = field(default="<notation>", compare=False)
 

@@ -345,7 +345,8 @@ def test_each_notation_renders_the_lstm(notation, symbols, fmt):
 @pytest.mark.parametrize("cell", ["minimal_rnn", "book_lstm"])
 def test_book_notation_renders_the_books_cells(cell):
     text = document_text(cell, "md", "book")
-    assert r"\mathit{Err}" in text and r"s_{t-1}" in text if cell == "minimal_rnn" else r"\tilde{C}_{t}" in text
+    assert r"\mathit{Err}_{t}" in text
+    assert (r"s_{t-1}" if cell == "minimal_rnn" else r"\tilde{C}_{t}") in text
 
 
 def test_missing_symbol_is_a_clear_error(tmp_path):

@@ -40,11 +40,11 @@ def test_each_lstm_notation_names_every_lstm_quantity(notation, lstm):
 
 def test_book_notation_renders_the_books_cells():
     book = load_notation("book")
-    for cell in ("minimal_rnn", "book_lstm"):
-        table = book.latex_table(derive(load_cell(cell)))
-        assert table.get("s_prev", "s_{t-1}").startswith(("s_{t-1}", "s"))
-    table = book.latex_table(derive(load_cell("minimal_rnn")))
-    assert table["s"] == "s_{t}" and table["s_prev"] == "s_{t-1}" and table["u"] == "u"
+    rnn = book.latex_table(derive(load_cell("minimal_rnn")))
+    assert (rnn["s"], rnn["s_prev"], rnn["u"], rnn["ds_next"]) == \
+        ("s_{t}", "s_{t-1}", "u", r"\bar{\delta} s_{t}")
+    lstm = book.latex_table(derive(load_cell("book_lstm")))
+    assert (lstm["Ct"], lstm["C_prev"], lstm["a_Ct"]) == (r"\tilde{C}_{t}", "C_{t-1}", "z_{C,t}")
 
 
 def test_coursera_symbols_follow_seed_000(lstm):
