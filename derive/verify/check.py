@@ -38,7 +38,7 @@ from .sequence import Evaluator, OutOfRange, ShapeMismatch, StepFree, simulate, 
 from .vocabulary import get_reading
 
 DRAWS = 3          # random sequences per verdict
-STEPS = 4          # steps per sequence
+STEPS = 5          # steps per sequence (a k-step truncation with k >= STEPS would pass)
 BATCH = 2          # sequences per batch
 
 
