@@ -128,7 +128,7 @@ class _Layout:
 
     def matmul(self, a: str, b: str) -> str:
         """A GEMM outside the time loop."""
-        return f"({a} @ {b})"
+        return f"{a} @ {b}"
 
     def vector_sequence(self, v: str) -> str:
         """All T steps of a group's vector as one (T, N, size) array."""
@@ -161,8 +161,8 @@ class _Layout:
                 continue
             rows = self.width(g)
             tags = ", ".join(self.plan.derivation.forward_eq(p.target).tag for p in g.products)
-            lines.append(Line(f"{g.proj} = " + self.matmul(f"{g.vector}.reshape(T * N, {g.cols})", f"{g.packed}.T")
-                              + f".reshape(T, N, {rows})",
+            lines.append(Line(f"{g.proj} = (" + self.matmul(f"{g.vector}.reshape(T * N, {g.cols})", f"{g.packed}.T")
+                              + f").reshape(T, N, {rows})",
                               f"({tags}) the products with {g.vector} of every step: one GEMM over T*N rows"))
             biases = [(p, self.plan.hoisted_bias.get(p.target, ())) for p in g.products]
             if any(b for _, b in biases):
@@ -213,6 +213,7 @@ class _Layout:
         GEMM, bias gradients as column sums."""
         plan, lines = self.plan, []
         total = _size_text(plan.width(plan.dpre))
+        named: dict[str, str] = {}
         lines.append(Line(f"dpre_flat = dpre_seq.reshape(T * N, {total})", "every step's " + ", ".join(
             "d" + n for n in plan.dpre) + " as rows"))
         for g in plan.groups:
@@ -226,16 +227,19 @@ class _Layout:
                 stacked = "dpre_flat"
             else:
                 stacked = f"dpre_flat[:, {block[0] if block[0] != 0 else ''}:{block[1]}]"
-            if stacked != "dpre_flat":
+            if stacked in named:
+                stacked = named[stacked]
+            elif stacked != "dpre_flat":
                 lines.append(Line(f"dpre_{g.vector} = {stacked}",
                                   f"(T*N, {rows}): the adjoints of {', '.join(p.target for p in g.products)}"))
-                stacked = f"dpre_{g.vector}"
+                named[stacked] = f"dpre_{g.vector}"
+                stacked = named[stacked]
             lines.append(Line(f"d{g.packed} = " + self.matmul(f"{stacked}.T", f"{self.vector_sequence(g.vector)}"
                                                                f".reshape(T * N, {g.cols})"),
                               f"gradients of {', '.join(g.matrices)}, summed over steps and batch"))
             if g.hoisted:
                 extra = f" + d{g.vector}_seq" if g.vector in plan.input_loop else ""
-                lines.append(Line(f"d{g.vector} = {self.matmul(stacked, g.packed)}.reshape(T, N, {g.cols}){extra}",
+                lines.append(Line(f"d{g.vector} = ({self.matmul(stacked, g.packed)}).reshape(T, N, {g.cols}){extra}",
                                   f"({plan.derivation.backward_eq('d' + g.vector).tag}) for every step "
                                   "at once, one GEMM"))
         if any(part[0] == "bias" for parts in plan.param_grads.values() for part in parts):
@@ -301,6 +305,9 @@ def _statement_comment(stmt: Stmt) -> str:
 class _NumPyLayout(_Layout):
 
     def ref_text(self, ref: Ref) -> str:
+        group = next(g for g in self.plan.groups if g.proj == ref.buffer)
+        if len(group.products) == 1:
+            return f"{ref.buffer}[t]" if ref.per_step else ref.buffer
         block = _block(ref.offset, ref.size)
         return f"{ref.buffer}[t, :, {block}]" if ref.per_step else f"{ref.buffer}[:, {block}]"
 

@@ -276,7 +276,7 @@ def forward(x, params, state0=None):
     dtype = x.dtype
     packed_x = np.concatenate([params["v_f"], params["v_i"], params["v_C"], params["v_o"]])  # (4*H, D): [v_f; v_i; v_C; v_o], one GEMM instead of 4
     packed_o_prev = np.concatenate([params["u_f"], params["u_i"], params["u_C"], params["u_o"]])  # (4*H, H): [u_f; u_i; u_C; u_o], one GEMM instead of 4
-    proj_x = _matmul(x.reshape(T * N, D), packed_x.T).reshape(T, N, 4*H)  # (F1, F3, F5, F8) the products with x of every step: one GEMM over T*N rows
+    proj_x = (_matmul(x.reshape(T * N, D), packed_x.T)).reshape(T, N, 4*H)  # (F1, F3, F5, F8) the products with x of every step: one GEMM over T*N rows
     proj_x += np.concatenate([params["b_f"], params["b_i"], params["b_C"], params["b_o"]])  # biases of the same equations, added once for all steps
     packed_o_prev_T = np.ascontiguousarray(packed_o_prev.T)
     o_seq = np.empty((T + 1, N, H), dtype)  # o<0>, ..., o<T>
@@ -326,7 +326,7 @@ def backward(d_outputs, cache, d_state=None):
     _backward_steps(T, N, H, do_next_buf, do_out_seq, C_seq, h_seq, dC_next_buf, i_seq, Ct_seq, f_seq, dpre_seq, dC_buf, packed_o_prev, do_prev_linear_buf)
     dpre_flat = dpre_seq.reshape(T * N, 4*H)  # every step's da_f, da_i, da_Ct, da_h as rows
     dpacked_x = _matmul(dpre_flat.T, x.reshape(T * N, D))  # gradients of v_f, v_i, v_C, v_o, summed over steps and batch
-    dx = _matmul(dpre_flat, packed_x).reshape(T, N, D)  # (B13) for every step at once, one GEMM
+    dx = (_matmul(dpre_flat, packed_x)).reshape(T, N, D)  # (B13) for every step at once, one GEMM
     dpacked_o_prev = _matmul(dpre_flat.T, o_seq[:-1].reshape(T * N, H))  # gradients of u_f, u_i, u_C, u_o, summed over steps and batch
     dpre_sum = dpre_seq.sum(axis=(0, 1))  # bias gradients: sums over steps and batch
     return {

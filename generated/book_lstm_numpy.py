@@ -238,11 +238,10 @@ def backward(d_outputs, cache, d_state=None):
         do_prev = dpre_seq[t] @ packed_o_prev  # (B11) fork sum: via a_h (F8) + via a_Ct (F5) + via a_i (F3) + via a_f (F1)
         dC_prev = dC*f  # (B12) through C, cell state (F7)
         do_next, dC_next = do_prev, dC_prev
-
     dpre_flat = dpre_seq.reshape(T * N, 4*H)  # every step's da_f, da_i, da_Ct, da_h as rows
-    dpacked_x = (dpre_flat.T @ x.reshape(T * N, D))  # gradients of v_f, v_i, v_C, v_o, summed over steps and batch
+    dpacked_x = dpre_flat.T @ x.reshape(T * N, D)  # gradients of v_f, v_i, v_C, v_o, summed over steps and batch
     dx = (dpre_flat @ packed_x).reshape(T, N, D)  # (B13) for every step at once, one GEMM
-    dpacked_o_prev = (dpre_flat.T @ o_seq[:-1].reshape(T * N, H))  # gradients of u_f, u_i, u_C, u_o, summed over steps and batch
+    dpacked_o_prev = dpre_flat.T @ o_seq[:-1].reshape(T * N, H)  # gradients of u_f, u_i, u_C, u_o, summed over steps and batch
     dpre_sum = dpre_seq.sum(axis=(0, 1))  # bias gradients: sums over steps and batch
     return {
         "u_f": dpacked_o_prev[:H],  # (B14)

@@ -193,7 +193,7 @@ def _forward_steps(T, N, H, h_seq, packed_h_prev_T, proj_h_prev, proj_x, r_seq, 
                 r_seq[t, row, j] = r
                 z_seq[t, row, j] = z
                 rh_seq[t, row, j] = rh
-        np.dot(rh_seq[t], packed_rh_T, proj_rh)  # (F6) [U_h] @ rh
+        np.dot(rh_seq[t], packed_rh_T, proj_rh)  # (F6) U_h @ rh
         for row in range(N):
             for j in range(H):
                 h_prev = h_seq[t, row, j]
@@ -220,7 +220,7 @@ def _backward_steps(T, N, H, dh_next_buf, dh_out_seq, z_seq, n_seq, dh_buf, dpre
                 da_n = dn*(1 - n**2)  # (B3) through n, candidate state (h tilde) (F7)
                 dh_buf[row, j] = dh
                 dpre_seq[t, row, 2*H + j] = da_n
-        np.dot(np.ascontiguousarray(dpre_seq[t, :, 2*H:3*H]), packed_rh, drh_linear_buf)  # (B4) [U_h]ᵀ @ the adjoints of a_n
+        np.dot(np.ascontiguousarray(dpre_seq[t, :, 2*H:3*H]), packed_rh, drh_linear_buf)  # (B4) U_hᵀ @ the adjoints of a_n
         for row in range(N):
             for j in range(H):
                 drh_linear = drh_linear_buf[row, j]
@@ -263,7 +263,7 @@ def forward(x, params, state0=None):
     packed_x = np.concatenate([params["W_r"], params["W_z"], params["W_h"]])  # (3*H, D): [W_r; W_z; W_h], one GEMM instead of 3
     packed_h_prev = np.concatenate([params["U_r"], params["U_z"]])  # (2*H, H): [U_r; U_z], one GEMM instead of 2
     packed_rh = params["U_h"]  # (H, H)
-    proj_x = _matmul(x.reshape(T * N, D), packed_x.T).reshape(T, N, 3*H)  # (F1, F3, F6) the products with x of every step: one GEMM over T*N rows
+    proj_x = (_matmul(x.reshape(T * N, D), packed_x.T)).reshape(T, N, 3*H)  # (F1, F3, F6) the products with x of every step: one GEMM over T*N rows
     packed_h_prev_T = np.ascontiguousarray(packed_h_prev.T)
     packed_rh_T = np.ascontiguousarray(packed_rh.T)
     h_seq = np.empty((T + 1, N, H), dtype)  # h<0>, ..., h<T>
@@ -313,7 +313,7 @@ def backward(d_outputs, cache, d_state=None):
     _backward_steps(T, N, H, dh_next_buf, dh_out_seq, z_seq, n_seq, dh_buf, dpre_seq, packed_rh, drh_linear_buf, h_seq, r_seq, drh_buf, packed_h_prev, dh_prev_linear_buf)
     dpre_flat = dpre_seq.reshape(T * N, 3*H)  # every step's da_r, da_z, da_n as rows
     dpacked_x = _matmul(dpre_flat.T, x.reshape(T * N, D))  # gradients of W_r, W_z, W_h, summed over steps and batch
-    dx = _matmul(dpre_flat, packed_x).reshape(T, N, D)  # (B10) for every step at once, one GEMM
+    dx = (_matmul(dpre_flat, packed_x)).reshape(T, N, D)  # (B10) for every step at once, one GEMM
     dpre_h_prev = dpre_flat[:, :2*H]  # (T*N, 2*H): the adjoints of a_r, a_z
     dpacked_h_prev = _matmul(dpre_h_prev.T, h_seq[:-1].reshape(T * N, H))  # gradients of U_r, U_z, summed over steps and batch
     dpre_rh = dpre_flat[:, 2*H:3*H]  # (T*N, H): the adjoints of a_n

@@ -159,8 +159,8 @@ def forward(x, params, state0=None):
         a_z = proj_h_prev[:, H:2*H] + proj_x[t, :, H:2*H]  # (F3) pre-activation of z
         z_seq[t] = z = _sigmoid(a_z)  # (F4) update gate
         rh_seq[t] = rh = h_prev*r  # (F5) reset applied before the product
-        proj_rh = rh @ packed_rh.T  # (F6) [U_h] @ rh
-        a_n = proj_rh[:, :H] + proj_x[t, :, 2*H:3*H]  # (F6) pre-activation of n
+        proj_rh = rh @ packed_rh.T  # (F6) U_h @ rh
+        a_n = proj_rh + proj_x[t, :, 2*H:3*H]  # (F6) pre-activation of n
         n_seq[t] = n = np.tanh(a_n)  # (F7) candidate state (h tilde)
         h_seq[t + 1] = h = h_prev*(1 - z) + n*z  # (F8) new hidden state
     outputs = {"h": h_seq[1:]}
@@ -210,14 +210,13 @@ def backward(d_outputs, cache, d_state=None):
         dpre_seq[t, :, :H] = da_r = dr*r*(1 - r)  # (B8) through r, reset gate (F2)
         dh_prev = dh*(1 - z) + (dpre_seq[t, :, :2*H] @ packed_h_prev) + drh*r  # (B9) fork sum: via h (F8) + via rh (F5) + via a_z (F3) + via a_r (F1)
         dh_next = dh_prev
-
     dpre_flat = dpre_seq.reshape(T * N, 3*H)  # every step's da_r, da_z, da_n as rows
-    dpacked_x = (dpre_flat.T @ x.reshape(T * N, D))  # gradients of W_r, W_z, W_h, summed over steps and batch
+    dpacked_x = dpre_flat.T @ x.reshape(T * N, D)  # gradients of W_r, W_z, W_h, summed over steps and batch
     dx = (dpre_flat @ packed_x).reshape(T, N, D)  # (B10) for every step at once, one GEMM
     dpre_h_prev = dpre_flat[:, :2*H]  # (T*N, 2*H): the adjoints of a_r, a_z
-    dpacked_h_prev = (dpre_h_prev.T @ h_seq[:-1].reshape(T * N, H))  # gradients of U_r, U_z, summed over steps and batch
+    dpacked_h_prev = dpre_h_prev.T @ h_seq[:-1].reshape(T * N, H)  # gradients of U_r, U_z, summed over steps and batch
     dpre_rh = dpre_flat[:, 2*H:3*H]  # (T*N, H): the adjoints of a_n
-    dpacked_rh = (dpre_rh.T @ rh_seq.reshape(T * N, H))  # gradients of U_h, summed over steps and batch
+    dpacked_rh = dpre_rh.T @ rh_seq.reshape(T * N, H)  # gradients of U_h, summed over steps and batch
     return {
         "W_r": dpacked_x[:H],  # (B11)
         "U_r": dpacked_h_prev[:H],  # (B12)

@@ -223,13 +223,12 @@ def backward(d_outputs, cache, d_state=None):
         dpre_seq[t, :, H:2*H] = da_r = dr*r*(1 - r)  # (B8) through r, reset gate (F2)
         dh_prev = dh*z + (dpre_seq[t, :, :3*H] @ packed_h_prev)  # (B9) fork sum: via h (F8) + via hn (F5) + via a_z (F3) + via a_r (F1)
         dh_next = dh_prev
-
     dpre_flat = dpre_seq.reshape(T * N, 4*H)  # every step's dhn, da_r, da_z, da_n as rows
     dpre_x = dpre_flat[:, H:4*H]  # (T*N, 3*H): the adjoints of a_r, a_z, a_n
-    dpacked_x = (dpre_x.T @ x.reshape(T * N, D))  # gradients of W_ir, W_iz, W_in, summed over steps and batch
+    dpacked_x = dpre_x.T @ x.reshape(T * N, D)  # gradients of W_ir, W_iz, W_in, summed over steps and batch
     dx = (dpre_x @ packed_x).reshape(T, N, D)  # (B10) for every step at once, one GEMM
     dpre_h_prev = dpre_flat[:, :3*H]  # (T*N, 3*H): the adjoints of hn, a_r, a_z
-    dpacked_h_prev = (dpre_h_prev.T @ h_seq[:-1].reshape(T * N, H))  # gradients of W_hn, W_hr, W_hz, summed over steps and batch
+    dpacked_h_prev = dpre_h_prev.T @ h_seq[:-1].reshape(T * N, H)  # gradients of W_hn, W_hr, W_hz, summed over steps and batch
     dpre_sum = dpre_seq.sum(axis=(0, 1))  # bias gradients: sums over steps and batch
     return {
         "W_ir": dpacked_x[:H],  # (B11)

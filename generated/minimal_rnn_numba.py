@@ -167,13 +167,13 @@ def _matmul(a, b):
 def _forward_steps(T, N, H, O, s_seq, packed_s_prev_T, proj_s_prev, proj_x, packed_s_T, proj_s, b_g_param, o_seq):
     """The time loop: per step the recurrent products as one GEMM, then fused elementwise loops."""
     for t in range(T):
-        np.dot(s_seq[t], packed_s_prev_T, proj_s_prev)  # (F1) [v] @ s_prev
+        np.dot(s_seq[t], packed_s_prev_T, proj_s_prev)  # (F1) v @ s_prev
         for n in range(N):
             for j in range(H):
                 a_s = proj_s_prev[n, j] + proj_x[t, n, j]  # (F1) pre-activation of s
                 s = _sigmoid(a_s)  # (F2)
                 s_seq[t + 1, n, j] = s
-        np.dot(s_seq[t + 1], packed_s_T, proj_s)  # (F3) [w] @ s
+        np.dot(s_seq[t + 1], packed_s_T, proj_s)  # (F3) w @ s
         for n in range(N):
             for j in range(O):
                 b_g = b_g_param[j]
@@ -193,7 +193,7 @@ def _backward_steps(T, N, H, O, do_out_seq, o_seq, dpre_seq, packed_s, ds_linear
                 do = do_out  # (B1) upstream gradient
                 da_o = do*o*(1 - o)  # (B2) through o (F4)
                 dpre_seq[t, n, H + j] = da_o
-        np.dot(np.ascontiguousarray(dpre_seq[t, :, H:H + O]), packed_s, ds_linear_buf)  # (B3) [w]ᵀ @ the adjoints of a_o
+        np.dot(np.ascontiguousarray(dpre_seq[t, :, H:H + O]), packed_s, ds_linear_buf)  # (B3) wᵀ @ the adjoints of a_o
         for n in range(N):
             for j in range(H):
                 ds_linear = ds_linear_buf[n, j]
@@ -202,7 +202,7 @@ def _backward_steps(T, N, H, O, do_out_seq, o_seq, dpre_seq, packed_s, ds_linear
                 ds = ds_linear + ds_next  # (B3) fork sum: next step + via a_o (F3)
                 da_s = ds*s*(1 - s)  # (B4) through s (F2)
                 dpre_seq[t, n, j] = da_s
-        np.dot(np.ascontiguousarray(dpre_seq[t, :, :H]), packed_s_prev, ds_prev_linear_buf)  # (B5) [v]ᵀ @ the adjoints of a_s
+        np.dot(np.ascontiguousarray(dpre_seq[t, :, :H]), packed_s_prev, ds_prev_linear_buf)  # (B5) vᵀ @ the adjoints of a_s
         for n in range(N):
             for j in range(H):
                 ds_prev_linear = ds_prev_linear_buf[n, j]
@@ -224,7 +224,7 @@ def forward(x, params, state0=None):
     packed_x = params["u"]  # (H, D)
     packed_s_prev = params["v"]  # (H, H)
     packed_s = params["w"]  # (O, H)
-    proj_x = _matmul(x.reshape(T * N, D), packed_x.T).reshape(T, N, H)  # (F1) the products with x of every step: one GEMM over T*N rows
+    proj_x = (_matmul(x.reshape(T * N, D), packed_x.T)).reshape(T, N, H)  # (F1) the products with x of every step: one GEMM over T*N rows
     proj_x += params["b_f"]  # biases of the same equations, added once for all steps
     packed_s_prev_T = np.ascontiguousarray(packed_s_prev.T)
     packed_s_T = np.ascontiguousarray(packed_s.T)
@@ -268,9 +268,8 @@ def backward(d_outputs, cache, d_state=None):
     dpre_flat = dpre_seq.reshape(T * N, H + O)  # every step's da_s, da_o as rows
     dpre_x = dpre_flat[:, :H]  # (T*N, H): the adjoints of a_s
     dpacked_x = _matmul(dpre_x.T, x.reshape(T * N, D))  # gradients of u, summed over steps and batch
-    dx = _matmul(dpre_x, packed_x).reshape(T, N, D)  # (B6) for every step at once, one GEMM
-    dpre_s_prev = dpre_flat[:, :H]  # (T*N, H): the adjoints of a_s
-    dpacked_s_prev = _matmul(dpre_s_prev.T, s_seq[:-1].reshape(T * N, H))  # gradients of v, summed over steps and batch
+    dx = (_matmul(dpre_x, packed_x)).reshape(T, N, D)  # (B6) for every step at once, one GEMM
+    dpacked_s_prev = _matmul(dpre_x.T, s_seq[:-1].reshape(T * N, H))  # gradients of v, summed over steps and batch
     dpre_s = dpre_flat[:, H:H + O]  # (T*N, O): the adjoints of a_o
     dpacked_s = _matmul(dpre_s.T, s_seq[1:].reshape(T * N, H))  # gradients of w, summed over steps and batch
     dpre_sum = dpre_seq.sum(axis=(0, 1))  # bias gradients: sums over steps and batch

@@ -144,11 +144,11 @@ def forward(x, params, state0=None):
     o_seq = np.empty((T, N, O), dtype)  # output
     for t in range(T):
         s_prev = s_seq[t]
-        proj_s_prev = s_prev @ packed_s_prev.T  # (F1) [v] @ s_prev
-        a_s = proj_s_prev[:, :H] + proj_x[t, :, :H]  # (F1) pre-activation of s
+        proj_s_prev = s_prev @ packed_s_prev.T  # (F1) v @ s_prev
+        a_s = proj_s_prev + proj_x[t]  # (F1) pre-activation of s
         s_seq[t + 1] = s = _sigmoid(a_s)  # (F2)
-        proj_s = s @ packed_s.T  # (F3) [w] @ s
-        a_o = proj_s[:, :O] + b_g  # (F3) pre-activation of o
+        proj_s = s @ packed_s.T  # (F3) w @ s
+        a_o = proj_s + b_g  # (F3) pre-activation of o
         o_seq[t] = o = _sigmoid(a_o)  # (F4)
     outputs = {"o": o_seq}
     state = {"s": s_seq[T]}
@@ -189,15 +189,13 @@ def backward(d_outputs, cache, d_state=None):
         dpre_seq[t, :, :H] = da_s = ds*s*(1 - s)  # (B4) through s (F2)
         ds_prev = dpre_seq[t, :, :H] @ packed_s_prev  # (B5) through a_s (F1)
         ds_next = ds_prev
-
     dpre_flat = dpre_seq.reshape(T * N, H + O)  # every step's da_s, da_o as rows
     dpre_x = dpre_flat[:, :H]  # (T*N, H): the adjoints of a_s
-    dpacked_x = (dpre_x.T @ x.reshape(T * N, D))  # gradients of u, summed over steps and batch
+    dpacked_x = dpre_x.T @ x.reshape(T * N, D)  # gradients of u, summed over steps and batch
     dx = (dpre_x @ packed_x).reshape(T, N, D)  # (B6) for every step at once, one GEMM
-    dpre_s_prev = dpre_flat[:, :H]  # (T*N, H): the adjoints of a_s
-    dpacked_s_prev = (dpre_s_prev.T @ s_seq[:-1].reshape(T * N, H))  # gradients of v, summed over steps and batch
+    dpacked_s_prev = dpre_x.T @ s_seq[:-1].reshape(T * N, H)  # gradients of v, summed over steps and batch
     dpre_s = dpre_flat[:, H:H + O]  # (T*N, O): the adjoints of a_o
-    dpacked_s = (dpre_s.T @ s_seq[1:].reshape(T * N, H))  # gradients of w, summed over steps and batch
+    dpacked_s = dpre_s.T @ s_seq[1:].reshape(T * N, H)  # gradients of w, summed over steps and batch
     dpre_sum = dpre_seq.sum(axis=(0, 1))  # bias gradients: sums over steps and batch
     return {
         "u": dpacked_x,  # (B7)

@@ -296,7 +296,7 @@ def forward(x, params, state0=None):
     dtype = x.dtype
     packed_x = np.concatenate([params["W_i"], params["W_f"], params["W_g"], params["W_o"]])  # (4*H, D): [W_i; W_f; W_g; W_o], one GEMM instead of 4
     packed_h_prev = np.concatenate([params["U_i"], params["U_f"], params["U_g"], params["U_o"]])  # (4*H, H): [U_i; U_f; U_g; U_o], one GEMM instead of 4
-    proj_x = _matmul(x.reshape(T * N, D), packed_x.T).reshape(T, N, 4*H)  # (F1, F3, F5, F8) the products with x of every step: one GEMM over T*N rows
+    proj_x = (_matmul(x.reshape(T * N, D), packed_x.T)).reshape(T, N, 4*H)  # (F1, F3, F5, F8) the products with x of every step: one GEMM over T*N rows
     proj_x += np.concatenate([params["b_i"], params["b_f"], params["b_g"], params["b_o"]])  # biases of the same equations, added once for all steps
     packed_h_prev_T = np.ascontiguousarray(packed_h_prev.T)
     h_seq = np.empty((T + 1, N, H), dtype)  # h<0>, ..., h<T>
@@ -349,7 +349,7 @@ def backward(d_outputs, cache, d_state=None):
     _backward_steps(T, N, H, dh_next_buf, dh_out_seq, c_seq, o_seq, dc_next_buf, np.ascontiguousarray(params["p_o"]), i_seq, g_seq, f_seq, dpre_seq, dc_buf, packed_h_prev, dh_prev_linear_buf, np.ascontiguousarray(params["p_f"]), np.ascontiguousarray(params["p_i"]), dp_i, dp_f, dp_o)
     dpre_flat = dpre_seq.reshape(T * N, 4*H)  # every step's da_i, da_f, da_g, da_o as rows
     dpacked_x = _matmul(dpre_flat.T, x.reshape(T * N, D))  # gradients of W_i, W_f, W_g, W_o, summed over steps and batch
-    dx = _matmul(dpre_flat, packed_x).reshape(T, N, D)  # (B13) for every step at once, one GEMM
+    dx = (_matmul(dpre_flat, packed_x)).reshape(T, N, D)  # (B13) for every step at once, one GEMM
     dpacked_h_prev = _matmul(dpre_flat.T, h_seq[:-1].reshape(T * N, H))  # gradients of U_i, U_f, U_g, U_o, summed over steps and batch
     dpre_sum = dpre_seq.sum(axis=(0, 1))  # bias gradients: sums over steps and batch
     return {

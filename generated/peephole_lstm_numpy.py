@@ -256,11 +256,10 @@ def backward(d_outputs, cache, d_state=None):
         dp_f += (c_prev*da_f).sum(axis=0)  # (B23) gradient of p_f, summed over the batch
         dp_o += (c*da_o).sum(axis=0)  # (B24) gradient of p_o, summed over the batch
         dh_next, dc_next = dh_prev, dc_prev
-
     dpre_flat = dpre_seq.reshape(T * N, 4*H)  # every step's da_i, da_f, da_g, da_o as rows
-    dpacked_x = (dpre_flat.T @ x.reshape(T * N, D))  # gradients of W_i, W_f, W_g, W_o, summed over steps and batch
+    dpacked_x = dpre_flat.T @ x.reshape(T * N, D)  # gradients of W_i, W_f, W_g, W_o, summed over steps and batch
     dx = (dpre_flat @ packed_x).reshape(T, N, D)  # (B13) for every step at once, one GEMM
-    dpacked_h_prev = (dpre_flat.T @ h_seq[:-1].reshape(T * N, H))  # gradients of U_i, U_f, U_g, U_o, summed over steps and batch
+    dpacked_h_prev = dpre_flat.T @ h_seq[:-1].reshape(T * N, H)  # gradients of U_i, U_f, U_g, U_o, summed over steps and batch
     dpre_sum = dpre_seq.sum(axis=(0, 1))  # bias gradients: sums over steps and batch
     return {
         "W_i": dpacked_x[:H],  # (B14)

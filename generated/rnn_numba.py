@@ -159,7 +159,7 @@ def _matmul(a, b):
 def _forward_steps(T, N, H, h_seq, packed_h_prev_T, proj_h_prev, proj_x):
     """The time loop: per step the recurrent products as one GEMM, then fused elementwise loops."""
     for t in range(T):
-        np.dot(h_seq[t], packed_h_prev_T, proj_h_prev)  # (F1) [U] @ h_prev
+        np.dot(h_seq[t], packed_h_prev_T, proj_h_prev)  # (F1) U @ h_prev
         for n in range(N):
             for j in range(H):
                 a_h = proj_h_prev[n, j] + proj_x[t, n, j]  # (F1) pre-activation of h
@@ -179,7 +179,7 @@ def _backward_steps(T, N, H, dh_next_buf, dh_out_seq, h_seq, dpre_seq, packed_h_
                 dh = dh_next + dh_out  # (B1) fork sum: loss + next step
                 da_h = dh*(1 - h**2)  # (B2) through h (F2)
                 dpre_seq[t, n, j] = da_h
-        np.dot(dpre_seq[t], packed_h_prev, dh_prev_linear_buf)  # (B3) [U]ᵀ @ the adjoints of a_h
+        np.dot(dpre_seq[t], packed_h_prev, dh_prev_linear_buf)  # (B3) Uᵀ @ the adjoints of a_h
         for n in range(N):
             for j in range(H):
                 dh_prev_linear = dh_prev_linear_buf[n, j]
@@ -200,7 +200,7 @@ def forward(x, params, state0=None):
     dtype = x.dtype
     packed_x = params["W"]  # (H, D)
     packed_h_prev = params["U"]  # (H, H)
-    proj_x = _matmul(x.reshape(T * N, D), packed_x.T).reshape(T, N, H)  # (F1) the products with x of every step: one GEMM over T*N rows
+    proj_x = (_matmul(x.reshape(T * N, D), packed_x.T)).reshape(T, N, H)  # (F1) the products with x of every step: one GEMM over T*N rows
     proj_x += params["b_hh"] + params["b_ih"]  # biases of the same equations, added once for all steps
     packed_h_prev_T = np.ascontiguousarray(packed_h_prev.T)
     h_seq = np.empty((T + 1, N, H), dtype)  # h<0>, ..., h<T>
@@ -237,7 +237,7 @@ def backward(d_outputs, cache, d_state=None):
     _backward_steps(T, N, H, dh_next_buf, dh_out_seq, h_seq, dpre_seq, packed_h_prev, dh_prev_linear_buf)
     dpre_flat = dpre_seq.reshape(T * N, H)  # every step's da_h as rows
     dpacked_x = _matmul(dpre_flat.T, x.reshape(T * N, D))  # gradients of W, summed over steps and batch
-    dx = _matmul(dpre_flat, packed_x).reshape(T, N, D)  # (B4) for every step at once, one GEMM
+    dx = (_matmul(dpre_flat, packed_x)).reshape(T, N, D)  # (B4) for every step at once, one GEMM
     dpacked_h_prev = _matmul(dpre_flat.T, h_seq[:-1].reshape(T * N, H))  # gradients of U, summed over steps and batch
     dpre_sum = dpre_seq.sum(axis=(0, 1))  # bias gradients: sums over steps and batch
     return {

@@ -128,8 +128,8 @@ def forward(x, params, state0=None):
     h_seq[0] = 0 if state0 is None else state0["h"]
     for t in range(T):
         h_prev = h_seq[t]
-        proj_h_prev = h_prev @ packed_h_prev.T  # (F1) [U] @ h_prev
-        a_h = proj_h_prev[:, :H] + proj_x[t, :, :H]  # (F1) pre-activation of h
+        proj_h_prev = h_prev @ packed_h_prev.T  # (F1) U @ h_prev
+        a_h = proj_h_prev + proj_x[t]  # (F1) pre-activation of h
         h_seq[t + 1] = h = np.tanh(a_h)  # (F2)
     outputs = {"h": h_seq[1:]}
     state = {"h": h_seq[T]}
@@ -164,11 +164,10 @@ def backward(d_outputs, cache, d_state=None):
         dpre_seq[t, :, :H] = da_h = dh*(1 - h**2)  # (B2) through h (F2)
         dh_prev = dpre_seq[t] @ packed_h_prev  # (B3) through a_h (F1)
         dh_next = dh_prev
-
     dpre_flat = dpre_seq.reshape(T * N, H)  # every step's da_h as rows
-    dpacked_x = (dpre_flat.T @ x.reshape(T * N, D))  # gradients of W, summed over steps and batch
+    dpacked_x = dpre_flat.T @ x.reshape(T * N, D)  # gradients of W, summed over steps and batch
     dx = (dpre_flat @ packed_x).reshape(T, N, D)  # (B4) for every step at once, one GEMM
-    dpacked_h_prev = (dpre_flat.T @ h_seq[:-1].reshape(T * N, H))  # gradients of U, summed over steps and batch
+    dpacked_h_prev = dpre_flat.T @ h_seq[:-1].reshape(T * N, H)  # gradients of U, summed over steps and batch
     dpre_sum = dpre_seq.sum(axis=(0, 1))  # bias gradients: sums over steps and batch
     return {
         "W": dpacked_x,  # (B5)
