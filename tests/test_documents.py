@@ -407,3 +407,19 @@ def test_committed_documents_are_fresh():
     on_disk = {p.relative_to(REPO_ROOT).as_posix() for p in (REPO_ROOT / DOCS_DIR).glob("*.*")
                if p.suffix in (".tex", ".md")}
     assert on_disk == set(outputs), f"unexpected files: {sorted(on_disk - set(outputs))}"
+
+
+def _notation_cells():
+    from derive.notation import builtin_notations
+    for name in builtin_notations():
+        for cell in load_notation(name).cells:
+            yield name, cell
+
+
+@pytest.mark.parametrize("notation, cell", list(_notation_cells()))
+def test_every_notation_renders_the_cells_it_is_written_for(notation, cell):
+    text = document_text(cell, "tex", notation)
+    summary = text.split(r"\section{Backward equations of one step}", 1)[1].split(r"\section{", 1)[0]
+    tags = re.findall(r"\\tag\{(B\d+)\}", summary)
+    assert tags == [eq.tag for eq in derive(load_cell(cell)).backward]
+    assert f"Notation: {notation}" in text
