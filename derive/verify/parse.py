@@ -481,12 +481,10 @@ class LatexParser:
                 best = (p[1:], True)
                 break
         if best is None:
-            if w == "d" and not adjoint and self.starts_atom(self.peek()):
-                inner = self.atom(adjoint=True)
-                return inner.key, inner.time, True
-            best = (w[0], adjoint) if not (len(w) > 1 and w[0] == "d" and not adjoint) else (w, adjoint)
-            if len(w) > 1 and best[0] == w[0]:
-                self.fail(f"unknown symbol {w!r}", tok)
+            if len(w) > 1:
+                self.fail(f"unknown symbol {w!r} in notation {self.ctx.reading.name} for cell "
+                          f"{self.ctx.cell.name}", tok)
+            best = (w, adjoint)                          # one unknown letter: resolve() says so
         name, adj = best
         used = len(name) + (1 if adj and not adjoint else 0)
         if used < len(w):
