@@ -73,6 +73,43 @@ def test_truncation_after_the_whole_sequence_is_full_bptt_and_after_one_step_is_
     assert not np.allclose(one, full)
 
 
+def _truncated_loss(d, run, params, k):
+    """Σ_t <dh_out_t, h_t> where each loss sees only steps t-k+1..t: states older than that are
+    held at their unperturbed values (the stop-gradient that defines k-step truncated BPTT)."""
+    full = run.steps["full"]
+    total = 0.0
+    for t_loss in range(run.T):
+        start = max(0, t_loss - k + 1)
+        prev = {s + "_prev": full[start][s + "_prev"] for s in d.cell.states}
+        for t in range(start, t_loss + 1):
+            env = {**params, **{x: full[t][x] for x in d.cell.inputs}, **prev}
+            for eq in d.forward:
+                env[eq.lhs] = evaluate(eq.rhs, env.__getitem__)
+            prev = {s + "_prev": env[s] for s in d.cell.states}
+        for out, up in d.upstream.items():
+            total += float(np.sum(full[t_loss][up] * env[out]))
+    return total
+
+
+@pytest.mark.parametrize("k", [1, 2, 3])
+def test_truncated_gradients_match_central_differences_of_the_truncated_loss(k):
+    """The k-step truncated gradients the 'truncated' diagnosis compares with, against finite
+    differences of the loss with the older states frozen."""
+    d = derive(load_cell("lstm"))
+    run = simulate(d, seed=5, T=5, N=2)
+    params = {p: run.steps["full"][0][p] for p in d.cell.params}
+    totals = truncated_totals(run, k)
+    for p in ("W_f", "U_o", "b_g"):
+        index = (1,) * params[p].ndim
+        h = 1e-6
+        plus = {**params, p: params[p].copy()}
+        minus = {**params, p: params[p].copy()}
+        plus[p][index] += h
+        minus[p][index] -= h
+        numeric = (_truncated_loss(d, run, plus, k) - _truncated_loss(d, run, minus, k)) / (2 * h)
+        assert numeric == pytest.approx(totals["d" + p][index], rel=1e-5, abs=1e-7), (k, p)
+
+
 # -- round trip: every derived equation, printed, verifies ------------------------------------
 
 def _round_trip_cases():
