@@ -27,6 +27,8 @@ def random_problem(module, T, N, input_size, hidden_size, seed=0, dtype=np.float
                    many_to_one=False):
     """Params, x, state0, upstream weights for a module's cell, all of ``dtype``."""
     rng = np.random.default_rng(seed)
+    if module.INPUT_SIZE == module.HIDDEN_SIZE:   # x has the hidden size
+        input_size = hidden_size
     params = module.init_params(input_size, hidden_size, seed=seed, dtype=dtype)
     # scale up so that gates leave their linear regime and mistakes cannot hide
     params = {k: (v * 2.0).astype(dtype) for k, v in params.items()}

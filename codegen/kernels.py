@@ -67,19 +67,26 @@ def _size_keyword(plan: Plan, size: str) -> str:
     return words if words.isidentifier() else size
 
 
+def _size_order(cell) -> list[str]:
+    """Input size, hidden size, then the others (as declared); each once."""
+    return list(dict.fromkeys([cell.input_size, cell.hidden_size, *cell.sizes]))
+
+
 def _common_context(plan: Plan, spec_text: str, spec_label: str, command: str) -> dict:
     d, cell, q = plan.derivation, plan.cell, plan.derivation.quantities
     if len(cell.inputs) != 1:
         raise NotImplementedError("generated kernels take one input sequence x")
-    size_order = [cell.input_size, cell.hidden_size] + [s for s in cell.sizes
-                                                          if s not in (cell.input_size, cell.hidden_size)]
-    extra_sizes = [(s, _size_keyword(plan, s)) for s in size_order[2:]]
+    size_order = _size_order(cell)
+    extra_sizes = [(s, _size_keyword(plan, s)) for s in size_order
+                   if s not in (cell.input_size, cell.hidden_size)]
     return {
         "cell": cell,
         "spec_label": spec_label,
         "spec_hash": spec_hash(spec_text),
         "command": command,
         "input": cell.inputs[0],
+        "input_size": cell.input_size,
+        "hidden_size": cell.hidden_size,
         "sizes": [(s, cell.sizes[s]) for s in size_order],
         "size_sources": [(s, *plan.sizes[s][:2]) for s in size_order if s != cell.input_size],
         "extra_sizes": extra_sizes,
@@ -263,8 +270,13 @@ class _Layout:
                     terms.append(f"d{p}")
             text = " + ".join(terms) if terms else f'np.zeros_like(params["{p}"])'
             out.append((p, text, eq.tag))
-        out.append((self.x, f"d{self.x}" if self.x in plan.input_linear or self.x in plan.input_loop
-                    else f"np.zeros_like({self.x})", plan.derivation.backward_eq("d" + self.x).tag))
+        if self.x in plan.input_linear:
+            dx = f"d{self.x}"          # the after-loop GEMM, plus the loop's part if any
+        elif self.x in plan.input_loop:
+            dx = f"d{self.x}_seq"
+        else:
+            dx = f"np.zeros_like({self.x})"
+        out.append((self.x, dx, plan.derivation.backward_eq("d" + self.x).tag))
         for s in self.cell.states:
             out.append((s, self.carried_variable(plan.derivation.carried[s]),
                          plan.derivation.backward_eq(f"d{s}_prev").tag))
@@ -339,7 +351,7 @@ class _NumPyLayout(_Layout):
         return "".join(f"{t} = " for t in targets)
 
     def step_lines(self, steps, forward: bool) -> list[Line]:
-        names = {n: self.ref_text(r) for n, r in self.plan.refs.items()}
+        names = {**{n: self.ref_text(r) for n, r in self.plan.refs.items()}, self.x: f"{self.x}[t]"}
         linear = {}
         for g in self.plan.groups:
             block = self.plan.dpre_block(g)
@@ -360,7 +372,7 @@ class _NumPyLayout(_Layout):
         for st in steps:
             symbols = (st.loads if isinstance(st, Segment) else ((st.group.vector,) if forward else ()))
             for n in symbols:
-                if n not in defined and n not in wanted and self.load_text(n):
+                if n not in defined and n not in wanted and n != self.x and self.load_text(n):
                     wanted.append(n)
         for n in wanted:
             lines.append(Line(f"{n} = {self.load_text(n)}"))
@@ -457,7 +469,7 @@ class _NumbaLayout(_Layout):
         return self.plan.derivation.carried[prev_adjoint[1:].removesuffix("_prev")]
 
     def kernel(self, steps, forward: bool) -> dict:
-        names = {n: self.ref_text(r) for n, r in self.plan.refs.items()}
+        names = {**{n: self.ref_text(r) for n, r in self.plan.refs.items()}, self.x: self.load_text(self.x)}
         printer = KernelNumbaPrinter(names)
         self.printers.append(printer)
         body = []   # (kind, payload)
@@ -496,7 +508,8 @@ class _NumbaLayout(_Layout):
             for n in st.loads:
                 text = self.load_text(n)
                 use(text)
-                loads.append(Line(f"{n} = {text}"))
+                if n != self.x:   # the input is read in place: x names the whole sequence
+                    loads.append(Line(f"{n} = {text}"))
             stmts, stores = [], []
             for s in st.stmts:
                 if s.accumulate:
@@ -564,8 +577,7 @@ class _NumbaLayout(_Layout):
         fwd = self.kernel(self.plan.forward_steps, True)
         bwd = self.kernel(self.plan.backward_steps, False)
         cell = self.cell
-        sizes = [cell.input_size, cell.hidden_size] + [s for s in cell.sizes
-                                                        if s not in (cell.input_size, cell.hidden_size)]
+        sizes = _size_order(cell)
         ctx["forward_args"] = [self.argument(a) for a in fwd["arrays"]]
         ctx["backward_args"] = [self.argument(a) for a in bwd["arrays"]]
         ctx["forward_kernel"] = fwd

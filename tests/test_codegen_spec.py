@@ -12,7 +12,7 @@ import pytest
 from codegen.gradcheck import check_gradients, format_table
 
 ROOT = Path(__file__).resolve().parents[1]
-SPEC = ROOT / "tests" / "specs" / "codegen_relu_gated.toml"
+SPECS = ROOT / "tests" / "specs"
 
 
 def import_file(path: Path):
@@ -22,13 +22,18 @@ def import_file(path: Path):
     return module
 
 
-@pytest.mark.parametrize("backend", ["numpy", "numba"])
-def test_spec_file_generate_import_gradient_check(tmp_path, backend):
-    result = subprocess.run([sys.executable, "-m", "cellgrad", "generate", str(SPEC), "--backend", backend,
+def generate(tmp_path, spec: Path, backend: str, cell: str):
+    result = subprocess.run([sys.executable, "-m", "cellgrad", "generate", str(spec), "--backend", backend,
                              "--out", str(tmp_path)], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
-    path = tmp_path / f"relu_gated_{backend}.py"
+    path = tmp_path / f"{cell}_{backend}.py"
     assert result.stdout.strip() == str(path)
+    return path
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_spec_file_generate_import_gradient_check(tmp_path, backend):
+    path = generate(tmp_path, SPECS / "codegen_relu_gated.toml", backend, "relu_gated")
     text = path.read_text(encoding="utf-8")
     assert "import sympy" not in text and "derive" not in text.split('"""', 1)[0]
     module = import_file(path)
@@ -37,6 +42,13 @@ def test_spec_file_generate_import_gradient_check(tmp_path, backend):
         results = check_gradients(module, T=4, N=3, input_size=3, hidden_size=4, seed=5,
                                   many_to_one=many_to_one, max_entries=10)
         assert all(r.ok for r in results), "\n" + format_table(results)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_input_used_elementwise(tmp_path, backend):
+    module = import_file(generate(tmp_path, SPECS / "codegen_elementwise_input.toml", backend, "elemx"))
+    results = check_gradients(module, T=3, N=2, hidden_size=4, seed=7, max_entries=10)
+    assert all(r.ok for r in results), "\n" + format_table(results)
 
 
 def test_generate_rejects_an_unknown_backend(tmp_path):

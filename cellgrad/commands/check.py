@@ -29,7 +29,11 @@ def run(args) -> int:
     from codegen.gradcheck import check_gradients, format_table
     from codegen.kernel_outputs import kernel_text
 
-    text = kernel_text(args.cell, args.backend, f"cellgrad check {args.cell} --backend {args.backend}")
+    try:
+        text = kernel_text(args.cell, args.backend, f"cellgrad check {args.cell} --backend {args.backend}")
+    except NotImplementedError as exc:
+        print(f"cellgrad: error: cannot generate kernels for {args.cell}: {exc}", file=sys.stderr)
+        return 2
     with tempfile.TemporaryDirectory(prefix="cellgrad-check-") as folder:
         path = Path(folder) / f"checked_{args.backend}.py"
         path.write_text(text, encoding="utf-8")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from derive import load_cell
@@ -23,6 +24,11 @@ def run(args) -> int:
     name = load_cell(args.cell).name
     command = f"cellgrad generate {args.cell} --backend {args.backend}"
     path = Path(args.out) / kernel_filename(name, args.backend)
-    write_atomic(path, kernel_text(args.cell, args.backend, command))
+    try:
+        text = kernel_text(args.cell, args.backend, command)
+    except NotImplementedError as exc:
+        print(f"cellgrad: error: cannot generate kernels for {args.cell}: {exc}", file=sys.stderr)
+        return 2
+    write_atomic(path, text)
     print(path)
     return 0
