@@ -10,6 +10,7 @@ Exit status: 0 holds, 1 does not hold, 2 unreadable formula or bad request (one 
 from __future__ import annotations
 
 import json
+import re
 import sys
 import tomllib
 from pathlib import Path
@@ -136,11 +137,12 @@ def seed_table(results) -> str:
     for source, rows in by_doc.items():
         notations = sorted({e["notation"] for e, _ in rows})
         out += [f"### {source} (notation {', '.join(notations)})", "",
-                "| id | cell | formula | verdict | diagnosis, or why unreadable |",
-                "|---|---|---|---|---|"]
+                "| id | cell | formula (compacted) | read as | verdict | diagnosis, or why unreadable |",
+                "|---|---|---|---|---|---|"]
         for e, v in rows:
             counts[v.verdict] = counts.get(v.verdict, 0) + 1
-            formula = _cell(e["latex"], 90)
+            formula = _cell(compact(e["latex"]), 80)
+            read = _cell(" = ".join(v.claim), 80) if v.claim else ""
             if v.verdict == "holds":
                 verdict = "holds (" + ("proof" if v.how.startswith("symbolic") else "numeric") + ")"
                 why = ""
@@ -149,11 +151,21 @@ def seed_table(results) -> str:
             else:
                 verdict = "does not hold"
                 why = _cell(v.diagnosis_text or v.detail, 140)
-            out.append(f"| {e['id']} | {e['cell']} | `{formula}` | {verdict} | {why} |")
+            out.append(f"| {e['id']} | {e['cell']} | `{formula}` | {f'`{read}`' if read else ''} | "
+                       f"{verdict} | {why} |")
         out.append("")
     total = sum(counts.values())
     out.append(f"{total} formulas: " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items())))
     return "\n".join(out)
+
+
+def compact(latex: str) -> str:
+    """The transcription without sizing and font noise: ``\\mathrm{d}c^{\\left\\langle t-1\\right\\rangle}``
+    reads ``dc⟨t-1⟩``."""
+    from derive.verify.normalize_latex import normalize_latex
+    text = normalize_latex(latex)
+    text = re.sub(r"@\{([^{}]*)\}", r"⟨\1⟩", text).replace("\\diff ", "d")
+    return text
 
 
 def _cell(text: str, width: int) -> str:

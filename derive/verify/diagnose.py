@@ -109,7 +109,7 @@ def diagnose(ctx, lhs, rhs, runs, *, whole: bool, at_last: bool, scalar: bool) -
     found = _truncation(values, lhs, whole)
     if found:
         return [found]
-    found = _block_order(values, lhs)
+    found = _block_order(d, values, lhs)
     if found:
         return [found]
 
@@ -153,16 +153,28 @@ def _truncation(values: _Values, lhs, whole: bool) -> Diagnosis | None:
     return None
 
 
-def _block_order(values: _Values, lhs) -> Diagnosis | None:
+def _block_order(d, values: _Values, lhs) -> Diagnosis | None:
     inner = lhs.args[0] if isinstance(lhs, SumT) else lhs
     if isinstance(inner, HCat) and len(inner.args) > 1:
         swapped = HCat(*reversed(inner.args))
         swapped = SumT(swapped) if isinstance(lhs, SumT) else swapped
         if values.matches(lambda run: Evaluator(run), swapped):
-            return Diagnosis("block order", "the blocks of the concatenated gradient are in the "
-                             "wrong order: the forward pass multiplies [" +
-                             ", ".join(str(a)[1:] for a in inner.args) + "]")
+            params = [str(a)[1:] for a in inner.args]
+            operands = [_operand_of(d, p) for p in params]
+            return Diagnosis("block order", "the blocks of the concatenated gradient are swapped: "
+                             f"the forward pass multiplies [{' | '.join(params)}] with "
+                             f"[{', '.join(operands)}]")
     return None
+
+
+def _operand_of(d, param: str) -> str:
+    """The vector a parameter matrix multiplies in the forward pass (``U_f`` -> ``h_prev``)."""
+    from derive.linear import MatVec
+    for eq in d.forward:
+        for node in eq.rhs.atoms(MatVec):
+            if str(node.matrix) == param:
+                return str(node.vector)
+    return "?"
 
 
 def _expression_slips(lhs):
