@@ -334,3 +334,15 @@ def test_quantity_in_cell_names_or_the_notation(quantity, notation):
     v = verify("lstm", "c_prev*dc" if notation is None else r"\mathrm{d}c^{<t>} c^{<t-1>}",
                quantity=quantity, notation=notation)
     assert v.verdict == "holds" and v.claim[0] == "df"
+
+
+def test_the_diagnosed_repair_of_seed_003_holds():
+    """Seed 003 (line 388, indices restored) adds Γ_f<t+1> where dc<t+1> Γ_f<t+1> belongs; with
+    that factor supplied, as the diagnosis says, the block's dW_f term is right."""
+    import tomllib
+    fixtures = tomllib.loads((ROOT / "tests" / "fixtures" / "seed_formulas.toml").read_text("utf-8"))
+    entry = next(e for e in fixtures["formula"] if e["id"] == "003-L388-repaired")
+    fixed = entry["latex"].replace(r"+ \Gamma_{f}^{<t+1>}", r"+ \mathrm{d}c^{<t+1>} \Gamma_{f}^{<t+1>}")
+    assert fixed != entry["latex"]
+    v = verify("lstm", fixed, quantity=entry["quantity"], notation="kang")
+    assert v.verdict == "holds", v.detail

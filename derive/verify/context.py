@@ -181,6 +181,10 @@ def product(ctx: Context, a, b, op: str, where: str):
         return a * b
     if ka == "num" or kb == "num" or (ka == "vec" and kb == "vec"):
         return a * b
+    if op == "*" and isinstance(b, Outer) and ka == "vec":
+        return Outer(a * b.left, b.right)        # δ * (u v^T): δ scales the rows, (δ ⊙ u) v^T
+    if op == "*" and isinstance(a, Outer) and kb == "vec":
+        return Outer(a.left * b, a.right)
     if ka == "mat" and kb == "vec":
         return MatVecT(a.args[0], b) if isinstance(a, MatTranspose) else MatVec(a, b)
     if ka in ("vec", "row") and kb == "mat":          # v^T M = (M^T v)^T

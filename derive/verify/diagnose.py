@@ -295,7 +295,8 @@ def _wrong_factor(ctx, values: _Values, lhs, rhs) -> Diagnosis | None:
                 (f"@{shift:+d}" if shift else "")
             for new_rhs in _replace_each(rhs, sym, sp.Symbol(new_name)):
                 if new_rhs != rhs and values.matches_rhs(new_rhs, lhs):
-                    return Diagnosis("wrong factor", f"{base} is used where {candidate} is needed")
+                    at = f" (at step t{shift:+d})" if shift else ""
+                    return Diagnosis("wrong factor", f"{base} is used where {candidate} is needed{at}")
     return None
 
 
