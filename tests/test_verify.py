@@ -346,3 +346,16 @@ def test_the_diagnosed_repair_of_seed_003_holds():
     assert fixed != entry["latex"]
     v = verify("lstm", fixed, quantity=entry["quantity"], notation="kang")
     assert v.verdict == "holds", v.detail
+
+
+@pytest.mark.parametrize("cell,quantity,wrong", [
+    ("lstm", "dc", "dh*o*(1 - tanh(c)**2)"),
+    ("lstm", "da_f", "df*f"),
+    ("gru", "dh_prev", "dh*z"),
+    ("minimal_rnn", "dv", "sum_t(outer(da_s, s))"),
+])
+def test_the_printed_correct_formula_verifies(cell, quantity, wrong):
+    v = verify(cell, wrong, quantity=quantity)
+    assert v.verdict == "does not hold"
+    again = verify(cell, v.correct, quantity=quantity)
+    assert again.verdict == "holds", (v.correct, again.detail)

@@ -50,7 +50,9 @@ _COURSERA = Reading(
     "coursera",
     symbols={
         **_gates({"a": "h", "c": "c", "x": "x", r"\Gamma_{f}": "f", r"\Gamma_{u}": "i",
-                  r"\Gamma_{i}": "i", r"\Gamma_{o}": "o", r"\tilde{c}": "g"}),
+                  r"\Gamma_{i}": "i", r"\Gamma_{o}": "o", r"\tilde{c}": "g",
+                  # pre-activations, as derive.notation's coursera prints them
+                  "z_{f}": "a_f", "z_{u}": "a_i", "z_{c}": "a_g", "z_{o}": "a_o"}),
         # W_f acts on the stacked [a<t-1>, x<t>]: its columns are U_f then W_f.
         **{f"{w}_{{{g}}}": Entry(f"HCat(U_{c}, W_{c})") for w in ("W", "w")
            for g, c in (("f", "f"), ("u", "i"), ("i", "i"), ("c", "g"), ("o", "o"))},
