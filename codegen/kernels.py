@@ -365,7 +365,7 @@ class _NumPyLayout(_Layout):
                 linear[g.linear] = f"{rows} @ {g.packed}"
         printer = KernelNumPyPrinter({**names, **{k: f"({v})" for k, v in linear.items()}})
         self.printers.append(printer)
-        lines, loaded = [], set()
+        lines = []
         stmts = [s for st in steps if isinstance(st, Segment) for s in st.stmts]
         defined = {s.target for s in stmts}
         wanted = []
@@ -393,13 +393,15 @@ class _NumPyLayout(_Layout):
                     text = f"np.full((N, {s.size}), {s.expr}, dtype)"
                 else:
                     text = printer.doprint(s.expr)
+                # a stored value keeps its derivation name (``i_seq[t] = i = ...``) for the reader
                 lines.append(Line(f"{self.store_text(s, forward)}{s.target} = {text}", _statement_comment(s)))
         return lines
 
     def context(self) -> dict:
         self.printers = []
         ctx = super().context()
-        ctx["params_in_loop"] = self.params_in_loop()
+        ctx["forward_params"] = self.params_in_loop(self.plan.forward_steps)
+        ctx["backward_params"] = self.params_in_loop(self.plan.backward_steps)
         ctx["forward_step"] = self.step_lines(self.plan.forward_steps, True)
         ctx["backward_step"] = self.step_lines(self.plan.backward_steps, False)
         carried = [(self.plan.derivation.carried[s], f"d{s}_prev") for s in self.cell.states]
@@ -407,12 +409,9 @@ class _NumPyLayout(_Layout):
         ctx["helpers"] = sorted(set().union(*(p.helpers for p in self.printers)))
         return ctx
 
-    def params_in_loop(self) -> list[str]:
-        names = set()
-        for steps in (self.plan.forward_steps, self.plan.backward_steps):
-            for st in steps:
-                if isinstance(st, Segment):
-                    names |= {n for n in st.loads if self.plan.locations.get(n) == "param"}
+    def params_in_loop(self, steps) -> list[str]:
+        names = {n for st in steps if isinstance(st, Segment) for n in st.loads
+                 if self.plan.locations.get(n) == "param"}
         return [p for p in self.cell.params if p in names]
 
 

@@ -218,7 +218,6 @@ def lower(d: Derivation) -> Plan:
 
     # -- where values live ------------------------------------------------------------------
     states = set(cell.states)
-    prev = {f"{s}_prev": s for s in cell.states}
     saved_seq = tuple(eq.lhs for eq in d.forward if eq.lhs not in states and eq.lhs in d.saved)
     output_seq = tuple(o for o in cell.outputs if o not in states)
     plan.saved_seq = tuple(n for n in saved_seq if n not in output_seq)
@@ -315,7 +314,7 @@ def _forward_note(eq, plan) -> str:
 
 
 def _lower_backward(plan: Plan) -> None:
-    d, q, cell = plan.derivation, plan.derivation.quantities, plan.derivation.cell
+    d, q = plan.derivation, plan.derivation.quantities
     vector_group = {g.vector: g for g in plan.groups}
     dpre_targets = {"d" + t for t in plan.dpre}
     items: list = []

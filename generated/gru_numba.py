@@ -163,7 +163,6 @@ def _tanh(z):
     return 1.0 - 2.0 / (_exp(2.0 * z) + 1.0)
 
 
-
 @nb.njit(cache=True)
 def _dot(a, b):
     return np.dot(a, b)

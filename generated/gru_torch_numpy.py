@@ -202,7 +202,6 @@ def backward(d_outputs, cache, d_state=None):
     z_seq = cache["z_seq"]
     hn_seq = cache["hn_seq"]
     n_seq = cache["n_seq"]
-    b_hn = params["b_hn"]
     dh_out_seq = d_outputs["h"]
     dh_next = np.zeros((N, H), dtype) if d_state is None else d_state["h"]
     dpre_seq = np.empty((T, N, 4*H), dtype)  # dhn, da_r, da_z, da_n of every step

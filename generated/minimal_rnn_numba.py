@@ -149,7 +149,6 @@ def _sigmoid(z):
     return 1.0 / (1.0 + _exp(-z))
 
 
-
 @nb.njit(cache=True)
 def _dot(a, b):
     return np.dot(a, b)

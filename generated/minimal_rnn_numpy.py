@@ -175,7 +175,6 @@ def backward(d_outputs, cache, d_state=None):
     packed_s = cache["packed_s"]
     s_seq = cache["s_seq"]
     o_seq = cache["o_seq"]
-    b_g = params["b_g"]
     do_out_seq = d_outputs["o"]
     ds_next = np.zeros((N, H), dtype) if d_state is None else d_state["s"]
     dpre_seq = np.empty((T, N, H + O), dtype)  # da_s, da_o of every step

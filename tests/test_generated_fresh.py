@@ -4,7 +4,6 @@ extra files and writes nothing; writes are atomic."""
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from derive import builtin_cells, load_cell, spec_hash, spec_path
+from derive import load_cell, spec_hash, spec_path
 
 from kernel_modules import BACKENDS, CELLS, kernel
 
