@@ -118,6 +118,9 @@ class Segment:
 
 @dataclass
 class Plan:
+    """A kernel plan: the product groups, the per-step statements of both passes (segments and
+    per-step GEMMs), where every value lives, and how each parameter's gradient is formed."""
+
     derivation: Derivation
     groups: tuple[ProductGroup, ...]
     dpre: tuple[str, ...]                    # targets whose adjoints are stored, in column order
