@@ -134,6 +134,7 @@ def _check(ctx: Context, claim: Claim, scalar: bool, draws: int, notation) -> Ve
                        "sums over t", claim=shown, whole_sequence=True)
     points = 0
     for k, side in enumerate(sides[1:], start=1):
+        what = f"member {k + 1} of the chain" if len(sides) > 2 else "the right side"
         if k in missing_sum:
             diagnosis = [Diagnosis("missing sum", "the left side is a whole-sequence gradient but "
                                    "the right side is one step's term: Σ_t is missing")]
@@ -142,7 +143,7 @@ def _check(ctx: Context, claim: Claim, scalar: bool, draws: int, notation) -> Ve
                 diagnosis.append(Diagnosis("missing sum", "with Σ_t the right side holds"))
             else:
                 diagnosis += diagnose(ctx, lhs, summed, runs, whole=True, at_last=False, scalar=scalar)
-            return Verdict("does not hold", detail=f"side {k + 1} has no Σ_t",
+            return Verdict("does not hold", detail=f"{what} has no Σ_t",
                            diagnosis=diagnosis, counterexample=None, correct=correct_latex,
                            correct_cell=correct_cell, claim=shown, whole_sequence=True)
         ok, info = _agrees_everywhere(runs, lhs, side, whole, claim.at_last, scalar)
@@ -153,9 +154,7 @@ def _check(ctx: Context, claim: Claim, scalar: bool, draws: int, notation) -> Ve
                            diagnosis=diagnose(ctx, lhs, side, runs, whole=whole,
                                               at_last=claim.at_last, scalar=scalar))
         if not ok:
-            what = "side" if len(sides) > 2 else "right side"
-            return Verdict("does not hold", detail=f"the {what} {k + 1 if len(sides) > 2 else ''} "
-                           "differs from the derived gradient".replace("  ", " "),
+            return Verdict("does not hold", detail=f"{what} differs from the derived gradient",
                            diagnosis=diagnose(ctx, lhs, side, runs, whole=whole,
                                               at_last=claim.at_last, scalar=scalar),
                            counterexample=info["counterexample"], correct=correct_latex,
