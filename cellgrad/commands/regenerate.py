@@ -10,8 +10,8 @@ from pathlib import Path
 NAME = "regenerate"
 HELP = "rebuild generated/ (and the other generated files) for the built-in cells"
 
-#: folders whose files all come from regenerate: a file there that it does not produce is extra
-MANAGED_DIRS = ("generated",)
+#: folder -> file pattern whose files all come from regenerate: a match it does not produce is extra
+MANAGED = {"generated": "*.py"}
 KEEP = {"generated/__init__.py"}
 
 
@@ -48,8 +48,8 @@ def differences(root: Path, files: dict[str, str]) -> list[tuple[str, str]]:
             found.append(("missing", rel))
         elif path.read_text(encoding="utf-8") != text:
             found.append(("stale", rel))
-    for folder in MANAGED_DIRS:
-        for path in sorted((root / folder).glob("*.py")) if (root / folder).is_dir() else ():
+    for folder, pattern in MANAGED.items():
+        for path in sorted((root / folder).glob(pattern)) if (root / folder).is_dir() else ():
             rel = path.relative_to(root).as_posix()
             if rel not in files and rel not in KEEP:
                 found.append(("extra", rel))
