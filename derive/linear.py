@@ -13,6 +13,9 @@ so vectors are (N, size) arrays) and for LaTeX in the per-sample notation of the
 from __future__ import annotations
 
 import sympy as sp
+from sympy.printing.precedence import PRECEDENCE
+
+_ATOM = PRECEDENCE["Atom"]
 
 
 class MatVec(sp.Function):
@@ -32,7 +35,7 @@ class MatVec(sp.Function):
         return f"({printer._print(self.vector)}) @ {printer._print(self.matrix)}.T"
 
     def _latex(self, printer, exp=None):
-        body = rf"{printer._print(self.matrix)} {printer.parenthesize(self.vector, 1000)}"
+        body = rf"{printer._print(self.matrix)} {printer.parenthesize(self.vector, _ATOM, strict=True)}"
         return rf"\left({body}\right)^{{{exp}}}" if exp else body
 
 
@@ -53,7 +56,7 @@ class MatVecT(sp.Function):
         return f"({printer._print(self.vector)}) @ {printer._print(self.matrix)}"
 
     def _latex(self, printer, exp=None):
-        body = rf"{printer._print(self.matrix)}^{{\top}} {printer.parenthesize(self.vector, 1000)}"
+        body = rf"{printer._print(self.matrix)}^{{\top}} {printer.parenthesize(self.vector, _ATOM, strict=True)}"
         return rf"\left({body}\right)^{{{exp}}}" if exp else body
 
 
@@ -74,8 +77,8 @@ class Outer(sp.Function):
         return f"({printer._print(self.left)}).T @ ({printer._print(self.right)})"
 
     def _latex(self, printer, exp=None):
-        body = (rf"{printer.parenthesize(self.left, 1000)} "
-                rf"{printer.parenthesize(self.right, 1000)}^{{\top}}")
+        body = (rf"{printer.parenthesize(self.left, _ATOM, strict=True)} "
+                rf"{printer.parenthesize(self.right, _ATOM, strict=True)}^{{\top}}")
         return rf"\left({body}\right)^{{{exp}}}" if exp else body
 
 
