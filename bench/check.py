@@ -26,6 +26,20 @@ def relative_error(value, reference) -> float:
     return float(np.linalg.norm(value - reference)) / scale
 
 
+def autograd_path(output) -> str:
+    """'oneDNN' when torch ran its fused oneDNN RNN kernel (float32 LSTM), 'ATen' when it ran
+    step by step with ATen ops (addmm, sigmoid, ...): read off the autograd graph's node names."""
+    seen, stack, fused = set(), [output.grad_fn], False
+    while stack:
+        node = stack.pop()
+        if node is None or node in seen:
+            continue
+        seen.add(node)
+        fused |= node.name().startswith("Mkldnn")
+        stack.extend(child for child, _ in node.next_functions)
+    return "oneDNN" if fused else "ATen"
+
+
 def torch_reference(case: Case, data: CaseData) -> dict[str, np.ndarray]:
     """{'h': (T, N, H), 'loss': (), 'grad x': ..., 'grad <state>': (N, H), 'grad <param>': ...}."""
     model = TorchModel(case, data)
@@ -33,7 +47,8 @@ def torch_reference(case: Case, data: CaseData) -> dict[str, np.ndarray]:
     h, loss, grads = model.forward_backward()
     grads = [g.detach().numpy() for g in grads]
     n_states = len(layout.states)
-    ref = {"h": h.detach().numpy(), "loss": loss.detach().numpy(), "grad x": grads[0]}
+    ref = {"h": h.detach().numpy(), "loss": loss.detach().numpy(), "grad x": grads[0],
+           "path": autograd_path(h)}
     for name, g in zip(layout.states, grads[1:1 + n_states]):
         ref[f"grad {name}"] = g[0]
     params = layout.kernel_grads(dict(zip(model.param_names, grads[1 + n_states:])))
@@ -52,12 +67,13 @@ def kernel_values(case: Case, data: CaseData, backend: str) -> dict[str, np.ndar
 
 
 def check(case: Case, data: CaseData, backends=BACKENDS) -> dict[str, dict]:
-    """{backend: {'max_rel_err', 'worst', 'ok', 'dtype_ok'} or {'unavailable': reason}}."""
+    """{backend: {'max_rel_err', 'worst', 'ok', 'dtype_ok'} or {'unavailable': reason}, and
+    'torch_path': 'oneDNN' | 'ATen' when torch ran}."""
     try:
         ref = torch_reference(case, data)
     except Unavailable as err:
         return {b: {"unavailable": str(err)} for b in backends}
-    report = {}
+    report: dict = {"torch_path": ref.pop("path")}
     for backend in backends:
         try:
             values = kernel_values(case, data, backend)

@@ -9,7 +9,8 @@ from __future__ import annotations
 from .cases import LARGE_SIZES
 
 COLUMNS = ("cell", "T,N,D,H", "dtype", "numpy ms", "numba ms", "torch ms", "bound ms",
-           "numpy/torch", "numba/torch", "numpy/bound", "numba/bound", "check vs torch")
+           "numpy/torch", "numba/torch", "numpy/bound", "numba/bound", "torch path",
+           "check vs torch")
 BACKENDS = ("numpy", "numba")
 TORCH_TARGET, BOUND_TARGET = 1.0, 1.3
 
@@ -69,6 +70,7 @@ def table(rows: list[dict], clock: str = "median") -> str:
                 cells.append(notes.mark(f"{method}: {row['unavailable'].get(method, 'not run')}"))
         cells += [_fmt_ratio(_ratio(row, b, "torch", clock)) for b in BACKENDS]
         cells += [_fmt_ratio(_ratio(row, b, "bound", clock)) for b in BACKENDS]
+        cells.append(row["check"].get("torch_path", "n/a"))
         cells.append(" / ".join(f"{b} {_fmt_check(row['check'][b])}" for b in BACKENDS))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines + ([""] + notes.lines() if notes.reasons else []))

@@ -69,6 +69,7 @@ def test_quick_prints_every_cell_and_dtype_with_positive_times(tmp_path):
     for cells in rows:
         for column in ("numpy ms", "numba ms", "torch ms", "bound ms", "numpy/torch", "numba/bound"):
             assert float(cells[columns.index(column)]) > 0, (column, cells)
+        assert cells[columns.index("torch path")] in ("oneDNN", "ATen")
         # "numpy 3e-15 / numba 2e-15": both kernels agree with torch autograd
         check = cells[columns.index("check vs torch")]
         assert re.fullmatch(r"numpy \S+ / numba \S+", check) and "FAIL" not in check, check
