@@ -11,7 +11,7 @@ NAME = "regenerate"
 HELP = "rebuild generated/ (and the other generated files) for the built-in cells"
 
 #: folder -> file pattern whose files all come from regenerate: a match it does not produce is extra
-MANAGED = {"generated": "*.py"}
+MANAGED = {"generated": "*.py", "docs/derivations": "*"}
 KEEP = {"generated/__init__.py"}
 
 
