@@ -13,8 +13,14 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/cellgrad list
-	$(VENV)/bin/cellgrad derive lstm
+	@echo "== the built-in cells"
+	@$(VENV)/bin/cellgrad list
+	@echo; echo "== the LSTM's BPTT equations, derived by SymPy from derive/cells/lstm.toml"
+	@$(VENV)/bin/cellgrad derive lstm
+	@echo; echo "== the generated NumPy kernel against central finite differences"
+	@$(VENV)/bin/cellgrad check lstm --backend numpy | sed -n '1,18p'
+	@echo; echo "== a hand-written formula that forgets the recurrent branch of the fork sum"
+	@$(VENV)/bin/cellgrad verify lstm --quantity dc --formula 'dh*o*(1 - tanh(c)**2)' || true
 
 test: $(STAMP)
 	$(PY) -m pytest -q

@@ -50,3 +50,19 @@ def test_guide_example_spec_derives(tmp_path):
     # f is read by a_n's input fh, by h, and through a_f: its adjoint is a fork.
     assert d.backward_eq("df").is_fork
     assert {eq.target for eq in d.param_grads} == {"dW_f", "dU_f", "db_f", "dW_h", "dU_h", "db_h"}
+
+
+def test_readme_documents_every_command_and_its_examples_run(tmp_path):
+    from cellgrad.cli import _command_modules
+
+    readme = (ROOT / "README.md").read_text()
+    for module in _command_modules():
+        assert f"`cellgrad {module.NAME}" in readme, f"README does not document `cellgrad {module.NAME}`"
+    spec = re.search(r"```toml\n(.*?)```", readme, re.S).group(1)
+    (tmp_path / "indrnn.toml").write_text(spec)
+    d = derive(load_cell(tmp_path / "indrnn.toml"))
+    assert d.backward_eq("dh").is_fork  # loss + next step
+    example = re.search(r"```python\n(import numpy.*?)```", readme, re.S).group(1)
+    namespace: dict = {}
+    exec(compile(example, "README.md", "exec"), namespace)  # the repository's own example code
+    assert namespace["grads"]["W_f"].shape == (32, 16)
