@@ -61,21 +61,26 @@ class _Program:
 
 
 _PROGRAMS: dict[int, tuple[Derivation, _Program]] = {}
+_CACHE_SIZE = 64
 
 
 def _program(d: Derivation) -> _Program:
-    """Lambdify a derivation once; a Derivation holds dicts and is not hashable, so key by id
-    and keep the derivation alive with its program (so the id cannot be reused)."""
+    """Lambdify a derivation once. A Derivation holds dicts and is not hashable, so the cache is
+    keyed by id and keeps the derivation alive beside its program (the id cannot be reused
+    while the entry exists); the oldest entries go first."""
     entry = _PROGRAMS.get(id(d))
     if entry is None or entry[0] is not d:
         program = _Program(tuple(_compile(eq.lhs, eq.rhs) for eq in d.forward),
                            tuple(_compile(eq.target, eq.expr) for eq in d.backward))
+        while len(_PROGRAMS) >= _CACHE_SIZE:
+            del _PROGRAMS[next(iter(_PROGRAMS))]
         entry = _PROGRAMS[id(d)] = (d, program)
     return entry[1]
 
 
 # -- sizes and shapes -------------------------------------------------------------------------
-def _infer_sizes(d: Derivation, params: Mapping, xs: Mapping, state0: Mapping | None) -> dict[str, int]:
+def _infer_sizes(d: Derivation, params: Mapping, xs: Mapping,
+                 state0: Mapping | None) -> dict[str, int]:
     """Size name -> int from the arrays given; a disagreement is a clear ValueError."""
     sizes: dict[str, int] = {}
 
@@ -85,12 +90,11 @@ def _infer_sizes(d: Derivation, params: Mapping, xs: Mapping, state0: Mapping | 
                              f"{shape_names}, got shape {actual}")
         for size, n in zip(shape_names, actual):
             if sizes.setdefault(size, n) != n:
-                raise ValueError(f"{name!r} has {size} = {n}, but another array has {size} = {sizes[size]}")
+                raise ValueError(f"{name!r} has {size} = {n}, but another array has "
+                                 f"{size} = {sizes[size]}")
 
     cell = d.cell
     for p in cell.params:
-        if p not in params:
-            raise ValueError(f"missing parameter {p!r}")
         note(p, cell.shape(p), np.shape(params[p]))
     for name in cell.inputs:
         if name not in xs:
@@ -162,7 +166,10 @@ def run_forward(d: Derivation, params: Mapping, x, state0: Mapping | None = None
     when the cell has several inputs; ``state0``: {state: (N, size)}, zeros when omitted."""
     cell = d.cell
     xs = _as_inputs(d, x)
-    params = {p: np.asarray(params[p]) for p in cell.params} if cell.params else {}
+    missing = [p for p in cell.params if p not in params]
+    if missing:
+        raise ValueError(f"missing parameter(s) {missing}")
+    params = {p: np.asarray(params[p]) for p in cell.params}
     sizes = _infer_sizes(d, params, xs, state0)
     T, n = np.shape(next(iter(xs.values())))[:2]
     for name, arr in xs.items():
@@ -172,7 +179,8 @@ def run_forward(d: Derivation, params: Mapping, x, state0: Mapping | None = None
     state = {}
     for s in cell.states:
         shape = (n, sizes[cell.shape(s)[0]])
-        value = np.zeros(shape, dtype) if state0 is None or s not in state0 else np.asarray(state0[s])
+        given = state0 is not None and s in state0
+        value = np.asarray(state0[s]) if given else np.zeros(shape, dtype)
         if value.shape != shape:
             raise ValueError(f"initial state {s!r} has shape {value.shape}, expected {shape}")
         state[s] = value
@@ -183,8 +191,8 @@ def run_forward(d: Derivation, params: Mapping, x, state0: Mapping | None = None
                               {f"{s}_prev": state[s] for s in cell.states}, sizes)
         steps.append(values)
         state = {s: values[s] for s in cell.states}
-    outputs = {o: np.stack([step[o] for step in steps]) if steps else np.zeros((0, n, sizes[cell.shape(o)[0]]), dtype)
-               for o in cell.outputs}
+    outputs = {o: np.stack([step[o] for step in steps]) if steps
+               else np.zeros((0, n, sizes[cell.shape(o)[0]]), dtype) for o in cell.outputs}
     return Trace(d, params, sizes, steps, outputs, state, first)
 
 
@@ -223,6 +231,11 @@ def run_backward(d: Derivation, trace: Trace, d_outputs, d_state: Mapping | None
     if unknown:
         raise ValueError(f"not an output or state of {cell.name}: {sorted(unknown)}")
     T, n, sizes = trace.T, trace.N, trace.sizes
+    given = [(f"d_outputs[{o!r}]", g, trace.outputs[o]) for o, g in d_outputs.items()]
+    given += [(f"d_state[{s!r}]", g, trace.state[s]) for s, g in (d_state or {}).items()]
+    for what, g, value in given:
+        if np.shape(g) != value.shape:
+            raise ValueError(f"{what} has shape {np.shape(g)}, expected {value.shape}")
     dtype = np.result_type(*trace.params.values(), *trace.state.values())
 
     def zeros(name):
@@ -279,7 +292,8 @@ def loss(trace: Trace, weights: Mapping, state_weights: Mapping | None = None) -
     whose upstream gradients are ``weights``; finite-difference tests differentiate this."""
     total = sum(float(np.sum(np.asarray(weights[o]) * trace.outputs[o])) for o in weights)
     if state_weights:
-        total += sum(float(np.sum(np.asarray(state_weights[s]) * trace.state[s])) for s in state_weights)
+        total += sum(float(np.sum(np.asarray(state_weights[s]) * trace.state[s]))
+                     for s in state_weights)
     return total
 
 

@@ -2,8 +2,9 @@
 
 With every size 1, a cell is a scalar recurrence: ``W @ v`` is ``W*v``. The oracle unrolls the
 spec's own equations (``cell.equations``, as the user wrote them; nothing from derive/adjoint.py)
-over T = 3 steps (2 for the peephole LSTM, see SHORTER) into one expression per output and step, forms L = sum_t sum_q w_{q,t} q_t
-(+ v_s s_{T-1} for the final states) and differentiates it with ``sympy.diff``. The other side
+over T = 3 steps (2 for the peephole LSTM, see SHORTER) into one expression per output and
+step, forms L = sum_t sum_q w_{q,t} q_t (+ v_s s_{T-1} for the final states) and
+differentiates it with ``sympy.diff``. The other side
 applies the derived one-step backward equations step by step (carried adjoints chained,
 parameter gradients summed over t). Both sides are expressions in the same leaves (parameters,
 x_t, initial states, weights); their difference must expand to 0.
@@ -133,8 +134,8 @@ def derived_gradients(d, leaves):
         env = run_step(fwd, leaves.params, leaves.x[t], prev)
         envs.append(env)
         prev = {s: env[s] for s in cell.states}
-    grads = {name: sp.Integer(0) for name in
-             (*cell.params, *cell.states, *(f"{i}_{t}" for t in range(leaves.T) for i in cell.inputs))}
+    xs = (f"{i}_{t}" for t in range(leaves.T) for i in cell.inputs)
+    grads = {name: sp.Integer(0) for name in (*cell.params, *cell.states, *xs)}
     zero_up = {d.upstream[o]: 0 for o in cell.outputs}
     zero_carry = {d.carried[s]: 0 for s in cell.states}
     final = {d.carried[s]: leaves.v[s] for s in cell.states}
