@@ -60,6 +60,8 @@ CASES = {
     "output_not_computed": ('outputs = ["y"]', "output 'y' is not computed"),
     "unknown_table": ("[parameters]", "unknown table [parameters]"),
     "wrong_toml": ("[params\n", "not valid TOML"),
+    "non_finite_constant": ("1e999", "finite"),
+    "division_by_zero": ("/ 0", "division by zero"),
     "empty": (None, "the spec file is empty"),
     "comments_only": (None, "missing required table [cell]"),
 }
@@ -72,6 +74,9 @@ KNOWN_BUGS = {
                           "matches only bare keys",
     "unknown_table": "an unknown [table] gets no line number: line_of_key looks for 'key =', "
                      "not for a [table] header",
+    "non_finite_constant": "1e999 is accepted: nsimplify makes it oo and the cell derives with "
+                           "-oo*tanh(...) in its equations (constants are not checked for finiteness)",
+    "division_by_zero": "'/ 0' is accepted: SymPy turns it into zoo*tanh(...) and the cell derives",
 }
 
 
