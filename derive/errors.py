@@ -4,7 +4,7 @@ from __future__ import annotations
 
 
 class SpecError(ValueError):
-    """A cell spec is malformed. ``str(err)`` reads ``file:line: [equation] problem``."""
+    """A cell spec is malformed. ``str(err)`` is one line: ``file:line: problem [in equation: ...]``."""
 
     def __init__(self, problem: str, *, path: str | None = None, line: int | None = None,
                  equation: str | None = None):
@@ -20,5 +20,5 @@ class SpecError(ValueError):
             where += f":{self.line}"
         text = f"{where}: {self.problem}"
         if self.equation:
-            text += f"\n    in equation: {self.equation}"
+            text += f" [in equation: {self.equation}]"
         return text

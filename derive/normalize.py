@@ -82,15 +82,21 @@ class _Extractor:
         self.taken.update({name, adjoint_name(name)})
         return name
 
-    def introduce(self, base: str, rhs: sp.Expr) -> sp.Symbol:
-        name = self.fresh(base)
+    def introduce(self, base: str, rhs: sp.Expr, fresh: bool = True,
+                  doc: str | None = None) -> sp.Symbol:
+        name = self.fresh(base) if fresh else base
         size = self.shape_of(rhs)
-        self.introduced[name] = Quantity(name, "intermediate", (size,), f"pre-activation of {self.eq.lhs}")
+        doc = doc or f"pre-activation of {self.eq.lhs}"
+        self.introduced[name] = Quantity(name, "intermediate", (size,), doc)
         self.new_eqs.append(Equation(name, rhs, self.eq.text, self.eq.line, introduced=True))
         return sp.Symbol(name)
 
     def name_vector(self, vector: sp.Expr) -> sp.Symbol:
-        return self.introduce(f"{self.eq.lhs}_in", vector)
+        """Name the operand of ``U @ (expression)``; its own products are normalized first."""
+        name = self.fresh(f"{self.eq.lhs}_in")
+        operand = Equation(name, vector, self.eq.text, self.eq.line)
+        rhs = _Extractor(self.cell, operand, self.taken, self.introduced, self.new_eqs).run()
+        return self.introduce(name, rhs, fresh=False, doc=f"operand of a product in {self.eq.lhs}")
 
     def shape_of(self, e: sp.Expr) -> str:
         if isinstance(e, MatVec):

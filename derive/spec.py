@@ -11,6 +11,7 @@ from __future__ import annotations
 import ast
 import hashlib
 import keyword
+import math
 import re
 import tomllib
 from pathlib import Path
@@ -49,10 +50,12 @@ class _Source:
 
     def line_of_key(self, key: str, section: str | None = None) -> int | None:
         in_section = section is None
-        pattern = re.compile(rf"^\s*{re.escape(key)}\s*=")
+        pattern = re.compile(rf"""^\s*(["']?){re.escape(key)}\1\s*=""")
         for number, raw in enumerate(self.lines, start=1):
             header = re.match(r"^\s*\[([^\]]+)\]", raw)
             if header:
+                if section is None and header.group(1).strip() == key:
+                    return number  # the key is a table: [key]
                 in_section = section is None or header.group(1).strip() == section
                 continue
             if in_section and pattern.match(raw):
@@ -332,6 +335,8 @@ class _EquationParser:
         """SymPy for the right side; names it uses are already built (dependency order)."""
         self.text, self.line = text, line
         rhs, shape = self.expr(value)
+        if rhs.has(sp.zoo, sp.oo, sp.nan):
+            raise self.fail("the right side is not finite (a division by zero or an infinite constant)")
         if len(shape) != 1:
             raise self.fail("the right side must be a vector")
         existing = self.b.quantities.get(lhs)
@@ -350,6 +355,8 @@ class _EquationParser:
         if isinstance(node, ast.Constant):
             if isinstance(node.value, bool) or not isinstance(node.value, int | float):
                 raise self.fail(f"only numbers are allowed as constants, not {node.value!r}")
+            if not math.isfinite(node.value):
+                raise self.fail(f"the constant {ast.unparse(node)} is not a finite number")
             return sp.nsimplify(node.value) if isinstance(node.value, float) else sp.Integer(node.value), ()
         if isinstance(node, ast.Name):
             return self.name(node.id)
@@ -413,6 +420,9 @@ class _EquationParser:
         return result, shape
 
     def call(self, node: ast.Call):
+        if isinstance(node.func, ast.Lambda):
+            raise self.fail("lambdas not allowed in an equation (use names, numbers, + - * / ** @ "
+                            "and known functions)")
         if not isinstance(node.func, ast.Name):
             raise self.fail("only known functions called by name are allowed (no attribute access)")
         fname = node.func.id

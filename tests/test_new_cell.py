@@ -13,11 +13,7 @@ from test_derive_numeric import Problem, assert_gradients_match
 from test_derive_symbolic import check_cell
 
 #: Cells that expose a bug in derive/; strict, so a fix turns these rows red as a reminder.
-KNOWN_BUGS = {
-    "deep_input": "derive() fails with a bare AssertionError ('h_in: product MatVec(W, x) has "
-                  "coefficient 1 - tanh(...)**2'): normalize names the vector operand of "
-                  "U_x @ tanh(W @ x + b_x) as h_in but does not normalize the products inside it",
-}
+KNOWN_BUGS: dict[str, str] = {}
 
 
 class DeriveCrash(Exception):

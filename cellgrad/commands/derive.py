@@ -49,7 +49,7 @@ def render_text(d: Derivation) -> str:
               f"{', '.join(f'{s} (previous: {s}_prev)' for s in cell.states)}   outputs: {', '.join(cell.outputs)}",
               "", "forward, step t:"]
     for eq in d.forward:
-        note = "   (pre-activation named by cellgrad)" if eq.introduced else ""
+        note = f"   ({d.quantities[eq.lhs].doc}, named by cellgrad)" if eq.introduced else ""
         lines.append(f"  ({eq.tag}) {eq.lhs} = {_linear(eq.rhs)}{note}")
     lines += ["", "backward, step t (d<name> = dL/d<name>; "
               + ", ".join(f"{v} = upstream gradient of {k}" for k, v in d.upstream.items())
