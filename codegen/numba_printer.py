@@ -7,24 +7,11 @@ polynomial exponential LLVM does vectorize; the printer records which helpers a 
 
 from __future__ import annotations
 
-from sympy.printing.numpy import NumPyPrinter
+from .numpy_printer import KernelNumPyPrinter
 
 
-class KernelNumbaPrinter(NumPyPrinter):
-    """``names`` maps symbol names to code text; ``helpers`` collects the helpers printed."""
-
-    def __init__(self, names: dict[str, str] | None = None):
-        super().__init__({"fully_qualified_modules": True, "allow_unknown_functions": False})
-        # Dispatch on the _print_<Function> methods below, not on the functions' own _numpycode.
-        self.printmethod = "_cellgrad_kernel_code"
-        self.names = names or {}
-        self.helpers: set[str] = set()
-
-    def _module_format(self, fqn, register=True):
-        return super()._module_format(fqn, register).replace("numpy.", "np.", 1)
-
-    def _print_Symbol(self, expr):
-        return self.names.get(expr.name, expr.name)
+class KernelNumbaPrinter(KernelNumPyPrinter):
+    """The NumPy kernel printer with scalar, vectorizable spellings of the functions."""
 
     def _helper(self, name, expr):
         self.helpers.add(name)
