@@ -11,6 +11,7 @@ import json
 import os
 import platform
 import signal
+import subprocess
 import sys
 
 from .cases import CELLS, DTYPES, QUICK_SIZE, SIZES, Case
@@ -65,6 +66,19 @@ def _machine() -> str:
     return f"{model}, {os.cpu_count()} CPUs, {platform.system()} {platform.release()}"
 
 
+def _revision() -> str:
+    """The commit the kernels came from, and whether generated/ differs from it."""
+    from .session import ROOT
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, text=True,
+                                capture_output=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "generated", "bench"],
+                               cwd=ROOT, text=True, capture_output=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown (not a git checkout)"
+    return f"{commit}" + (" with local changes in generated/ or bench/" if dirty else "")
+
+
 def _load() -> str:
     try:
         return " ".join(f"{v:.2f}" for v in os.getloadavg())
@@ -90,6 +104,7 @@ def run(args) -> int:
     cases = [Case(cell, *size, dtype) for cell in args.cells for size in sizes for dtype in args.dtypes]
     header = [f"# cellgrad benchmark, {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC",
               "", f"- machine: {_machine()}; Python {platform.python_version()}",
+              f"- code: commit {_revision()}",
               "- median wall time of one forward+backward (loss sum_t <w_t, h_t>, gradients of "
               "x, initial states and every parameter), in ms; ratios of medians",
               f"- load average before the run: {_load()} (other work on the machine distorts "
