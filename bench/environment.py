@@ -47,7 +47,8 @@ def describe() -> dict:
                   "thread_pools": thread_pools()}
     if not info["thread_pools"]:
         blas = numpy.show_config(mode="dicts").get("Build Dependencies", {}).get("blas", {})
-        info["numpy_blas"] = f"{blas.get('name')} {blas.get('version')}"
+        info["numpy_blas"] = (f"NumPy's BLAS {blas.get('name')} {blas.get('version')} (install "
+                              "threadpoolctl for its thread count and kernel)")
     if "torch" in sys.modules:
         torch = sys.modules["torch"]
         info["torch"] = {"version": torch.__version__, "threads": torch.get_num_threads(),
