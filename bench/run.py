@@ -17,7 +17,7 @@ import sys
 from .cases import CELLS, DTYPES, QUICK_SIZE, SIZES, Case
 from .methods import METHODS
 from .report import render, session_title
-from .session import CORETYPE_VARS, run_session
+from .session import CORETYPE_VARS, ROOT, run_session
 
 THREAD_MODES = ("one", "default")
 CORETYPES = ("as-set", "unset")
@@ -33,14 +33,21 @@ def _size(text: str) -> tuple[int, int, int, int]:
     return size
 
 
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return int(text)
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true",
                         help=f"smoke run: size {','.join(map(str, QUICK_SIZE))}, 3 repeats, one "
                              "thread, OpenBLAS variables as set (under a minute)")
-    parser.add_argument("--cells", nargs="+", default=list(CELLS), metavar="CELL")
+    parser.add_argument("--cells", nargs="+", default=list(CELLS), choices=CELLS,
+                        help="cells with a PyTorch counterpart (default: all three)")
     parser.add_argument("--sizes", nargs="+", type=_size, metavar="T,N,D,H")
     parser.add_argument("--dtypes", nargs="+", default=list(DTYPES), choices=DTYPES)
-    parser.add_argument("--repeats", type=int, help="timed samples per method and row (default 10, "
+    parser.add_argument("--repeats", type=_positive, help="timed samples per method and row (default 10, "
                         "quick 3)")
     parser.add_argument("--threads", nargs="+", choices=THREAD_MODES,
                         help="one: one process, one thread per pool; default: one process per "
@@ -49,7 +56,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE as set, or unset for the "
                              "benchmark's workers only (default: both; quick: as-set)")
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
-    parser.add_argument("--burst", type=int, default=2,
+    parser.add_argument("--burst", type=_positive, default=2,
                         help="consecutive calls per turn in the default-threads mode")
     parser.add_argument("--gap", type=float, default=0.1,
                         help="pause (s) after each turn in the default-threads mode")
@@ -68,7 +75,6 @@ def _machine() -> str:
 
 def _revision() -> str:
     """The commit the kernels came from, and whether generated/ differs from it."""
-    from .session import ROOT
     try:
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, text=True,
                                 capture_output=True, check=True).stdout.strip()

@@ -11,8 +11,8 @@ threads, their pools spin against each other):
   burst so the idle pools' spinning threads go to sleep before the next process measures.
 
 The coordinator (this process) imports neither NumPy's BLAS nor torch; it only sends commands
-and collects wall (and CPU) times. The correctness check runs in the process that hosts torch, before
-any timing of the case.
+and collects wall (and CPU) times. The correctness check runs in the process that hosts torch,
+before any timing of the case.
 """
 
 from __future__ import annotations
@@ -90,6 +90,7 @@ def run_session(cases: list[Case], methods: list[str], threads: str, coretype: s
         workers = [Worker([m], env) for m in methods]
         host = dict(zip(methods, workers))
     checker = host.get("torch")
+    rounds = math.ceil(repeats / burst)
     rows = []
     try:
         for case in cases:
@@ -102,7 +103,6 @@ def run_session(cases: list[Case], methods: list[str], threads: str, coretype: s
             ready = [m for m in methods if status[m] == "ok"]
             times: dict[str, list[float]] = {m: [] for m in ready}
             cpu_times: dict[str, list[float]] = {m: [] for m in ready}
-            rounds = math.ceil(repeats / burst)
             for r in range(rounds):
                 shift = r % len(ready) if ready else 0
                 for method in ready[shift:] + ready[:shift]:
@@ -127,6 +127,5 @@ def run_session(cases: list[Case], methods: list[str], threads: str, coretype: s
         raise
     for worker in workers:
         worker.close()
-    return {"threads": threads, "coretype": coretype, "repeats": math.ceil(repeats / burst) * burst,
-            "burst": burst,
+    return {"threads": threads, "coretype": coretype, "repeats": rounds * burst, "burst": burst,
             "gap": gap, "rows": rows, "workers": info, "seconds": time.monotonic() - started}
