@@ -522,7 +522,7 @@ class _NumbaLayout(_Layout):
             body.append(("loop", {"size": st.size, "lines": loads + stmts + stores}))
         if not forward:
             self._check_carried_in_place(body)
-        return {"body": body, "arrays": arrays}
+        return {"body": body, "arrays": arrays, "float_type": printer.uses_float_type}
 
     def _check_carried_in_place(self, body) -> None:
         """ds_prev overwrites ds_next in place: safe when no loop reads ds_next after that store."""

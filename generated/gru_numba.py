@@ -37,7 +37,7 @@ Sizes: D = input size, H = hidden size.
 import numba as nb
 import numpy as np
 from numba import types
-from numba.extending import intrinsic
+from numba.extending import intrinsic, overload
 
 CELL = "gru"
 SPEC_HASH = "850a92bbefaf078c"
@@ -128,15 +128,24 @@ def _check_backward(d_outputs, cache, d_state):
 
 
 @intrinsic
-def _float64_from_bits(typingctx, bits):
-    """The float64 whose IEEE-754 bits are the int64 ``bits`` (used to build 2**k)."""
+def _float_from_bits(typingctx, bits):
+    """The float whose IEEE-754 bits are ``bits``: float32 from int32, float64 from int64 (builds 2**k)."""
+    float_type = types.float32 if bits.bitwidth == 32 else types.float64
     def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], context.get_value_type(types.float64))
-    return types.float64(types.int64), codegen
+        return builder.bitcast(args[0], context.get_value_type(float_type))
+    return float_type(bits), codegen
 
 
-@nb.njit(inline="always", error_model="numpy", cache=True)
 def _exp(z):
+    """e**z in the precision of z: Numba compiles _exp_float32 or _exp_float64 in its place."""
+
+
+@overload(_exp, inline="always", jit_options={"error_model": "numpy"})
+def _exp_in_precision_of(z):
+    return _exp_float32 if z == types.float32 else _exp_float64
+
+
+def _exp_float64(z):
     """e**z as 2**k * e**r with |r| <= ln(2)/2 and a degree-13 Taylor polynomial for e**r.
 
     Relative error below 1e-15; saturates outside [-708, 709] instead of overflowing. Unlike
@@ -148,19 +157,33 @@ def _exp(z):
     p = 1.0 + r * (1.0 + r * (1 / 2 + r * (1 / 6 + r * (1 / 24 + r * (1 / 120 + r * (
         1 / 720 + r * (1 / 5040 + r * (1 / 40320 + r * (1 / 362880 + r * (1 / 3628800 + r * (
             1 / 39916800 + r * (1 / 479001600 + r * (1 / 6227020800)))))))))))))
-    return p * _float64_from_bits((np.int64(k) + 1023) << 52)
+    return p * _float_from_bits((np.int64(k) + 1023) << 52)
+
+
+def _exp_float32(z):
+    """_exp_float64 in float32 arithmetic: a degree-7 polynomial suffices (relative error about
+    1e-7) and 2**k has 8 exponent bits, so it saturates outside [-87, 88]."""
+    F = np.float32
+    z = min(max(z, F(-87.0)), F(88.0))
+    k = np.floor(z * F(1.442695) + F(0.5))                                   # round(z / ln 2)
+    r = (z - k * F(0.693359375)) + k * F(2.1219444e-4)                       # z - k ln 2, in two parts
+    p = F(1) + r * (F(1) + r * (F(1 / 2) + r * (F(1 / 6) + r * (F(1 / 24) + r * (F(1 / 120) + r * (
+        F(1 / 720) + r * F(1 / 5040)))))))
+    return p * _float_from_bits(np.int32((np.int64(k) + 127) << 23))
 
 
 @nb.njit(inline="always", error_model="numpy", cache=True)
 def _sigmoid(z):
     """1 / (1 + e**-z): e**-z saturates for very negative z, so the result tends to 0, no overflow."""
-    return 1.0 / (1.0 + _exp(-z))
+    F = type(z)
+    return F(1) / (F(1) + _exp(-z))
 
 
 @nb.njit(inline="always", error_model="numpy", cache=True)
 def _tanh(z):
     """tanh(z) = 1 - 2 / (e**(2z) + 1), from the vectorizable _exp."""
-    return 1.0 - 2.0 / (_exp(2.0 * z) + 1.0)
+    F = type(z)
+    return F(1) - F(2) / (_exp(F(2) * z) + F(1))
 
 
 @nb.njit(cache=True)
@@ -179,6 +202,7 @@ def _matmul(a, b):
 @nb.njit(cache=True, error_model="numpy")
 def _forward_steps(T, N, H, h_seq, packed_h_prev_T, proj_h_prev, proj_x, r_seq, z_seq, rh_seq, packed_rh_T, proj_rh, n_seq):
     """The time loop: per step the recurrent products as one GEMM, then fused elementwise loops."""
+    F = h_seq.dtype.type  # constants are F(c): float32 arrays, float32 arithmetic
     for t in range(T):
         np.dot(h_seq[t], packed_h_prev_T, proj_h_prev)  # (F1) [U_r; U_z] @ h_prev as one packed product
         for row in range(N):
@@ -199,7 +223,7 @@ def _forward_steps(T, N, H, h_seq, packed_h_prev_T, proj_h_prev, proj_x, r_seq, 
                 z = z_seq[t, row, j]
                 a_n = proj_rh[row, j] + proj_x[t, row, 2*H + j]  # (F6) pre-activation of n
                 n = _tanh(a_n)  # (F7) candidate state (h tilde)
-                h = h_prev*(1 - z) + n*z  # (F8) new hidden state
+                h = h_prev*(F(1) - z) + n*z  # (F8) new hidden state
                 n_seq[t, row, j] = n
                 h_seq[t + 1, row, j] = h
 
@@ -207,6 +231,7 @@ def _forward_steps(T, N, H, h_seq, packed_h_prev_T, proj_h_prev, proj_x, r_seq, 
 @nb.njit(cache=True, error_model="numpy")
 def _backward_steps(T, N, H, dh_next_buf, dh_out_seq, z_seq, n_seq, dh_buf, dpre_seq, packed_rh, drh_linear_buf, h_seq, r_seq, drh_buf, packed_h_prev, dh_prev_linear_buf):
     """The reverse time loop; the carried adjoints (dh_next_buf) are updated in place."""
+    F = dh_next_buf.dtype.type  # constants are F(c): float32 arrays, float32 arithmetic
     for t in range(T - 1, -1, -1):
         for row in range(N):
             for j in range(H):
@@ -216,7 +241,7 @@ def _backward_steps(T, N, H, dh_next_buf, dh_out_seq, z_seq, n_seq, dh_buf, dpre
                 n = n_seq[t, row, j]
                 dh = dh_next + dh_out  # (B1) fork sum: loss + next step
                 dn = dh*z  # (B2) through h, new hidden state (F8)
-                da_n = dn*(1 - n**2)  # (B3) through n, candidate state (h tilde) (F7)
+                da_n = dn*(F(1) - n**2)  # (B3) through n, candidate state (h tilde) (F7)
                 dh_buf[row, j] = dh
                 dpre_seq[t, row, 2*H + j] = da_n
         np.dot(np.ascontiguousarray(dpre_seq[t, :, 2*H:3*H]), packed_rh, drh_linear_buf)  # (B4) U_hᵀ @ the adjoints of a_n
@@ -230,9 +255,9 @@ def _backward_steps(T, N, H, dh_next_buf, dh_out_seq, z_seq, n_seq, dh_buf, dpre
                 r = r_seq[t, row, j]
                 drh = drh_linear  # (B4) through a_n (F6)
                 dz = dh*(-h_prev + n)  # (B5) through h, new hidden state (F8)
-                da_z = dz*z*(1 - z)  # (B6) through z, update gate (F4)
+                da_z = dz*z*(F(1) - z)  # (B6) through z, update gate (F4)
                 dr = drh*h_prev  # (B7) through rh, reset applied before the product (F5)
-                da_r = dr*r*(1 - r)  # (B8) through r, reset gate (F2)
+                da_r = dr*r*(F(1) - r)  # (B8) through r, reset gate (F2)
                 drh_buf[row, j] = drh
                 dpre_seq[t, row, H + j] = da_z
                 dpre_seq[t, row, j] = da_r
@@ -244,7 +269,7 @@ def _backward_steps(T, N, H, dh_next_buf, dh_out_seq, z_seq, n_seq, dh_buf, dpre
                 drh = drh_buf[row, j]
                 r = r_seq[t, row, j]
                 z = z_seq[t, row, j]
-                dh_prev = dh*(1 - z) + dh_prev_linear + drh*r  # (B9) fork sum: via h (F8) + via rh (F5) + via a_z (F3) + via a_r (F1)
+                dh_prev = dh*(F(1) - z) + dh_prev_linear + drh*r  # (B9) fork sum: via h (F8) + via rh (F5) + via a_z (F3) + via a_r (F1)
                 dh_next_buf[row, j] = dh_prev
 
 

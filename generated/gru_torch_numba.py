@@ -43,7 +43,7 @@ Sizes: D = input size, H = hidden size.
 import numba as nb
 import numpy as np
 from numba import types
-from numba.extending import intrinsic
+from numba.extending import intrinsic, overload
 
 CELL = "gru_torch"
 SPEC_HASH = "9fdd7a6a027dce2b"
@@ -140,15 +140,24 @@ def _check_backward(d_outputs, cache, d_state):
 
 
 @intrinsic
-def _float64_from_bits(typingctx, bits):
-    """The float64 whose IEEE-754 bits are the int64 ``bits`` (used to build 2**k)."""
+def _float_from_bits(typingctx, bits):
+    """The float whose IEEE-754 bits are ``bits``: float32 from int32, float64 from int64 (builds 2**k)."""
+    float_type = types.float32 if bits.bitwidth == 32 else types.float64
     def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], context.get_value_type(types.float64))
-    return types.float64(types.int64), codegen
+        return builder.bitcast(args[0], context.get_value_type(float_type))
+    return float_type(bits), codegen
 
 
-@nb.njit(inline="always", error_model="numpy", cache=True)
 def _exp(z):
+    """e**z in the precision of z: Numba compiles _exp_float32 or _exp_float64 in its place."""
+
+
+@overload(_exp, inline="always", jit_options={"error_model": "numpy"})
+def _exp_in_precision_of(z):
+    return _exp_float32 if z == types.float32 else _exp_float64
+
+
+def _exp_float64(z):
     """e**z as 2**k * e**r with |r| <= ln(2)/2 and a degree-13 Taylor polynomial for e**r.
 
     Relative error below 1e-15; saturates outside [-708, 709] instead of overflowing. Unlike
@@ -160,19 +169,33 @@ def _exp(z):
     p = 1.0 + r * (1.0 + r * (1 / 2 + r * (1 / 6 + r * (1 / 24 + r * (1 / 120 + r * (
         1 / 720 + r * (1 / 5040 + r * (1 / 40320 + r * (1 / 362880 + r * (1 / 3628800 + r * (
             1 / 39916800 + r * (1 / 479001600 + r * (1 / 6227020800)))))))))))))
-    return p * _float64_from_bits((np.int64(k) + 1023) << 52)
+    return p * _float_from_bits((np.int64(k) + 1023) << 52)
+
+
+def _exp_float32(z):
+    """_exp_float64 in float32 arithmetic: a degree-7 polynomial suffices (relative error about
+    1e-7) and 2**k has 8 exponent bits, so it saturates outside [-87, 88]."""
+    F = np.float32
+    z = min(max(z, F(-87.0)), F(88.0))
+    k = np.floor(z * F(1.442695) + F(0.5))                                   # round(z / ln 2)
+    r = (z - k * F(0.693359375)) + k * F(2.1219444e-4)                       # z - k ln 2, in two parts
+    p = F(1) + r * (F(1) + r * (F(1 / 2) + r * (F(1 / 6) + r * (F(1 / 24) + r * (F(1 / 120) + r * (
+        F(1 / 720) + r * F(1 / 5040)))))))
+    return p * _float_from_bits(np.int32((np.int64(k) + 127) << 23))
 
 
 @nb.njit(inline="always", error_model="numpy", cache=True)
 def _sigmoid(z):
     """1 / (1 + e**-z): e**-z saturates for very negative z, so the result tends to 0, no overflow."""
-    return 1.0 / (1.0 + _exp(-z))
+    F = type(z)
+    return F(1) / (F(1) + _exp(-z))
 
 
 @nb.njit(inline="always", error_model="numpy", cache=True)
 def _tanh(z):
     """tanh(z) = 1 - 2 / (e**(2z) + 1), from the vectorizable _exp."""
-    return 1.0 - 2.0 / (_exp(2.0 * z) + 1.0)
+    F = type(z)
+    return F(1) - F(2) / (_exp(F(2) * z) + F(1))
 
 
 @nb.njit(cache=True)
@@ -191,6 +214,7 @@ def _matmul(a, b):
 @nb.njit(cache=True, error_model="numpy")
 def _forward_steps(T, N, H, h_seq, packed_h_prev_T, proj_h_prev, proj_x, b_hn_param, r_seq, z_seq, hn_seq, n_seq):
     """The time loop: per step the recurrent products as one GEMM, then fused elementwise loops."""
+    F = h_seq.dtype.type  # constants are F(c): float32 arrays, float32 arithmetic
     for t in range(T):
         np.dot(h_seq[t], packed_h_prev_T, proj_h_prev)  # (F1) [W_hn; W_hr; W_hz] @ h_prev as one packed product
         for row in range(N):
@@ -204,7 +228,7 @@ def _forward_steps(T, N, H, h_seq, packed_h_prev_T, proj_h_prev, proj_x, b_hn_pa
                 hn = proj_h_prev[row, j] + b_hn  # (F5) recurrent part of the candidate
                 a_n = proj_x[t, row, 2*H + j] + hn*r  # (F6) pre-activation of n
                 n = _tanh(a_n)  # (F7) candidate: reset applied after the product
-                h = h_prev*z + n*(1 - z)  # (F8) new hidden state
+                h = h_prev*z + n*(F(1) - z)  # (F8) new hidden state
                 r_seq[t, row, j] = r
                 z_seq[t, row, j] = z
                 hn_seq[t, row, j] = hn
@@ -215,6 +239,7 @@ def _forward_steps(T, N, H, h_seq, packed_h_prev_T, proj_h_prev, proj_x, b_hn_pa
 @nb.njit(cache=True, error_model="numpy")
 def _backward_steps(T, N, H, dh_next_buf, dh_out_seq, z_seq, n_seq, r_seq, h_seq, hn_seq, dh_buf, dpre_seq, packed_h_prev, dh_prev_linear_buf):
     """The reverse time loop; the carried adjoints (dh_next_buf) are updated in place."""
+    F = dh_next_buf.dtype.type  # constants are F(c): float32 arrays, float32 arithmetic
     for t in range(T - 1, -1, -1):
         for row in range(N):
             for j in range(H):
@@ -226,13 +251,13 @@ def _backward_steps(T, N, H, dh_next_buf, dh_out_seq, z_seq, n_seq, r_seq, h_seq
                 h_prev = h_seq[t, row, j]
                 hn = hn_seq[t, row, j]
                 dh = dh_next + dh_out  # (B1) fork sum: loss + next step
-                dn = dh*(1 - z)  # (B2) through h, new hidden state (F8)
-                da_n = dn*(1 - n**2)  # (B3) through n, candidate: reset applied after the product (F7)
+                dn = dh*(F(1) - z)  # (B2) through h, new hidden state (F8)
+                da_n = dn*(F(1) - n**2)  # (B3) through n, candidate: reset applied after the product (F7)
                 dhn = da_n*r  # (B4) through a_n (F6)
                 dz = dh*(h_prev - n)  # (B5) through h, new hidden state (F8)
-                da_z = dz*z*(1 - z)  # (B6) through z, update gate (F4)
+                da_z = dz*z*(F(1) - z)  # (B6) through z, update gate (F4)
                 dr = da_n*hn  # (B7) through a_n (F6)
-                da_r = dr*r*(1 - r)  # (B8) through r, reset gate (F2)
+                da_r = dr*r*(F(1) - r)  # (B8) through r, reset gate (F2)
                 dh_buf[row, j] = dh
                 dpre_seq[t, row, 3*H + j] = da_n
                 dpre_seq[t, row, j] = dhn

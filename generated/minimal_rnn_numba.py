@@ -28,7 +28,7 @@ Sizes: D = input size, H = hidden size, O = output size.
 import numba as nb
 import numpy as np
 from numba import types
-from numba.extending import intrinsic
+from numba.extending import intrinsic, overload
 
 CELL = "minimal_rnn"
 SPEC_HASH = "88f12b1aa47e127b"
@@ -120,15 +120,24 @@ def _check_backward(d_outputs, cache, d_state):
 
 
 @intrinsic
-def _float64_from_bits(typingctx, bits):
-    """The float64 whose IEEE-754 bits are the int64 ``bits`` (used to build 2**k)."""
+def _float_from_bits(typingctx, bits):
+    """The float whose IEEE-754 bits are ``bits``: float32 from int32, float64 from int64 (builds 2**k)."""
+    float_type = types.float32 if bits.bitwidth == 32 else types.float64
     def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], context.get_value_type(types.float64))
-    return types.float64(types.int64), codegen
+        return builder.bitcast(args[0], context.get_value_type(float_type))
+    return float_type(bits), codegen
 
 
-@nb.njit(inline="always", error_model="numpy", cache=True)
 def _exp(z):
+    """e**z in the precision of z: Numba compiles _exp_float32 or _exp_float64 in its place."""
+
+
+@overload(_exp, inline="always", jit_options={"error_model": "numpy"})
+def _exp_in_precision_of(z):
+    return _exp_float32 if z == types.float32 else _exp_float64
+
+
+def _exp_float64(z):
     """e**z as 2**k * e**r with |r| <= ln(2)/2 and a degree-13 Taylor polynomial for e**r.
 
     Relative error below 1e-15; saturates outside [-708, 709] instead of overflowing. Unlike
@@ -140,13 +149,26 @@ def _exp(z):
     p = 1.0 + r * (1.0 + r * (1 / 2 + r * (1 / 6 + r * (1 / 24 + r * (1 / 120 + r * (
         1 / 720 + r * (1 / 5040 + r * (1 / 40320 + r * (1 / 362880 + r * (1 / 3628800 + r * (
             1 / 39916800 + r * (1 / 479001600 + r * (1 / 6227020800)))))))))))))
-    return p * _float64_from_bits((np.int64(k) + 1023) << 52)
+    return p * _float_from_bits((np.int64(k) + 1023) << 52)
+
+
+def _exp_float32(z):
+    """_exp_float64 in float32 arithmetic: a degree-7 polynomial suffices (relative error about
+    1e-7) and 2**k has 8 exponent bits, so it saturates outside [-87, 88]."""
+    F = np.float32
+    z = min(max(z, F(-87.0)), F(88.0))
+    k = np.floor(z * F(1.442695) + F(0.5))                                   # round(z / ln 2)
+    r = (z - k * F(0.693359375)) + k * F(2.1219444e-4)                       # z - k ln 2, in two parts
+    p = F(1) + r * (F(1) + r * (F(1 / 2) + r * (F(1 / 6) + r * (F(1 / 24) + r * (F(1 / 120) + r * (
+        F(1 / 720) + r * F(1 / 5040)))))))
+    return p * _float_from_bits(np.int32((np.int64(k) + 127) << 23))
 
 
 @nb.njit(inline="always", error_model="numpy", cache=True)
 def _sigmoid(z):
     """1 / (1 + e**-z): e**-z saturates for very negative z, so the result tends to 0, no overflow."""
-    return 1.0 / (1.0 + _exp(-z))
+    F = type(z)
+    return F(1) / (F(1) + _exp(-z))
 
 
 @nb.njit(cache=True)
@@ -184,13 +206,14 @@ def _forward_steps(T, N, H, O, s_seq, packed_s_prev_T, proj_s_prev, proj_x, pack
 @nb.njit(cache=True, error_model="numpy")
 def _backward_steps(T, N, H, O, do_out_seq, o_seq, dpre_seq, packed_s, ds_linear_buf, ds_next_buf, s_seq, packed_s_prev, ds_prev_linear_buf):
     """The reverse time loop; the carried adjoints (ds_next_buf) are updated in place."""
+    F = do_out_seq.dtype.type  # constants are F(c): float32 arrays, float32 arithmetic
     for t in range(T - 1, -1, -1):
         for n in range(N):
             for j in range(O):
                 do_out = do_out_seq[t, n, j]
                 o = o_seq[t, n, j]
                 do = do_out  # (B1) upstream gradient
-                da_o = do*o*(1 - o)  # (B2) through o (F4)
+                da_o = do*o*(F(1) - o)  # (B2) through o (F4)
                 dpre_seq[t, n, H + j] = da_o
         np.dot(np.ascontiguousarray(dpre_seq[t, :, H:H + O]), packed_s, ds_linear_buf)  # (B3) wᵀ @ the adjoints of a_o
         for n in range(N):
@@ -199,7 +222,7 @@ def _backward_steps(T, N, H, O, do_out_seq, o_seq, dpre_seq, packed_s, ds_linear
                 ds_next = ds_next_buf[n, j]
                 s = s_seq[t + 1, n, j]
                 ds = ds_linear + ds_next  # (B3) fork sum: next step + via a_o (F3)
-                da_s = ds*s*(1 - s)  # (B4) through s (F2)
+                da_s = ds*s*(F(1) - s)  # (B4) through s (F2)
                 dpre_seq[t, n, j] = da_s
         np.dot(np.ascontiguousarray(dpre_seq[t, :, :H]), packed_s_prev, ds_prev_linear_buf)  # (B5) vᵀ @ the adjoints of a_s
         for n in range(N):

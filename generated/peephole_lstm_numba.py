@@ -51,7 +51,7 @@ Sizes: D = input size, H = hidden size.
 import numba as nb
 import numpy as np
 from numba import types
-from numba.extending import intrinsic
+from numba.extending import intrinsic, overload
 
 CELL = "peephole_lstm"
 SPEC_HASH = "50f9b9456b8d7304"
@@ -151,15 +151,24 @@ def _check_backward(d_outputs, cache, d_state):
 
 
 @intrinsic
-def _float64_from_bits(typingctx, bits):
-    """The float64 whose IEEE-754 bits are the int64 ``bits`` (used to build 2**k)."""
+def _float_from_bits(typingctx, bits):
+    """The float whose IEEE-754 bits are ``bits``: float32 from int32, float64 from int64 (builds 2**k)."""
+    float_type = types.float32 if bits.bitwidth == 32 else types.float64
     def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], context.get_value_type(types.float64))
-    return types.float64(types.int64), codegen
+        return builder.bitcast(args[0], context.get_value_type(float_type))
+    return float_type(bits), codegen
 
 
-@nb.njit(inline="always", error_model="numpy", cache=True)
 def _exp(z):
+    """e**z in the precision of z: Numba compiles _exp_float32 or _exp_float64 in its place."""
+
+
+@overload(_exp, inline="always", jit_options={"error_model": "numpy"})
+def _exp_in_precision_of(z):
+    return _exp_float32 if z == types.float32 else _exp_float64
+
+
+def _exp_float64(z):
     """e**z as 2**k * e**r with |r| <= ln(2)/2 and a degree-13 Taylor polynomial for e**r.
 
     Relative error below 1e-15; saturates outside [-708, 709] instead of overflowing. Unlike
@@ -171,19 +180,33 @@ def _exp(z):
     p = 1.0 + r * (1.0 + r * (1 / 2 + r * (1 / 6 + r * (1 / 24 + r * (1 / 120 + r * (
         1 / 720 + r * (1 / 5040 + r * (1 / 40320 + r * (1 / 362880 + r * (1 / 3628800 + r * (
             1 / 39916800 + r * (1 / 479001600 + r * (1 / 6227020800)))))))))))))
-    return p * _float64_from_bits((np.int64(k) + 1023) << 52)
+    return p * _float_from_bits((np.int64(k) + 1023) << 52)
+
+
+def _exp_float32(z):
+    """_exp_float64 in float32 arithmetic: a degree-7 polynomial suffices (relative error about
+    1e-7) and 2**k has 8 exponent bits, so it saturates outside [-87, 88]."""
+    F = np.float32
+    z = min(max(z, F(-87.0)), F(88.0))
+    k = np.floor(z * F(1.442695) + F(0.5))                                   # round(z / ln 2)
+    r = (z - k * F(0.693359375)) + k * F(2.1219444e-4)                       # z - k ln 2, in two parts
+    p = F(1) + r * (F(1) + r * (F(1 / 2) + r * (F(1 / 6) + r * (F(1 / 24) + r * (F(1 / 120) + r * (
+        F(1 / 720) + r * F(1 / 5040)))))))
+    return p * _float_from_bits(np.int32((np.int64(k) + 127) << 23))
 
 
 @nb.njit(inline="always", error_model="numpy", cache=True)
 def _sigmoid(z):
     """1 / (1 + e**-z): e**-z saturates for very negative z, so the result tends to 0, no overflow."""
-    return 1.0 / (1.0 + _exp(-z))
+    F = type(z)
+    return F(1) / (F(1) + _exp(-z))
 
 
 @nb.njit(inline="always", error_model="numpy", cache=True)
 def _tanh(z):
     """tanh(z) = 1 - 2 / (e**(2z) + 1), from the vectorizable _exp."""
-    return 1.0 - 2.0 / (_exp(2.0 * z) + 1.0)
+    F = type(z)
+    return F(1) - F(2) / (_exp(F(2) * z) + F(1))
 
 
 @nb.njit(cache=True)
@@ -231,6 +254,7 @@ def _forward_steps(T, N, H, h_seq, packed_h_prev_T, proj_h_prev, proj_x, c_seq, 
 @nb.njit(cache=True, error_model="numpy")
 def _backward_steps(T, N, H, dh_next_buf, dh_out_seq, c_seq, o_seq, dc_next_buf, p_o_param, i_seq, g_seq, f_seq, dpre_seq, dc_buf, packed_h_prev, dh_prev_linear_buf, p_f_param, p_i_param, dp_i, dp_f, dp_o):
     """The reverse time loop; the carried adjoints (dh_next_buf, dc_next_buf) are updated in place."""
+    F = dh_next_buf.dtype.type  # constants are F(c): float32 arrays, float32 arithmetic
     for t in range(T - 1, -1, -1):
         for n in range(N):
             for j in range(H):
@@ -247,14 +271,14 @@ def _backward_steps(T, N, H, dh_next_buf, dh_out_seq, c_seq, o_seq, dc_next_buf,
                 dh = dh_next + dh_out  # (B1) fork sum: loss + next step
                 tanh_c = _tanh(c)  # (B2, B4) common subexpression
                 do = dh*tanh_c  # (B2) through h, new hidden state (F10)
-                da_o = do*o*(1 - o)  # (B3) through o, output gate, peeks at the new c (F9)
-                dc = da_o*p_o + dc_next + dh*o*(1 - tanh_c**2)  # (B4) fork sum: next step + via h (F10) + via a_o (F8)
+                da_o = do*o*(F(1) - o)  # (B3) through o, output gate, peeks at the new c (F9)
+                dc = da_o*p_o + dc_next + dh*o*(F(1) - tanh_c**2)  # (B4) fork sum: next step + via h (F10) + via a_o (F8)
                 dg = dc*i  # (B5) through c, new cell state (F7)
-                da_g = dg*(1 - g**2)  # (B6) through g, candidate cell state (F6)
+                da_g = dg*(F(1) - g**2)  # (B6) through g, candidate cell state (F6)
                 df = c_prev*dc  # (B7) through c, new cell state (F7)
-                da_f = df*f*(1 - f)  # (B8) through f, forget gate, peeks at c_prev (F4)
+                da_f = df*f*(F(1) - f)  # (B8) through f, forget gate, peeks at c_prev (F4)
                 di = dc*g  # (B9) through c, new cell state (F7)
-                da_i = di*i*(1 - i)  # (B10) through i, input gate, peeks at c_prev (F2)
+                da_i = di*i*(F(1) - i)  # (B10) through i, input gate, peeks at c_prev (F2)
                 dpre_seq[t, n, 3*H + j] = da_o
                 dc_buf[n, j] = dc
                 dpre_seq[t, n, 2*H + j] = da_g
