@@ -448,12 +448,22 @@ class _NumbaLayout(_Layout):
             return f"dpre_seq[t, {self.n}, {self.j if off == 0 else f'{off} + {self.j}'}]"
         return f"{name}_buf[{self.n}, {self.j}]"  # carried adjoints, linear results, values crossing loops
 
+    def dpre_row(self, name: str) -> tuple[str, str]:
+        """A row view of dpre_seq for one adjoint, and the line that makes it.
+
+        Stores into one array at column offsets H apart (``dpre_seq[t, n, H + j]``) keep LLVM
+        from vectorizing the loop (it cannot rule out overlap for a runtime H); one view per
+        adjoint makes them separate arrays to it."""
+        k = self.plan.dpre.index(name[1:])
+        block = _block(self.plan.dpre_offset(k), self.size(name[1:]))
+        return f"{name}_row", f"{name}_row = dpre_seq[t, {self.n}, {block}]"
+
     def store_targets(self, stmt: Stmt) -> list[str]:
         out = []
         for name in stmt.stores:
             loc = self.plan.locations.get(name)
             if loc == "dpre":
-                out.append(self.load_text(name))
+                out.append(f"{self.dpre_row(name)[0]}[{self.j}]")
             elif loc == "state":
                 out.append(f"{name}_seq[t + 1, {self.n}, {self.j}]")
             elif loc in ("seq", "input_grad"):
@@ -509,7 +519,7 @@ class _NumbaLayout(_Layout):
                 use(text)
                 if n != self.x:   # the input is read in place: x names the whole sequence
                     loads.append(Line(f"{n} = {text}"))
-            stmts, stores = [], []
+            stmts, stores, rows = [], [], []
             for s in st.stmts:
                 if s.accumulate:
                     use(s.target)
@@ -517,9 +527,14 @@ class _NumbaLayout(_Layout):
                     continue
                 stmts.append(Line(f"{s.target} = {printer.doprint(s.expr)}", _statement_comment(s)))
                 for target in self.store_targets(s):
-                    use(target)
+                    if self.plan.locations.get(s.target) == "dpre":
+                        use("dpre_seq")
+                        why = "" if rows else "a view per adjoint: LLVM vectorizes stores to separate arrays"
+                        rows.append(Line(self.dpre_row(s.target)[1], why))
+                    else:
+                        use(target)
                     stores.append(Line(f"{target} = {s.target}"))
-            body.append(("loop", {"size": st.size, "lines": loads + stmts + stores}))
+            body.append(("loop", {"size": st.size, "rows": rows, "lines": loads + stmts + stores}))
         if not forward:
             self._check_carried_in_place(body)
         return {"body": body, "arrays": arrays, "float_type": printer.uses_float_type}

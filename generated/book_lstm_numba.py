@@ -248,6 +248,10 @@ def _backward_steps(T, N, H, do_next_buf, do_out_seq, C_seq, h_seq, dC_next_buf,
     F = do_next_buf.dtype.type  # constants are F(c): float32 arrays, float32 arithmetic
     for t in range(T - 1, -1, -1):
         for n in range(N):
+            da_h_row = dpre_seq[t, n, 3*H:4*H]  # a view per adjoint: LLVM vectorizes stores to separate arrays
+            da_Ct_row = dpre_seq[t, n, 2*H:3*H]
+            da_i_row = dpre_seq[t, n, H:2*H]
+            da_f_row = dpre_seq[t, n, :H]
             for j in range(H):
                 do_next = do_next_buf[n, j]
                 do_out = do_out_seq[t, n, j]
@@ -269,11 +273,11 @@ def _backward_steps(T, N, H, do_next_buf, do_out_seq, C_seq, h_seq, dC_next_buf,
                 da_i = di*i*(F(1) - i)  # (B8) through i, input gate (F4)
                 df = C_prev*dC  # (B9) through C, cell state (F7)
                 da_f = df*f*(F(1) - f)  # (B10) through f, forget gate (F2)
-                dpre_seq[t, n, 3*H + j] = da_h
+                da_h_row[j] = da_h
                 dC_buf[n, j] = dC
-                dpre_seq[t, n, 2*H + j] = da_Ct
-                dpre_seq[t, n, H + j] = da_i
-                dpre_seq[t, n, j] = da_f
+                da_Ct_row[j] = da_Ct
+                da_i_row[j] = da_i
+                da_f_row[j] = da_f
         np.dot(dpre_seq[t], packed_o_prev, do_prev_linear_buf)  # (B11) [u_f; u_i; u_C; u_o]ᵀ @ the adjoints of a_f, a_i, a_Ct, a_h as one packed product
         for n in range(N):
             for j in range(H):

@@ -234,6 +234,7 @@ def _backward_steps(T, N, H, dh_next_buf, dh_out_seq, z_seq, n_seq, dh_buf, dpre
     F = dh_next_buf.dtype.type  # constants are F(c): float32 arrays, float32 arithmetic
     for t in range(T - 1, -1, -1):
         for row in range(N):
+            da_n_row = dpre_seq[t, row, 2*H:3*H]  # a view per adjoint: LLVM vectorizes stores to separate arrays
             for j in range(H):
                 dh_next = dh_next_buf[row, j]
                 dh_out = dh_out_seq[t, row, j]
@@ -243,9 +244,11 @@ def _backward_steps(T, N, H, dh_next_buf, dh_out_seq, z_seq, n_seq, dh_buf, dpre
                 dn = dh*z  # (B2) through h, new hidden state (F8)
                 da_n = dn*(F(1) - n**2)  # (B3) through n, candidate state (h tilde) (F7)
                 dh_buf[row, j] = dh
-                dpre_seq[t, row, 2*H + j] = da_n
+                da_n_row[j] = da_n
         np.dot(np.ascontiguousarray(dpre_seq[t, :, 2*H:3*H]), packed_rh, drh_linear_buf)  # (B4) U_hᵀ @ the adjoints of a_n
         for row in range(N):
+            da_z_row = dpre_seq[t, row, H:2*H]  # a view per adjoint: LLVM vectorizes stores to separate arrays
+            da_r_row = dpre_seq[t, row, :H]
             for j in range(H):
                 drh_linear = drh_linear_buf[row, j]
                 dh = dh_buf[row, j]
@@ -259,8 +262,8 @@ def _backward_steps(T, N, H, dh_next_buf, dh_out_seq, z_seq, n_seq, dh_buf, dpre
                 dr = drh*h_prev  # (B7) through rh, reset applied before the product (F5)
                 da_r = dr*r*(F(1) - r)  # (B8) through r, reset gate (F2)
                 drh_buf[row, j] = drh
-                dpre_seq[t, row, H + j] = da_z
-                dpre_seq[t, row, j] = da_r
+                da_z_row[j] = da_z
+                da_r_row[j] = da_r
         np.dot(np.ascontiguousarray(dpre_seq[t, :, :2*H]), packed_h_prev, dh_prev_linear_buf)  # (B9) [U_r; U_z]ᵀ @ the adjoints of a_r, a_z as one packed product
         for row in range(N):
             for j in range(H):

@@ -242,6 +242,10 @@ def _backward_steps(T, N, H, dh_next_buf, dh_out_seq, z_seq, n_seq, r_seq, h_seq
     F = dh_next_buf.dtype.type  # constants are F(c): float32 arrays, float32 arithmetic
     for t in range(T - 1, -1, -1):
         for row in range(N):
+            da_n_row = dpre_seq[t, row, 3*H:4*H]  # a view per adjoint: LLVM vectorizes stores to separate arrays
+            dhn_row = dpre_seq[t, row, :H]
+            da_z_row = dpre_seq[t, row, 2*H:3*H]
+            da_r_row = dpre_seq[t, row, H:2*H]
             for j in range(H):
                 dh_next = dh_next_buf[row, j]
                 dh_out = dh_out_seq[t, row, j]
@@ -259,10 +263,10 @@ def _backward_steps(T, N, H, dh_next_buf, dh_out_seq, z_seq, n_seq, r_seq, h_seq
                 dr = da_n*hn  # (B7) through a_n (F6)
                 da_r = dr*r*(F(1) - r)  # (B8) through r, reset gate (F2)
                 dh_buf[row, j] = dh
-                dpre_seq[t, row, 3*H + j] = da_n
-                dpre_seq[t, row, j] = dhn
-                dpre_seq[t, row, 2*H + j] = da_z
-                dpre_seq[t, row, H + j] = da_r
+                da_n_row[j] = da_n
+                dhn_row[j] = dhn
+                da_z_row[j] = da_z
+                da_r_row[j] = da_r
         np.dot(np.ascontiguousarray(dpre_seq[t, :, :3*H]), packed_h_prev, dh_prev_linear_buf)  # (B9) [W_hn; W_hr; W_hz]ᵀ @ the adjoints of hn, a_r, a_z as one packed product
         for row in range(N):
             for j in range(H):

@@ -248,6 +248,10 @@ def _backward_steps(T, N, H, dh_next_buf, dh_out_seq, c_seq, dc_next_buf, o_seq,
     F = dh_next_buf.dtype.type  # constants are F(c): float32 arrays, float32 arithmetic
     for t in range(T - 1, -1, -1):
         for n in range(N):
+            da_o_row = dpre_seq[t, n, 3*H:4*H]  # a view per adjoint: LLVM vectorizes stores to separate arrays
+            da_g_row = dpre_seq[t, n, 2*H:3*H]
+            da_f_row = dpre_seq[t, n, H:2*H]
+            da_i_row = dpre_seq[t, n, :H]
             for j in range(H):
                 dh_next = dh_next_buf[n, j]
                 dh_out = dh_out_seq[t, n, j]
@@ -270,10 +274,10 @@ def _backward_steps(T, N, H, dh_next_buf, dh_out_seq, c_seq, dc_next_buf, o_seq,
                 di = dc*g  # (B9) through c, new cell state (F9)
                 da_i = di*i*(F(1) - i)  # (B10) through i, input gate (F2)
                 dc_buf[n, j] = dc
-                dpre_seq[t, n, 3*H + j] = da_o
-                dpre_seq[t, n, 2*H + j] = da_g
-                dpre_seq[t, n, H + j] = da_f
-                dpre_seq[t, n, j] = da_i
+                da_o_row[j] = da_o
+                da_g_row[j] = da_g
+                da_f_row[j] = da_f
+                da_i_row[j] = da_i
         np.dot(dpre_seq[t], packed_h_prev, dh_prev_linear_buf)  # (B11) [U_i; U_f; U_g; U_o]ᵀ @ the adjoints of a_i, a_f, a_g, a_o as one packed product
         for n in range(N):
             for j in range(H):

@@ -209,21 +209,23 @@ def _backward_steps(T, N, H, O, do_out_seq, o_seq, dpre_seq, packed_s, ds_linear
     F = do_out_seq.dtype.type  # constants are F(c): float32 arrays, float32 arithmetic
     for t in range(T - 1, -1, -1):
         for n in range(N):
+            da_o_row = dpre_seq[t, n, H:H + O]  # a view per adjoint: LLVM vectorizes stores to separate arrays
             for j in range(O):
                 do_out = do_out_seq[t, n, j]
                 o = o_seq[t, n, j]
                 do = do_out  # (B1) upstream gradient
                 da_o = do*o*(F(1) - o)  # (B2) through o (F4)
-                dpre_seq[t, n, H + j] = da_o
+                da_o_row[j] = da_o
         np.dot(np.ascontiguousarray(dpre_seq[t, :, H:H + O]), packed_s, ds_linear_buf)  # (B3) wᵀ @ the adjoints of a_o
         for n in range(N):
+            da_s_row = dpre_seq[t, n, :H]  # a view per adjoint: LLVM vectorizes stores to separate arrays
             for j in range(H):
                 ds_linear = ds_linear_buf[n, j]
                 ds_next = ds_next_buf[n, j]
                 s = s_seq[t + 1, n, j]
                 ds = ds_linear + ds_next  # (B3) fork sum: next step + via a_o (F3)
                 da_s = ds*s*(F(1) - s)  # (B4) through s (F2)
-                dpre_seq[t, n, j] = da_s
+                da_s_row[j] = da_s
         np.dot(np.ascontiguousarray(dpre_seq[t, :, :H]), packed_s_prev, ds_prev_linear_buf)  # (B5) vᵀ @ the adjoints of a_s
         for n in range(N):
             for j in range(H):

@@ -194,13 +194,14 @@ def _backward_steps(T, N, H, dh_next_buf, dh_out_seq, h_seq, dpre_seq, packed_h_
     F = dh_next_buf.dtype.type  # constants are F(c): float32 arrays, float32 arithmetic
     for t in range(T - 1, -1, -1):
         for n in range(N):
+            da_h_row = dpre_seq[t, n, :H]  # a view per adjoint: LLVM vectorizes stores to separate arrays
             for j in range(H):
                 dh_next = dh_next_buf[n, j]
                 dh_out = dh_out_seq[t, n, j]
                 h = h_seq[t + 1, n, j]
                 dh = dh_next + dh_out  # (B1) fork sum: loss + next step
                 da_h = dh*(F(1) - h**2)  # (B2) through h (F2)
-                dpre_seq[t, n, j] = da_h
+                da_h_row[j] = da_h
         np.dot(dpre_seq[t], packed_h_prev, dh_prev_linear_buf)  # (B3) Uᵀ @ the adjoints of a_h
         for n in range(N):
             for j in range(H):
