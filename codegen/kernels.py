@@ -137,6 +137,12 @@ class _Layout:
         """A GEMM outside the time loop."""
         return f"{a} @ {b}"
 
+    columns_note = ""
+
+    def columns(self, view: str) -> str:
+        """A block of columns of dpre_flat as the after-loop GEMMs take it (NumPy: the view)."""
+        return view
+
     def vector_sequence(self, v: str) -> str:
         """All T steps of a group's vector as one (T, N, size) array."""
         loc = self.plan.locations.get(v)
@@ -237,8 +243,9 @@ class _Layout:
             if stacked in named:
                 stacked = named[stacked]
             elif stacked != "dpre_flat":
-                lines.append(Line(f"dpre_{g.vector} = {stacked}",
-                                  f"(T*N, {rows}): the adjoints of {', '.join(p.target for p in g.products)}"))
+                lines.append(Line(f"dpre_{g.vector} = {self.columns(stacked)}",
+                                  f"(T*N, {rows}): the adjoints of {', '.join(p.target for p in g.products)}"
+                                  + self.columns_note))
                 named[stacked] = f"dpre_{g.vector}"
                 stacked = named[stacked]
             lines.append(Line(f"d{g.packed} = " + self.matmul(f"{stacked}.T", f"{self.vector_sequence(g.vector)}"
@@ -298,6 +305,7 @@ class _Layout:
             "dpre_width": _size_text(self.plan.width(self.plan.dpre)),
             "dpre_names": ", ".join("d" + n for n in self.plan.dpre),
             "after_loop": self.after_loop_lines(),
+            "transposed": [g.packed for g in self.plan.groups if not g.hoisted],
             "grads": self.grads_entries(),
             "accumulators": [(p, self.size(p)) for p in self.loop_accumulators()],
             "input_loop": [(i, self.size(i)) for i in self.plan.input_loop],
@@ -379,7 +387,7 @@ class _NumPyLayout(_Layout):
         for st in steps:
             if isinstance(st, GroupProduct):
                 if forward:
-                    lines.append(Line(f"{st.group.proj} = {st.group.vector} @ {st.group.packed}.T",
+                    lines.append(Line(f"{st.group.proj} = {st.group.vector} @ {st.group.packed}_T",
                                       f"({st.tag}) {st.note}"))
                 continue
             for s in st.stmts:
@@ -557,6 +565,11 @@ class _NumbaLayout(_Layout):
         """GEMMs go through the BLAS Numba calls inside the loop too: one BLAS thread pool."""
         return f"_matmul({a}, {b})"
 
+    columns_note = ", copied once: Numba's np.dot takes only contiguous arrays"
+
+    def columns(self, view: str) -> str:
+        return f"np.ascontiguousarray({view})"
+
     @staticmethod
     def _mentions(kernel: dict, size: str) -> bool:
         """Whether a kernel's body uses the size (loop bounds, column offsets)."""
@@ -599,7 +612,6 @@ class _NumbaLayout(_Layout):
         ctx["kernel_sizes"] = [s for s in sizes if self._mentions(fwd, s) or self._mentions(bwd, s)]
         ctx["n"], ctx["j"] = self.n, self.j
         ctx["forward_buffers"] = [(g.proj, self.width(g)) for g in self.plan.groups if not g.hoisted]
-        ctx["transposed"] = [g.packed for g in self.plan.groups if not g.hoisted]
         ctx["backward_buffers"] = ([(f"{g.linear}_buf", g.cols) for g in self.plan.groups if not g.hoisted]
                                    + [(f"{n}_buf", size) for n, size in self.plan.scratch_backward])
         ctx["forward_scratch"] = [(f"{n}_buf", size) for n, size in self.plan.scratch_forward]

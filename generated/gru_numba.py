@@ -291,8 +291,8 @@ def forward(x, params, state0=None):
     packed_h_prev = np.concatenate([params["U_r"], params["U_z"]])  # (2*H, H): [U_r; U_z], one GEMM instead of 2
     packed_rh = params["U_h"]  # (H, H)
     proj_x = (_matmul(x.reshape(T * N, D), packed_x.T)).reshape(T, N, 3*H)  # (F1, F3, F6) the products with x of every step: one GEMM over T*N rows
-    packed_h_prev_T = np.ascontiguousarray(packed_h_prev.T)
-    packed_rh_T = np.ascontiguousarray(packed_rh.T)
+    packed_h_prev_T = np.ascontiguousarray(packed_h_prev.T)  # a contiguous transpose: the per-step GEMM is faster on it than on the view
+    packed_rh_T = np.ascontiguousarray(packed_rh.T)  # a contiguous transpose: the per-step GEMM is faster on it than on the view
     h_seq = np.empty((T + 1, N, H), dtype)  # h<0>, ..., h<T>
     h_seq[0] = 0 if state0 is None else state0["h"]
     r_seq = np.empty((T, N, H), dtype)  # saved for the backward pass
@@ -341,9 +341,9 @@ def backward(d_outputs, cache, d_state=None):
     dpre_flat = dpre_seq.reshape(T * N, 3*H)  # every step's da_r, da_z, da_n as rows
     dpacked_x = _matmul(dpre_flat.T, x.reshape(T * N, D))  # gradients of W_r, W_z, W_h, summed over steps and batch
     dx = (_matmul(dpre_flat, packed_x)).reshape(T, N, D)  # (B10) for every step at once, one GEMM
-    dpre_h_prev = dpre_flat[:, :2*H]  # (T*N, 2*H): the adjoints of a_r, a_z
+    dpre_h_prev = np.ascontiguousarray(dpre_flat[:, :2*H])  # (T*N, 2*H): the adjoints of a_r, a_z, copied once: Numba's np.dot takes only contiguous arrays
     dpacked_h_prev = _matmul(dpre_h_prev.T, h_seq[:-1].reshape(T * N, H))  # gradients of U_r, U_z, summed over steps and batch
-    dpre_rh = dpre_flat[:, 2*H:3*H]  # (T*N, H): the adjoints of a_n
+    dpre_rh = np.ascontiguousarray(dpre_flat[:, 2*H:3*H])  # (T*N, H): the adjoints of a_n, copied once: Numba's np.dot takes only contiguous arrays
     dpacked_rh = _matmul(dpre_rh.T, rh_seq.reshape(T * N, H))  # gradients of U_h, summed over steps and batch
     return {
         "W_r": dpacked_x[:H],  # (B11)

@@ -145,6 +145,8 @@ def forward(x, params, state0=None):
     packed_h_prev = np.concatenate([params["U_r"], params["U_z"]])  # (2*H, H): [U_r; U_z], one GEMM instead of 2
     packed_rh = params["U_h"]  # (H, H)
     proj_x = (x.reshape(T * N, D) @ packed_x.T).reshape(T, N, 3*H)  # (F1, F3, F6) the products with x of every step: one GEMM over T*N rows
+    packed_h_prev_T = np.ascontiguousarray(packed_h_prev.T)  # a contiguous transpose: the per-step GEMM is faster on it than on the view
+    packed_rh_T = np.ascontiguousarray(packed_rh.T)  # a contiguous transpose: the per-step GEMM is faster on it than on the view
     h_seq = np.empty((T + 1, N, H), dtype)  # h<0>, ..., h<T>
     h_seq[0] = 0 if state0 is None else state0["h"]
     r_seq = np.empty((T, N, H), dtype)  # saved for the backward pass
@@ -153,13 +155,13 @@ def forward(x, params, state0=None):
     n_seq = np.empty((T, N, H), dtype)  # saved for the backward pass
     for t in range(T):
         h_prev = h_seq[t]
-        proj_h_prev = h_prev @ packed_h_prev.T  # (F1) [U_r; U_z] @ h_prev as one packed product
+        proj_h_prev = h_prev @ packed_h_prev_T  # (F1) [U_r; U_z] @ h_prev as one packed product
         a_r = proj_h_prev[:, :H] + proj_x[t, :, :H]  # (F1) pre-activation of r
         r_seq[t] = r = _sigmoid(a_r)  # (F2) reset gate
         a_z = proj_h_prev[:, H:2*H] + proj_x[t, :, H:2*H]  # (F3) pre-activation of z
         z_seq[t] = z = _sigmoid(a_z)  # (F4) update gate
         rh_seq[t] = rh = h_prev*r  # (F5) reset applied before the product
-        proj_rh = rh @ packed_rh.T  # (F6) U_h @ rh
+        proj_rh = rh @ packed_rh_T  # (F6) U_h @ rh
         a_n = proj_rh + proj_x[t, :, 2*H:3*H]  # (F6) pre-activation of n
         n_seq[t] = n = np.tanh(a_n)  # (F7) candidate state (h tilde)
         h_seq[t + 1] = h = h_prev*(1 - z) + n*z  # (F8) new hidden state

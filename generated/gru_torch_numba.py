@@ -292,7 +292,7 @@ def forward(x, params, state0=None):
     packed_h_prev = np.concatenate([params["W_hn"], params["W_hr"], params["W_hz"]])  # (3*H, H): [W_hn; W_hr; W_hz], one GEMM instead of 3
     proj_x = (_matmul(x.reshape(T * N, D), packed_x.T)).reshape(T, N, 3*H)  # (F1, F3, F6) the products with x of every step: one GEMM over T*N rows
     proj_x += np.concatenate([params["b_hr"] + params["b_ir"], params["b_hz"] + params["b_iz"], params["b_in"]])  # biases of the same equations, added once for all steps
-    packed_h_prev_T = np.ascontiguousarray(packed_h_prev.T)
+    packed_h_prev_T = np.ascontiguousarray(packed_h_prev.T)  # a contiguous transpose: the per-step GEMM is faster on it than on the view
     h_seq = np.empty((T + 1, N, H), dtype)  # h<0>, ..., h<T>
     h_seq[0] = 0 if state0 is None else state0["h"]
     r_seq = np.empty((T, N, H), dtype)  # saved for the backward pass
@@ -335,10 +335,10 @@ def backward(d_outputs, cache, d_state=None):
     dh_buf = np.empty((N, H), dtype)  # one step's values between fused loops
     _backward_steps(T, N, H, dh_next_buf, dh_out_seq, z_seq, n_seq, r_seq, h_seq, hn_seq, dh_buf, dpre_seq, packed_h_prev, dh_prev_linear_buf)
     dpre_flat = dpre_seq.reshape(T * N, 4*H)  # every step's dhn, da_r, da_z, da_n as rows
-    dpre_x = dpre_flat[:, H:4*H]  # (T*N, 3*H): the adjoints of a_r, a_z, a_n
+    dpre_x = np.ascontiguousarray(dpre_flat[:, H:4*H])  # (T*N, 3*H): the adjoints of a_r, a_z, a_n, copied once: Numba's np.dot takes only contiguous arrays
     dpacked_x = _matmul(dpre_x.T, x.reshape(T * N, D))  # gradients of W_ir, W_iz, W_in, summed over steps and batch
     dx = (_matmul(dpre_x, packed_x)).reshape(T, N, D)  # (B10) for every step at once, one GEMM
-    dpre_h_prev = dpre_flat[:, :3*H]  # (T*N, 3*H): the adjoints of hn, a_r, a_z
+    dpre_h_prev = np.ascontiguousarray(dpre_flat[:, :3*H])  # (T*N, 3*H): the adjoints of hn, a_r, a_z, copied once: Numba's np.dot takes only contiguous arrays
     dpacked_h_prev = _matmul(dpre_h_prev.T, h_seq[:-1].reshape(T * N, H))  # gradients of W_hn, W_hr, W_hz, summed over steps and batch
     dpre_sum = dpre_seq.sum(axis=(0, 1))  # bias gradients: sums over steps and batch
     return {

@@ -250,8 +250,8 @@ def forward(x, params, state0=None):
     packed_s = params["w"]  # (O, H)
     proj_x = (_matmul(x.reshape(T * N, D), packed_x.T)).reshape(T, N, H)  # (F1) the products with x of every step: one GEMM over T*N rows
     proj_x += params["b_f"]  # biases of the same equations, added once for all steps
-    packed_s_prev_T = np.ascontiguousarray(packed_s_prev.T)
-    packed_s_T = np.ascontiguousarray(packed_s.T)
+    packed_s_prev_T = np.ascontiguousarray(packed_s_prev.T)  # a contiguous transpose: the per-step GEMM is faster on it than on the view
+    packed_s_T = np.ascontiguousarray(packed_s.T)  # a contiguous transpose: the per-step GEMM is faster on it than on the view
     s_seq = np.empty((T + 1, N, H), dtype)  # s<0>, ..., s<T>
     s_seq[0] = 0 if state0 is None else state0["s"]
     o_seq = np.empty((T, N, O), dtype)  # output
@@ -290,11 +290,11 @@ def backward(d_outputs, cache, d_state=None):
     ds_linear_buf = np.empty((N, H), dtype)  # one step's values between fused loops
     _backward_steps(T, N, H, O, do_out_seq, o_seq, dpre_seq, packed_s, ds_linear_buf, ds_next_buf, s_seq, packed_s_prev, ds_prev_linear_buf)
     dpre_flat = dpre_seq.reshape(T * N, H + O)  # every step's da_s, da_o as rows
-    dpre_x = dpre_flat[:, :H]  # (T*N, H): the adjoints of a_s
+    dpre_x = np.ascontiguousarray(dpre_flat[:, :H])  # (T*N, H): the adjoints of a_s, copied once: Numba's np.dot takes only contiguous arrays
     dpacked_x = _matmul(dpre_x.T, x.reshape(T * N, D))  # gradients of u, summed over steps and batch
     dx = (_matmul(dpre_x, packed_x)).reshape(T, N, D)  # (B6) for every step at once, one GEMM
     dpacked_s_prev = _matmul(dpre_x.T, s_seq[:-1].reshape(T * N, H))  # gradients of v, summed over steps and batch
-    dpre_s = dpre_flat[:, H:H + O]  # (T*N, O): the adjoints of a_o
+    dpre_s = np.ascontiguousarray(dpre_flat[:, H:H + O])  # (T*N, O): the adjoints of a_o, copied once: Numba's np.dot takes only contiguous arrays
     dpacked_s = _matmul(dpre_s.T, s_seq[1:].reshape(T * N, H))  # gradients of w, summed over steps and batch
     dpre_sum = dpre_seq.sum(axis=(0, 1))  # bias gradients: sums over steps and batch
     return {

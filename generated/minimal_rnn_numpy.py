@@ -138,16 +138,18 @@ def forward(x, params, state0=None):
     packed_s = params["w"]  # (O, H)
     proj_x = (x.reshape(T * N, D) @ packed_x.T).reshape(T, N, H)  # (F1) the products with x of every step: one GEMM over T*N rows
     proj_x += params["b_f"]  # biases of the same equations, added once for all steps
+    packed_s_prev_T = np.ascontiguousarray(packed_s_prev.T)  # a contiguous transpose: the per-step GEMM is faster on it than on the view
+    packed_s_T = np.ascontiguousarray(packed_s.T)  # a contiguous transpose: the per-step GEMM is faster on it than on the view
     b_g = params["b_g"]
     s_seq = np.empty((T + 1, N, H), dtype)  # s<0>, ..., s<T>
     s_seq[0] = 0 if state0 is None else state0["s"]
     o_seq = np.empty((T, N, O), dtype)  # output
     for t in range(T):
         s_prev = s_seq[t]
-        proj_s_prev = s_prev @ packed_s_prev.T  # (F1) v @ s_prev
+        proj_s_prev = s_prev @ packed_s_prev_T  # (F1) v @ s_prev
         a_s = proj_s_prev + proj_x[t]  # (F1) pre-activation of s
         s_seq[t + 1] = s = _sigmoid(a_s)  # (F2)
-        proj_s = s @ packed_s.T  # (F3) w @ s
+        proj_s = s @ packed_s_T  # (F3) w @ s
         a_o = proj_s + b_g  # (F3) pre-activation of o
         o_seq[t] = o = _sigmoid(a_o)  # (F4)
     outputs = {"o": o_seq}
