@@ -13,6 +13,7 @@ import platform
 import signal
 import subprocess
 import sys
+import tempfile
 
 from .cases import CELLS, DTYPES, QUICK_SIZE, SIZES, Case
 from .methods import METHODS
@@ -118,15 +119,17 @@ def run(args) -> int:
               *(f"- {n}" for n in notes), ""]
     print("\n".join(header), flush=True)
     sessions = []
-    for coretype in coretypes:
-        for mode in threads:
-            session_args = dict(threads=mode, coretype=coretype, repeats=repeats,
-                                burst=args.burst, gap=args.gap)
-            print(f"session: {session_title(session_args)}", file=sys.stderr, flush=True)
-            session = run_session(cases, args.methods, progress=_progress, **session_args)
-            sessions.append(session)
-            print(render(session), f"Load average after this session: {_load()}", "", sep="\n",
-                  flush=True)
+    with tempfile.TemporaryDirectory(prefix="cellgrad-bench-numba-") as numba_cache:
+        for coretype in coretypes:
+            for mode in threads:
+                session_args = dict(threads=mode, coretype=coretype, repeats=repeats,
+                                    burst=args.burst, gap=args.gap)
+                print(f"session: {session_title(session_args)}", file=sys.stderr, flush=True)
+                session = run_session(cases, args.methods, progress=_progress,
+                                      numba_cache=numba_cache, **session_args)
+                sessions.append(session)
+                print(render(session), f"Load average after this session: {_load()}", "",
+                      sep="\n", flush=True)
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"header": header, "sessions": sessions}, f, indent=1)

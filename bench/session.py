@@ -33,10 +33,15 @@ THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "NU
 CORETYPE_VARS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 
 
-def session_env(threads: str, coretype: str) -> dict[str, str]:
+def session_env(threads: str, coretype: str, numba_cache: str | None = None) -> dict[str, str]:
     """The environment of the workers: ``coretype`` 'as-set' keeps OPENBLAS_CORETYPE and
-    OPENBLAS_L2_SIZE as this process has them, 'unset' removes both (for the workers only)."""
+    OPENBLAS_L2_SIZE as this process has them, 'unset' removes both (for the workers only).
+    ``numba_cache``: a directory of this run's own for Numba's ``cache=True`` files, so that a
+    cache written by another process (one that imported a kernel under another module name,
+    say) cannot break or change what is timed."""
     env = dict(os.environ)
+    if numba_cache:
+        env["NUMBA_CACHE_DIR"] = numba_cache
     if coretype == "unset":
         for var in CORETYPE_VARS:
             env.pop(var, None)
@@ -79,8 +84,9 @@ class Worker:
 
 
 def run_session(cases: list[Case], methods: list[str], threads: str, coretype: str,
-                repeats: int, burst: int, gap: float, progress=print) -> dict:
-    env = session_env(threads, coretype)
+                repeats: int, burst: int, gap: float, progress=print,
+                numba_cache: str | None = None) -> dict:
+    env = session_env(threads, coretype, numba_cache)
     started = time.monotonic()
     if threads == "one":
         workers = [Worker(list(methods), env)]
