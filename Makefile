@@ -29,6 +29,7 @@ regenerate: $(STAMP)
 	$(VENV)/bin/cellgrad regenerate
 
 bench: $(STAMP)
+	$(PY) -m pip install --quiet -e '.[bench]'
 	$(VENV)/bin/cellgrad bench
 
 clean:
