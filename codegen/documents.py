@@ -288,6 +288,16 @@ class _Builder:
         consumer = self.sym(branch.consumer)
         return rf"{self.sym('d' + branch.consumer)} {self.product} {self.partial(consumer, target)}"
 
+    def linear_rule(self, branch, of: str) -> tuple:
+        """'transpose rule of W v' / 'outer product rule of W v', the product in the notation."""
+        from derive.linear import MatVecT, Outer
+        expr = branch.expr
+        if isinstance(expr, MatVecT):
+            return ("transpose rule of ", Math(f"{self.sym(expr.matrix.name)} {self.sym(of)}"))
+        if isinstance(expr, Outer):
+            return ("outer product rule of ", Math(f"{self.sym(of)} {self.p(expr.right)}"))
+        return (branch.rule,)
+
     def steps_section(self) -> Section:
         steps = []
         for eq in self.d.backward:
@@ -305,7 +315,7 @@ class _Builder:
                                       ", contribution ", Math(self.p(b.expr)), "."))
                 else:
                     items.append(rich("Through ", *self.consumer_text(b, eq.of), ", ",
-                                      _rule_text(b.rule, self), ": contribution ",
+                                      *self.linear_rule(b, eq.of), ": contribution ",
                                       Math(self.p(b.expr)), "."))
             target = self.sym(eq.target)
             op = r"\mathrel{+}=" if eq.accumulates else "="
@@ -552,9 +562,6 @@ class _Builder:
             return tuple(("&= " if k == 0 else r"&\quad ") + line for k, line in enumerate(lines))
         return (lines[0],) + tuple(r"\quad " + line for line in lines[1:])
 
-
-def _rule_text(rule: str, builder: _Builder) -> str:
-    return rule.replace("transpose of", "transpose rule of").replace(" @ ", " times ")
 
 
 def _sum_sizes(sizes: list[str]) -> str:
