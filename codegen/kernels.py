@@ -79,6 +79,10 @@ def _common_context(plan: Plan, spec_text: str, spec_label: str, command: str) -
     size_order = _size_order(cell)
     extra_sizes = [(s, _size_keyword(plan, s)) for s in size_order
                    if s not in (cell.input_size, cell.hidden_size)]
+    for label, text in (("spec label", spec_label), ("command", command)):
+        if not text.isprintable():
+            raise ValueError(f"the {label} {text!r} would break the generated header: "
+                             "it must be printable text on one line")
     return {
         "cell": cell,
         "spec_label": spec_label,

@@ -36,6 +36,11 @@ RESERVED = frozenset(keyword.kwlist) | frozenset(keyword.softkwlist) | frozenset
 
 SECTIONS = {"cell", "sizes", "inputs", "states", "params", "functions", "step"}
 
+#: Free text (a description, the meaning of a size) is copied into generated docstrings and
+#: documents: one line of printable characters without quotes or backslashes, so it can never
+#: close a string literal or start a TeX command.
+TEXT_RE = re.compile(r"^[^\x00-\x1f\x7f\"\\]{0,200}$")
+
 
 class _Source:
     """The spec text with helpers to find the line a key or an equation sits on."""
@@ -119,6 +124,13 @@ class _Builder:
         if name in RESERVED:
             raise self.src.error(f"{what} name {name!r} in [{section}] is a reserved word", line=line)
 
+    def check_text(self, value, key: str, section: str) -> str:
+        if not isinstance(value, str) or not TEXT_RE.match(value):
+            raise self.src.error(f"{key!r} in [{section}] must be one line of text (at most 200 "
+                                 "characters, no quotes, backslashes or control characters)",
+                                 line=self.src.line_of_key(key, section))
+        return value
+
     def add(self, q: Quantity, section: str) -> None:
         self.check_name(q.name, section, q.role)
         if q.name in self.quantities or q.name in self.sizes or q.name in self.aliases:
@@ -150,11 +162,11 @@ class _Builder:
         if not isinstance(name, str) or not NAME_RE.match(name):
             raise self.src.error("[cell] needs a name made of letters, digits and underscores",
                                  line=self.src.line_of_key("name", "cell"))
-        description = str(meta.get("description", ""))
+        description = self.check_text(meta.get("description", ""), "description", "cell")
 
         for size, doc in self.table("sizes").items():
             self.check_name(size, "sizes", "size")
-            self.sizes[size] = str(doc)
+            self.sizes[size] = self.check_text(doc, size, "sizes")
         if not self.sizes:
             raise self.src.error("[sizes] declares no size")
 

@@ -62,6 +62,7 @@ CASES = {
     "wrong_toml": ("[params\n", "not valid TOML"),
     "non_finite_constant": (") * 1e999", "not a finite number"),
     "division_by_zero": ("/ 0", "division by zero"),
+    "description_injection": ("description = ", "'description' in [cell] must be one line of text"),
     "empty": (None, "the spec file is empty"),
     "comments_only": (None, "missing required table [cell]"),
 }
