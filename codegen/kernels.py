@@ -19,7 +19,6 @@ from .lower import GroupProduct, Plan, ProductGroup, Ref, Segment, Stmt, lower
 from .numba_printer import KernelNumbaPrinter
 from .numpy_printer import KernelNumPyPrinter
 
-BACKENDS = ("numpy", "numba")
 
 
 @dataclass(frozen=True)
@@ -35,7 +34,7 @@ def render_kernel(d: Derivation, backend: str, spec_text: str, spec_label: str,
         raise ValueError(f"unknown backend {backend!r}: expected one of {', '.join(BACKENDS)}")
     plan = lower(d)
     context = _common_context(plan, spec_text, spec_label, command)
-    context.update(_NumPyLayout(plan).context() if backend == "numpy" else _NumbaLayout(plan).context())
+    context.update(LAYOUTS[backend](plan).context())
     template = environment().get_template(f"{backend}.py.j2")
     return template.render(**context)
 
@@ -624,3 +623,9 @@ class _NumbaLayout(_Layout):
             helpers.add("exp")
         ctx["helpers"] = sorted(helpers)
         return ctx
+
+
+#: backend name -> its layout; the template is templates/<backend>.py.j2. A new backend is one
+#: entry here, one layout class (with its printer) and one template.
+LAYOUTS = {"numpy": _NumPyLayout, "numba": _NumbaLayout}
+BACKENDS = tuple(LAYOUTS)
