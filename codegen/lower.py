@@ -235,7 +235,7 @@ def lower(d: Derivation) -> Plan:
         loc[name] = "seq"
     for name in cell.inputs:
         loc[name] = "input"
-    for out, up in d.upstream.items():
+    for up in d.upstream.values():
         loc[up] = "upstream"
     for p in cell.params:
         loc[p] = "param"
@@ -479,7 +479,7 @@ def _segments(plan: Plan, items: list, forward: bool):
             defined_in[ch.group.linear] = k
     scratch: dict[str, str] = {}
     steps = []
-    for k, ch in enumerate(chunks):
+    for ch in chunks:
         if not isinstance(ch, list):
             steps.append(ch)
             continue

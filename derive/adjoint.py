@@ -39,7 +39,7 @@ def derive(cell: Cell, truncate: int | None = None) -> Derivation:
     saved_values = _saved_value_map(forward)
     branches: dict[str, list[Branch]] = defaultdict(list)
     for out in cell.outputs:
-        branches[out].append(Branch("loss", f"E<t>", "upstream gradient of the loss at step t",
+        branches[out].append(Branch("loss", "E<t>", "upstream gradient of the loss at step t",
                                     None, sp.Symbol(upstream[out])))
     if truncate != 1:
         for state in cell.states:

@@ -82,12 +82,12 @@ class _Extractor:
         self.taken.update({name, adjoint_name(name)})
         return name
 
-    def introduce(self, base: str, rhs: sp.Expr, fresh: bool = True,
-                  doc: str | None = None) -> sp.Symbol:
-        name = self.fresh(base) if fresh else base
-        size = self.shape_of(rhs)
-        doc = doc or f"pre-activation of {self.eq.lhs}"
-        self.introduced[name] = Quantity(name, "intermediate", (size,), doc)
+    def introduce(self, base: str, rhs: sp.Expr) -> sp.Symbol:
+        """A new quantity ``base`` (made unique) defined by ``rhs``: a pre-activation."""
+        return self.define(self.fresh(base), rhs, f"pre-activation of {self.eq.lhs}")
+
+    def define(self, name: str, rhs: sp.Expr, doc: str) -> sp.Symbol:
+        self.introduced[name] = Quantity(name, "intermediate", (self.shape_of(rhs),), doc)
         self.new_eqs.append(Equation(name, rhs, self.eq.text, self.eq.line, introduced=True))
         return sp.Symbol(name)
 
@@ -96,7 +96,7 @@ class _Extractor:
         name = self.fresh(f"{self.eq.lhs}_in")
         operand = Equation(name, vector, self.eq.text, self.eq.line)
         rhs = _Extractor(self.cell, operand, self.taken, self.introduced, self.new_eqs).run()
-        return self.introduce(name, rhs, fresh=False, doc=f"operand of a product in {self.eq.lhs}")
+        return self.define(name, rhs, f"operand of a product in {self.eq.lhs}")
 
     def shape_of(self, e: sp.Expr) -> str:
         if isinstance(e, MatVec):

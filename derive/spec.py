@@ -302,13 +302,14 @@ class _Builder:
     def check_adjoint_names(self, states, outputs) -> None:
         """Generated names (dW, dh_next, dh_out) must be unique and not clash with the spec's names."""
         owners: dict[str, str] = {name: f"the quantity {name!r}" for name in self.quantities}
-        derived = [(adjoint_name(q), f"the adjoint of {q!r}") for q in self.quantities]
-        derived += [(carried_name(s), f"the adjoint of state {s!r} from step t+1") for s in states]
-        derived += [(upstream_name(o), f"the upstream gradient of output {o!r}") for o in outputs]
-        for name, meaning in derived:
+        derived = [(adjoint_name(q), q, f"the adjoint of {q!r}") for q in self.quantities]
+        derived += [(carried_name(s), s, f"the adjoint of state {s!r} from step t+1") for s in states]
+        derived += [(upstream_name(o), o, f"the upstream gradient of output {o!r}") for o in outputs]
+        for name, source, meaning in derived:
             if name in owners:
+                line = self.src.line_of_key(name) or self.src.line_of_key(source)
                 raise self.src.error(f"name {name!r} is ambiguous: it is {owners[name]} and also "
-                                     f"{meaning}; rename one of them", line=self.src.line_of_key(name))
+                                     f"{meaning}; rename one of them", line=line)
             owners[name] = meaning
 
 

@@ -245,7 +245,7 @@ def _variants(d, needed: set[str]):
                        f"the fork sum {eq.target} ({eq.tag}) misses its branch "
                        f"{_describe(branch, d.carried, d.upstream)}",
                        replaced(index, eq.expr - branch.expr))
-        for term_index, term in enumerate(sp.Add.make_args(eq.expr)):
+        for term in sp.Add.make_args(eq.expr):
             factors = list(sp.Mul.make_args(term))
             for q in sig:
                 if q in factors and (1 - q) in factors:

@@ -549,7 +549,7 @@ class LatexParser:
             try:
                 return sp.Symbol(ctx.adjoint(value.name, k))
             except ValueError:
-                raise VerifyError(f"{key} stands for {value.name}, which has no adjoint", where)
+                raise VerifyError(f"{key} stands for {value.name}, which has no adjoint", where) from None
         if isinstance(value, (HCat, MatTranspose)) and all(isinstance(a, sp.Symbol) for a in value.args):
             return value.func(*(sp.Symbol(ctx.adjoint(a.name, 0)) for a in value.args))
         raise VerifyError(f"{key} stands for an expression and has no adjoint", where)

@@ -148,7 +148,7 @@ def truncated_totals(run: Run, k: int) -> dict[str, np.ndarray]:
         carried = {c: np.zeros_like(full[0][c]) for c in d.carried.values()}
         for t in range(t_loss, max(-1, t_loss - k), -1):
             env = dict(full[t])
-            for o, name in d.upstream.items():
+            for name in d.upstream.values():
                 env[name] = full[t][name] if t == t_loss else np.zeros_like(full[t][name])
             env.update(carried)
             for target, expr in run.backward:
