@@ -34,6 +34,7 @@ FORMULA_NESTING = 40          # brackets ( [ { nested in a formula
 WORD_CHARS = 100              # letters and digits in a row in a formula (one name or number)
 SIGNS_IN_A_ROW = 4            # + and - in a row in a formula (a - -b is two)
 ARGUMENT_CHARS = 4_096        # a cell name or path given on the command line
+NOTATION_BYTES = 262_144      # size of a notation file
 
 #: (name, value, what it bounds): the table docs/guide.md shows.
 LIMITS = (
@@ -53,7 +54,8 @@ LIMITS = (
     ("FORMULA_NESTING", FORMULA_NESTING, "brackets `( [ {` nested in a formula"),
     ("WORD_CHARS", WORD_CHARS, "letters and digits in a row in a formula"),
     ("SIGNS_IN_A_ROW", SIGNS_IN_A_ROW, "`+` and `-` signs in a row in a formula"),
-    ("ARGUMENT_CHARS", ARGUMENT_CHARS, "characters in a cell name or spec path argument"),
+    ("ARGUMENT_CHARS", ARGUMENT_CHARS, "characters in a cell, notation or file name argument"),
+    ("NOTATION_BYTES", NOTATION_BYTES, "bytes in a notation file"),
 )
 
 QUOTE_CHARS = 80              # an error message quotes at most this much of the input
@@ -110,6 +112,25 @@ def quote(text: str, pos: int | None = None, width: int = QUOTE_CHARS) -> str:
 def check_size(nbytes: int, limit: int, what: str) -> None:
     if nbytes > limit:
         raise LimitError(_breach(f"{what} too large", nbytes, limit, "bytes"))
+
+
+def check_argument(text: str, what: str) -> None:
+    """A name or path from the command line or the API, before the file system sees it."""
+    if len(text) > ARGUMENT_CHARS or "\0" in text:
+        raise LimitError(f"not a {what}: {len(text):,} characters (at most {ARGUMENT_CHARS:,}, "
+                         "no NUL)")
+
+
+def read_text(path, limit: int, what: str) -> str:
+    """The UTF-8 text of the regular file ``path``, of at most ``limit`` bytes: only regular
+    files, since a FIFO would block and /dev/zero never ends. Raises LimitError, OSError or
+    UnicodeDecodeError."""
+    if not path.is_file():
+        raise LimitError(f"{what} is not a regular file")
+    with path.open("rb") as handle:
+        data = handle.read(limit + 1)
+    check_size(len(data), limit, what)
+    return data.decode("utf-8")
 
 
 def scan_toml(text: str) -> None:

@@ -74,20 +74,16 @@ class _Source:
 
 def load_spec(path: str | Path) -> Cell:
     """Load and check the spec file at ``path`` (a regular file of at most ``limits.SPEC_BYTES``)."""
-    path = Path(path)
     try:
-        if not path.is_file():        # a FIFO or /dev/zero would block or never end
-            raise SpecError("not a regular file", path=str(path))
-        with path.open("rb") as handle:
-            data = handle.read(limits.SPEC_BYTES + 1)
-        limits.check_size(len(data), limits.SPEC_BYTES, "spec file")
-        text = data.decode("utf-8")
+        limits.check_argument(str(path), "spec path")
+        path = Path(path)
+        text = limits.read_text(path, limits.SPEC_BYTES, "spec file")
+    except LimitError as exc:
+        raise SpecError(exc.problem, path=limits.clip(str(path), 80)) from None
     except OSError as exc:
         raise SpecError(f"cannot read spec file: {exc.strerror}", path=str(path)) from None
-    except (UnicodeDecodeError, ValueError) as exc:   # ValueError: a NUL byte in the path
-        problem = exc.problem if isinstance(exc, LimitError) else (
-            "spec file is not UTF-8 text" if isinstance(exc, UnicodeDecodeError) else str(exc))
-        raise SpecError(problem, path=str(path)) from None
+    except UnicodeDecodeError:
+        raise SpecError("spec file is not UTF-8 text", path=str(path)) from None
     return parse_spec(text, str(path))
 
 
