@@ -507,7 +507,8 @@ class _EquationParser:
         self.elementwise(lshape, symbol)
         self.elementwise(rshape, symbol)
         if symbol == "**":
-            if rshape != () or not isinstance(node.right, ast.Constant):
+            signed = isinstance(node.right, ast.UnaryOp) and isinstance(node.right.operand, ast.Constant)
+            if rshape != () or not (isinstance(node.right, ast.Constant) or signed):   # x**2, x**-1
                 raise self.fail("the exponent of ** must be a number", node.right)
             try:
                 return limits.power(left, right), lshape
