@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 import sympy as sp
-from hypothesis import HealthCheck, given, note, settings
+from hypothesis import HealthCheck, Phase, given, note, settings
 
 from cell_oracles import failed_gradients, forward_mismatch, import_kernel
 from codegen.documents import build_document, render
@@ -32,7 +32,9 @@ from test_codegen_forms import spec
 _COMMON = dict(deadline=None, print_blob=True,
                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
                                       HealthCheck.filter_too_much])
-settings.register_profile("ci", derandomize=True, **_COMMON)
+# CI reports a failing cell as drawn: shrinking one takes minutes of compiling kernels
+settings.register_profile("ci", derandomize=True, phases=[Phase.explicit, Phase.reuse, Phase.generate],
+                          **_COMMON)
 settings.register_profile("dev", **_COMMON)
 settings.register_profile("long", **_COMMON)
 _PROFILE = os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") == "true" else "dev")
@@ -57,6 +59,8 @@ KNOWN_VERIFY_GAPS = {
         _parameter_vector_product,
     "verify's evaluator gives a number, not a vector, for a zero adjoint (ds_prev = 0)":
         lambda d: any(eq.expr == 0 for eq in d.backward),
+    "a power 1/2 prints as sqrt(...), which verify cannot read":
+        lambda d: any("sqrt" in sp.sstr(eq.expr) for eq in d.backward),
 }
 
 GAP_CELLS = {
@@ -67,6 +71,8 @@ GAP_CELLS = {
     "verify's evaluator gives a number, not a vector, for a zero adjoint (ds_prev = 0)":
         spec("c = h_prev + W @ x\nh = h_prev\nq = V @ h_prev", 'W = ["H", "D"]\nV = ["D", "H"]',
              states='h = "H"\nc = "H"', outputs='["q", "h"]'),
+    "a power 1/2 prints as sqrt(...), which verify cannot read":
+        spec("h = (1 + sigmoid(W @ x + U @ h_prev))**0.5", 'W = ["H", "D"]\nU = ["H", "H"]'),
 }
 
 
