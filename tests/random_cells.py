@@ -20,9 +20,10 @@ from dataclasses import dataclass, field
 
 from hypothesis import strategies as st
 
-#: Documented restrictions of the kernels (docs/guide.md, "Kernels"), which the generator obeys.
+#: Documented restrictions of the kernels (docs/guide.md, "What the kernels take"), which the
+#: generator obeys; raise a number when the kernels lift the restriction.
 RESTRICTIONS = {
-    "inputs": 1,          # the generated kernels take one input sequence
+    "inputs": 1,          # input sequences per cell
 }
 
 #: Names that collide with names the generator invents, or that the generated API uses.
@@ -41,9 +42,10 @@ class Draft:
     """A cell being drawn: names taken, parameters made on demand, equations in order."""
 
     sizes: tuple[str, ...]
-    input: str
+    input: str                                   # the first input
     input_size: str
     states: dict[str, str]                       # state -> size
+    inputs: dict[str, str] = field(default_factory=dict)   # every input -> size
     taken: set[str] = field(default_factory=set)
     params: dict[str, tuple[str, ...]] = field(default_factory=dict)
     values: dict[str, str] = field(default_factory=dict)   # usable vector name -> size
@@ -192,12 +194,15 @@ def cell_specs(draw, max_depth: int = 3) -> str:
     d = Draft(sizes=sizes, input="", input_size=sizes[0], states={})
     d.taken |= set(sizes)
     d.input = d.fresh(draw, INPUT_NAMES)
+    d.inputs[d.input] = d.input_size
+    for _ in range(draw(st.integers(1, RESTRICTIONS["inputs"])) - 1):
+        d.inputs[d.fresh(draw, INPUT_NAMES)] = draw(st.sampled_from(sizes))
     states = [d.fresh(draw, STATE_NAMES) for _ in range(draw(st.integers(1, 3)))]
     for k, s in enumerate(states):
         d.states[s] = sizes[1] if k == 0 or n_sizes == 2 else draw(st.sampled_from(sizes[1:]))
     for alias_target in draw(st.lists(st.sampled_from(FUNCTIONS), max_size=2, unique=True)):
         d.aliases[d.fresh(draw, ("f", "g_act", "act", "phi"))] = alias_target
-    d.values = {d.input: d.input_size, **{f"{s}_prev": size for s, size in d.states.items()}}
+    d.values = {**d.inputs, **{f"{s}_prev": size for s, size in d.states.items()}}
 
     # equations in dependency order: intermediates, then states (each may read earlier ones)
     n_mid = draw(st.integers(0, 3))
@@ -228,6 +233,11 @@ def cell_specs(draw, max_depth: int = 3) -> str:
         d.used.add(d.input)
         if not any(d.input_size in shape for shape in d.params.values()):
             raise AssertionError("unreachable: the input's product has its size")
+    for name, size in d.inputs.items():
+        if name not in d.used and name != d.input:
+            lhs, rhs = d.equations[0]
+            d.equations[0] = (lhs, f"{rhs} + ({d.param(draw, (d.values[lhs], size))} @ {name})")
+            d.used.add(name)
     if d.input_size not in {s for shape in d.params.values() for s in shape}:
         lhs, rhs = d.equations[0]
         d.equations[0] = (lhs, f"{rhs} + ({d.param(draw, (d.values[lhs], d.input_size))} @ {d.input})")
@@ -252,7 +262,8 @@ def _text(d: Draft, outputs: list[str], equations) -> str:
     meanings = ["input size", "hidden size", "other size"]
     lines = ["[cell]", 'name = "random_cell"', 'description = "A randomly drawn cell"', "", "[sizes]"]
     lines += [f'{s} = "{meanings[k]}"' for k, s in enumerate(d.sizes)]
-    lines += ["", "[inputs]", f'{d.input} = "{d.input_size}"', "", "[states]"]
+    lines += ["", "[inputs]"] + [f'{name} = "{size}"' for name, size in d.inputs.items()]
+    lines += ["", "[states]"]
     lines += [f'{s} = "{size}"' for s, size in d.states.items()]
     lines += ["", "[params]"] + [f"{p} = {shape(s)}" for p, s in d.params.items()]
     if d.aliases:
