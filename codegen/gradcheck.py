@@ -59,6 +59,7 @@ def check_gradients(module, T=3, N=2, input_size=3, hidden_size=4, seed=0, many_
                                                            seed, np.float64, many_to_one)
     _, _, cache = module.forward(x, params, state0)
     grads = module.backward(d_outputs, cache, d_state)
+    grads = {**grads.params, **grads.inputs, **grads.state}
     rng = np.random.default_rng(seed + 1)
     arrays = {**{p: params[p] for p in params}, module.INPUT: x, **{s: state0[s] for s in state0}}
     results = []

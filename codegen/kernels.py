@@ -28,12 +28,16 @@ class Line:
 
 
 def render_kernel(d: Derivation, backend: str, spec_text: str, spec_label: str,
-                  command: str) -> str:
-    """The text of the generated module for ``backend`` ("numpy" or "numba")."""
+                  command: str, numba_cache: bool = True) -> str:
+    """The text of the generated module for ``backend`` ("numpy" or "numba").
+
+    ``numba_cache=False`` for a module that has no file (built in memory): Numba caches
+    compiled kernels beside their source file."""
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}: expected one of {', '.join(BACKENDS)}")
     plan = lower(d)
     context = _common_context(plan, spec_text, spec_label, command)
+    context["numba_cache"] = bool(numba_cache)
     context.update(LAYOUTS[backend](plan).context())
     template = environment().get_template(f"{backend}.py.j2")
     return template.render(**context)
@@ -198,7 +202,7 @@ class _Layout:
         for s in self.cell.states:
             lines.append(Line(f"{s}_seq = np.empty((T + 1, N, {self.size(s)}), dtype)",
                               f"{s}<0>, ..., {s}<T>"))
-            lines.append(Line(f'{s}_seq[0] = 0 if state0 is None else state0["{s}"]'))
+            lines.append(Line(f'{s}_seq[0] = 0 if state is None else state["{s}"]'))
         for name in (*self.plan.saved_seq, *self.plan.output_seq):
             why = "output" if name in self.plan.output_seq else "saved for the backward pass"
             lines.append(Line(f"{name}_seq = np.empty((T, N, {self.size(name)}), dtype)", why))
@@ -213,7 +217,7 @@ class _Layout:
         cache += [(g.packed, g.packed) for g in self.plan.groups]
         cache += [(f"{s}_seq", f"{s}_seq") for s in self.cell.states]
         cache += [(f"{n}_seq", f"{n}_seq") for n in (*self.plan.saved_seq, *self.plan.output_seq)]
-        cache.append(("params", "params"))
+        cache += [("params", "params"), ("lengths", "lengths")]
         return {"output_values": outputs, "final_state": state, "cache": cache,
                 "cache_keys": ", ".join(f'"{k}"' for k, _ in cache)}
 
@@ -263,7 +267,8 @@ class _Layout:
             lines.append(Line("dpre_sum = dpre_seq.sum(axis=(0, 1))", "bias gradients: sums over steps and batch"))
         return lines
 
-    def grads_entries(self) -> list[tuple[str, str, str]]:
+    def grads_entries(self) -> dict[str, list[tuple[str, str, str]]]:
+        """(name, value, tag) of each gradient, by the part of Gradients it belongs to."""
         plan, out = self.plan, []
         for p in self.cell.params:
             eq = plan.derivation.backward_eq("d" + p)
@@ -286,11 +291,10 @@ class _Layout:
             dx = f"d{self.x}_seq"
         else:
             dx = f"np.zeros_like({self.x})"
-        out.append((self.x, dx, plan.derivation.backward_eq("d" + self.x).tag))
-        for s in self.cell.states:
-            out.append((s, self.carried_variable(plan.derivation.carried[s]),
-                         plan.derivation.backward_eq(f"d{s}_prev").tag))
-        return out
+        inputs = [(self.x, dx, plan.derivation.backward_eq("d" + self.x).tag)]
+        state = [(s, self.carried_variable(plan.derivation.carried[s]), plan.derivation.backward_eq(f"d{s}_prev").tag)
+                 for s in self.cell.states]
+        return {"params": out, "inputs": inputs, "state": state}
 
     def carried_variable(self, name: str) -> str:
         return name
@@ -310,6 +314,7 @@ class _Layout:
             "after_loop": self.after_loop_lines(),
             "transposed": [g.packed for g in self.plan.groups if not g.hoisted],
             "grads": self.grads_entries(),
+            "biases": [p for p, parts in self.plan.param_grads.items() if parts and all(x[0] == "bias" for x in parts)],
             "accumulators": [(p, self.size(p)) for p in self.loop_accumulators()],
             "input_loop": [(i, self.size(i)) for i in self.plan.input_loop],
             "upstream": [(o, self.plan.derivation.upstream[o], self.size(o)) for o in self.cell.outputs],
@@ -606,6 +611,12 @@ class _NumbaLayout(_Layout):
         ctx = super().context()
         fwd = self.kernel(self.plan.forward_steps, True)
         bwd = self.kernel(self.plan.backward_steps, False)
+        # the steps past a sequence's end copy every state and hold every carried adjoint
+        fwd["arrays"] += [f"{s}_seq" for s in self.cell.states if f"{s}_seq" not in fwd["arrays"]]
+        carried = [self.carried_variable(self.plan.derivation.carried[s]) for s in self.cell.states]
+        bwd["arrays"] += [c for c in carried if c not in bwd["arrays"]]
+        ctx["held_carried"] = [(c, f"{c.removesuffix('_buf')}_held", self.size(s))
+                               for c, s in zip(carried, self.cell.states)]
         cell = self.cell
         sizes = _size_order(cell)
         ctx["forward_args"] = [self.argument(a) for a in fwd["arrays"]]

@@ -45,6 +45,8 @@ Layout: sequences are time-major (T, N, size); parameter matrices are (rows, col
 Sizes: D = input size, H = hidden size.
 """
 
+from typing import NamedTuple
+
 import numpy as np
 
 CELL = "book_lstm"
@@ -70,11 +72,20 @@ PARAM_SHAPES = {
 }
 STATES = {"o": "H", "C": "H"}
 OUTPUTS = {"o": "H"}
+# parameters that only add to a pre-activation (a layer without biases fixes them at zero)
+BIASES = ("b_f", "b_i", "b_C", "b_o")
 DTYPES = (np.float32, np.float64)
 # where each size is read: (parameter, axis)
 _SIZE_OF = {"H": ("u_f", 0)}
 # what forward() puts in the cache
-_CACHE_KEYS = ("x", "packed_x", "packed_o_prev", "o_seq", "C_seq", "f_seq", "i_seq", "Ct_seq", "h_seq", "params")
+_CACHE_KEYS = ("x", "packed_x", "packed_o_prev", "o_seq", "C_seq", "f_seq", "i_seq", "Ct_seq", "h_seq", "params", "lengths")
+
+
+class Gradients(NamedTuple):
+    """What backward() returns: the parameters' gradients apart from the inputs' and initial states'."""
+    params: dict   # parameter name -> dL/dparameter, of its shape
+    inputs: dict   # input name -> dL/dinput, (T, N, size)
+    state: dict    # state name -> dL/d(initial state), (N, size)
 
 
 def init_params(input_size, hidden_size, seed=0, dtype=np.float64):
@@ -104,7 +115,7 @@ def _check_names(label, given, expected):
         raise KeyError(f"{label}: missing {missing}, unexpected {extra}")
 
 
-def _check_forward(x, params, state0):
+def _check_forward(x, params, state, lengths):
     """Check the arguments of forward(); return the sizes by name (T, N and the spec's)."""
     if not isinstance(x, np.ndarray) or x.ndim != 3:
         raise ValueError("x must be a (T, N, D) numpy array (time-major)")
@@ -119,18 +130,28 @@ def _check_forward(x, params, state0):
         sizes[size] = value.shape[axis]
     for name, shape in PARAM_SHAPES.items():
         _check_array(f"params[{name!r}]", params[name], [sizes[s] for s in shape], x.dtype)
-    if state0 is not None:
-        _check_names("state0", state0, STATES)
+    if state is not None:
+        _check_names("state", state, STATES)
         for name, size in STATES.items():
-            _check_array(f"state0[{name!r}]", state0[name], (sizes["N"], sizes[size]), x.dtype)
+            _check_array(f"state[{name!r}]", state[name], (sizes["N"], sizes[size]), x.dtype)
+    if lengths is not None:
+        if not isinstance(lengths, np.ndarray) or lengths.shape != (sizes["N"],) or lengths.dtype.kind not in "iu":
+            raise ValueError(f"lengths must be a ({sizes['N']},) integer numpy array (one length per sequence)")
+        if lengths.size and (lengths.min() < 0 or lengths.max() > sizes["T"]):
+            raise ValueError(f"lengths must lie in [0, T] = [0, {sizes['T']}]; got {lengths.min()} to {lengths.max()}")
     return sizes
+
+
+def _active_steps(T, lengths):
+    """(T, N, 1) booleans: whether step t lies within sequence n (None: every step does)."""
+    return None if lengths is None else (np.arange(T)[:, None] < lengths)[:, :, None]
 
 
 def _check_backward(d_outputs, cache, d_state):
     """Check the arguments of backward(); return the sizes by name."""
     _check_names("cache", cache, _CACHE_KEYS)
     x, params = cache["x"], cache["params"]
-    sizes = _check_forward(x, params, None)
+    sizes = _check_forward(x, params, None, cache["lengths"])
     _check_names("d_outputs", d_outputs, OUTPUTS)
     for name, size in OUTPUTS.items():
         _check_array(f"d_outputs[{name!r}]", d_outputs[name], (sizes["T"], sizes["N"], sizes[size]), x.dtype)
@@ -147,26 +168,31 @@ def _sigmoid(z):
     return 0.5 + 0.5 * np.tanh(0.5 * z)
 
 
-def forward(x, params, state0=None):
+def forward(x, params, state=None, lengths=None):
     """Run the cell over a sequence.
 
     x: (T, N, D) float32 or float64; params: dict of PARAM_SHAPES arrays of the same dtype;
-    state0: dict of (N, size) initial states per STATES, zeros when None.
+    state: dict of (N, size) initial states per STATES, zeros when None; lengths: (N,) integers
+    in [0, T], sequence n's steps are 0..lengths[n]-1 (None: all T).
     Returns (outputs, state, cache): outputs maps each name in OUTPUTS to its (T, N, size) values
-    at every step, state the final states (N, size), cache what backward() needs.
+    at every step (zero past a sequence's end), state the final states (N, size) (each sequence's
+    own last), cache what backward() needs.
     """
-    sizes = _check_forward(x, params, state0)
+    sizes = _check_forward(x, params, state, lengths)
     T, N, D, H = sizes["T"], sizes["N"], sizes["D"], sizes["H"]
     dtype = x.dtype
+    _active = _active_steps(T, lengths)
+    if lengths is not None:  # steps past a sequence's end read zeros: nothing non-finite there reaches a gradient
+        x = np.where(_active, x, 0)
     packed_x = np.concatenate([params["v_f"], params["v_i"], params["v_C"], params["v_o"]])  # (4*H, D): [v_f; v_i; v_C; v_o], one GEMM instead of 4
     packed_o_prev = np.concatenate([params["u_f"], params["u_i"], params["u_C"], params["u_o"]])  # (4*H, H): [u_f; u_i; u_C; u_o], one GEMM instead of 4
     proj_x = (x.reshape(T * N, D) @ packed_x.T).reshape(T, N, 4*H)  # (F1, F3, F5, F8) the products with x of every step: one GEMM over T*N rows
     proj_x += np.concatenate([params["b_f"], params["b_i"], params["b_C"], params["b_o"]])  # biases of the same equations, added once for all steps
     packed_o_prev_T = np.ascontiguousarray(packed_o_prev.T)  # a contiguous transpose: the per-step GEMM is faster on it than on the view
     o_seq = np.empty((T + 1, N, H), dtype)  # o<0>, ..., o<T>
-    o_seq[0] = 0 if state0 is None else state0["o"]
+    o_seq[0] = 0 if state is None else state["o"]
     C_seq = np.empty((T + 1, N, H), dtype)  # C<0>, ..., C<T>
-    C_seq[0] = 0 if state0 is None else state0["C"]
+    C_seq[0] = 0 if state is None else state["C"]
     f_seq = np.empty((T, N, H), dtype)  # saved for the backward pass
     i_seq = np.empty((T, N, H), dtype)  # saved for the backward pass
     Ct_seq = np.empty((T, N, H), dtype)  # saved for the backward pass
@@ -185,10 +211,15 @@ def forward(x, params, state0=None):
         a_h = proj_o_prev[:, 3*H:4*H] + proj_x[t, :, 3*H:4*H]  # (F8) pre-activation of h
         h_seq[t] = h = _sigmoid(a_h)  # (F9) output gate (the book calls it h)
         o_seq[t + 1] = o = h*np.tanh(C)  # (F10) output, fed back at the next step
+        if lengths is not None:  # past a sequence's end its states stay
+            o_seq[t + 1] = np.where(_active[t], o_seq[t + 1], o_seq[t])
+            C_seq[t + 1] = np.where(_active[t], C_seq[t + 1], C_seq[t])
     outputs = {"o": o_seq[1:]}
-    state = {"o": o_seq[T], "C": C_seq[T]}
-    cache = {"x": x, "packed_x": packed_x, "packed_o_prev": packed_o_prev, "o_seq": o_seq, "C_seq": C_seq, "f_seq": f_seq, "i_seq": i_seq, "Ct_seq": Ct_seq, "h_seq": h_seq, "params": params}
-    return outputs, state, cache
+    if lengths is not None:  # outputs past a sequence's end are zero
+        outputs = {name: np.where(_active, value, 0) for name, value in outputs.items()}
+    final_state = {"o": o_seq[T], "C": C_seq[T]}
+    cache = {"x": x, "packed_x": packed_x, "packed_o_prev": packed_o_prev, "o_seq": o_seq, "C_seq": C_seq, "f_seq": f_seq, "i_seq": i_seq, "Ct_seq": Ct_seq, "h_seq": h_seq, "params": params, "lengths": lengths}
+    return outputs, final_state, cache
 
 
 def backward(d_outputs, cache, d_state=None):
@@ -197,8 +228,8 @@ def backward(d_outputs, cache, d_state=None):
     d_outputs: dict mapping each name in OUTPUTS to dL/d(output) at every step, (T, N, size)
     (many-to-one: zeros except the last step); cache: from forward(); d_state: dict of
     dL/d(final state), (N, size) per STATES, zeros when None.
-    Returns grads: every parameter by name (its shape), "x" (T, N, D) and each
-    initial state by its name in STATES (N, size).
+    Returns Gradients(params, inputs, state): every parameter by name (its shape), the input
+    "x" (T, N, D) and each initial state by its name in STATES (N, size).
     """
     sizes = _check_backward(d_outputs, cache, d_state)
     T, N, D, H = sizes["T"], sizes["N"], sizes["D"], sizes["H"]
@@ -213,11 +244,17 @@ def backward(d_outputs, cache, d_state=None):
     i_seq = cache["i_seq"]
     Ct_seq = cache["Ct_seq"]
     h_seq = cache["h_seq"]
-    do_out_seq = d_outputs["o"]
+    lengths = cache["lengths"]
+    _active = _active_steps(T, lengths)
+    do_out_seq = d_outputs["o"] if lengths is None else np.where(_active, d_outputs["o"], 0).astype(dtype)
     do_next = np.zeros((N, H), dtype) if d_state is None else d_state["o"]
     dC_next = np.zeros((N, H), dtype) if d_state is None else d_state["C"]
     dpre_seq = np.empty((T, N, 4*H), dtype)  # da_f, da_i, da_Ct, da_h of every step
     for t in reversed(range(T)):
+        if lengths is not None:  # past a sequence's end the step is the identity: hold its adjoints, run the step on zeros
+            _held = do_next, dC_next, 
+            do_next = np.where(_active[t], do_next, 0).astype(dtype)
+            dC_next = np.where(_active[t], dC_next, 0).astype(dtype)
         do_out = do_out_seq[t]
         C = C_seq[t + 1]
         h = h_seq[t]
@@ -239,25 +276,29 @@ def backward(d_outputs, cache, d_state=None):
         do_prev = dpre_seq[t] @ packed_o_prev  # (B11) fork sum: via a_h (F8) + via a_Ct (F5) + via a_i (F3) + via a_f (F1)
         dC_prev = dC*f  # (B12) through C, cell state (F7)
         do_next, dC_next = do_prev, dC_prev
+        if lengths is not None:
+            do_next = np.where(_active[t], do_next, _held[0])
+            dC_next = np.where(_active[t], dC_next, _held[1])
     dpre_flat = dpre_seq.reshape(T * N, 4*H)  # every step's da_f, da_i, da_Ct, da_h as rows
     dpacked_x = dpre_flat.T @ x.reshape(T * N, D)  # gradients of v_f, v_i, v_C, v_o, summed over steps and batch
     dx = (dpre_flat @ packed_x).reshape(T, N, D)  # (B13) for every step at once, one GEMM
     dpacked_o_prev = dpre_flat.T @ o_seq[:-1].reshape(T * N, H)  # gradients of u_f, u_i, u_C, u_o, summed over steps and batch
     dpre_sum = dpre_seq.sum(axis=(0, 1))  # bias gradients: sums over steps and batch
-    return {
-        "u_f": dpacked_o_prev[:H],  # (B14)
-        "v_f": dpacked_x[:H],  # (B15)
-        "b_f": dpre_sum[:H],  # (B16)
-        "u_i": dpacked_o_prev[H:2*H],  # (B17)
-        "v_i": dpacked_x[H:2*H],  # (B18)
-        "b_i": dpre_sum[H:2*H],  # (B19)
-        "u_C": dpacked_o_prev[2*H:3*H],  # (B20)
-        "v_C": dpacked_x[2*H:3*H],  # (B21)
-        "b_C": dpre_sum[2*H:3*H],  # (B22)
-        "u_o": dpacked_o_prev[3*H:4*H],  # (B23)
-        "v_o": dpacked_x[3*H:4*H],  # (B24)
-        "b_o": dpre_sum[3*H:4*H],  # (B25)
-        "x": dx,  # (B13)
-        "o": do_next,  # (B11)
-        "C": dC_next,  # (B12)
-    }
+    return Gradients(
+        params={
+            "u_f": dpacked_o_prev[:H],  # (B14)
+            "v_f": dpacked_x[:H],  # (B15)
+            "b_f": dpre_sum[:H],  # (B16)
+            "u_i": dpacked_o_prev[H:2*H],  # (B17)
+            "v_i": dpacked_x[H:2*H],  # (B18)
+            "b_i": dpre_sum[H:2*H],  # (B19)
+            "u_C": dpacked_o_prev[2*H:3*H],  # (B20)
+            "v_C": dpacked_x[2*H:3*H],  # (B21)
+            "b_C": dpre_sum[2*H:3*H],  # (B22)
+            "u_o": dpacked_o_prev[3*H:4*H],  # (B23)
+            "v_o": dpacked_x[3*H:4*H],  # (B24)
+            "b_o": dpre_sum[3*H:4*H],  # (B25)
+        },
+        inputs={"x": dx},  # (B13)
+        state={"o": do_next, "C": dC_next},  # (B11, B12)
+    )

@@ -34,6 +34,8 @@ Layout: sequences are time-major (T, N, size); parameter matrices are (rows, col
 Sizes: D = input size, H = hidden size.
 """
 
+from typing import NamedTuple
+
 import numba as nb
 import numpy as np
 from numba import types
@@ -56,11 +58,20 @@ PARAM_SHAPES = {
 }
 STATES = {"h": "H"}
 OUTPUTS = {"h": "H"}
+# parameters that only add to a pre-activation (a layer without biases fixes them at zero)
+BIASES = ()
 DTYPES = (np.float32, np.float64)
 # where each size is read: (parameter, axis)
 _SIZE_OF = {"H": ("W_r", 0)}
 # what forward() puts in the cache
-_CACHE_KEYS = ("x", "packed_x", "packed_h_prev", "packed_rh", "h_seq", "r_seq", "z_seq", "rh_seq", "n_seq", "params")
+_CACHE_KEYS = ("x", "packed_x", "packed_h_prev", "packed_rh", "h_seq", "r_seq", "z_seq", "rh_seq", "n_seq", "params", "lengths")
+
+
+class Gradients(NamedTuple):
+    """What backward() returns: the parameters' gradients apart from the inputs' and initial states'."""
+    params: dict   # parameter name -> dL/dparameter, of its shape
+    inputs: dict   # input name -> dL/dinput, (T, N, size)
+    state: dict    # state name -> dL/d(initial state), (N, size)
 
 
 def init_params(input_size, hidden_size, seed=0, dtype=np.float64):
@@ -90,7 +101,7 @@ def _check_names(label, given, expected):
         raise KeyError(f"{label}: missing {missing}, unexpected {extra}")
 
 
-def _check_forward(x, params, state0):
+def _check_forward(x, params, state, lengths):
     """Check the arguments of forward(); return the sizes by name (T, N and the spec's)."""
     if not isinstance(x, np.ndarray) or x.ndim != 3:
         raise ValueError("x must be a (T, N, D) numpy array (time-major)")
@@ -105,18 +116,28 @@ def _check_forward(x, params, state0):
         sizes[size] = value.shape[axis]
     for name, shape in PARAM_SHAPES.items():
         _check_array(f"params[{name!r}]", params[name], [sizes[s] for s in shape], x.dtype)
-    if state0 is not None:
-        _check_names("state0", state0, STATES)
+    if state is not None:
+        _check_names("state", state, STATES)
         for name, size in STATES.items():
-            _check_array(f"state0[{name!r}]", state0[name], (sizes["N"], sizes[size]), x.dtype)
+            _check_array(f"state[{name!r}]", state[name], (sizes["N"], sizes[size]), x.dtype)
+    if lengths is not None:
+        if not isinstance(lengths, np.ndarray) or lengths.shape != (sizes["N"],) or lengths.dtype.kind not in "iu":
+            raise ValueError(f"lengths must be a ({sizes['N']},) integer numpy array (one length per sequence)")
+        if lengths.size and (lengths.min() < 0 or lengths.max() > sizes["T"]):
+            raise ValueError(f"lengths must lie in [0, T] = [0, {sizes['T']}]; got {lengths.min()} to {lengths.max()}")
     return sizes
+
+
+def _active_steps(T, lengths):
+    """(T, N, 1) booleans: whether step t lies within sequence n (None: every step does)."""
+    return None if lengths is None else (np.arange(T)[:, None] < lengths)[:, :, None]
 
 
 def _check_backward(d_outputs, cache, d_state):
     """Check the arguments of backward(); return the sizes by name."""
     _check_names("cache", cache, _CACHE_KEYS)
     x, params = cache["x"], cache["params"]
-    sizes = _check_forward(x, params, None)
+    sizes = _check_forward(x, params, None, cache["lengths"])
     _check_names("d_outputs", d_outputs, OUTPUTS)
     for name, size in OUTPUTS.items():
         _check_array(f"d_outputs[{name!r}]", d_outputs[name], (sizes["T"], sizes["N"], sizes[size]), x.dtype)
@@ -200,8 +221,9 @@ def _matmul(a, b):
 
 
 @nb.njit(cache=True, error_model="numpy")
-def _forward_steps(T, N, H, h_seq, packed_h_prev_T, proj_h_prev, proj_x, r_seq, z_seq, rh_seq, packed_rh_T, proj_rh, n_seq):
-    """The time loop: per step the recurrent products as one GEMM, then fused elementwise loops."""
+def _forward_steps(T, N, H, _lengths, h_seq, packed_h_prev_T, proj_h_prev, proj_x, r_seq, z_seq, rh_seq, packed_rh_T, proj_rh, n_seq):
+    """The time loop: per step the recurrent products as one GEMM, then fused elementwise loops;
+    past the end of sequence n (t >= _lengths[n]) its states stay."""
     F = h_seq.dtype.type  # constants are F(c): float32 arrays, float32 arithmetic
     for t in range(T):
         np.dot(h_seq[t], packed_h_prev_T, proj_h_prev)  # (F1) [U_r; U_z] @ h_prev as one packed product
@@ -226,13 +248,23 @@ def _forward_steps(T, N, H, h_seq, packed_h_prev_T, proj_h_prev, proj_x, r_seq, 
                 h = h_prev*(F(1) - z) + n*z  # (F8) new hidden state
                 n_seq[t, row, j] = n
                 h_seq[t + 1, row, j] = h
+        for row in range(N):
+            if t >= _lengths[row]:
+                h_seq[t + 1, row] = h_seq[t, row]
 
 
 @nb.njit(cache=True, error_model="numpy")
-def _backward_steps(T, N, H, dh_next_buf, dh_out_seq, z_seq, n_seq, dh_buf, dpre_seq, packed_rh, drh_linear_buf, h_seq, r_seq, drh_buf, packed_h_prev, dh_prev_linear_buf):
-    """The reverse time loop; the carried adjoints (dh_next_buf) are updated in place."""
+def _backward_steps(T, N, H, _lengths, dh_next_held, dh_next_buf, dh_out_seq, z_seq, n_seq, dh_buf, dpre_seq, packed_rh, drh_linear_buf, h_seq, r_seq, drh_buf, packed_h_prev, dh_prev_linear_buf):
+    """The reverse time loop; the carried adjoints (dh_next_buf) are updated in place.
+
+    Past the end of sequence n (t >= _lengths[n]) the step is the identity: its carried adjoints
+    are held, the step runs on zeros (adding nothing anywhere) and they are put back."""
     F = dh_next_buf.dtype.type  # constants are F(c): float32 arrays, float32 arithmetic
     for t in range(T - 1, -1, -1):
+        for row in range(N):
+            if t >= _lengths[row]:
+                dh_next_held[row] = dh_next_buf[row]
+                dh_next_buf[row] = 0
         for row in range(N):
             da_n_row = dpre_seq[t, row, 2*H:3*H]  # a view per adjoint: LLVM vectorizes stores to separate arrays
             for j in range(H):
@@ -274,19 +306,27 @@ def _backward_steps(T, N, H, dh_next_buf, dh_out_seq, z_seq, n_seq, dh_buf, dpre
                 z = z_seq[t, row, j]
                 dh_prev = dh*(F(1) - z) + dh_prev_linear + drh*r  # (B9) fork sum: via h (F8) + via rh (F5) + via a_z (F3) + via a_r (F1)
                 dh_next_buf[row, j] = dh_prev
+        for row in range(N):
+            if t >= _lengths[row]:
+                dh_next_buf[row] = dh_next_held[row]
 
 
-def forward(x, params, state0=None):
+def forward(x, params, state=None, lengths=None):
     """Run the cell over a sequence.
 
     x: (T, N, D) float32 or float64; params: dict of PARAM_SHAPES arrays of the same dtype;
-    state0: dict of (N, size) initial states per STATES, zeros when None.
+    state: dict of (N, size) initial states per STATES, zeros when None; lengths: (N,) integers
+    in [0, T], sequence n's steps are 0..lengths[n]-1 (None: all T).
     Returns (outputs, state, cache): outputs maps each name in OUTPUTS to its (T, N, size) values
-    at every step, state the final states (N, size), cache what backward() needs.
+    at every step (zero past a sequence's end), state the final states (N, size) (each sequence's
+    own last), cache what backward() needs.
     """
-    sizes = _check_forward(x, params, state0)
+    sizes = _check_forward(x, params, state, lengths)
     T, N, D, H = sizes["T"], sizes["N"], sizes["D"], sizes["H"]
     dtype = x.dtype
+    _active = _active_steps(T, lengths)
+    if lengths is not None:  # steps past a sequence's end read zeros: nothing non-finite there reaches a gradient
+        x = np.where(_active, x, 0)
     packed_x = np.concatenate([params["W_r"], params["W_z"], params["W_h"]])  # (3*H, D): [W_r; W_z; W_h], one GEMM instead of 3
     packed_h_prev = np.concatenate([params["U_r"], params["U_z"]])  # (2*H, H): [U_r; U_z], one GEMM instead of 2
     packed_rh = params["U_h"]  # (H, H)
@@ -294,18 +334,21 @@ def forward(x, params, state0=None):
     packed_h_prev_T = np.ascontiguousarray(packed_h_prev.T)  # a contiguous transpose: the per-step GEMM is faster on it than on the view
     packed_rh_T = np.ascontiguousarray(packed_rh.T)  # a contiguous transpose: the per-step GEMM is faster on it than on the view
     h_seq = np.empty((T + 1, N, H), dtype)  # h<0>, ..., h<T>
-    h_seq[0] = 0 if state0 is None else state0["h"]
+    h_seq[0] = 0 if state is None else state["h"]
     r_seq = np.empty((T, N, H), dtype)  # saved for the backward pass
     z_seq = np.empty((T, N, H), dtype)  # saved for the backward pass
     rh_seq = np.empty((T, N, H), dtype)  # saved for the backward pass
     n_seq = np.empty((T, N, H), dtype)  # saved for the backward pass
     proj_h_prev = np.empty((N, 2*H), dtype)  # one step's recurrent products
     proj_rh = np.empty((N, H), dtype)  # one step's recurrent products
-    _forward_steps(T, N, H, h_seq, packed_h_prev_T, proj_h_prev, proj_x, r_seq, z_seq, rh_seq, packed_rh_T, proj_rh, n_seq)
+    _lengths = np.full(N, T, np.int64) if lengths is None else lengths.astype(np.int64)
+    _forward_steps(T, N, H, _lengths, h_seq, packed_h_prev_T, proj_h_prev, proj_x, r_seq, z_seq, rh_seq, packed_rh_T, proj_rh, n_seq)
     outputs = {"h": h_seq[1:]}
-    state = {"h": h_seq[T]}
-    cache = {"x": x, "packed_x": packed_x, "packed_h_prev": packed_h_prev, "packed_rh": packed_rh, "h_seq": h_seq, "r_seq": r_seq, "z_seq": z_seq, "rh_seq": rh_seq, "n_seq": n_seq, "params": params}
-    return outputs, state, cache
+    if lengths is not None:  # outputs past a sequence's end are zero
+        outputs = {name: np.where(_active, value, 0) for name, value in outputs.items()}
+    final_state = {"h": h_seq[T]}
+    cache = {"x": x, "packed_x": packed_x, "packed_h_prev": packed_h_prev, "packed_rh": packed_rh, "h_seq": h_seq, "r_seq": r_seq, "z_seq": z_seq, "rh_seq": rh_seq, "n_seq": n_seq, "params": params, "lengths": lengths}
+    return outputs, final_state, cache
 
 
 def backward(d_outputs, cache, d_state=None):
@@ -314,8 +357,8 @@ def backward(d_outputs, cache, d_state=None):
     d_outputs: dict mapping each name in OUTPUTS to dL/d(output) at every step, (T, N, size)
     (many-to-one: zeros except the last step); cache: from forward(); d_state: dict of
     dL/d(final state), (N, size) per STATES, zeros when None.
-    Returns grads: every parameter by name (its shape), "x" (T, N, D) and each
-    initial state by its name in STATES (N, size).
+    Returns Gradients(params, inputs, state): every parameter by name (its shape), the input
+    "x" (T, N, D) and each initial state by its name in STATES (N, size).
     """
     sizes = _check_backward(d_outputs, cache, d_state)
     T, N, D, H = sizes["T"], sizes["N"], sizes["D"], sizes["H"]
@@ -330,14 +373,18 @@ def backward(d_outputs, cache, d_state=None):
     z_seq = cache["z_seq"]
     rh_seq = cache["rh_seq"]
     n_seq = cache["n_seq"]
-    dh_out_seq = np.ascontiguousarray(d_outputs["h"])
+    lengths = cache["lengths"]
+    _active = _active_steps(T, lengths)
+    _lengths = np.full(N, T, np.int64) if lengths is None else lengths.astype(np.int64)
+    dh_out_seq = np.ascontiguousarray(d_outputs["h"] if lengths is None else np.where(_active, d_outputs["h"], 0))
     dh_next_buf = np.zeros((N, H), dtype) if d_state is None else d_state["h"].copy()
     dpre_seq = np.empty((T, N, 3*H), dtype)  # da_r, da_z, da_n of every step
     dh_prev_linear_buf = np.empty((N, H), dtype)  # one step's values between fused loops
     drh_linear_buf = np.empty((N, H), dtype)  # one step's values between fused loops
     dh_buf = np.empty((N, H), dtype)  # one step's values between fused loops
     drh_buf = np.empty((N, H), dtype)  # one step's values between fused loops
-    _backward_steps(T, N, H, dh_next_buf, dh_out_seq, z_seq, n_seq, dh_buf, dpre_seq, packed_rh, drh_linear_buf, h_seq, r_seq, drh_buf, packed_h_prev, dh_prev_linear_buf)
+    dh_next_held = np.empty((N, H), dtype)  # a carried adjoint held over a step past a sequence's end
+    _backward_steps(T, N, H, _lengths, dh_next_held, dh_next_buf, dh_out_seq, z_seq, n_seq, dh_buf, dpre_seq, packed_rh, drh_linear_buf, h_seq, r_seq, drh_buf, packed_h_prev, dh_prev_linear_buf)
     dpre_flat = dpre_seq.reshape(T * N, 3*H)  # every step's da_r, da_z, da_n as rows
     dpacked_x = _matmul(dpre_flat.T, x.reshape(T * N, D))  # gradients of W_r, W_z, W_h, summed over steps and batch
     dx = (_matmul(dpre_flat, packed_x)).reshape(T, N, D)  # (B10) for every step at once, one GEMM
@@ -345,13 +392,15 @@ def backward(d_outputs, cache, d_state=None):
     dpacked_h_prev = _matmul(dpre_h_prev.T, h_seq[:-1].reshape(T * N, H))  # gradients of U_r, U_z, summed over steps and batch
     dpre_rh = np.ascontiguousarray(dpre_flat[:, 2*H:3*H])  # (T*N, H): the adjoints of a_n, copied once: Numba's np.dot takes only contiguous arrays
     dpacked_rh = _matmul(dpre_rh.T, rh_seq.reshape(T * N, H))  # gradients of U_h, summed over steps and batch
-    return {
-        "W_r": dpacked_x[:H],  # (B11)
-        "U_r": dpacked_h_prev[:H],  # (B12)
-        "W_z": dpacked_x[H:2*H],  # (B13)
-        "U_z": dpacked_h_prev[H:2*H],  # (B14)
-        "W_h": dpacked_x[2*H:3*H],  # (B15)
-        "U_h": dpacked_rh,  # (B16)
-        "x": dx,  # (B10)
-        "h": dh_next_buf,  # (B9)
-    }
+    return Gradients(
+        params={
+            "W_r": dpacked_x[:H],  # (B11)
+            "U_r": dpacked_h_prev[:H],  # (B12)
+            "W_z": dpacked_x[H:2*H],  # (B13)
+            "U_z": dpacked_h_prev[H:2*H],  # (B14)
+            "W_h": dpacked_x[2*H:3*H],  # (B15)
+            "U_h": dpacked_rh,  # (B16)
+        },
+        inputs={"x": dx},  # (B10)
+        state={"h": dh_next_buf},  # (B9)
+    )

@@ -34,6 +34,8 @@ Layout: sequences are time-major (T, N, size); parameter matrices are (rows, col
 Sizes: D = input size, H = hidden size.
 """
 
+from typing import NamedTuple
+
 import numpy as np
 
 CELL = "gru"
@@ -53,11 +55,20 @@ PARAM_SHAPES = {
 }
 STATES = {"h": "H"}
 OUTPUTS = {"h": "H"}
+# parameters that only add to a pre-activation (a layer without biases fixes them at zero)
+BIASES = ()
 DTYPES = (np.float32, np.float64)
 # where each size is read: (parameter, axis)
 _SIZE_OF = {"H": ("W_r", 0)}
 # what forward() puts in the cache
-_CACHE_KEYS = ("x", "packed_x", "packed_h_prev", "packed_rh", "h_seq", "r_seq", "z_seq", "rh_seq", "n_seq", "params")
+_CACHE_KEYS = ("x", "packed_x", "packed_h_prev", "packed_rh", "h_seq", "r_seq", "z_seq", "rh_seq", "n_seq", "params", "lengths")
+
+
+class Gradients(NamedTuple):
+    """What backward() returns: the parameters' gradients apart from the inputs' and initial states'."""
+    params: dict   # parameter name -> dL/dparameter, of its shape
+    inputs: dict   # input name -> dL/dinput, (T, N, size)
+    state: dict    # state name -> dL/d(initial state), (N, size)
 
 
 def init_params(input_size, hidden_size, seed=0, dtype=np.float64):
@@ -87,7 +98,7 @@ def _check_names(label, given, expected):
         raise KeyError(f"{label}: missing {missing}, unexpected {extra}")
 
 
-def _check_forward(x, params, state0):
+def _check_forward(x, params, state, lengths):
     """Check the arguments of forward(); return the sizes by name (T, N and the spec's)."""
     if not isinstance(x, np.ndarray) or x.ndim != 3:
         raise ValueError("x must be a (T, N, D) numpy array (time-major)")
@@ -102,18 +113,28 @@ def _check_forward(x, params, state0):
         sizes[size] = value.shape[axis]
     for name, shape in PARAM_SHAPES.items():
         _check_array(f"params[{name!r}]", params[name], [sizes[s] for s in shape], x.dtype)
-    if state0 is not None:
-        _check_names("state0", state0, STATES)
+    if state is not None:
+        _check_names("state", state, STATES)
         for name, size in STATES.items():
-            _check_array(f"state0[{name!r}]", state0[name], (sizes["N"], sizes[size]), x.dtype)
+            _check_array(f"state[{name!r}]", state[name], (sizes["N"], sizes[size]), x.dtype)
+    if lengths is not None:
+        if not isinstance(lengths, np.ndarray) or lengths.shape != (sizes["N"],) or lengths.dtype.kind not in "iu":
+            raise ValueError(f"lengths must be a ({sizes['N']},) integer numpy array (one length per sequence)")
+        if lengths.size and (lengths.min() < 0 or lengths.max() > sizes["T"]):
+            raise ValueError(f"lengths must lie in [0, T] = [0, {sizes['T']}]; got {lengths.min()} to {lengths.max()}")
     return sizes
+
+
+def _active_steps(T, lengths):
+    """(T, N, 1) booleans: whether step t lies within sequence n (None: every step does)."""
+    return None if lengths is None else (np.arange(T)[:, None] < lengths)[:, :, None]
 
 
 def _check_backward(d_outputs, cache, d_state):
     """Check the arguments of backward(); return the sizes by name."""
     _check_names("cache", cache, _CACHE_KEYS)
     x, params = cache["x"], cache["params"]
-    sizes = _check_forward(x, params, None)
+    sizes = _check_forward(x, params, None, cache["lengths"])
     _check_names("d_outputs", d_outputs, OUTPUTS)
     for name, size in OUTPUTS.items():
         _check_array(f"d_outputs[{name!r}]", d_outputs[name], (sizes["T"], sizes["N"], sizes[size]), x.dtype)
@@ -130,17 +151,22 @@ def _sigmoid(z):
     return 0.5 + 0.5 * np.tanh(0.5 * z)
 
 
-def forward(x, params, state0=None):
+def forward(x, params, state=None, lengths=None):
     """Run the cell over a sequence.
 
     x: (T, N, D) float32 or float64; params: dict of PARAM_SHAPES arrays of the same dtype;
-    state0: dict of (N, size) initial states per STATES, zeros when None.
+    state: dict of (N, size) initial states per STATES, zeros when None; lengths: (N,) integers
+    in [0, T], sequence n's steps are 0..lengths[n]-1 (None: all T).
     Returns (outputs, state, cache): outputs maps each name in OUTPUTS to its (T, N, size) values
-    at every step, state the final states (N, size), cache what backward() needs.
+    at every step (zero past a sequence's end), state the final states (N, size) (each sequence's
+    own last), cache what backward() needs.
     """
-    sizes = _check_forward(x, params, state0)
+    sizes = _check_forward(x, params, state, lengths)
     T, N, D, H = sizes["T"], sizes["N"], sizes["D"], sizes["H"]
     dtype = x.dtype
+    _active = _active_steps(T, lengths)
+    if lengths is not None:  # steps past a sequence's end read zeros: nothing non-finite there reaches a gradient
+        x = np.where(_active, x, 0)
     packed_x = np.concatenate([params["W_r"], params["W_z"], params["W_h"]])  # (3*H, D): [W_r; W_z; W_h], one GEMM instead of 3
     packed_h_prev = np.concatenate([params["U_r"], params["U_z"]])  # (2*H, H): [U_r; U_z], one GEMM instead of 2
     packed_rh = params["U_h"]  # (H, H)
@@ -148,7 +174,7 @@ def forward(x, params, state0=None):
     packed_h_prev_T = np.ascontiguousarray(packed_h_prev.T)  # a contiguous transpose: the per-step GEMM is faster on it than on the view
     packed_rh_T = np.ascontiguousarray(packed_rh.T)  # a contiguous transpose: the per-step GEMM is faster on it than on the view
     h_seq = np.empty((T + 1, N, H), dtype)  # h<0>, ..., h<T>
-    h_seq[0] = 0 if state0 is None else state0["h"]
+    h_seq[0] = 0 if state is None else state["h"]
     r_seq = np.empty((T, N, H), dtype)  # saved for the backward pass
     z_seq = np.empty((T, N, H), dtype)  # saved for the backward pass
     rh_seq = np.empty((T, N, H), dtype)  # saved for the backward pass
@@ -165,10 +191,14 @@ def forward(x, params, state0=None):
         a_n = proj_rh + proj_x[t, :, 2*H:3*H]  # (F6) pre-activation of n
         n_seq[t] = n = np.tanh(a_n)  # (F7) candidate state (h tilde)
         h_seq[t + 1] = h = h_prev*(1 - z) + n*z  # (F8) new hidden state
+        if lengths is not None:  # past a sequence's end its states stay
+            h_seq[t + 1] = np.where(_active[t], h_seq[t + 1], h_seq[t])
     outputs = {"h": h_seq[1:]}
-    state = {"h": h_seq[T]}
-    cache = {"x": x, "packed_x": packed_x, "packed_h_prev": packed_h_prev, "packed_rh": packed_rh, "h_seq": h_seq, "r_seq": r_seq, "z_seq": z_seq, "rh_seq": rh_seq, "n_seq": n_seq, "params": params}
-    return outputs, state, cache
+    if lengths is not None:  # outputs past a sequence's end are zero
+        outputs = {name: np.where(_active, value, 0) for name, value in outputs.items()}
+    final_state = {"h": h_seq[T]}
+    cache = {"x": x, "packed_x": packed_x, "packed_h_prev": packed_h_prev, "packed_rh": packed_rh, "h_seq": h_seq, "r_seq": r_seq, "z_seq": z_seq, "rh_seq": rh_seq, "n_seq": n_seq, "params": params, "lengths": lengths}
+    return outputs, final_state, cache
 
 
 def backward(d_outputs, cache, d_state=None):
@@ -177,8 +207,8 @@ def backward(d_outputs, cache, d_state=None):
     d_outputs: dict mapping each name in OUTPUTS to dL/d(output) at every step, (T, N, size)
     (many-to-one: zeros except the last step); cache: from forward(); d_state: dict of
     dL/d(final state), (N, size) per STATES, zeros when None.
-    Returns grads: every parameter by name (its shape), "x" (T, N, D) and each
-    initial state by its name in STATES (N, size).
+    Returns Gradients(params, inputs, state): every parameter by name (its shape), the input
+    "x" (T, N, D) and each initial state by its name in STATES (N, size).
     """
     sizes = _check_backward(d_outputs, cache, d_state)
     T, N, D, H = sizes["T"], sizes["N"], sizes["D"], sizes["H"]
@@ -193,10 +223,15 @@ def backward(d_outputs, cache, d_state=None):
     z_seq = cache["z_seq"]
     rh_seq = cache["rh_seq"]
     n_seq = cache["n_seq"]
-    dh_out_seq = d_outputs["h"]
+    lengths = cache["lengths"]
+    _active = _active_steps(T, lengths)
+    dh_out_seq = d_outputs["h"] if lengths is None else np.where(_active, d_outputs["h"], 0).astype(dtype)
     dh_next = np.zeros((N, H), dtype) if d_state is None else d_state["h"]
     dpre_seq = np.empty((T, N, 3*H), dtype)  # da_r, da_z, da_n of every step
     for t in reversed(range(T)):
+        if lengths is not None:  # past a sequence's end the step is the identity: hold its adjoints, run the step on zeros
+            _held = dh_next, 
+            dh_next = np.where(_active[t], dh_next, 0).astype(dtype)
         dh_out = dh_out_seq[t]
         z = z_seq[t]
         n = n_seq[t]
@@ -212,6 +247,8 @@ def backward(d_outputs, cache, d_state=None):
         dpre_seq[t, :, :H] = da_r = dr*r*(1 - r)  # (B8) through r, reset gate (F2)
         dh_prev = dh*(1 - z) + (dpre_seq[t, :, :2*H] @ packed_h_prev) + drh*r  # (B9) fork sum: via h (F8) + via rh (F5) + via a_z (F3) + via a_r (F1)
         dh_next = dh_prev
+        if lengths is not None:
+            dh_next = np.where(_active[t], dh_next, _held[0])
     dpre_flat = dpre_seq.reshape(T * N, 3*H)  # every step's da_r, da_z, da_n as rows
     dpacked_x = dpre_flat.T @ x.reshape(T * N, D)  # gradients of W_r, W_z, W_h, summed over steps and batch
     dx = (dpre_flat @ packed_x).reshape(T, N, D)  # (B10) for every step at once, one GEMM
@@ -219,13 +256,15 @@ def backward(d_outputs, cache, d_state=None):
     dpacked_h_prev = dpre_h_prev.T @ h_seq[:-1].reshape(T * N, H)  # gradients of U_r, U_z, summed over steps and batch
     dpre_rh = dpre_flat[:, 2*H:3*H]  # (T*N, H): the adjoints of a_n
     dpacked_rh = dpre_rh.T @ rh_seq.reshape(T * N, H)  # gradients of U_h, summed over steps and batch
-    return {
-        "W_r": dpacked_x[:H],  # (B11)
-        "U_r": dpacked_h_prev[:H],  # (B12)
-        "W_z": dpacked_x[H:2*H],  # (B13)
-        "U_z": dpacked_h_prev[H:2*H],  # (B14)
-        "W_h": dpacked_x[2*H:3*H],  # (B15)
-        "U_h": dpacked_rh,  # (B16)
-        "x": dx,  # (B10)
-        "h": dh_next,  # (B9)
-    }
+    return Gradients(
+        params={
+            "W_r": dpacked_x[:H],  # (B11)
+            "U_r": dpacked_h_prev[:H],  # (B12)
+            "W_z": dpacked_x[H:2*H],  # (B13)
+            "U_z": dpacked_h_prev[H:2*H],  # (B14)
+            "W_h": dpacked_x[2*H:3*H],  # (B15)
+            "U_h": dpacked_rh,  # (B16)
+        },
+        inputs={"x": dx},  # (B10)
+        state={"h": dh_next},  # (B9)
+    )

@@ -25,6 +25,8 @@ Layout: sequences are time-major (T, N, size); parameter matrices are (rows, col
 Sizes: D = input size, H = hidden size, O = output size.
 """
 
+from typing import NamedTuple
+
 import numpy as np
 
 CELL = "minimal_rnn"
@@ -43,11 +45,20 @@ PARAM_SHAPES = {
 }
 STATES = {"s": "H"}
 OUTPUTS = {"o": "O"}
+# parameters that only add to a pre-activation (a layer without biases fixes them at zero)
+BIASES = ("b_f", "b_g")
 DTYPES = (np.float32, np.float64)
 # where each size is read: (parameter, axis)
 _SIZE_OF = {"H": ("u", 0), "O": ("w", 0)}
 # what forward() puts in the cache
-_CACHE_KEYS = ("x", "packed_x", "packed_s_prev", "packed_s", "s_seq", "o_seq", "params")
+_CACHE_KEYS = ("x", "packed_x", "packed_s_prev", "packed_s", "s_seq", "o_seq", "params", "lengths")
+
+
+class Gradients(NamedTuple):
+    """What backward() returns: the parameters' gradients apart from the inputs' and initial states'."""
+    params: dict   # parameter name -> dL/dparameter, of its shape
+    inputs: dict   # input name -> dL/dinput, (T, N, size)
+    state: dict    # state name -> dL/d(initial state), (N, size)
 
 
 def init_params(input_size, hidden_size, seed=0, dtype=np.float64, output_size=None):
@@ -79,7 +90,7 @@ def _check_names(label, given, expected):
         raise KeyError(f"{label}: missing {missing}, unexpected {extra}")
 
 
-def _check_forward(x, params, state0):
+def _check_forward(x, params, state, lengths):
     """Check the arguments of forward(); return the sizes by name (T, N and the spec's)."""
     if not isinstance(x, np.ndarray) or x.ndim != 3:
         raise ValueError("x must be a (T, N, D) numpy array (time-major)")
@@ -94,18 +105,28 @@ def _check_forward(x, params, state0):
         sizes[size] = value.shape[axis]
     for name, shape in PARAM_SHAPES.items():
         _check_array(f"params[{name!r}]", params[name], [sizes[s] for s in shape], x.dtype)
-    if state0 is not None:
-        _check_names("state0", state0, STATES)
+    if state is not None:
+        _check_names("state", state, STATES)
         for name, size in STATES.items():
-            _check_array(f"state0[{name!r}]", state0[name], (sizes["N"], sizes[size]), x.dtype)
+            _check_array(f"state[{name!r}]", state[name], (sizes["N"], sizes[size]), x.dtype)
+    if lengths is not None:
+        if not isinstance(lengths, np.ndarray) or lengths.shape != (sizes["N"],) or lengths.dtype.kind not in "iu":
+            raise ValueError(f"lengths must be a ({sizes['N']},) integer numpy array (one length per sequence)")
+        if lengths.size and (lengths.min() < 0 or lengths.max() > sizes["T"]):
+            raise ValueError(f"lengths must lie in [0, T] = [0, {sizes['T']}]; got {lengths.min()} to {lengths.max()}")
     return sizes
+
+
+def _active_steps(T, lengths):
+    """(T, N, 1) booleans: whether step t lies within sequence n (None: every step does)."""
+    return None if lengths is None else (np.arange(T)[:, None] < lengths)[:, :, None]
 
 
 def _check_backward(d_outputs, cache, d_state):
     """Check the arguments of backward(); return the sizes by name."""
     _check_names("cache", cache, _CACHE_KEYS)
     x, params = cache["x"], cache["params"]
-    sizes = _check_forward(x, params, None)
+    sizes = _check_forward(x, params, None, cache["lengths"])
     _check_names("d_outputs", d_outputs, OUTPUTS)
     for name, size in OUTPUTS.items():
         _check_array(f"d_outputs[{name!r}]", d_outputs[name], (sizes["T"], sizes["N"], sizes[size]), x.dtype)
@@ -122,17 +143,22 @@ def _sigmoid(z):
     return 0.5 + 0.5 * np.tanh(0.5 * z)
 
 
-def forward(x, params, state0=None):
+def forward(x, params, state=None, lengths=None):
     """Run the cell over a sequence.
 
     x: (T, N, D) float32 or float64; params: dict of PARAM_SHAPES arrays of the same dtype;
-    state0: dict of (N, size) initial states per STATES, zeros when None.
+    state: dict of (N, size) initial states per STATES, zeros when None; lengths: (N,) integers
+    in [0, T], sequence n's steps are 0..lengths[n]-1 (None: all T).
     Returns (outputs, state, cache): outputs maps each name in OUTPUTS to its (T, N, size) values
-    at every step, state the final states (N, size), cache what backward() needs.
+    at every step (zero past a sequence's end), state the final states (N, size) (each sequence's
+    own last), cache what backward() needs.
     """
-    sizes = _check_forward(x, params, state0)
+    sizes = _check_forward(x, params, state, lengths)
     T, N, D, H, O = sizes["T"], sizes["N"], sizes["D"], sizes["H"], sizes["O"]
     dtype = x.dtype
+    _active = _active_steps(T, lengths)
+    if lengths is not None:  # steps past a sequence's end read zeros: nothing non-finite there reaches a gradient
+        x = np.where(_active, x, 0)
     packed_x = params["u"]  # (H, D)
     packed_s_prev = params["v"]  # (H, H)
     packed_s = params["w"]  # (O, H)
@@ -142,7 +168,7 @@ def forward(x, params, state0=None):
     packed_s_T = np.ascontiguousarray(packed_s.T)  # a contiguous transpose: the per-step GEMM is faster on it than on the view
     b_g = params["b_g"]
     s_seq = np.empty((T + 1, N, H), dtype)  # s<0>, ..., s<T>
-    s_seq[0] = 0 if state0 is None else state0["s"]
+    s_seq[0] = 0 if state is None else state["s"]
     o_seq = np.empty((T, N, O), dtype)  # output
     for t in range(T):
         s_prev = s_seq[t]
@@ -152,10 +178,14 @@ def forward(x, params, state0=None):
         proj_s = s @ packed_s_T  # (F3) w @ s
         a_o = proj_s + b_g  # (F3) pre-activation of o
         o_seq[t] = o = _sigmoid(a_o)  # (F4)
+        if lengths is not None:  # past a sequence's end its states stay
+            s_seq[t + 1] = np.where(_active[t], s_seq[t + 1], s_seq[t])
     outputs = {"o": o_seq}
-    state = {"s": s_seq[T]}
-    cache = {"x": x, "packed_x": packed_x, "packed_s_prev": packed_s_prev, "packed_s": packed_s, "s_seq": s_seq, "o_seq": o_seq, "params": params}
-    return outputs, state, cache
+    if lengths is not None:  # outputs past a sequence's end are zero
+        outputs = {name: np.where(_active, value, 0) for name, value in outputs.items()}
+    final_state = {"s": s_seq[T]}
+    cache = {"x": x, "packed_x": packed_x, "packed_s_prev": packed_s_prev, "packed_s": packed_s, "s_seq": s_seq, "o_seq": o_seq, "params": params, "lengths": lengths}
+    return outputs, final_state, cache
 
 
 def backward(d_outputs, cache, d_state=None):
@@ -164,8 +194,8 @@ def backward(d_outputs, cache, d_state=None):
     d_outputs: dict mapping each name in OUTPUTS to dL/d(output) at every step, (T, N, size)
     (many-to-one: zeros except the last step); cache: from forward(); d_state: dict of
     dL/d(final state), (N, size) per STATES, zeros when None.
-    Returns grads: every parameter by name (its shape), "x" (T, N, D) and each
-    initial state by its name in STATES (N, size).
+    Returns Gradients(params, inputs, state): every parameter by name (its shape), the input
+    "x" (T, N, D) and each initial state by its name in STATES (N, size).
     """
     sizes = _check_backward(d_outputs, cache, d_state)
     T, N, D, H, O = sizes["T"], sizes["N"], sizes["D"], sizes["H"], sizes["O"]
@@ -177,10 +207,15 @@ def backward(d_outputs, cache, d_state=None):
     packed_s = cache["packed_s"]
     s_seq = cache["s_seq"]
     o_seq = cache["o_seq"]
-    do_out_seq = d_outputs["o"]
+    lengths = cache["lengths"]
+    _active = _active_steps(T, lengths)
+    do_out_seq = d_outputs["o"] if lengths is None else np.where(_active, d_outputs["o"], 0).astype(dtype)
     ds_next = np.zeros((N, H), dtype) if d_state is None else d_state["s"]
     dpre_seq = np.empty((T, N, H + O), dtype)  # da_s, da_o of every step
     for t in reversed(range(T)):
+        if lengths is not None:  # past a sequence's end the step is the identity: hold its adjoints, run the step on zeros
+            _held = ds_next, 
+            ds_next = np.where(_active[t], ds_next, 0).astype(dtype)
         do_out = do_out_seq[t]
         o = o_seq[t]
         s = s_seq[t + 1]
@@ -190,6 +225,8 @@ def backward(d_outputs, cache, d_state=None):
         dpre_seq[t, :, :H] = da_s = ds*s*(1 - s)  # (B4) through s (F2)
         ds_prev = dpre_seq[t, :, :H] @ packed_s_prev  # (B5) through a_s (F1)
         ds_next = ds_prev
+        if lengths is not None:
+            ds_next = np.where(_active[t], ds_next, _held[0])
     dpre_flat = dpre_seq.reshape(T * N, H + O)  # every step's da_s, da_o as rows
     dpre_x = dpre_flat[:, :H]  # (T*N, H): the adjoints of a_s
     dpacked_x = dpre_x.T @ x.reshape(T * N, D)  # gradients of u, summed over steps and batch
@@ -198,12 +235,14 @@ def backward(d_outputs, cache, d_state=None):
     dpre_s = dpre_flat[:, H:H + O]  # (T*N, O): the adjoints of a_o
     dpacked_s = dpre_s.T @ s_seq[1:].reshape(T * N, H)  # gradients of w, summed over steps and batch
     dpre_sum = dpre_seq.sum(axis=(0, 1))  # bias gradients: sums over steps and batch
-    return {
-        "u": dpacked_x,  # (B7)
-        "v": dpacked_s_prev,  # (B8)
-        "b_f": dpre_sum[:H],  # (B9)
-        "w": dpacked_s,  # (B10)
-        "b_g": dpre_sum[H:H + O],  # (B11)
-        "x": dx,  # (B6)
-        "s": ds_next,  # (B5)
-    }
+    return Gradients(
+        params={
+            "u": dpacked_x,  # (B7)
+            "v": dpacked_s_prev,  # (B8)
+            "b_f": dpre_sum[:H],  # (B9)
+            "w": dpacked_s,  # (B10)
+            "b_g": dpre_sum[H:H + O],  # (B11)
+        },
+        inputs={"x": dx},  # (B6)
+        state={"s": ds_next},  # (B5)
+    )

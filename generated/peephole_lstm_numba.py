@@ -48,6 +48,8 @@ Layout: sequences are time-major (T, N, size); parameter matrices are (rows, col
 Sizes: D = input size, H = hidden size.
 """
 
+from typing import NamedTuple
+
 import numba as nb
 import numpy as np
 from numba import types
@@ -79,11 +81,20 @@ PARAM_SHAPES = {
 }
 STATES = {"h": "H", "c": "H"}
 OUTPUTS = {"h": "H"}
+# parameters that only add to a pre-activation (a layer without biases fixes them at zero)
+BIASES = ("b_i", "b_f", "b_g", "b_o")
 DTYPES = (np.float32, np.float64)
 # where each size is read: (parameter, axis)
 _SIZE_OF = {"H": ("W_i", 0)}
 # what forward() puts in the cache
-_CACHE_KEYS = ("x", "packed_x", "packed_h_prev", "h_seq", "c_seq", "i_seq", "f_seq", "g_seq", "o_seq", "params")
+_CACHE_KEYS = ("x", "packed_x", "packed_h_prev", "h_seq", "c_seq", "i_seq", "f_seq", "g_seq", "o_seq", "params", "lengths")
+
+
+class Gradients(NamedTuple):
+    """What backward() returns: the parameters' gradients apart from the inputs' and initial states'."""
+    params: dict   # parameter name -> dL/dparameter, of its shape
+    inputs: dict   # input name -> dL/dinput, (T, N, size)
+    state: dict    # state name -> dL/d(initial state), (N, size)
 
 
 def init_params(input_size, hidden_size, seed=0, dtype=np.float64):
@@ -113,7 +124,7 @@ def _check_names(label, given, expected):
         raise KeyError(f"{label}: missing {missing}, unexpected {extra}")
 
 
-def _check_forward(x, params, state0):
+def _check_forward(x, params, state, lengths):
     """Check the arguments of forward(); return the sizes by name (T, N and the spec's)."""
     if not isinstance(x, np.ndarray) or x.ndim != 3:
         raise ValueError("x must be a (T, N, D) numpy array (time-major)")
@@ -128,18 +139,28 @@ def _check_forward(x, params, state0):
         sizes[size] = value.shape[axis]
     for name, shape in PARAM_SHAPES.items():
         _check_array(f"params[{name!r}]", params[name], [sizes[s] for s in shape], x.dtype)
-    if state0 is not None:
-        _check_names("state0", state0, STATES)
+    if state is not None:
+        _check_names("state", state, STATES)
         for name, size in STATES.items():
-            _check_array(f"state0[{name!r}]", state0[name], (sizes["N"], sizes[size]), x.dtype)
+            _check_array(f"state[{name!r}]", state[name], (sizes["N"], sizes[size]), x.dtype)
+    if lengths is not None:
+        if not isinstance(lengths, np.ndarray) or lengths.shape != (sizes["N"],) or lengths.dtype.kind not in "iu":
+            raise ValueError(f"lengths must be a ({sizes['N']},) integer numpy array (one length per sequence)")
+        if lengths.size and (lengths.min() < 0 or lengths.max() > sizes["T"]):
+            raise ValueError(f"lengths must lie in [0, T] = [0, {sizes['T']}]; got {lengths.min()} to {lengths.max()}")
     return sizes
+
+
+def _active_steps(T, lengths):
+    """(T, N, 1) booleans: whether step t lies within sequence n (None: every step does)."""
+    return None if lengths is None else (np.arange(T)[:, None] < lengths)[:, :, None]
 
 
 def _check_backward(d_outputs, cache, d_state):
     """Check the arguments of backward(); return the sizes by name."""
     _check_names("cache", cache, _CACHE_KEYS)
     x, params = cache["x"], cache["params"]
-    sizes = _check_forward(x, params, None)
+    sizes = _check_forward(x, params, None, cache["lengths"])
     _check_names("d_outputs", d_outputs, OUTPUTS)
     for name, size in OUTPUTS.items():
         _check_array(f"d_outputs[{name!r}]", d_outputs[name], (sizes["T"], sizes["N"], sizes[size]), x.dtype)
@@ -223,8 +244,9 @@ def _matmul(a, b):
 
 
 @nb.njit(cache=True, error_model="numpy")
-def _forward_steps(T, N, H, h_seq, packed_h_prev_T, proj_h_prev, proj_x, c_seq, p_i_param, p_f_param, p_o_param, i_seq, f_seq, g_seq, o_seq):
-    """The time loop: per step the recurrent products as one GEMM, then fused elementwise loops."""
+def _forward_steps(T, N, H, _lengths, h_seq, packed_h_prev_T, proj_h_prev, proj_x, c_seq, p_i_param, p_f_param, p_o_param, i_seq, f_seq, g_seq, o_seq):
+    """The time loop: per step the recurrent products as one GEMM, then fused elementwise loops;
+    past the end of sequence n (t >= _lengths[n]) its states stay."""
     for t in range(T):
         np.dot(h_seq[t], packed_h_prev_T, proj_h_prev)  # (F1) [U_i; U_f; U_g; U_o] @ h_prev as one packed product
         for n in range(N):
@@ -249,13 +271,26 @@ def _forward_steps(T, N, H, h_seq, packed_h_prev_T, proj_h_prev, proj_x, c_seq, 
                 c_seq[t + 1, n, j] = c
                 o_seq[t, n, j] = o
                 h_seq[t + 1, n, j] = h
+        for n in range(N):
+            if t >= _lengths[n]:
+                h_seq[t + 1, n] = h_seq[t, n]
+                c_seq[t + 1, n] = c_seq[t, n]
 
 
 @nb.njit(cache=True, error_model="numpy")
-def _backward_steps(T, N, H, dh_next_buf, dh_out_seq, c_seq, o_seq, dc_next_buf, p_o_param, i_seq, g_seq, f_seq, dpre_seq, dc_buf, packed_h_prev, dh_prev_linear_buf, p_f_param, p_i_param, dp_i, dp_f, dp_o):
-    """The reverse time loop; the carried adjoints (dh_next_buf, dc_next_buf) are updated in place."""
+def _backward_steps(T, N, H, _lengths, dh_next_held, dc_next_held, dh_next_buf, dh_out_seq, c_seq, o_seq, dc_next_buf, p_o_param, i_seq, g_seq, f_seq, dpre_seq, dc_buf, packed_h_prev, dh_prev_linear_buf, p_f_param, p_i_param, dp_i, dp_f, dp_o):
+    """The reverse time loop; the carried adjoints (dh_next_buf, dc_next_buf) are updated in place.
+
+    Past the end of sequence n (t >= _lengths[n]) the step is the identity: its carried adjoints
+    are held, the step runs on zeros (adding nothing anywhere) and they are put back."""
     F = dh_next_buf.dtype.type  # constants are F(c): float32 arrays, float32 arithmetic
     for t in range(T - 1, -1, -1):
+        for n in range(N):
+            if t >= _lengths[n]:
+                dh_next_held[n] = dh_next_buf[n]
+                dh_next_buf[n] = 0
+                dc_next_held[n] = dc_next_buf[n]
+                dc_next_buf[n] = 0
         for n in range(N):
             da_o_row = dpre_seq[t, n, 3*H:4*H]  # a view per adjoint: LLVM vectorizes stores to separate arrays
             da_g_row = dpre_seq[t, n, 2*H:3*H]
@@ -308,38 +343,50 @@ def _backward_steps(T, N, H, dh_next_buf, dh_out_seq, c_seq, o_seq, dc_next_buf,
                 dp_o[j] += c*da_o  # (B24) gradient of p_o, summed over the batch
                 dh_next_buf[n, j] = dh_prev
                 dc_next_buf[n, j] = dc_prev
+        for n in range(N):
+            if t >= _lengths[n]:
+                dh_next_buf[n] = dh_next_held[n]
+                dc_next_buf[n] = dc_next_held[n]
 
 
-def forward(x, params, state0=None):
+def forward(x, params, state=None, lengths=None):
     """Run the cell over a sequence.
 
     x: (T, N, D) float32 or float64; params: dict of PARAM_SHAPES arrays of the same dtype;
-    state0: dict of (N, size) initial states per STATES, zeros when None.
+    state: dict of (N, size) initial states per STATES, zeros when None; lengths: (N,) integers
+    in [0, T], sequence n's steps are 0..lengths[n]-1 (None: all T).
     Returns (outputs, state, cache): outputs maps each name in OUTPUTS to its (T, N, size) values
-    at every step, state the final states (N, size), cache what backward() needs.
+    at every step (zero past a sequence's end), state the final states (N, size) (each sequence's
+    own last), cache what backward() needs.
     """
-    sizes = _check_forward(x, params, state0)
+    sizes = _check_forward(x, params, state, lengths)
     T, N, D, H = sizes["T"], sizes["N"], sizes["D"], sizes["H"]
     dtype = x.dtype
+    _active = _active_steps(T, lengths)
+    if lengths is not None:  # steps past a sequence's end read zeros: nothing non-finite there reaches a gradient
+        x = np.where(_active, x, 0)
     packed_x = np.concatenate([params["W_i"], params["W_f"], params["W_g"], params["W_o"]])  # (4*H, D): [W_i; W_f; W_g; W_o], one GEMM instead of 4
     packed_h_prev = np.concatenate([params["U_i"], params["U_f"], params["U_g"], params["U_o"]])  # (4*H, H): [U_i; U_f; U_g; U_o], one GEMM instead of 4
     proj_x = (_matmul(x.reshape(T * N, D), packed_x.T)).reshape(T, N, 4*H)  # (F1, F3, F5, F8) the products with x of every step: one GEMM over T*N rows
     proj_x += np.concatenate([params["b_i"], params["b_f"], params["b_g"], params["b_o"]])  # biases of the same equations, added once for all steps
     packed_h_prev_T = np.ascontiguousarray(packed_h_prev.T)  # a contiguous transpose: the per-step GEMM is faster on it than on the view
     h_seq = np.empty((T + 1, N, H), dtype)  # h<0>, ..., h<T>
-    h_seq[0] = 0 if state0 is None else state0["h"]
+    h_seq[0] = 0 if state is None else state["h"]
     c_seq = np.empty((T + 1, N, H), dtype)  # c<0>, ..., c<T>
-    c_seq[0] = 0 if state0 is None else state0["c"]
+    c_seq[0] = 0 if state is None else state["c"]
     i_seq = np.empty((T, N, H), dtype)  # saved for the backward pass
     f_seq = np.empty((T, N, H), dtype)  # saved for the backward pass
     g_seq = np.empty((T, N, H), dtype)  # saved for the backward pass
     o_seq = np.empty((T, N, H), dtype)  # saved for the backward pass
     proj_h_prev = np.empty((N, 4*H), dtype)  # one step's recurrent products
-    _forward_steps(T, N, H, h_seq, packed_h_prev_T, proj_h_prev, proj_x, c_seq, np.ascontiguousarray(params["p_i"]), np.ascontiguousarray(params["p_f"]), np.ascontiguousarray(params["p_o"]), i_seq, f_seq, g_seq, o_seq)
+    _lengths = np.full(N, T, np.int64) if lengths is None else lengths.astype(np.int64)
+    _forward_steps(T, N, H, _lengths, h_seq, packed_h_prev_T, proj_h_prev, proj_x, c_seq, np.ascontiguousarray(params["p_i"]), np.ascontiguousarray(params["p_f"]), np.ascontiguousarray(params["p_o"]), i_seq, f_seq, g_seq, o_seq)
     outputs = {"h": h_seq[1:]}
-    state = {"h": h_seq[T], "c": c_seq[T]}
-    cache = {"x": x, "packed_x": packed_x, "packed_h_prev": packed_h_prev, "h_seq": h_seq, "c_seq": c_seq, "i_seq": i_seq, "f_seq": f_seq, "g_seq": g_seq, "o_seq": o_seq, "params": params}
-    return outputs, state, cache
+    if lengths is not None:  # outputs past a sequence's end are zero
+        outputs = {name: np.where(_active, value, 0) for name, value in outputs.items()}
+    final_state = {"h": h_seq[T], "c": c_seq[T]}
+    cache = {"x": x, "packed_x": packed_x, "packed_h_prev": packed_h_prev, "h_seq": h_seq, "c_seq": c_seq, "i_seq": i_seq, "f_seq": f_seq, "g_seq": g_seq, "o_seq": o_seq, "params": params, "lengths": lengths}
+    return outputs, final_state, cache
 
 
 def backward(d_outputs, cache, d_state=None):
@@ -348,8 +395,8 @@ def backward(d_outputs, cache, d_state=None):
     d_outputs: dict mapping each name in OUTPUTS to dL/d(output) at every step, (T, N, size)
     (many-to-one: zeros except the last step); cache: from forward(); d_state: dict of
     dL/d(final state), (N, size) per STATES, zeros when None.
-    Returns grads: every parameter by name (its shape), "x" (T, N, D) and each
-    initial state by its name in STATES (N, size).
+    Returns Gradients(params, inputs, state): every parameter by name (its shape), the input
+    "x" (T, N, D) and each initial state by its name in STATES (N, size).
     """
     sizes = _check_backward(d_outputs, cache, d_state)
     T, N, D, H = sizes["T"], sizes["N"], sizes["D"], sizes["H"]
@@ -364,7 +411,10 @@ def backward(d_outputs, cache, d_state=None):
     f_seq = cache["f_seq"]
     g_seq = cache["g_seq"]
     o_seq = cache["o_seq"]
-    dh_out_seq = np.ascontiguousarray(d_outputs["h"])
+    lengths = cache["lengths"]
+    _active = _active_steps(T, lengths)
+    _lengths = np.full(N, T, np.int64) if lengths is None else lengths.astype(np.int64)
+    dh_out_seq = np.ascontiguousarray(d_outputs["h"] if lengths is None else np.where(_active, d_outputs["h"], 0))
     dh_next_buf = np.zeros((N, H), dtype) if d_state is None else d_state["h"].copy()
     dc_next_buf = np.zeros((N, H), dtype) if d_state is None else d_state["c"].copy()
     dpre_seq = np.empty((T, N, 4*H), dtype)  # da_i, da_f, da_g, da_o of every step
@@ -373,29 +423,32 @@ def backward(d_outputs, cache, d_state=None):
     dp_i = np.zeros(H, dtype)
     dp_f = np.zeros(H, dtype)
     dp_o = np.zeros(H, dtype)
-    _backward_steps(T, N, H, dh_next_buf, dh_out_seq, c_seq, o_seq, dc_next_buf, np.ascontiguousarray(params["p_o"]), i_seq, g_seq, f_seq, dpre_seq, dc_buf, packed_h_prev, dh_prev_linear_buf, np.ascontiguousarray(params["p_f"]), np.ascontiguousarray(params["p_i"]), dp_i, dp_f, dp_o)
+    dh_next_held = np.empty((N, H), dtype)  # a carried adjoint held over a step past a sequence's end
+    dc_next_held = np.empty((N, H), dtype)  # a carried adjoint held over a step past a sequence's end
+    _backward_steps(T, N, H, _lengths, dh_next_held, dc_next_held, dh_next_buf, dh_out_seq, c_seq, o_seq, dc_next_buf, np.ascontiguousarray(params["p_o"]), i_seq, g_seq, f_seq, dpre_seq, dc_buf, packed_h_prev, dh_prev_linear_buf, np.ascontiguousarray(params["p_f"]), np.ascontiguousarray(params["p_i"]), dp_i, dp_f, dp_o)
     dpre_flat = dpre_seq.reshape(T * N, 4*H)  # every step's da_i, da_f, da_g, da_o as rows
     dpacked_x = _matmul(dpre_flat.T, x.reshape(T * N, D))  # gradients of W_i, W_f, W_g, W_o, summed over steps and batch
     dx = (_matmul(dpre_flat, packed_x)).reshape(T, N, D)  # (B13) for every step at once, one GEMM
     dpacked_h_prev = _matmul(dpre_flat.T, h_seq[:-1].reshape(T * N, H))  # gradients of U_i, U_f, U_g, U_o, summed over steps and batch
     dpre_sum = dpre_seq.sum(axis=(0, 1))  # bias gradients: sums over steps and batch
-    return {
-        "W_i": dpacked_x[:H],  # (B14)
-        "W_f": dpacked_x[H:2*H],  # (B15)
-        "W_g": dpacked_x[2*H:3*H],  # (B16)
-        "W_o": dpacked_x[3*H:4*H],  # (B17)
-        "U_i": dpacked_h_prev[:H],  # (B18)
-        "U_f": dpacked_h_prev[H:2*H],  # (B19)
-        "U_g": dpacked_h_prev[2*H:3*H],  # (B20)
-        "U_o": dpacked_h_prev[3*H:4*H],  # (B21)
-        "p_i": dp_i,  # (B22)
-        "p_f": dp_f,  # (B23)
-        "p_o": dp_o,  # (B24)
-        "b_i": dpre_sum[:H],  # (B25)
-        "b_f": dpre_sum[H:2*H],  # (B26)
-        "b_g": dpre_sum[2*H:3*H],  # (B27)
-        "b_o": dpre_sum[3*H:4*H],  # (B28)
-        "x": dx,  # (B13)
-        "h": dh_next_buf,  # (B11)
-        "c": dc_next_buf,  # (B12)
-    }
+    return Gradients(
+        params={
+            "W_i": dpacked_x[:H],  # (B14)
+            "W_f": dpacked_x[H:2*H],  # (B15)
+            "W_g": dpacked_x[2*H:3*H],  # (B16)
+            "W_o": dpacked_x[3*H:4*H],  # (B17)
+            "U_i": dpacked_h_prev[:H],  # (B18)
+            "U_f": dpacked_h_prev[H:2*H],  # (B19)
+            "U_g": dpacked_h_prev[2*H:3*H],  # (B20)
+            "U_o": dpacked_h_prev[3*H:4*H],  # (B21)
+            "p_i": dp_i,  # (B22)
+            "p_f": dp_f,  # (B23)
+            "p_o": dp_o,  # (B24)
+            "b_i": dpre_sum[:H],  # (B25)
+            "b_f": dpre_sum[H:2*H],  # (B26)
+            "b_g": dpre_sum[2*H:3*H],  # (B27)
+            "b_o": dpre_sum[3*H:4*H],  # (B28)
+        },
+        inputs={"x": dx},  # (B13)
+        state={"h": dh_next_buf, "c": dc_next_buf},  # (B11, B12)
+    )

@@ -20,6 +20,8 @@ Layout: sequences are time-major (T, N, size); parameter matrices are (rows, col
 Sizes: D = input size, H = hidden size.
 """
 
+from typing import NamedTuple
+
 import numpy as np
 
 CELL = "rnn"
@@ -37,11 +39,20 @@ PARAM_SHAPES = {
 }
 STATES = {"h": "H"}
 OUTPUTS = {"h": "H"}
+# parameters that only add to a pre-activation (a layer without biases fixes them at zero)
+BIASES = ("b_ih", "b_hh")
 DTYPES = (np.float32, np.float64)
 # where each size is read: (parameter, axis)
 _SIZE_OF = {"H": ("W", 0)}
 # what forward() puts in the cache
-_CACHE_KEYS = ("x", "packed_x", "packed_h_prev", "h_seq", "params")
+_CACHE_KEYS = ("x", "packed_x", "packed_h_prev", "h_seq", "params", "lengths")
+
+
+class Gradients(NamedTuple):
+    """What backward() returns: the parameters' gradients apart from the inputs' and initial states'."""
+    params: dict   # parameter name -> dL/dparameter, of its shape
+    inputs: dict   # input name -> dL/dinput, (T, N, size)
+    state: dict    # state name -> dL/d(initial state), (N, size)
 
 
 def init_params(input_size, hidden_size, seed=0, dtype=np.float64):
@@ -71,7 +82,7 @@ def _check_names(label, given, expected):
         raise KeyError(f"{label}: missing {missing}, unexpected {extra}")
 
 
-def _check_forward(x, params, state0):
+def _check_forward(x, params, state, lengths):
     """Check the arguments of forward(); return the sizes by name (T, N and the spec's)."""
     if not isinstance(x, np.ndarray) or x.ndim != 3:
         raise ValueError("x must be a (T, N, D) numpy array (time-major)")
@@ -86,18 +97,28 @@ def _check_forward(x, params, state0):
         sizes[size] = value.shape[axis]
     for name, shape in PARAM_SHAPES.items():
         _check_array(f"params[{name!r}]", params[name], [sizes[s] for s in shape], x.dtype)
-    if state0 is not None:
-        _check_names("state0", state0, STATES)
+    if state is not None:
+        _check_names("state", state, STATES)
         for name, size in STATES.items():
-            _check_array(f"state0[{name!r}]", state0[name], (sizes["N"], sizes[size]), x.dtype)
+            _check_array(f"state[{name!r}]", state[name], (sizes["N"], sizes[size]), x.dtype)
+    if lengths is not None:
+        if not isinstance(lengths, np.ndarray) or lengths.shape != (sizes["N"],) or lengths.dtype.kind not in "iu":
+            raise ValueError(f"lengths must be a ({sizes['N']},) integer numpy array (one length per sequence)")
+        if lengths.size and (lengths.min() < 0 or lengths.max() > sizes["T"]):
+            raise ValueError(f"lengths must lie in [0, T] = [0, {sizes['T']}]; got {lengths.min()} to {lengths.max()}")
     return sizes
+
+
+def _active_steps(T, lengths):
+    """(T, N, 1) booleans: whether step t lies within sequence n (None: every step does)."""
+    return None if lengths is None else (np.arange(T)[:, None] < lengths)[:, :, None]
 
 
 def _check_backward(d_outputs, cache, d_state):
     """Check the arguments of backward(); return the sizes by name."""
     _check_names("cache", cache, _CACHE_KEYS)
     x, params = cache["x"], cache["params"]
-    sizes = _check_forward(x, params, None)
+    sizes = _check_forward(x, params, None, cache["lengths"])
     _check_names("d_outputs", d_outputs, OUTPUTS)
     for name, size in OUTPUTS.items():
         _check_array(f"d_outputs[{name!r}]", d_outputs[name], (sizes["T"], sizes["N"], sizes[size]), x.dtype)
@@ -109,33 +130,42 @@ def _check_backward(d_outputs, cache, d_state):
 
 
 
-def forward(x, params, state0=None):
+def forward(x, params, state=None, lengths=None):
     """Run the cell over a sequence.
 
     x: (T, N, D) float32 or float64; params: dict of PARAM_SHAPES arrays of the same dtype;
-    state0: dict of (N, size) initial states per STATES, zeros when None.
+    state: dict of (N, size) initial states per STATES, zeros when None; lengths: (N,) integers
+    in [0, T], sequence n's steps are 0..lengths[n]-1 (None: all T).
     Returns (outputs, state, cache): outputs maps each name in OUTPUTS to its (T, N, size) values
-    at every step, state the final states (N, size), cache what backward() needs.
+    at every step (zero past a sequence's end), state the final states (N, size) (each sequence's
+    own last), cache what backward() needs.
     """
-    sizes = _check_forward(x, params, state0)
+    sizes = _check_forward(x, params, state, lengths)
     T, N, D, H = sizes["T"], sizes["N"], sizes["D"], sizes["H"]
     dtype = x.dtype
+    _active = _active_steps(T, lengths)
+    if lengths is not None:  # steps past a sequence's end read zeros: nothing non-finite there reaches a gradient
+        x = np.where(_active, x, 0)
     packed_x = params["W"]  # (H, D)
     packed_h_prev = params["U"]  # (H, H)
     proj_x = (x.reshape(T * N, D) @ packed_x.T).reshape(T, N, H)  # (F1) the products with x of every step: one GEMM over T*N rows
     proj_x += params["b_hh"] + params["b_ih"]  # biases of the same equations, added once for all steps
     packed_h_prev_T = np.ascontiguousarray(packed_h_prev.T)  # a contiguous transpose: the per-step GEMM is faster on it than on the view
     h_seq = np.empty((T + 1, N, H), dtype)  # h<0>, ..., h<T>
-    h_seq[0] = 0 if state0 is None else state0["h"]
+    h_seq[0] = 0 if state is None else state["h"]
     for t in range(T):
         h_prev = h_seq[t]
         proj_h_prev = h_prev @ packed_h_prev_T  # (F1) U @ h_prev
         a_h = proj_h_prev + proj_x[t]  # (F1) pre-activation of h
         h_seq[t + 1] = h = np.tanh(a_h)  # (F2)
+        if lengths is not None:  # past a sequence's end its states stay
+            h_seq[t + 1] = np.where(_active[t], h_seq[t + 1], h_seq[t])
     outputs = {"h": h_seq[1:]}
-    state = {"h": h_seq[T]}
-    cache = {"x": x, "packed_x": packed_x, "packed_h_prev": packed_h_prev, "h_seq": h_seq, "params": params}
-    return outputs, state, cache
+    if lengths is not None:  # outputs past a sequence's end are zero
+        outputs = {name: np.where(_active, value, 0) for name, value in outputs.items()}
+    final_state = {"h": h_seq[T]}
+    cache = {"x": x, "packed_x": packed_x, "packed_h_prev": packed_h_prev, "h_seq": h_seq, "params": params, "lengths": lengths}
+    return outputs, final_state, cache
 
 
 def backward(d_outputs, cache, d_state=None):
@@ -144,8 +174,8 @@ def backward(d_outputs, cache, d_state=None):
     d_outputs: dict mapping each name in OUTPUTS to dL/d(output) at every step, (T, N, size)
     (many-to-one: zeros except the last step); cache: from forward(); d_state: dict of
     dL/d(final state), (N, size) per STATES, zeros when None.
-    Returns grads: every parameter by name (its shape), "x" (T, N, D) and each
-    initial state by its name in STATES (N, size).
+    Returns Gradients(params, inputs, state): every parameter by name (its shape), the input
+    "x" (T, N, D) and each initial state by its name in STATES (N, size).
     """
     sizes = _check_backward(d_outputs, cache, d_state)
     T, N, D, H = sizes["T"], sizes["N"], sizes["D"], sizes["H"]
@@ -155,26 +185,35 @@ def backward(d_outputs, cache, d_state=None):
     packed_x = cache["packed_x"]
     packed_h_prev = cache["packed_h_prev"]
     h_seq = cache["h_seq"]
-    dh_out_seq = d_outputs["h"]
+    lengths = cache["lengths"]
+    _active = _active_steps(T, lengths)
+    dh_out_seq = d_outputs["h"] if lengths is None else np.where(_active, d_outputs["h"], 0).astype(dtype)
     dh_next = np.zeros((N, H), dtype) if d_state is None else d_state["h"]
     dpre_seq = np.empty((T, N, H), dtype)  # da_h of every step
     for t in reversed(range(T)):
+        if lengths is not None:  # past a sequence's end the step is the identity: hold its adjoints, run the step on zeros
+            _held = dh_next, 
+            dh_next = np.where(_active[t], dh_next, 0).astype(dtype)
         dh_out = dh_out_seq[t]
         h = h_seq[t + 1]
         dh = dh_next + dh_out  # (B1) fork sum: loss + next step
         dpre_seq[t, :, :H] = da_h = dh*(1 - h**2)  # (B2) through h (F2)
         dh_prev = dpre_seq[t] @ packed_h_prev  # (B3) through a_h (F1)
         dh_next = dh_prev
+        if lengths is not None:
+            dh_next = np.where(_active[t], dh_next, _held[0])
     dpre_flat = dpre_seq.reshape(T * N, H)  # every step's da_h as rows
     dpacked_x = dpre_flat.T @ x.reshape(T * N, D)  # gradients of W, summed over steps and batch
     dx = (dpre_flat @ packed_x).reshape(T, N, D)  # (B4) for every step at once, one GEMM
     dpacked_h_prev = dpre_flat.T @ h_seq[:-1].reshape(T * N, H)  # gradients of U, summed over steps and batch
     dpre_sum = dpre_seq.sum(axis=(0, 1))  # bias gradients: sums over steps and batch
-    return {
-        "W": dpacked_x,  # (B5)
-        "U": dpacked_h_prev,  # (B6)
-        "b_ih": dpre_sum[:H],  # (B7)
-        "b_hh": dpre_sum[:H],  # (B8)
-        "x": dx,  # (B4)
-        "h": dh_next,  # (B3)
-    }
+    return Gradients(
+        params={
+            "W": dpacked_x,  # (B5)
+            "U": dpacked_h_prev,  # (B6)
+            "b_ih": dpre_sum[:H],  # (B7)
+            "b_hh": dpre_sum[:H],  # (B8)
+        },
+        inputs={"x": dx},  # (B4)
+        state={"h": dh_next},  # (B3)
+    )
