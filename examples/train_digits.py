@@ -122,8 +122,13 @@ def main(argv=None):
     parser.add_argument("--limit", type=int, default=None, help="use only this many sequences")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
+    # one thread in every pool, torch's and the BLAS the kernels call: on a small machine, pools
+    # of several threads each fight over the cores and every small GEMM waits for them
+    from threadpoolctl import threadpool_limits
     torch.set_num_threads(1)
-    return train(args.task, args.epochs, args.hidden, backend=args.backend, limit=args.limit, seed=args.seed)
+    with threadpool_limits(1):
+        return train(args.task, args.epochs, args.hidden, backend=args.backend, limit=args.limit,
+                     seed=args.seed)
 
 
 if __name__ == "__main__":
