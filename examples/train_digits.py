@@ -124,6 +124,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     # one thread in every pool, torch's and the BLAS the kernels call: on a small machine, pools
     # of several threads each fight over the cores and every small GEMM waits for them
+    import scipy.linalg  # noqa: F401  loads the BLAS Numba's np.dot calls, so that the limit reaches it
     from threadpoolctl import threadpool_limits
     torch.set_num_threads(1)
     with threadpool_limits(1):
