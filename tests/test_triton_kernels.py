@@ -116,7 +116,9 @@ def test_triton_matches_numpy_backend(cell, dtype):
 def test_triton_gradients_match_finite_differences(cell):
     torch = triton_or_skip()
     view = NumPyView(kernel(cell, "triton"), torch)
-    results = check_gradients(view, T=3, N=2, input_size=3, hidden_size=4, seed=3, max_entries=6)
+    # the dot-product test per array (max_entries=0): two forward runs per array, which is what
+    # the interpreter affords; it fails on any gradient off by a relative 1e-5 along a random direction
+    results = check_gradients(view, T=3, N=2, input_size=3, hidden_size=4, seed=3, max_entries=0)
     assert {r.name for r in results} == set(view.PARAM_SHAPES) | {"x"} | set(view.STATES)
     assert all(r.ok for r in results), "\n" + format_table(results)
 
@@ -133,7 +135,7 @@ def test_finite_difference_check_catches_a_wrong_triton_gradient(monkeypatch):
         return grads
 
     monkeypatch.setattr(module, "backward", skewed)
-    results = {r.name: r for r in check_gradients(NumPyView(module, torch), T=2, N=2, max_entries=4)}
+    results = {r.name: r for r in check_gradients(NumPyView(module, torch), T=2, N=2, max_entries=0)}
     assert not results["W_hz"].ok
     assert results["W_hr"].ok
 
