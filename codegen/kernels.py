@@ -39,9 +39,9 @@ def render_kernel(d: Derivation, backend: str, spec_text: str, spec_label: str,
     plan = lower(d)
     context = _common_context(plan, spec_text, spec_label, command)
     context["numba_cache"] = bool(numba_cache)
-    context.update(LAYOUTS[backend](plan).context())
-    template = environment().get_template(f"{backend}.py.j2")
-    return template.render(**context)
+    layout = LAYOUTS[backend](plan)
+    context.update(layout.context())
+    return layout.template(backend).render(**context)
 
 
 # -- shared between the backends --------------------------------------------------------------
@@ -156,6 +156,8 @@ def _linear_text(e) -> str:
 class _Layout:
     """What both backends share: pre-loop packing, the hoisted GEMM, the after-loop GEMMs."""
 
+    arrays = "numpy"   # the array library the generated module takes (a backend folder may differ)
+
     def __init__(self, plan: Plan):
         self.plan = plan
         self.cell = plan.cell
@@ -174,6 +176,10 @@ class _Layout:
     def packed_T(self, g: ProductGroup) -> str:
         """The contiguous transpose of a packed matrix, for the per-step GEMM."""
         return self.names("{}_T", g.packed)
+
+    def template(self, backend: str):
+        """The module's template: templates/<backend>.py.j2 (a backend folder brings its own)."""
+        return environment().get_template(f"{backend}.py.j2")
 
     def size(self, name: str) -> str:
         return self.q[name].shape[0]
@@ -710,3 +716,13 @@ class _NumbaLayout(_Layout):
 #: entry here, one layout class (with its printer) and one template.
 LAYOUTS = {"numpy": _NumPyLayout, "numba": _NumbaLayout}
 BACKENDS = tuple(LAYOUTS)
+
+
+def register(name: str, layout) -> None:
+    """Add a backend; each folder of codegen/backends calls this when imported."""
+    global BACKENDS
+    LAYOUTS[name] = layout
+    BACKENDS = tuple(LAYOUTS)
+
+
+from . import backends  # noqa: E402,F401  the backend folders register themselves

@@ -14,7 +14,7 @@ from pathlib import Path
 from derive import load_cell
 
 NAME = "generate"
-HELP = "write the NumPy or Numba BPTT kernel module of a cell into a folder"
+HELP = "write the NumPy, Numba or Triton BPTT kernel module of a cell into a folder"
 
 
 class KernelImportError(Exception):
@@ -23,7 +23,8 @@ class KernelImportError(Exception):
 
 def add_arguments(parser):
     parser.add_argument("cell", metavar="CELL_OR_SPEC", help="built-in cell name or path to a spec file")
-    parser.add_argument("--backend", choices=("numpy", "numba"), default="numpy")
+    from codegen.kernels import BACKENDS
+    parser.add_argument("--backend", choices=BACKENDS, default="numpy")
     parser.add_argument("--out", metavar="DIR", default=".", help="output folder (default: .)")
 
 
