@@ -204,10 +204,10 @@ def _backward_1(_do_next_ptr, _do_out_ptr, _C_ptr, _h_ptr, _dC_next_ptr, _i_ptr,
     C_prev = tl.load(_C_prev_ptr + _n * H + _j, mask=_mask).to(_F)
     f = tl.load(_f_ptr + _n * H + _j, mask=_mask).to(_F)
     do = do_next + do_out  # (B1) fork sum: loss + next step
-    tanh_C = _tanh(C)  # (B2, B4) common subexpression
-    dh = do*tanh_C  # (B2) through o, output, fed back at the next step (F10)
+    _tanh_C = _tanh(C)  # (B2, B4) common subexpression
+    dh = _tanh_C*do  # (B2) through o, output, fed back at the next step (F10)
     da_h = dh*h*(1 - h)  # (B3) through h, output gate (the book calls it h) (F9)
-    dC = dC_next + do*h*(1 - tanh_C * tanh_C)  # (B4) fork sum: next step + via o (F10)
+    dC = dC_next + do*h*(1 - _tanh_C * _tanh_C)  # (B4) fork sum: next step + via o (F10)
     dCt = dC*i  # (B5) through C, cell state (F7)
     da_Ct = dCt*(1 - Ct * Ct)  # (B6) through Ct, candidate cell state (C tilde) (F6)
     di = Ct*dC  # (B7) through C, cell state (F7)
@@ -228,10 +228,10 @@ def _backward_2(_do_prev_linear_ptr, _dC_ptr, _f_ptr, _do_prev_ptr, _dC_prev_ptr
     _mask = _k < _N * H
     _n = _k // H
     _j = _k % H
-    do_prev_linear = tl.load(_do_prev_linear_ptr + _n * H + _j, mask=_mask).to(_F)
+    _do_prev_linear = tl.load(_do_prev_linear_ptr + _n * H + _j, mask=_mask).to(_F)
     dC = tl.load(_dC_ptr + _n * H + _j, mask=_mask).to(_F)
     f = tl.load(_f_ptr + _n * H + _j, mask=_mask).to(_F)
-    do_prev = do_prev_linear  # (B11) fork sum: via a_h (F8) + via a_Ct (F5) + via a_i (F3) + via a_f (F1)
+    do_prev = _do_prev_linear  # (B11) fork sum: via a_h (F8) + via a_Ct (F5) + via a_i (F3) + via a_f (F1)
     dC_prev = dC*f  # (B12) through C, cell state (F7)
     tl.store(_do_prev_ptr + _n * H + _j, do_prev.to(_do_prev_ptr.dtype.element_ty), mask=_mask)
     tl.store(_dC_prev_ptr + _n * H + _j, dC_prev.to(_dC_prev_ptr.dtype.element_ty), mask=_mask)

@@ -208,16 +208,16 @@ def _backward_1(_dh_next_ptr, _dh_out_ptr, _z_ptr, _n_ptr, _r_ptr, _h_prev_ptr, 
 
 
 @triton.jit
-def _backward_2(_dh_ptr, _dh_prev_linear_ptr, _z_ptr, _dh_prev_ptr, _N, H, _F: tl.constexpr, _BLOCK: tl.constexpr):
+def _backward_2(_dh_prev_linear_ptr, _dh_ptr, _z_ptr, _dh_prev_ptr, _N, H, _F: tl.constexpr, _BLOCK: tl.constexpr):
     """(B9) step t, fused over the (N, H) block."""
     _k = tl.program_id(0) * _BLOCK + tl.arange(0, _BLOCK)
     _mask = _k < _N * H
     _n = _k // H
     _j = _k % H
+    _dh_prev_linear = tl.load(_dh_prev_linear_ptr + _n * H + _j, mask=_mask).to(_F)
     dh = tl.load(_dh_ptr + _n * H + _j, mask=_mask).to(_F)
-    dh_prev_linear = tl.load(_dh_prev_linear_ptr + _n * H + _j, mask=_mask).to(_F)
     z = tl.load(_z_ptr + _n * H + _j, mask=_mask).to(_F)
-    dh_prev = dh*z + dh_prev_linear  # (B9) fork sum: via h (F8) + via hn (F5) + via a_z (F3) + via a_r (F1)
+    dh_prev = _dh_prev_linear + dh*z  # (B9) fork sum: via h (F8) + via hn (F5) + via a_z (F3) + via a_r (F1)
     tl.store(_dh_prev_ptr + _n * H + _j, dh_prev.to(_dh_prev_ptr.dtype.element_ty), mask=_mask)
 
 
@@ -291,7 +291,7 @@ def backward(d_outputs, cache, d_state=None):
     for t in reversed(range(_T)):
         _backward_1[_grid_H](_dh_next, _dh_out_seq[t], _z_seq[t], _n_seq[t], _r_seq[t], _h_seq[t], _hn_seq[t], _dh_buf, _dpre_seq[t], _N, H, _F=_F, _BLOCK=_BLOCK)  # (B1-B8) one fused kernel
         torch.matmul(_dpre_seq[t, :, :3*H], _packed_h_prev, out=_dh_prev_linear)  # (B9) [W_hn; W_hr; W_hz]ᵀ @ the adjoints of hn, a_r, a_z as one packed product
-        _backward_2[_grid_H](_dh_buf, _dh_prev_linear, _z_seq[t], _dh_prev, _N, H, _F=_F, _BLOCK=_BLOCK)  # (B9) one fused kernel
+        _backward_2[_grid_H](_dh_prev_linear, _dh_buf, _z_seq[t], _dh_prev, _N, H, _F=_F, _BLOCK=_BLOCK)  # (B9) one fused kernel
         _dh_next, _dh_prev = _dh_prev, _dh_next  # step t's d<s>_prev is step t-1's d<s>_next
     _dpre_flat = _dpre_seq.reshape(_T * _N, 4*H)  # every step's dhn, da_r, da_z, da_n as rows
     _dpacked_x = _dpre_flat[:, H:3*H + H].T @ x.reshape(_T * _N, D)  # gradients of W_ir, W_iz, W_in, summed over steps and batch: one GEMM

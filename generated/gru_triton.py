@@ -201,13 +201,13 @@ def _backward_2(_drh_linear_ptr, _dh_ptr, _h_prev_ptr, _n_ptr, _z_ptr, _r_ptr, _
     _mask = _k < _N * H
     _n = _k // H
     _j = _k % H
-    drh_linear = tl.load(_drh_linear_ptr + _n * H + _j, mask=_mask).to(_F)
+    _drh_linear = tl.load(_drh_linear_ptr + _n * H + _j, mask=_mask).to(_F)
     dh = tl.load(_dh_ptr + _n * H + _j, mask=_mask).to(_F)
     h_prev = tl.load(_h_prev_ptr + _n * H + _j, mask=_mask).to(_F)
     n = tl.load(_n_ptr + _n * H + _j, mask=_mask).to(_F)
     z = tl.load(_z_ptr + _n * H + _j, mask=_mask).to(_F)
     r = tl.load(_r_ptr + _n * H + _j, mask=_mask).to(_F)
-    drh = drh_linear  # (B4) through a_n (F6)
+    drh = _drh_linear  # (B4) through a_n (F6)
     dz = dh*(-h_prev + n)  # (B5) through h, new hidden state (F8)
     da_z = dz*z*(1 - z)  # (B6) through z, update gate (F4)
     dr = drh*h_prev  # (B7) through rh, reset applied before the product (F5)
@@ -218,18 +218,18 @@ def _backward_2(_drh_linear_ptr, _dh_ptr, _h_prev_ptr, _n_ptr, _z_ptr, _r_ptr, _
 
 
 @triton.jit
-def _backward_3(_dh_ptr, _dh_prev_linear_ptr, _drh_ptr, _r_ptr, _z_ptr, _dh_prev_ptr, _N, H, _F: tl.constexpr, _BLOCK: tl.constexpr):
+def _backward_3(_dh_prev_linear_ptr, _dh_ptr, _drh_ptr, _r_ptr, _z_ptr, _dh_prev_ptr, _N, H, _F: tl.constexpr, _BLOCK: tl.constexpr):
     """(B9) step t, fused over the (N, H) block."""
     _k = tl.program_id(0) * _BLOCK + tl.arange(0, _BLOCK)
     _mask = _k < _N * H
     _n = _k // H
     _j = _k % H
+    _dh_prev_linear = tl.load(_dh_prev_linear_ptr + _n * H + _j, mask=_mask).to(_F)
     dh = tl.load(_dh_ptr + _n * H + _j, mask=_mask).to(_F)
-    dh_prev_linear = tl.load(_dh_prev_linear_ptr + _n * H + _j, mask=_mask).to(_F)
     drh = tl.load(_drh_ptr + _n * H + _j, mask=_mask).to(_F)
     r = tl.load(_r_ptr + _n * H + _j, mask=_mask).to(_F)
     z = tl.load(_z_ptr + _n * H + _j, mask=_mask).to(_F)
-    dh_prev = dh*(1 - z) + dh_prev_linear + drh*r  # (B9) fork sum: via h (F8) + via rh (F5) + via a_z (F3) + via a_r (F1)
+    dh_prev = _dh_prev_linear + dh*(1 - z) + drh*r  # (B9) fork sum: via h (F8) + via rh (F5) + via a_z (F3) + via a_r (F1)
     tl.store(_dh_prev_ptr + _n * H + _j, dh_prev.to(_dh_prev_ptr.dtype.element_ty), mask=_mask)
 
 
@@ -312,7 +312,7 @@ def backward(d_outputs, cache, d_state=None):
         torch.matmul(_dpre_seq[t, :, 2*H:3*H], _packed_rh, out=_drh_linear)  # (B4) U_hᵀ @ the adjoints of a_n
         _backward_2[_grid_H](_drh_linear, _dh_buf, _h_seq[t], _n_seq[t], _z_seq[t], _r_seq[t], _drh_buf, _dpre_seq[t], _N, H, _F=_F, _BLOCK=_BLOCK)  # (B4-B8) one fused kernel
         torch.matmul(_dpre_seq[t, :, :2*H], _packed_h_prev, out=_dh_prev_linear)  # (B9) [U_r; U_z]ᵀ @ the adjoints of a_r, a_z as one packed product
-        _backward_3[_grid_H](_dh_buf, _dh_prev_linear, _drh_buf, _r_seq[t], _z_seq[t], _dh_prev, _N, H, _F=_F, _BLOCK=_BLOCK)  # (B9) one fused kernel
+        _backward_3[_grid_H](_dh_prev_linear, _dh_buf, _drh_buf, _r_seq[t], _z_seq[t], _dh_prev, _N, H, _F=_F, _BLOCK=_BLOCK)  # (B9) one fused kernel
         _dh_next, _dh_prev = _dh_prev, _dh_next  # step t's d<s>_prev is step t-1's d<s>_next
     _dpre_flat = _dpre_seq.reshape(_T * _N, 3*H)  # every step's da_r, da_z, da_n as rows
     _dpacked_x = _dpre_flat.T @ x.reshape(_T * _N, D)  # gradients of W_r, W_z, W_h, summed over steps and batch: one GEMM

@@ -227,10 +227,10 @@ def _backward_2(_dh_prev_linear_ptr, _dc_ptr, _f_ptr, _dh_prev_ptr, _dc_prev_ptr
     _mask = _k < _N * H
     _n = _k // H
     _j = _k % H
-    dh_prev_linear = tl.load(_dh_prev_linear_ptr + _n * H + _j, mask=_mask).to(_F)
+    _dh_prev_linear = tl.load(_dh_prev_linear_ptr + _n * H + _j, mask=_mask).to(_F)
     dc = tl.load(_dc_ptr + _n * H + _j, mask=_mask).to(_F)
     f = tl.load(_f_ptr + _n * H + _j, mask=_mask).to(_F)
-    dh_prev = dh_prev_linear  # (B11) fork sum: via a_o (F7) + via a_g (F5) + via a_f (F3) + via a_i (F1)
+    dh_prev = _dh_prev_linear  # (B11) fork sum: via a_o (F7) + via a_g (F5) + via a_f (F3) + via a_i (F1)
     dc_prev = dc*f  # (B12) through c, new cell state (F9)
     tl.store(_dh_prev_ptr + _n * H + _j, dh_prev.to(_dh_prev_ptr.dtype.element_ty), mask=_mask)
     tl.store(_dc_prev_ptr + _n * H + _j, dc_prev.to(_dc_prev_ptr.dtype.element_ty), mask=_mask)

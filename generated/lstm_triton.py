@@ -204,9 +204,9 @@ def _backward_1(_dh_next_ptr, _dh_out_ptr, _c_ptr, _dc_next_ptr, _o_ptr, _i_ptr,
     c_prev = tl.load(_c_prev_ptr + _n * H + _j, mask=_mask).to(_F)
     f = tl.load(_f_ptr + _n * H + _j, mask=_mask).to(_F)
     dh = dh_next + dh_out  # (B1) fork sum: loss + next step
-    tanh_c = _tanh(c)  # (B2, B3) common subexpression
-    dc = dc_next + dh*o*(1 - tanh_c * tanh_c)  # (B2) fork sum: next step + via h (F10)
-    do = dh*tanh_c  # (B3) through h, new hidden state (F10)
+    _tanh_c = _tanh(c)  # (B2, B3) common subexpression
+    dc = dc_next + dh*o*(1 - _tanh_c * _tanh_c)  # (B2) fork sum: next step + via h (F10)
+    do = _tanh_c*dh  # (B3) through h, new hidden state (F10)
     da_o = do*o*(1 - o)  # (B4) through o, output gate (F8)
     dg = dc*i  # (B5) through c, new cell state (F9)
     da_g = dg*(1 - g * g)  # (B6) through g, candidate cell state (F6)
@@ -228,10 +228,10 @@ def _backward_2(_dh_prev_linear_ptr, _dc_ptr, _f_ptr, _dh_prev_ptr, _dc_prev_ptr
     _mask = _k < _N * H
     _n = _k // H
     _j = _k % H
-    dh_prev_linear = tl.load(_dh_prev_linear_ptr + _n * H + _j, mask=_mask).to(_F)
+    _dh_prev_linear = tl.load(_dh_prev_linear_ptr + _n * H + _j, mask=_mask).to(_F)
     dc = tl.load(_dc_ptr + _n * H + _j, mask=_mask).to(_F)
     f = tl.load(_f_ptr + _n * H + _j, mask=_mask).to(_F)
-    dh_prev = dh_prev_linear  # (B11) fork sum: via a_o (F7) + via a_g (F5) + via a_f (F3) + via a_i (F1)
+    dh_prev = _dh_prev_linear  # (B11) fork sum: via a_o (F7) + via a_g (F5) + via a_f (F3) + via a_i (F1)
     dc_prev = dc*f  # (B12) through c, new cell state (F9)
     tl.store(_dh_prev_ptr + _n * H + _j, dh_prev.to(_dh_prev_ptr.dtype.element_ty), mask=_mask)
     tl.store(_dc_prev_ptr + _n * H + _j, dc_prev.to(_dc_prev_ptr.dtype.element_ty), mask=_mask)

@@ -171,10 +171,10 @@ def _backward_2(_ds_linear_ptr, _ds_next_ptr, _s_ptr, _dpre_ptr, _N, H, O, _F: t
     _mask = _k < _N * H
     _n = _k // H
     _j = _k % H
-    ds_linear = tl.load(_ds_linear_ptr + _n * H + _j, mask=_mask).to(_F)
+    _ds_linear = tl.load(_ds_linear_ptr + _n * H + _j, mask=_mask).to(_F)
     ds_next = tl.load(_ds_next_ptr + _n * H + _j, mask=_mask).to(_F)
     s = tl.load(_s_ptr + _n * H + _j, mask=_mask).to(_F)
-    ds = ds_linear + ds_next  # (B3) fork sum: next step + via a_o (F3)
+    ds = _ds_linear + ds_next  # (B3) fork sum: next step + via a_o (F3)
     da_s = ds*s*(1 - s)  # (B4) through s (F2)
     tl.store(_dpre_ptr + _n * (H + O) + _j, da_s.to(_dpre_ptr.dtype.element_ty), mask=_mask)
 
@@ -186,8 +186,8 @@ def _backward_3(_ds_prev_linear_ptr, _ds_prev_ptr, _N, H, O, _F: tl.constexpr, _
     _mask = _k < _N * H
     _n = _k // H
     _j = _k % H
-    ds_prev_linear = tl.load(_ds_prev_linear_ptr + _n * H + _j, mask=_mask).to(_F)
-    ds_prev = ds_prev_linear  # (B5) through a_s (F1)
+    _ds_prev_linear = tl.load(_ds_prev_linear_ptr + _n * H + _j, mask=_mask).to(_F)
+    ds_prev = _ds_prev_linear  # (B5) through a_s (F1)
     tl.store(_ds_prev_ptr + _n * H + _j, ds_prev.to(_ds_prev_ptr.dtype.element_ty), mask=_mask)
 
 

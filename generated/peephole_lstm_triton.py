@@ -214,10 +214,10 @@ def _backward_1(_dh_next_ptr, _dh_out_ptr, _c_ptr, _o_ptr, _dc_next_ptr, _p_o_pt
     c_prev = tl.load(_c_prev_ptr + _n * H + _j, mask=_mask).to(_F)
     f = tl.load(_f_ptr + _n * H + _j, mask=_mask).to(_F)
     dh = dh_next + dh_out  # (B1) fork sum: loss + next step
-    tanh_c = _tanh(c)  # (B2, B4) common subexpression
-    do = dh*tanh_c  # (B2) through h, new hidden state (F10)
+    _tanh_c = _tanh(c)  # (B2, B4) common subexpression
+    do = _tanh_c*dh  # (B2) through h, new hidden state (F10)
     da_o = do*o*(1 - o)  # (B3) through o, output gate, peeks at the new c (F9)
-    dc = da_o*p_o + dc_next + dh*o*(1 - tanh_c * tanh_c)  # (B4) fork sum: next step + via h (F10) + via a_o (F8)
+    dc = da_o*p_o + dc_next + dh*o*(1 - _tanh_c * _tanh_c)  # (B4) fork sum: next step + via h (F10) + via a_o (F8)
     dg = dc*i  # (B5) through c, new cell state (F7)
     da_g = dg*(1 - g * g)  # (B6) through g, candidate cell state (F6)
     df = c_prev*dc  # (B7) through c, new cell state (F7)
@@ -238,7 +238,7 @@ def _backward_2(_dh_prev_linear_ptr, _dpre_ptr, _dc_ptr, _f_ptr, _p_f_ptr, _p_i_
     _mask = _k < _N * H
     _n = _k // H
     _j = _k % H
-    dh_prev_linear = tl.load(_dh_prev_linear_ptr + _n * H + _j, mask=_mask).to(_F)
+    _dh_prev_linear = tl.load(_dh_prev_linear_ptr + _n * H + _j, mask=_mask).to(_F)
     da_f = tl.load(_dpre_ptr + _n * (4*H) + H + _j, mask=_mask).to(_F)
     da_i = tl.load(_dpre_ptr + _n * (4*H) + _j, mask=_mask).to(_F)
     dc = tl.load(_dc_ptr + _n * H + _j, mask=_mask).to(_F)
@@ -248,7 +248,7 @@ def _backward_2(_dh_prev_linear_ptr, _dpre_ptr, _dc_ptr, _f_ptr, _p_f_ptr, _p_i_
     c_prev = tl.load(_c_prev_ptr + _n * H + _j, mask=_mask).to(_F)
     c = tl.load(_c_ptr + _n * H + _j, mask=_mask).to(_F)
     da_o = tl.load(_dpre_ptr + _n * (4*H) + 3*H + _j, mask=_mask).to(_F)
-    dh_prev = dh_prev_linear  # (B11) fork sum: via a_o (F8) + via a_g (F5) + via a_f (F3) + via a_i (F1)
+    dh_prev = _dh_prev_linear  # (B11) fork sum: via a_o (F8) + via a_g (F5) + via a_f (F3) + via a_i (F1)
     dc_prev = da_f*p_f + da_i*p_i + dc*f  # (B12) fork sum: via c (F7) + via a_f (F3) + via a_i (F1)
     dp_i = c_prev*da_i  # (B22) gradient of p_i, summed over the batch
     dp_f = c_prev*da_f  # (B23) gradient of p_f, summed over the batch

@@ -156,8 +156,8 @@ def _backward_2(_dh_prev_linear_ptr, _dh_prev_ptr, _N, H, _F: tl.constexpr, _BLO
     _mask = _k < _N * H
     _n = _k // H
     _j = _k % H
-    dh_prev_linear = tl.load(_dh_prev_linear_ptr + _n * H + _j, mask=_mask).to(_F)
-    dh_prev = dh_prev_linear  # (B3) through a_h (F1)
+    _dh_prev_linear = tl.load(_dh_prev_linear_ptr + _n * H + _j, mask=_mask).to(_F)
+    dh_prev = _dh_prev_linear  # (B3) through a_h (F1)
     tl.store(_dh_prev_ptr + _n * H + _j, dh_prev.to(_dh_prev_ptr.dtype.element_ty), mask=_mask)
 
 
