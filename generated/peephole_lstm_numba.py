@@ -48,6 +48,9 @@ Layout: sequences are time-major (T, N, size); parameter matrices are (rows, col
 Sizes: D = input size, H = hidden size.
 """
 
+import sys
+import threading
+
 import numba as nb
 import numpy as np
 from numba import types
@@ -319,6 +322,7 @@ def forward(x, params, state0=None):
     at every step, state the final states (N, size), cache what backward() needs.
     """
     sizes = _check_forward(x, params, state0)
+    _compile(x.dtype)
     T, N, D, H = sizes["T"], sizes["N"], sizes["D"], sizes["H"]
     dtype = x.dtype
     packed_x = np.concatenate([params["W_i"], params["W_f"], params["W_g"], params["W_o"]])  # (4*H, D): [W_i; W_f; W_g; W_o], one GEMM instead of 4
@@ -399,3 +403,37 @@ def backward(d_outputs, cache, d_state=None):
         "h": dh_next_buf,  # (B11)
         "c": dc_next_buf,  # (B12)
     }
+
+
+
+_COMPILED = set()
+
+
+def warmup(dtypes=DTYPES):
+    """Compile the kernels for each dtype now rather than in the first forward() of that dtype.
+    Numba caches them in __pycache__ next to this file, so later processes load them quickly."""
+    for dtype in dtypes:
+        _compile(np.dtype(dtype))
+
+
+def _compile(dtype):
+    """Run a tiny forward and backward once per process and dtype, so that Numba compiles (or
+    loads from its cache) every kernel; say so on stderr when that takes over 5 s (a load from
+    the cache takes 1-2 s)."""
+    if dtype in _COMPILED:
+        return
+    _COMPILED.add(dtype)
+    notice = threading.Timer(5.0, print, (f"compiling the numba kernels of {CELL} ({dtype}), about "
+                                          f"30 s the first time; cached afterwards",),
+                             {"file": sys.stderr, "flush": True})
+    notice.start()
+    try:
+        x = np.zeros((2, 2, 2), dtype)
+        params = {name: np.zeros((2,) * len(shape), dtype) for name, shape in PARAM_SHAPES.items()}
+        outputs, _, cache = forward(x, params)
+        backward({name: np.zeros_like(value) for name, value in outputs.items()}, cache)
+    except BaseException:
+        _COMPILED.discard(dtype)
+        raise
+    finally:
+        notice.cancel()
