@@ -112,7 +112,7 @@ def _table(heading: str) -> list[list[str]]:
             break
         if line.startswith("|") and not line.startswith("|---"):
             rows.append([c.strip() for c in re.split(r"(?<!\\)\|", line.strip())[1:-1]])
-    return rows[1:]
+    return rows
 
 
 def test_readme_command_table_matches_cellgrad_help():
