@@ -19,6 +19,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from derive import limits
+
 from .errors import VerifyError
 
 
@@ -197,14 +199,18 @@ def get_reading(name: str | None, derivation) -> Reading:
     if key in BUILTIN_READINGS:
         return BUILTIN_READINGS[key]
     from pathlib import Path
-    if not Path(str(name)).exists() and not str(name).endswith(".toml"):
+    try:
+        exists = Path(str(name)).exists()
+    except (OSError, ValueError):             # a name too long for the file system, a NUL
+        exists = False
+    if not exists and not str(name).endswith(".toml"):
         try:
             from derive.notation import builtin_notations
             printable = builtin_notations()
         except ImportError:
             printable = []
         if str(name) not in printable:
-            raise VerifyError(f"unknown notation {str(name)!r}: not one of "
+            raise VerifyError(f"unknown notation {limits.short(str(name))}: not one of "
                               f"{', '.join(known_readings())} and not a notation file")
     from .notation_file import reading_from_notation
     return reading_from_notation(name, derivation)
