@@ -34,6 +34,32 @@ class GradCheck:
     kinks: int = 0       # checked entries (or the direction) within the step of a kink
 
 
+class GradChecks(list):
+    """The ``GradCheck`` of every array, in order; shows itself as a table in a notebook."""
+
+    @property
+    def ok(self) -> bool:
+        return all(r.ok for r in self)
+
+    def __repr__(self) -> str:
+        bad = [r.name for r in self if not r.ok]
+        kinks = sum(r.kinks for r in self)
+        return (f"<GradChecks: {len(self)} gradients, " + (f"FAILED: {', '.join(bad)}" if bad else "all agree")
+                + (f", {kinks} entries near a kink" if kinks else "") + ">")
+
+    def _repr_markdown_(self) -> str:
+        rows = ["| gradient | shape | max abs err | max rel err | dot-test rel err | ok |",
+                "|---|---|---|---|---|---|"]
+        rows += [f"| `{r.name}` | {r.shape} | {r.max_abs_err:.2e} | {r.rel_err:.2e} | "
+                 f"{r.dot_rel_err:.2e} | {_verdict(r)} |" for r in self]
+        return "\n".join(rows)
+
+
+def _verdict(r: GradCheck) -> str:
+    return ("yes" if r.ok else "NO") + (f" ({r.kinks} near a kink: between the one-sided slopes)"
+                                        if r.kinks else "")
+
+
 def module_inputs(module) -> dict[str, str]:
     """Input name -> size symbol of a kernel module (one input: ``INPUT``/``INPUT_SIZE``)."""
     return dict(getattr(module, "INPUTS", None) or {module.INPUT: module.INPUT_SIZE})
@@ -116,6 +142,11 @@ def _slopes(f, base, array, step, eps):
     return (up - down) / (2 * eps), (up - base) / eps, (base - down) / eps
 
 
+def _worse(a: float, b: float) -> float:
+    """max that keeps a NaN (``max(0.0, nan)`` is 0.0)."""
+    return float("nan") if a != a or b != b else max(a, b)
+
+
 def _judge(a, central, right, left, tol):
     """(error to count, is near a kink, is wrong) for one analytic value."""
     scale = max(abs(a), abs(central), 1e-2)
@@ -144,7 +175,7 @@ def check_gradients(module, T=3, N=2, input_size=None, hidden_size=None, seed=0,
     arrays = {**params, **inputs, **state0}
     f = lambda: loss(module, x, params, state0, d_outputs, d_state)
     base = f()
-    results = []
+    results = GradChecks()
     for name, array in arrays.items():
         analytic = np.asarray(grads[name], dtype=np.float64)
         if analytic.shape != array.shape:
@@ -161,8 +192,8 @@ def check_gradients(module, T=3, N=2, input_size=None, hidden_size=None, seed=0,
             err, kink, bad = _judge(a, *_slopes(f, base, flat, step, eps), tol)
             kinks += kink
             wrong |= bad
-            worst_abs = max(worst_abs, err)
-            worst_rel = max(worst_rel, err / max(abs(a), 1e-2) if not kink else 0.0)
+            worst_abs = _worse(worst_abs, err)
+            worst_rel = _worse(worst_rel, err / max(abs(a), 1e-2) if not kink else 0.0)
         direction = rng.standard_normal(array.shape)
         central, right, left = _slopes(f, base, array, direction, eps)
         err, kink, bad = _judge(float(np.sum(analytic * direction)), central, right, left, tol)
@@ -176,9 +207,8 @@ def check_gradients(module, T=3, N=2, input_size=None, hidden_size=None, seed=0,
 def format_table(results) -> str:
     rows = [("gradient", "shape", "max abs err", "max rel err", "dot-test rel err", "ok")]
     for r in results:
-        ok = ("yes" if r.ok else "NO") + (f" ({r.kinks} near a kink, not compared)" if r.kinks else "")
         rows.append((r.name, str(r.shape), f"{r.max_abs_err:.2e}", f"{r.rel_err:.2e}",
-                     f"{r.dot_rel_err:.2e}", ok))
+                     f"{r.dot_rel_err:.2e}", _verdict(r)))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))

@@ -106,6 +106,13 @@ def _domains(cell) -> dict[str, str]:
 
 
 def run(args) -> int:
+    import numpy as np
+
+    with np.errstate(all="ignore"):  # a NaN is reported in the table, with a hint below it
+        return _run(args)
+
+
+def _run(args) -> int:
     from codegen.gradcheck import check_gradients, format_table
 
     with tempfile.TemporaryDirectory(prefix="cellgrad-check-") as folder:
@@ -136,7 +143,7 @@ def run(args) -> int:
             return error(f"--sizes: {module.CELL} has no size {', '.join(unknown)} (its sizes: "
                          f"{', '.join(f'{s} = {m}' for s, m in module.SIZES.items())})")
         backend = getattr(module, "BACKEND", args.backend)
-        failed = False
+        failed = nan = False
         for many_to_one in (False, True):
             try:
                 results = check_gradients(module, T=args.steps, N=args.batch, seed=args.seed,
@@ -150,6 +157,10 @@ def run(args) -> int:
             print(format_table(results))
             print()
             failed |= not all(r.ok for r in results)
+            nan |= any(r.max_abs_err != r.max_abs_err or r.dot_rel_err != r.dot_rel_err for r in results)
+    if nan:
+        print("note: some values are NaN; if a state must stay positive (it goes through log, sqrt "
+              "or a division), declare it so: n = { size = \"H\", domain = \"positive\" }")
     print("FAILED: some gradients disagree with finite differences" if failed
           else "all gradients agree with finite differences")
     sys.stdout.flush()
