@@ -367,6 +367,7 @@ def backward(d_outputs, cache, d_state=None):
 
 
 _COMPILED = set()
+_NOTICE_AFTER = 5.0  # seconds; a load from Numba's cache takes 1-2 s
 
 
 def warmup(dtypes=DTYPES):
@@ -378,14 +379,13 @@ def warmup(dtypes=DTYPES):
 
 def _compile(_dtype):
     """Run a tiny forward and backward once per process and dtype, so that Numba compiles (or
-    loads from its cache) every kernel; say so on stderr when that takes over 5 s (a load from
-    the cache takes 1-2 s)."""
+    loads from its cache) every kernel; say so on stderr when that takes over _NOTICE_AFTER."""
     if _dtype in _COMPILED:
         return
     _COMPILED.add(_dtype)
-    _notice = threading.Timer(5.0, print, (f"compiling the numba kernels of {CELL} ({_dtype}), about "
-                                          f"30 s the first time; cached afterwards",),
-                              {"file": sys.stderr, "flush": True})
+    _message = (f"compiling the numba kernels of {CELL} ({_dtype}), about 15-60 s "
+                "the first time; cached afterwards")
+    _notice = threading.Timer(_NOTICE_AFTER, print, (_message,), {"file": sys.stderr, "flush": True})
     _notice.start()
     try:
         _params = {_name: np.zeros((2,) * len(_shape), _dtype) for _name, _shape in PARAM_SHAPES.items()}

@@ -185,3 +185,24 @@ def test_check_results_and_verdicts_show_in_a_notebook(tmp_path):
     assert len(repr(verdict)) < 160
     md = verdict._repr_markdown_()
     assert md.startswith("**does not hold**") and "$$" in md and "dc_next" in md
+
+
+# -- Numba's first call ------------------------------------------------------------------------
+
+def test_first_numba_call_announces_compilation_and_warmup_compiles_ahead(tmp_path):
+    """In a process with an empty Numba cache the first forward() says it compiles (one line on
+    stderr); warmup() compiles both time loops for a dtype before any call."""
+    code = ("import numpy as np, generated.rnn_numba as m\n"
+            "m._NOTICE_AFTER = 0.0\n"
+            "m.warmup(dtypes=(np.float64,))\n"
+            "print(len(m._forward_steps.signatures), len(m._backward_steps.signatures))\n"
+            "p = m.init_params(3, 4); m.forward(np.zeros((2, 1, 3)), p)\n")
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path),
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                          cwd=tmp_path, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["1", "1"]       # compiled once, for float64; forward reused it
+    notices = [l for l in done.stderr.splitlines() if "compiling the numba kernels" in l]
+    assert notices == ["compiling the numba kernels of rnn (float64), about 15-60 s the first time; "
+                       "cached afterwards"]
