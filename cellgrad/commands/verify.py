@@ -43,9 +43,8 @@ def add_arguments(parser):
     parser.add_argument("--formula", metavar="TEXT_OR_FILE",
                         help="LaTeX or SymPy syntax, or a file holding it")
     parser.add_argument("--notation", metavar="NAME_OR_FILE", default=None,
-                        help="how the formula names things: a built-in notation (see `cellgrad "
-                             "notations`: default, coursera, cs231n, shg, book, kang) or a notation "
-                             "file (default: the cell's own names)")
+                        help="how the formula names things: a built-in notation or a notation file "
+                             "(`cellgrad notations` lists them; default: the cell's own names)")
     parser.add_argument("--scalar", action="store_true", default=None,
                         help="every size is 1 (documents that treat u, v, w as numbers; default: "
                              "as the notation says)")
@@ -132,9 +131,11 @@ def _seeds(path: Path, as_json: bool) -> int:
         entries = tomllib.loads(path.read_text(encoding="utf-8"))["formula"]
     except (tomllib.TOMLDecodeError, KeyError) as err:
         return _fail(f"{path}: not an example-document fixture file ({err})")
+    root = path.resolve().parents[2]          # notation files are named from the repository root
     results = []
     for e in entries:
-        v = verify(e["cell"], e["latex"], quantity=e.get("quantity") or None, notation=e["notation"])
+        notation = str(root / e["notation"]) if e["notation"].endswith(".toml") else e["notation"]
+        v = verify(e["cell"], e["latex"], quantity=e.get("quantity") or None, notation=notation)
         results.append((e, v))
     if as_json:
         print(json.dumps([{"id": e["id"], "source": e["source"], "line": e["line"], **v.to_json()}

@@ -59,13 +59,12 @@ class Context:
         for key, entry in base.symbols.items():
             self.symbols.setdefault(key, entry)
         self.losses = dict(self.reading.losses) or dict(base.losses)
-        self.unsupported = dict(self.reading.unsupported)
         self.functions = {**{k: FUNCTIONS[v] for k, v in _cell_function_aliases(self.cell).items()},
                           "sigmoid": sigmoid}
         self.names = set(derivation.quantities) | {eq.target for eq in derivation.backward} | \
             set(derivation.carried.values()) | set(derivation.upstream.values()) | \
             {s + "_prev" for s in self.cell.states}
-        self.bases = {re.split(r"[_^]", k)[0] for k in [*self.symbols, *self.losses, *self.unsupported]}
+        self.bases = {re.split(r"[_^]", k)[0] for k in [*self.symbols, *self.losses]}
         self.bases |= {k for k in self.functions if k not in self.symbols}
         self.forward_of = {eq.lhs: eq.rhs for eq in derivation.forward}
         self.saved = {eq.rhs: sp.Symbol(eq.lhs) for eq in derivation.forward

@@ -506,14 +506,12 @@ class LatexParser:
         """The SymPy value of a symbol read in the formula."""
         ctx = self.ctx
         where = excerpt(self.text, atom.start, atom.end)
-        if atom.key in ctx.unsupported:
-            raise VerifyError(f"{atom.key}: {ctx.unsupported[atom.key]}", where)
         if atom.key in ctx.losses:
             raise VerifyError(f"the loss {atom.key} appears outside a derivative", where)
         entry = ctx.symbols.get(atom.key)
         if entry is None and not atom.adjoint and atom.key.startswith("d") and len(atom.key) > 1:
             rest = atom.key[1:]                  # "da" read as one name: d + a
-            if rest in ctx.symbols or rest in ctx.unsupported:
+            if rest in ctx.symbols:
                 return self.resolve(Atom(rest, atom.time, True, atom.prime, atom.start, atom.end))
         if entry is None:
             raise VerifyError(f"unknown symbol {atom.key} in notation {ctx.reading.name} "
@@ -628,8 +626,6 @@ class LatexParser:
             raise VerifyError("a derivative with respect to the loss", where)
         entry = ctx.symbols.get(bottom.key)
         if entry is None or entry.forward is None:
-            if bottom.key in ctx.unsupported:
-                raise VerifyError(f"{bottom.key}: {ctx.unsupported[bottom.key]}", where)
             raise VerifyError(f"unknown symbol {bottom.key} in notation {ctx.reading.name} "
                               f"for cell {ctx.cell.name}", where)
         wrt = ctx.sympy_value(entry.forward)
