@@ -54,8 +54,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              f"time numpy against numba (default: {' '.join(CELLS)})")
     parser.add_argument("--quick", action="store_true",
                         help=f"smoke run: size {','.join(map(str, QUICK_SIZE))}, 3 repeats, one "
-                             "thread, OpenBLAS variables as set (three cells: about 1.5 min the "
-                             "first time, which compiles the Numba kernels, 25 s afterwards)")
+                             "thread, OpenBLAS variables as set; the three cells take about a "
+                             "minute on an idle 2-core machine, Numba compilation included, and "
+                             "several minutes on a busy one (docs/benchmarks.md)")
     parser.add_argument("--cells", nargs="+", metavar="CELL_OR_SPEC", default=None,
                         help="the same as the positional CELL_OR_SPEC (older spelling)")
     parser.add_argument("--sizes", nargs="+", type=_size, metavar="T,N,D,H",
