@@ -119,8 +119,8 @@ def random_problem(module, T, N, input_size=None, hidden_size=None, seed=0, dtyp
     return params, x, state0, d_outputs, d_state
 
 
-def loss(module, x, params, state0, d_outputs, d_state):
-    outputs, state, _ = module.forward(x, params, state0)
+def loss(module, x, params, state0, d_outputs, d_state, lengths=None):
+    outputs, state, _ = module.forward(x, params, state0, lengths)
     total = sum(float(np.sum(outputs[o].astype(np.float64) * d_outputs[o])) for o in d_outputs)
     return total + sum(float(np.sum(state[s].astype(np.float64) * d_state[s])) for s in d_state)
 
@@ -160,20 +160,22 @@ def _judge(a, central, right, left, tol):
 
 
 def check_gradients(module, T=3, N=2, input_size=None, hidden_size=None, seed=0, many_to_one=False,
-                    eps=1e-6, tol=None, max_entries=40, sizes=None, dtype="float64", domains=None):
+                    eps=1e-6, tol=None, max_entries=40, sizes=None, dtype="float64", domains=None,
+                    lengths=None):
     """Compare every gradient of ``module.backward`` (run in ``dtype``) with central differences
-    of the float64 forward; one ``GradCheck`` per parameter, input and initial state."""
+    of the float64 forward; one ``GradCheck`` per parameter, input and initial state.
+    ``lengths`` (N,): sequences of those lengths in a (T, N) batch."""
     dtype = np.dtype(dtype).name
     tol = TOLERANCE[dtype] if tol is None else tol
     params, x, state0, d_outputs, d_state = random_problem(
         module, T, N, input_size, hidden_size, seed, np.float64, many_to_one, sizes, domains)
     narrow = [_cast(v, dtype) for v in (x, params, state0, d_outputs, d_state)]
-    _, _, cache = module.forward(narrow[0], narrow[1], narrow[2])
+    _, _, cache = module.forward(narrow[0], narrow[1], narrow[2], lengths)
     grads = flat_grads(module.backward(narrow[3], cache, narrow[4]))
     rng = np.random.default_rng(seed + 1)
     inputs = x if isinstance(x, dict) else {module.INPUT: x}
     arrays = {**params, **inputs, **state0}
-    f = lambda: loss(module, x, params, state0, d_outputs, d_state)
+    f = lambda: loss(module, x, params, state0, d_outputs, d_state, lengths)
     base = f()
     results = GradChecks()
     for name, array in arrays.items():
