@@ -17,6 +17,8 @@ understood by the parser is an error there, never silently dropped. The rewrites
 * ``\\overset{(N,H)}{X}`` shape notes and ``\\underline{X}`` -> ``X``;
 * ``\\times``, ``\\ast``, ``\\star`` -> ``*``; ``\\circ`` -> ``\\odot``; ``^{\\prime}`` -> ``'``;
 * ``tanh``/``sigmoid`` written without a backslash -> ``\\tanh``/``\\sigmoid``;
+* a time index whose ``)`` is missing before a closing brace, ``\\frac{dL(t)}{di(t}``, is
+  closed (``(t}`` can mean nothing else);
 * optionally (PDF extractions that turned ``_`` into ``-``, seed 002): ``c-t`` -> ``c_t``.
 """
 
@@ -47,6 +49,7 @@ OVERSET = re.compile(r"\\(?:overset|underset|stackrel)\s*\{[^{}]*\}\s*")
 UNDERLINE = re.compile(r"\\(?:underline|overline)\s*\{([^{}]*)\}")
 WIDE = re.compile(r"\\wide(tilde|hat)\b")
 BARE_FUNCTION = re.compile(r"(?<![\\A-Za-z])(tanh|sigmoid|sigma|exp|log|cosh)(?![A-Za-z])")
+UNCLOSED_TIME = re.compile(r"\((\s*[tT]\s*(?:[+-]\s*\d+)?\s*)\}")
 HYPHEN_NAME = re.compile(r"(?<=[A-Za-z])-(?=[A-Za-z])")
 
 
@@ -83,6 +86,7 @@ def normalize_latex(text: str, *, hyphen_subscripts: bool = False) -> str:
     s = BARE_FUNCTION.sub(lambda m: "\\" + ("sigma" if m.group(1) == "sigmoid" else m.group(1)), s)
     if hyphen_subscripts:
         s = HYPHEN_NAME.sub("_", s)
+    s = UNCLOSED_TIME.sub(r"(\1)}", s)
     s = re.sub(r"\s+", " ", s).strip()
     s = re.sub(r"[,.;]\s*$", "", s).strip()
     return s

@@ -29,7 +29,7 @@ from derive.functions import FUNCTIONS, sigmoid
 from .context import (KIND_WORD, Claim, Context, Token, local_derivative, product, transpose,
                       unprev)
 from .errors import VerifyError, excerpt
-from .nodes import HCat, MatTranspose, SumN, SumT, VCat
+from .nodes import HCat, MatTranspose, SumN, SumT, VCat, VStack
 from .normalize_latex import normalize_latex
 from .sequence import shifted, split_symbol
 from .sympy_syntax import SympySyntaxParser
@@ -135,9 +135,8 @@ class LatexParser:
         if "free" in kinds and "absolute" in kinds:
             raise VerifyError("the formula mixes the free step t with absolute steps "
                               f"({', '.join(map(str, sorted(set(absolute))))})", self.text)
-        if "free" in kinds and "last" in kinds:
-            raise VerifyError("the formula mixes the free step t with the last step T", self.text)
-        self.at_last = kinds == {"last"}
+        # t beside T in a statement about the last step (dl(T)/dh(T) * o(t)): t is that step
+        self.at_last = "last" in kinds
         return {"anchor": max(absolute) if absolute else None}
 
     def _group_text(self, n: int) -> tuple[str, int]:
@@ -160,7 +159,9 @@ class LatexParser:
         m = TIME_RE.match(raw)
         if m:
             off = int(m["off"] or 0)
-            return off if m["var"] == "T" else off - self.ctx.reading.step_label
+            if m["var"] == "T" or self.at_last:
+                return off
+            return off - self.ctx.reading.step_label
         if raw.isdigit() and self.offsets["anchor"] is not None:
             return int(raw) - self.offsets["anchor"]
         self.fail(f"unreadable time index {raw!r}", tok)
@@ -548,8 +549,8 @@ class LatexParser:
                 return sp.Symbol(ctx.adjoint(value.name, k))
             except ValueError:
                 raise VerifyError(f"{key} stands for {value.name}, which has no adjoint", where) from None
-        if isinstance(value, (HCat, MatTranspose)) and all(isinstance(a, sp.Symbol) for a in value.args):
-            return value.func(*(sp.Symbol(ctx.adjoint(a.name, 0)) for a in value.args))
+        if isinstance(value, (HCat, VCat, VStack, MatTranspose)):
+            return value.func(*(self._adjoint_of(a, k, where, key) for a in value.args))
         raise VerifyError(f"{key} stands for an expression and has no adjoint", where)
 
     # derivatives -----------------------------------------------------------------------------
@@ -632,9 +633,11 @@ class LatexParser:
             raise VerifyError(f"unknown symbol {top.key} in notation {ctx.reading.name} "
                               f"for cell {ctx.cell.name}", where)
         of = ctx.sympy_value(top_entry.forward)
-        if not isinstance(of, sp.Symbol):
-            raise VerifyError(f"a derivative of {top.key}, which is not one quantity", where)
-        return local_derivative(ctx, of.name, top.time or 0, wrt.name, tau, where)
+        if isinstance(of, sp.Symbol):
+            return local_derivative(ctx, of.name, top.time or 0, wrt.name, tau, where)
+        if ctx.kind(of) not in ("vec", "num"):
+            raise VerifyError(f"a derivative of {top.key}, which is not an elementwise value", where)
+        return local_derivative(ctx, of, top.time or 0, wrt.name, tau, where)
 
     def loss_derivative(self, kind: str, top: Atom, wrt: sp.Symbol, tau: int, where: str):
         ctx = self.ctx

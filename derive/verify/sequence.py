@@ -25,7 +25,7 @@ import sympy as sp
 from derive.functions import relu, sigmoid, softplus
 from derive.linear import MatVec, MatVecT, Outer
 
-from .nodes import HCat, Row, SumN, SumT, MatTranspose, VCat
+from .nodes import HCat, Row, SumN, SumT, MatTranspose, VCat, VStack
 
 SYMBOL_RE = re.compile(r"^(?P<base>[^@#]+)(?:#(?P<variant>\w+))?(?:@(?P<shift>[+-]\d+))?$")
 
@@ -225,6 +225,12 @@ def evaluate(expr, lookup, sum_steps=None):
             if len({np.shape(v)[0] for v in vals}) != 1:
                 raise ShapeMismatch("blocks of different heights")
             return np.concatenate(vals, axis=1)
+        if isinstance(e, VStack):
+            vals = [ev(a) for a in e.args]
+            if any(np.ndim(v) != np.ndim(vals[0]) for v in vals) or \
+                    len({np.shape(v)[1:] for v in vals}) != 1:
+                raise ShapeMismatch("stacked blocks of different widths")
+            return np.concatenate(vals, axis=0)
         if isinstance(e, MatTranspose):
             return np.transpose(ev(e.args[0]))
         if isinstance(e, Row):
@@ -241,7 +247,7 @@ def evaluate(expr, lookup, sum_steps=None):
 
 
 def _is_matrix_valued(e) -> bool:
-    return isinstance(e, (Outer, HCat, MatTranspose))
+    return isinstance(e, (Outer, HCat, VStack, MatTranspose))
 
 
 def _matmul(v, m, node):
