@@ -27,6 +27,8 @@ from pathlib import Path
 
 import sympy as sp
 
+from . import limits
+
 NOTATIONS_DIR = Path(__file__).parent / "notations"
 
 #: how the time index attaches to a symbol, per ``time`` setting; ``{t}`` is t, t-1 or t+1.
@@ -66,23 +68,38 @@ def builtin_notations() -> list[str]:
 
 def notation_path(name_or_path: str | Path) -> Path:
     """The file of a built-in notation name, or ``name_or_path`` itself when it is a path."""
-    candidate = Path(name_or_path)
-    if candidate.suffix == ".toml" or candidate.exists():
-        if not candidate.is_file():
-            raise NotationError("no such notation file", path=str(candidate))
-        return candidate
-    path = NOTATIONS_DIR / f"{name_or_path}.toml"
-    if not path.is_file():
-        raise NotationError(f"unknown notation {str(name_or_path)!r}: not a built-in notation "
+    try:
+        limits.check_argument(str(name_or_path), "notation name or path")
+        candidate = Path(name_or_path)
+        if candidate.suffix == ".toml" or candidate.exists():
+            if not candidate.is_file():
+                raise NotationError("no such notation file", path=str(candidate))
+            return candidate
+        path = NOTATIONS_DIR / f"{name_or_path}.toml"
+        found = path.is_file()
+    except (limits.LimitError, OSError) as exc:   # OSError: a name too long for the file system
+        raise NotationError(getattr(exc, "problem", None) or f"cannot look up the notation file: "
+                            f"{exc.strerror}", path=limits.clip(str(name_or_path), 80)) from None
+    if not found:
+        raise NotationError(f"unknown notation {limits.short(str(name_or_path))}: not a built-in notation "
                             f"({', '.join(builtin_notations())}) and not a file path",
-                            path=str(name_or_path))
+                            path=limits.clip(str(name_or_path), 80))
     return path
 
 
 def load_notation(name_or_path: str | Path) -> "Notation":
     """Load a built-in notation by name (``coursera``) or a notation file by path."""
     path = notation_path(name_or_path)
-    return parse_notation(path.read_text(encoding="utf-8"), path=str(path))
+    try:
+        text = limits.read_text(path, limits.NOTATION_BYTES, "notation file")
+        limits.scan_toml(text)
+    except limits.LimitError as exc:
+        raise NotationError(exc.problem, path=str(path)) from None
+    except OSError as exc:
+        raise NotationError(f"cannot read notation file: {exc.strerror}", path=str(path)) from None
+    except UnicodeDecodeError:
+        raise NotationError("notation file is not UTF-8 text", path=str(path)) from None
+    return parse_notation(text, path=str(path))
 
 
 def parse_notation(text: str, path: str = "<notation>") -> "Notation":

@@ -24,7 +24,9 @@ from dataclasses import dataclass
 
 import sympy as sp
 
+from derive import limits
 from derive.functions import FUNCTIONS, sigmoid
+from derive.limits import LimitError
 
 from .context import (KIND_WORD, Claim, Context, Token, local_derivative, product, transpose,
                       unprev)
@@ -280,7 +282,10 @@ class LatexParser:
                     self.fail("an exponent must be a number", hat)
                 if self.ctx.kind(value) in ("mat", "row"):
                     self.fail("power of a matrix", hat)
-                value = value ** exponent
+                try:
+                    value = limits.power(value, exponent)
+                except LimitError as exc:
+                    self.fail(exc.problem, hat)
         if self.peek().text == "'":
             self.fail("a prime belongs to a function (\\sigma'(z), \\tanh'(z))", tok)
         return value
@@ -383,7 +388,10 @@ class LatexParser:
             self.fail("an elementwise function of a matrix", tok)
         z = sp.Dummy("z")
         value = sp.diff(func(z), z).subs(z, arg) if prime else func(arg)
-        return value ** power if power is not None else value
+        try:
+            return limits.power(value, power) if power is not None else value
+        except LimitError as exc:
+            self.fail(exc.problem, tok)
 
     def starts_atom(self, tok: Token) -> bool:
         return tok.kind == "word" or (tok.kind == "cmd" and tok.text[1:] in GREEK | ACCENTS)
@@ -688,19 +696,58 @@ def looks_like_latex(text: str) -> bool:
 
 
 def parse_formula(text: str, ctx: Context) -> Claim:
-    """LaTeX (anything with a backslash, a brace or ^) or SymPy syntax, into a ``Claim``."""
+    """LaTeX (anything with a backslash, a brace or ^) or SymPy syntax, into a ``Claim``.
+
+    The limits (``derive.limits``: length, nesting, names, signs, line breaks) are checked
+    first, in one pass: both readers recurse."""
     text = text.strip()
     if not text:
         raise VerifyError("empty formula")
-    if looks_like_latex(text):
-        return LatexParser(text, ctx).parse()
-    try:
-        return SympySyntaxParser(text, ctx).parse()
-    except VerifyError as sympy_error:         # "dc i" is LaTeX without a backslash
+    _within_limits(text)
+    with _bounded_recursion(text):
+        if looks_like_latex(text):
+            claim = LatexParser(text, ctx).parse()
+        else:
+            try:
+                claim = SympySyntaxParser(text, ctx).parse()
+            except VerifyError as sympy_error:         # "dc i" is LaTeX without a backslash
+                try:
+                    claim = LatexParser(text, ctx).parse()
+                except VerifyError:
+                    raise sympy_error from None
+    for side in claim.sides:
         try:
-            return LatexParser(text, ctx).parse()
-        except VerifyError:
-            raise sympy_error from None
+            limits.check_numbers(side)             # products of numbers: 10^{300} 10^{300}
+        except LimitError as exc:
+            raise VerifyError(exc.problem) from None
+    return claim
+
+
+def _within_limits(text: str) -> None:
+    try:
+        limits.scan_formula(text)
+    except LimitError as exc:
+        line, column = limits.line_column(text, exc.pos or 0)
+        place = f"line {line}, column {column}" if "\n" in text else f"column {column}"
+        raise VerifyError(exc.problem, f"{place}: {limits.quote(text, exc.pos)}") from None
+
+
+class _bounded_recursion:
+    """The scan bounds the nesting the readers recurse on; should a form it does not count
+    still recurse too deeply, the reader stops with the same kind of message, not a traceback."""
+
+    def __init__(self, text: str):
+        self.text = text
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, exc, tb):
+        if kind is RecursionError:
+            raise VerifyError(f"the formula nests too deeply to read (limits: "
+                              f"{limits.FORMULA_NESTING} levels of brackets, "
+                              f"{limits.SIGNS_IN_A_ROW} signs in a row)") from None
+        return False
 
 
 def parse_quantity(name: str, ctx: Context):
@@ -713,8 +760,10 @@ def parse_quantity(name: str, ctx: Context):
         return sp.Symbol(name)
     if name in d.quantities and "d" + name in targets:
         return sp.Symbol("d" + name)
+    _within_limits(name)
     try:
-        claim = LatexParser(name, ctx).parse()
+        with _bounded_recursion(name):
+            claim = LatexParser(name, ctx).parse()
     except VerifyError:
         claim = None
     if claim is not None and len(claim.sides) == 1:
@@ -732,5 +781,5 @@ def parse_quantity(name: str, ctx: Context):
                 return value
             if all("d" + n in targets for n in names):
                 return HCat(*(sp.Symbol("d" + n) for n in names))
-    raise VerifyError(f"cell {ctx.cell.name} has no quantity {name!r} (quantities: "
+    raise VerifyError(f"cell {ctx.cell.name} has no quantity {limits.short(name)} (quantities: "
                       f"{', '.join(sorted(d.quantities))}; adjoints: {', '.join(sorted(targets))})")
