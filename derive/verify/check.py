@@ -33,7 +33,7 @@ from .errors import VerifyError
 from .nodes import FORMULA_NODES, HCat, SumN, SumT
 from .context import Claim, Context
 from .parse import parse_formula, parse_quantity
-from .render import render_correct
+from .render import cell_text, render_correct
 from .sequence import Evaluator, OutOfRange, ShapeMismatch, StepFree, simulate, split_symbol
 from .vocabulary import get_reading
 
@@ -125,7 +125,7 @@ def _check(ctx: Context, claim: Claim, scalar: bool, draws: int, notation) -> Ve
             fixed.append(side)
         sides = fixed
     lhs = sides[0]
-    shown = [sp.sstr(s) for s in sides]
+    shown = [cell_text(s) for s in sides]
     correct_latex, correct_cell = render_correct(ctx, lhs, notation)
     runs = [simulate(d, seed=seed, T=STEPS, N=BATCH, scalar=scalar) for seed in range(draws)]
 

@@ -15,6 +15,7 @@ understood by the parser is an error there, never silently dropped. The rewrites
 * ``\\begin{aligned}``, ``&`` and ``\\\\`` of a derivation chain -> one line ``A = B = C``;
 * comments ``\\# eq 3`` and prose ``\\quad \\text{as ...}`` -> removed; ``\\text{prev}`` -> ``prev``;
 * ``\\overset{(N,H)}{X}`` shape notes and ``\\underline{X}`` -> ``X``;
+* ``\\mid``, ``\\vert``, ``\\lvert``, ``\\rvert`` -> ``|`` (``[U | W]``, ``|x|``);
 * ``\\times``, ``\\ast``, ``\\star`` -> ``*``; ``\\circ`` -> ``\\odot``; ``^{\\prime}`` -> ``'``;
 * ``tanh``/``sigmoid`` written without a backslash -> ``\\tanh``/``\\sigmoid``;
 * a time index whose ``)`` is missing before a closing brace, ``\\frac{dL(t)}{di(t}``, is
@@ -79,6 +80,7 @@ def normalize_latex(text: str, *, hyphen_subscripts: bool = False) -> str:
     s = BARE_TIME_SUP.sub(lambda m: "@{" + m.group(1).replace(" ", "") + "}", s)
     s = re.sub(r"\\(?:times|ast|star)(?![A-Za-z])", "*", s)
     s = re.sub(r"\\circ(?![A-Za-z])", r"\\odot", s)
+    s = re.sub(r"\\(?:mid|vert|lvert|rvert)(?![A-Za-z])", "|", s)
     s = re.sub(r"\^\s*\{\s*\\prime\s*\}|\^\s*\\prime(?![A-Za-z])", "'", s)
     s = re.sub(r"\\lt(?![A-Za-z])", "<", s)
     s = re.sub(r"\\gt(?![A-Za-z])", ">", s)

@@ -19,6 +19,7 @@ shifted ones as ``f@+1`` (f at step t+1), and loss-only adjoints as ``dc#k1``.
 
 from __future__ import annotations
 
+import difflib
 import re
 from dataclasses import dataclass
 
@@ -55,7 +56,9 @@ def tokenize(text: str) -> list[Token]:
     while pos < len(text):
         m = TOKEN_RE.match(text, pos)
         if not m:
-            raise VerifyError(f"unexpected character {text[pos]!r}", excerpt(text, pos))
+            err = VerifyError(f"unexpected character {text[pos]!r}", excerpt(text, pos))
+            err.pos = pos
+            raise err
         if m.lastgroup != "space":
             tokens.append(Token(m.lastgroup, m.group(), m.start(), m.end()))
         pos = m.end()
@@ -79,10 +82,15 @@ class Atom:
 class LatexParser:
     def __init__(self, text: str, ctx: Context):
         self.ctx = ctx
+        self.original = text
         self.text = normalize_latex(text, hyphen_subscripts=ctx.reading.hyphen_subscripts)
         if not self.text:
             raise VerifyError("empty formula")
-        self.tokens = tokenize(self.text)
+        self.blocks = difflib.SequenceMatcher(None, self.text, text, autojunk=False).get_matching_blocks()
+        try:
+            self.tokens = tokenize(self.text)
+        except VerifyError as err:
+            raise VerifyError(err.problem, self.excerpt(err.pos, err.pos + 1)) from None
         self.i = 0
         self.at_last = False
         self.offsets = self._time_mode()
@@ -98,7 +106,21 @@ class LatexParser:
 
     def where(self, tok: Token | None = None, end: int | None = None) -> str:
         tok = tok or self.peek()
-        return excerpt(self.text, tok.pos, end or tok.end)
+        return self.excerpt(tok.pos, end or tok.end)
+
+    def excerpt(self, start: int, end: int) -> str:
+        """The excerpt of what the user typed (not the normalized text) around [start, end)."""
+        return excerpt(self.original, self.to_original(start), self.to_original(end, True))
+
+    def to_original(self, pos: int, is_end: bool = False) -> int:
+        """A position in the normalized text mapped to the same place in the typed text."""
+        best = 0
+        for a, b, size in self.blocks:
+            if a <= pos < a + size or (is_end and a < pos <= a + size):
+                return b + pos - a
+            if a + size <= pos:
+                best = b + size
+        return min(best, len(self.original))
 
     def fail(self, problem: str, tok: Token | None = None, end: int | None = None):
         raise VerifyError(problem, self.where(tok, end))
@@ -120,7 +142,7 @@ class LatexParser:
             if tok.kind == "time":
                 raws.append(tok.text[2:-1])
             elif tok.text == "_" and n + 1 < len(toks):
-                raws.append(self._group_text(n + 1)[0])
+                raws.append(self._group_text(n + 1)[0].rpartition(",")[2])
             elif tok.text == "(" and n + 2 < len(toks) and toks[n + 1].text in ("t", "T"):
                 j, raw = n + 1, ""
                 while j < len(toks) and toks[j].text != ")" and j < n + 5:
@@ -136,7 +158,7 @@ class LatexParser:
                     absolute.append(int(raw))
         if "free" in kinds and "absolute" in kinds:
             raise VerifyError("the formula mixes the free step t with absolute steps "
-                              f"({', '.join(map(str, sorted(set(absolute))))})", self.text)
+                              f"({', '.join(map(str, sorted(set(absolute))))})", self.original)
         # t beside T in a statement about the last step (dl(T)/dh(T) * o(t)): t is that step
         self.at_last = "last" in kinds
         return {"anchor": max(absolute) if absolute else None}
@@ -321,15 +343,27 @@ class LatexParser:
         if tok.text == "[":
             self.next()
             items = [self.expr()]
-            while self.peek().text == ",":
-                self.next()
+            seps = set()
+            while self.peek().text in (",", ";", "|"):
+                seps.add(self.next().text)
                 items.append(self.expr())
             self.expect("]")
             if len(items) == 1:
                 return items[0]
-            if any(self.ctx.kind(v) != "vec" for v in items):
-                self.fail("[a, b] stacks vectors only", tok)
+            if seps == {"|"}:                      # [U | W]: matrices side by side
+                if any(self.ctx.kind(v) != "mat" for v in items):
+                    self.fail("[A | B] puts matrices side by side only", tok)
+                return HCat(*items)
+            if "|" in seps or any(self.ctx.kind(v) != "vec" for v in items):
+                self.fail("[a, b] and [a; b] stack vectors only", tok)
             return VCat(*items)
+        if tok.text == "|":                        # |x|: the elementwise absolute value
+            self.next()
+            value = self.expr()
+            self.expect("|")
+            if self.ctx.kind(value) not in ("vec", "num"):
+                self.fail("|x| of a matrix", tok)
+            return sp.Abs(value)
         if tok.kind == "cmd":
             name = tok.text[1:]
             if tok.text == r"\frac":
@@ -425,8 +459,12 @@ class LatexParser:
                     self._split_current(1)
                     j = self.i + 1
                 self.i = j
+                label, comma, last = raw.rpartition(",")
                 if TIME_RE.match(raw):
                     time = self._set_time(time, raw, nxt)
+                elif comma and label and TIME_RE.match(last):      # W_{f,t}: label f at step t
+                    key += f"_{{{label}}}"
+                    time = self._set_time(time, last, nxt)
                 else:
                     key += f"_{{{raw}}}"
             elif nxt.kind == "time":
@@ -506,7 +544,7 @@ class LatexParser:
     def resolve(self, atom: Atom):
         """The SymPy value of a symbol read in the formula."""
         ctx = self.ctx
-        where = excerpt(self.text, atom.start, atom.end)
+        where = self.excerpt(atom.start, atom.end)
         if atom.key in ctx.losses:
             raise VerifyError(f"the loss {atom.key} appears outside a derivative", where)
         entry = ctx.symbols.get(atom.key)
@@ -536,7 +574,7 @@ class LatexParser:
     def external(self, atom: Atom, kind: str):
         """The adjoint a state receives from step t+1 (carried), or an output from the loss."""
         ctx = self.ctx
-        where = excerpt(self.text, atom.start, atom.end)
+        where = self.excerpt(atom.start, atom.end)
         entry = ctx.symbols.get(atom.key)
         value = ctx.sympy_value(entry.forward) if entry and entry.forward else None
         if not isinstance(value, sp.Symbol):
@@ -622,7 +660,7 @@ class LatexParser:
 
     def derivative(self, top: Atom, bottom: Atom, tok: Token):
         ctx = self.ctx
-        where = excerpt(self.text, tok.pos, self.tokens[self.i - 1].end)
+        where = self.excerpt(tok.pos, self.tokens[self.i - 1].end)
         if bottom.key in ctx.losses:
             raise VerifyError("a derivative with respect to the loss", where)
         entry = ctx.symbols.get(bottom.key)

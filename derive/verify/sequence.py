@@ -174,7 +174,7 @@ def _same_shape(values):
 
 
 _ELEMENTWISE = {
-    sp.tanh: np.tanh, sp.exp: np.exp, sp.log: np.log, sp.cosh: np.cosh, sp.sinh: np.sinh,
+    sp.tanh: np.tanh, sp.Abs: np.abs, sp.exp: np.exp, sp.log: np.log, sp.cosh: np.cosh, sp.sinh: np.sinh,
     sigmoid: lambda z: np.exp(-np.logaddexp(0, -z)),
     relu: lambda z: np.maximum(z, 0.0),
     softplus: lambda z: np.logaddexp(0, z),
