@@ -3,6 +3,7 @@
     cellgrad verify lstm --quantity dc --formula 'dc_next + dh*o*(1 - tanh(c)**2)'
     cellgrad verify lstm --notation coursera --formula '\\mathrm{d}\\Gamma_f = \\mathrm{d}c * c^{<t-1>}'
     cellgrad verify --seeds            # every formula of the seed documents, a table per document
+    cellgrad verify --document notes.md --notation mine.toml   # every formula of a document
 
 Exit status: 0 holds, 1 does not hold, 2 unreadable formula or bad request (one line on stderr).
 """
@@ -20,6 +21,7 @@ HELP = "check a hand-written gradient formula against the derived one (proof or 
 
 SEED_FIXTURES = Path(__file__).resolve().parents[2] / "tests" / "fixtures" / "seed_formulas.toml"
 EXIT = {"holds": 0, "does not hold": 1, "unreadable": 2}
+DOCUMENT_BYTES = 2_000_000
 
 
 def add_arguments(parser):
@@ -36,6 +38,10 @@ def add_arguments(parser):
     parser.add_argument("--scalar", action="store_true", default=None,
                         help="every size is 1 (documents that treat u, v, w as numbers)")
     parser.add_argument("--json", action="store_true", help="print the verdict as JSON")
+    parser.add_argument("--document", metavar="FILE",
+                        help="find every formula of a Markdown, LaTeX or plain-text document, judge "
+                             "each gradient claim and print a table (CELL_OR_SPEC optional: the "
+                             "notation's cells are tried in order)")
     parser.add_argument("--seeds", nargs="?", const=str(SEED_FIXTURES), metavar="FIXTURES",
                         help="verify every formula of the seed documents and print a table per "
                              "document (default fixtures: tests/fixtures/seed_formulas.toml)")
@@ -51,6 +57,8 @@ def run(args) -> int:
     try:
         if args.seeds is not None:
             return _seeds(Path(args.seeds), args.json)
+        if args.document is not None:
+            return _document(args)
         if not args.cell or not args.formula:
             return _fail("verify needs CELL_OR_SPEC and --formula (or --seeds)")
         return _one(args)
@@ -104,6 +112,27 @@ def render(v) -> str:
         lines.append(f"correct formula: {v.correct}")
         lines.append(f"  in the cell's names: {v.correct_cell}")
     return "\n".join(lines)
+
+
+def _document(args) -> int:
+    """The verdict on every formula of a document, one Markdown table (or JSON)."""
+    from derive import limits
+    from derive.verify.document import document_table, verify_document
+    path = Path(args.document)
+    try:
+        text = limits.read_text(path, DOCUMENT_BYTES, "document")
+    except limits.LimitError as exc:
+        return _fail(f"{path}: {exc.problem}")
+    except OSError as exc:
+        return _fail(f"{path}: cannot read the document: {exc.strerror}")
+    except UnicodeDecodeError:
+        return _fail(f"{path}: the document is not UTF-8 text")
+    rows = verify_document(text, notation=args.notation, cells=[args.cell] if args.cell else None)
+    if args.json:
+        print(json.dumps([r.to_json() for r in rows], indent=2, ensure_ascii=False))
+    else:
+        print(document_table(rows, f"{path.name} (notation {args.notation or 'default'})"))
+    return 0
 
 
 def _seeds(path: Path, as_json: bool) -> int:
