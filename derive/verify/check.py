@@ -34,7 +34,8 @@ from .nodes import FORMULA_NODES, HCat, SumN, SumT
 from .context import Claim, Context
 from .parse import parse_formula, parse_quantity
 from .render import cell_text, render_correct
-from .sequence import Evaluator, OutOfRange, ShapeMismatch, StepFree, simulate, split_symbol
+from .sequence import (Evaluator, OutOfRange, ShapeMismatch, StepFree, simulate, split_symbol,
+                       target_name)
 from .vocabulary import get_reading
 
 DRAWS = 3          # random sequences per verdict
@@ -250,6 +251,8 @@ def _ground(ctx: Context, e):
         if new == e:
             break
         e = new
+    e = e.xreplace({sp.Symbol(target_name(o)): sp.Symbol(o) - sp.Symbol(up)
+                    for o, up in ctx.d.upstream.items()})
     pre = {eq.rhs: sp.Symbol(eq.lhs) for eq in ctx.d.forward if eq.introduced}
     e = e.xreplace(pre)
     return e.xreplace(ctx.saved)

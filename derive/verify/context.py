@@ -20,7 +20,7 @@ from derive.linear import MatVec, MatVecT, Outer
 
 from .errors import VerifyError
 from .nodes import HCat, MatTranspose, Row, VCat, VStack
-from .sequence import shifted, split_symbol
+from .sequence import shifted, split_symbol, target_name
 from .vocabulary import Entry, Reading, default_reading
 
 
@@ -63,7 +63,7 @@ class Context:
                           "sigmoid": sigmoid}
         self.names = set(derivation.quantities) | {eq.target for eq in derivation.backward} | \
             set(derivation.carried.values()) | set(derivation.upstream.values()) | \
-            {s + "_prev" for s in self.cell.states}
+            {s + "_prev" for s in self.cell.states} | {target_name(o) for o in derivation.upstream}
         self.bases = {re.split(r"[_^]", k)[0] for k in [*self.symbols, *self.losses]}
         self.bases |= {k for k in self.functions if k not in self.symbols}
         self.forward_of = {eq.lhs: eq.rhs for eq in derivation.forward}
@@ -80,7 +80,7 @@ class Context:
                 *FUNCTIONS}
             known = set(self.d.quantities) | {eq.target for eq in self.d.backward} | \
                 set(self.d.carried.values()) | set(self.d.upstream.values()) | \
-                {s + "_prev" for s in self.d.cell.states}
+                {s + "_prev" for s in self.d.cell.states} | {target_name(o) for o in self.d.upstream}
             if not names <= known:
                 return False
         return True
@@ -223,6 +223,8 @@ def local_derivative(ctx: Context, of, a: int, wrt: str, b: int, where: str):
     intermediate, k = i g)."""
     wrt_base, kb = unprev(ctx, wrt)
     b += kb
+    if wrt_base in ctx.cell.params:
+        b = a                               # a parameter is the same at every step
     if isinstance(of, str):
         of_base, ka = unprev(ctx, of)
         a += ka
@@ -247,12 +249,32 @@ def local_derivative(ctx: Context, of, a: int, wrt: str, b: int, where: str):
         if not subs:
             break
         expr = expr.xreplace(subs)
-    for node in expr.atoms(MatVec, MatVecT):
-        if target in node.free_symbols:
-            raise VerifyError("this derivative is a matrix (Jacobian); write it through an adjoint",
-                              where)
-    value = sp.diff(expr, target).xreplace(ctx.saved)
-    return ctx.shift_expr(value, a)
+    if ctx.reading.scalar:                  # every size is 1: W v is the number W times v
+        expr = expr.replace(lambda e: isinstance(e, MatVec), lambda e: e.args[0] * e.args[1])
+        value = _products_back(ctx, sp.diff(expr, target))
+    else:
+        for node in expr.atoms(MatVec, MatVecT):
+            if target in node.free_symbols:
+                raise VerifyError("this derivative is a matrix (Jacobian); write it through an "
+                                  "adjoint", where)
+        value = sp.diff(expr, target)
+    return ctx.shift_expr(value.xreplace(ctx.saved), a)
+
+
+def _products_back(ctx: Context, e):
+    """A product with a matrix factor as the matrix-vector product it stands for (sizes 1)."""
+    if not e.args:
+        return e
+    args = [_products_back(ctx, a) for a in e.args]
+    if isinstance(e, sp.Mul):
+        mats = [a for a in args if isinstance(a, sp.Symbol) and ctx.is_matrix(a.name)]
+        rest = [a for a in args if a not in mats]
+        if mats and rest:
+            value = sp.Mul(*rest)
+            for m in mats:
+                value = MatVec(m, value)
+            return value
+    return e.func(*args)
 
 
 def _dependents(ctx: Context, leaf: str) -> set[str]:

@@ -77,6 +77,7 @@ class Atom:
     prime: bool
     start: int
     end: int
+    value: object = None        # the top of a derivative of an expression: ∂(u x + v s)/∂v
 
 
 class LatexParser:
@@ -632,8 +633,10 @@ class LatexParser:
             self.i -= 1
             self._split_current(1)
             self.next()
-        if self.peek().text in ("(", "{"):
-            self.fail("the derivative of an expression; name the quantity instead", self.peek())
+        if self._starts_expression():
+            start = self.peek()
+            value = self.expr()
+            return Atom("", None, False, False, start.pos, self.tokens[self.i - 1].end, value)
         if not self.starts_atom(self.peek()):
             self.fail("expected the quantity after ∂ / d", self.peek())
         tok = self.peek()
@@ -658,11 +661,44 @@ class LatexParser:
             return Atom(tok.text, time, False, False, tok.pos, self.tokens[self.i - 1].end)
         return self.atom()
 
+    def _starts_expression(self) -> bool:
+        """After ∂ or d: an expression (``(``, ``\\frac``, a function, a product), not one symbol."""
+        tok, nxt = self.peek(), self.peek(1)
+        if tok.text in ("(", "{") or tok.kind == "num" or tok.text == r"\frac":
+            return True
+        if tok.kind == "cmd" and tok.text[1:] in ELEMENTWISE_CMDS:
+            return True
+        if tok.kind == "word" and nxt.text == "(" and tok.text in self.ctx.functions and \
+                tok.text not in self.ctx.symbols:
+            return True
+        if tok.kind == "word" and tok.text not in self.ctx.losses:     # ∂ ws_{t+1}: w times s
+            save = (self.i, list(self.tokens))
+            try:
+                self.atom()
+                more = self.starts_factor(self.peek()) or self.peek().text in ("+", "-", "*")
+            except VerifyError:
+                more = False
+            self.i, self.tokens = save
+            return more
+        return False
+
     def derivative(self, top: Atom, bottom: Atom, tok: Token):
         ctx = self.ctx
         where = self.excerpt(tok.pos, self.tokens[self.i - 1].end)
         if bottom.key in ctx.losses:
             raise VerifyError("a derivative with respect to the loss", where)
+        if top.value is not None:
+            entry = ctx.symbols.get(bottom.key)
+            if entry is None or entry.forward is None:
+                raise VerifyError(f"unknown symbol {bottom.key} in notation {ctx.reading.name} "
+                                  f"for cell {ctx.cell.name}", where)
+            wrt = ctx.sympy_value(entry.forward)
+            if not isinstance(wrt, sp.Symbol):
+                raise VerifyError(f"a derivative with respect to {bottom.key}, which is not one "
+                                  f"quantity", where)
+            if ctx.kind(top.value) not in ("vec", "num"):
+                raise VerifyError("a derivative of a matrix", where)
+            return local_derivative(ctx, top.value, 0, wrt.name, bottom.time or 0, where)
         entry = ctx.symbols.get(bottom.key)
         if entry is None or entry.forward is None:
             raise VerifyError(f"unknown symbol {bottom.key} in notation {ctx.reading.name} "

@@ -42,6 +42,12 @@ class StepFree(ValueError):
     """A per-step symbol used where no step is bound (outside Σ_t in a whole-sequence claim)."""
 
 
+def target_name(output: str) -> str:
+    """The symbol of the target y of a squared-error loss on ``output`` (a verifier name: the
+    leading underscore keeps it apart from the cell's own names)."""
+    return "_target_" + output
+
+
 def split_symbol(name: str) -> tuple[str, str, int]:
     m = SYMBOL_RE.match(name)
     if not m:
@@ -104,6 +110,8 @@ def simulate(derivation, *, seed: int = 0, T: int = 4, N: int = 2, scalar: bool 
         for t in reversed(range(T)):
             env = steps[t]
             env.update(upstream[t])
+            for out, up in d.upstream.items():     # the target y of ½(o - y)², so do_out = o - y
+                env[target_name(out)] = env[out] - env[up]
             for s, carried in d.carried.items():
                 if carry and t + 1 < T:
                     env[carried] = steps[t + 1]["d" + s + "_prev"]
@@ -124,7 +132,8 @@ def restep(run: Run, backward) -> dict:
     d = run.derivation
     param_vectors = {"d" + p for p in d.cell.params if len(d.quantities[p].shape) == 1}
     forward = {eq.lhs for eq in d.forward} | set(d.cell.inputs) | set(d.cell.params) | \
-        {s + "_prev" for s in d.cell.states} | set(d.carried.values()) | set(d.upstream.values())
+        {s + "_prev" for s in d.cell.states} | set(d.carried.values()) | set(d.upstream.values()) | \
+        {target_name(o) for o in d.upstream}
     steps = []
     for env in run.steps["full"]:
         new = {k: v for k, v in env.items() if k in forward}
