@@ -22,7 +22,7 @@ IN_CI = os.environ.get("CI") == "true"
 
 #: the least share of readable formulas each seed document must get right (measured; see
 #: docs/verify.md); no wrong verdict is allowed anywhere
-FLOOR = {"000": 1.0, "001": 0.0, "002": 0.0, "003": 0.0, "004": 0.0}
+FLOOR = {"000": 0.95, "001": 0.95, "002": 0.95, "003": 0.95, "004": 0.95}
 
 
 def test_extract_finds_inline_display_environments_and_comments():
@@ -52,12 +52,13 @@ def test_a_claim_is_read_from_the_left_side(text, claim):
 def test_document_command_prints_a_table(tmp_path):
     doc = tmp_path / "notes.md"
     doc.write_text("The cell gradient:\n\n$$\\delta c = \\bar{\\delta} c + \\delta h\\, o\\, (1 - \\tanh c)$$\n"
-                   "and $h = o \\tanh(c)$.\n", encoding="utf-8")
+                   "and $h = o \\tanh(c)$, then $W = W - \\eta\\, \\mathrm{d}W$.\n", encoding="utf-8")
     result = subprocess.run([sys.executable, "-m", "cellgrad", "verify", "lstm", "--document", str(doc)],
                             capture_output=True, text=True, cwd=ROOT)
     assert result.returncode == 0, result.stderr
     assert "| 3 | `\\delta c = " in result.stdout and "tanh' as 1-tanh" in result.stdout
-    assert "not a gradient claim" in result.stdout
+    assert "| 4 | `h = o \\tanh(c)` | holds" in result.stdout      # a forward definition, judged
+    assert "not a gradient claim" in result.stdout                  # the update rule
 
 
 def _seed_rows():
@@ -99,7 +100,8 @@ def seed_results():
             readable += 1
             verdict = row.verdict if row is not None else "not found"
             kinds = [d.kind for d in row.result.diagnosis] if row is not None and row.result else []
-            if verdict == e["expect"] and (not e.get("diagnosis") or e["diagnosis"] in kinds):
+            diagnosis = e.get("document_diagnosis") or e.get("diagnosis")
+            if verdict == e["expect"] and (not diagnosis or diagnosis in kinds):
                 right += 1
             elif verdict in ("holds", "does not hold") and verdict != e["expect"]:
                 wrong.append((e["id"], verdict, row.detail))

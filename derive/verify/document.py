@@ -114,7 +114,8 @@ def _rows(body: str) -> list[tuple[int, str]]:
         core = re.sub(r"\\(?:begin|end)\{[^{}]*\}|&|\\(?:therefore|quad|bullet)", " ", piece).strip()
         if not core:
             continue
-        if rows and re.match(r"^(?:=|\+|-|\\cdot|\*|\\times)", core):
+        if rows and (re.match(r"^(?:=|\+|-|\\cdot|\*|\\times)", core) or
+                     re.search(r"(?:=|\+|-|\\cdot|\*|\\times)\s*$", rows[-1][1])):
             first, text = rows[-1]
             rows[-1] = (first, text + " " + piece)
         else:

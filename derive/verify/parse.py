@@ -605,7 +605,12 @@ class LatexParser:
         tok = self.expect(r"\frac")
         if self._is_derivative():
             self.expect("{")
-            top = self.operand()
+            if self._top_without_d():              # \frac{\frac{1}{2}(o - y)^2}{\partial w}: ∂ left out
+                start = self.peek()
+                value = self.expr()
+                top = Atom("", None, False, False, start.pos, self.tokens[self.i - 1].end, value)
+            else:
+                top = self.operand()
             self.expect("}")
             self.expect("{")
             bottom = self.operand()
@@ -625,7 +630,12 @@ class LatexParser:
         def is_d(t):
             return t is not None and (t.text in (r"\partial", r"\diff") or
                                       (t.kind == "word" and t.text.startswith("d")))
-        return is_d(first_top) and is_d(first_bottom)
+        return (is_d(first_top) or self._top_without_d(1)) and first_bottom is not None and \
+            (first_bottom.text == r"\partial" or is_d(first_bottom) and is_d(first_top))
+
+    def _top_without_d(self, k: int = 0) -> bool:
+        """A derivative's top written without its ∂ before an expression (a typo a reader skips)."""
+        return self.peek(k).text in (r"\frac", "(")
 
     def operand(self) -> Atom:
         tok = self.next()
