@@ -122,3 +122,20 @@ def test_seed_documents_are_judged_as_a_careful_reader_does():
     for seed, (right, readable, wrong, missed) in results.items():
         assert not wrong, f"seed {seed}: wrong verdicts {wrong}"
         assert right / readable >= FLOOR[seed], report
+
+
+@pytest.mark.parametrize("cell, notation, formula, verdict", [
+    ("lstm", "coursera", r"\mathrm{d}c^{<T+1>} = 0", "holds"),             # nothing after step T
+    ("lstm", "coursera", r"\mathrm{d}c^{<T+1>} = \mathrm{d}c^{<T>}", "does not hold"),
+    ("minimal_rnn", "book", r"\frac{\partial(ux_{t+1} + vs_t + b_f)}{\partial v} = s_t", "holds"),
+    ("minimal_rnn", "book", r"\frac{\partial o_{t+1}}{\partial w} = g'(ws_{t+1} + b_g) s_{t+1}", "holds"),
+    ("minimal_rnn", "book", r"\frac{\partial Err}{\partial w} = \sum_{t=0}^{T-1} "
+     r"\frac{\partial(\frac{1}{2}(o_{t+1} - y_{t+1})^2)}{\partial w}", "holds"),
+    ("lstm", "docs/notations/seed_002.toml", r"\frac{\partial k_t}{\partial g_t} = i_t", "holds"),
+    ("lstm", "docs/notations/seed_002.toml", r"\frac{\partial k_t}{\partial g_t} = g_t", "does not hold"),
+])
+def test_boundary_statements_and_derivatives_of_expressions(cell, notation, formula, verdict):
+    from derive.verify import verify
+    notation = str(ROOT / notation) if notation.endswith(".toml") else notation
+    v = verify(cell, formula, notation=notation)
+    assert v.verdict == verdict, v.detail

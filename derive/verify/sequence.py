@@ -280,6 +280,8 @@ class Evaluator:
             if t is None:
                 raise StepFree(base)
             k = t + shift
+            if k == self.run.T and self._is_adjoint(base):
+                return np.zeros_like(self.steps[variant][k - 1][base])   # nothing after step T
             if not 0 <= k < self.run.T:
                 raise OutOfRange(name)
             return self.steps[variant][k][base]
@@ -296,3 +298,9 @@ class Evaluator:
             return total
 
         return evaluate(expr, lookup, sum_steps)
+
+    def _is_adjoint(self, name: str) -> bool:
+        """An adjoint of the cell (boundary: every adjoint after the last step is zero)."""
+        d = self.run.derivation
+        return name in {eq.target for eq in d.backward} or name in d.carried.values() or \
+            name in d.upstream.values()
