@@ -62,7 +62,7 @@ def kernel_values(case: Case, data: CaseData, backend: str) -> dict[str, np.ndar
     outputs, _, cache = module.forward(data.x, params)
     grads = module.backward({"h": data.w}, cache)
     values = {"h": outputs["h"], "loss": np.sum(outputs["h"] * data.w, dtype=np.float64)}
-    values.update({f"grad {name}": g for name, g in grads.items()})
+    values.update({f"grad {name}": g for part in grads for name, g in part.items()})
     return values
 
 

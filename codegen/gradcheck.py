@@ -46,25 +46,27 @@ def random_problem(module, T, N, input_size, hidden_size, seed=0, dtype=np.float
     return params, x, state0, d_outputs, d_state
 
 
-def loss(module, x, params, state0, d_outputs, d_state):
-    outputs, state, _ = module.forward(x, params, state0)
+def loss(module, x, params, state0, d_outputs, d_state, lengths=None):
+    outputs, state, _ = module.forward(x, params, state0, lengths)
     total = sum(float(np.sum(outputs[o].astype(np.float64) * d_outputs[o])) for o in d_outputs)
     return total + sum(float(np.sum(state[s].astype(np.float64) * d_state[s])) for s in d_state)
 
 
 def check_gradients(module, T=3, N=2, input_size=3, hidden_size=4, seed=0, many_to_one=False,
-                    eps=1e-6, tol=1e-5, max_entries=40):
-    """Compare every gradient of ``module.backward`` with central differences (float64)."""
+                    eps=1e-6, tol=1e-5, max_entries=40, lengths=None):
+    """Compare every gradient of ``module.backward`` with central differences (float64);
+    ``lengths`` (N,): sequences of those lengths in a (T, N) batch."""
     params, x, state0, d_outputs, d_state = random_problem(module, T, N, input_size, hidden_size,
                                                            seed, np.float64, many_to_one)
-    _, _, cache = module.forward(x, params, state0)
+    _, _, cache = module.forward(x, params, state0, lengths)
     grads = module.backward(d_outputs, cache, d_state)
+    grads = {**grads.params, **grads.inputs, **grads.state}
     rng = np.random.default_rng(seed + 1)
     arrays = {**{p: params[p] for p in params}, module.INPUT: x, **{s: state0[s] for s in state0}}
     results = []
     for name, array in arrays.items():
         analytic = grads[name]
-        f = lambda: loss(module, x, params, state0, d_outputs, d_state)
+        f = lambda: loss(module, x, params, state0, d_outputs, d_state, lengths)
         flat = array.reshape(-1)
         picks = np.arange(flat.size) if flat.size <= max_entries else rng.choice(flat.size, max_entries,
                                                                                  replace=False)
