@@ -25,6 +25,8 @@ Layout: sequences are time-major (T, N, size); parameter matrices are (rows, col
 Sizes: D = input size, H = hidden size, O = output size.
 """
 
+import sys
+import threading
 from typing import NamedTuple
 
 import numba as nb
@@ -307,6 +309,7 @@ def forward(x, params, state=None, lengths=None):
     """
     _x_seq, _params, _state0, _lengths = x, params, state, lengths   # generated names start with _: a spec name never shadows them
     _sizes = _check_forward(_x_seq, _params, _state0, _lengths)
+    _compile(_x_seq.dtype)
     _T, _N, D, H, O = _sizes["_T"], _sizes["_N"], _sizes["D"], _sizes["H"], _sizes["O"]
     _dtype = _x_seq.dtype
     _active = _active_steps(_T, _lengths)
@@ -383,3 +386,36 @@ def backward(d_outputs, cache, d_state=None):
         inputs={"x": dx},  # (B6)
         state={"s": _ds_next_buf},  # (B5)
     )
+
+
+
+_COMPILED = set()
+_NOTICE_AFTER = 5.0  # seconds; a load from Numba's cache takes 1-2 s
+
+
+def warmup(dtypes=DTYPES):
+    """Compile the kernels for each dtype now rather than in the first forward() of that dtype.
+    Numba caches them in __pycache__ next to this file, so later processes load them quickly."""
+    for _dtype in dtypes:
+        _compile(np.dtype(_dtype))
+
+
+def _compile(_dtype):
+    """Run a tiny forward and backward once per process and dtype, so that Numba compiles (or
+    loads from its cache) every kernel; say so on stderr when that takes over _NOTICE_AFTER."""
+    if _dtype in _COMPILED:
+        return
+    _COMPILED.add(_dtype)
+    _message = (f"compiling the numba kernels of {CELL} ({_dtype}), about 15-60 s "
+                "the first time; cached afterwards")
+    _notice = threading.Timer(_NOTICE_AFTER, print, (_message,), {"file": sys.stderr, "flush": True})
+    _notice.start()
+    try:
+        _params = {_name: np.zeros((2,) * len(_shape), _dtype) for _name, _shape in PARAM_SHAPES.items()}
+        _outputs, _, _cache = forward(np.zeros((2, 2, 2), _dtype), _params)
+        backward({_name: np.zeros_like(_value) for _name, _value in _outputs.items()}, _cache)
+    except BaseException:
+        _COMPILED.discard(_dtype)
+        raise
+    finally:
+        _notice.cancel()
