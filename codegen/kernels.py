@@ -29,15 +29,19 @@ class Line:
 
 
 def render_kernel(d: Derivation, backend: str, spec_text: str, spec_label: str,
-                  command: str) -> str:
-    """The text of the generated module for ``backend`` ("numpy" or "numba")."""
+                  command: str, numba_cache: bool = True) -> str:
+    """The text of the generated module for ``backend`` ("numpy" or "numba").
+
+    ``numba_cache=False`` for a module that has no file (built in memory): Numba caches
+    compiled kernels beside their source file."""
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}: expected one of {', '.join(BACKENDS)}")
     plan = lower(d)
     context = _common_context(plan, spec_text, spec_label, command)
-    context.update(LAYOUTS[backend](plan).context())
-    template = environment().get_template(f"{backend}.py.j2")
-    return template.render(**context)
+    context["numba_cache"] = bool(numba_cache)
+    layout = LAYOUTS[backend](plan)
+    context.update(layout.context())
+    return layout.template(backend).render(**context)
 
 
 # -- shared between the backends --------------------------------------------------------------
@@ -152,6 +156,8 @@ def _linear_text(e) -> str:
 class _Layout:
     """What both backends share: pre-loop packing, the hoisted GEMM, the after-loop GEMMs."""
 
+    arrays = "numpy"   # the array library the generated module takes (a backend folder may differ)
+
     def __init__(self, plan: Plan):
         self.plan = plan
         self.cell = plan.cell
@@ -170,6 +176,10 @@ class _Layout:
     def packed_T(self, g: ProductGroup) -> str:
         """The contiguous transpose of a packed matrix, for the per-step GEMM."""
         return self.names("{}_T", g.packed)
+
+    def template(self, backend: str):
+        """The module's template: templates/<backend>.py.j2 (a backend folder brings its own)."""
+        return environment().get_template(f"{backend}.py.j2")
 
     def size(self, name: str) -> str:
         return self.q[name].shape[0]
@@ -259,7 +269,7 @@ class _Layout:
         cache += [(g.packed, g.packed) for g in self.plan.groups]
         cache += [(self.seq(s), self.seq(s)) for s in self.cell.states]
         cache += [(self.seq(n), self.seq(n)) for n in (*self.plan.saved_seq, *self.plan.output_seq)]
-        cache.append(("params", "_params"))
+        cache += [("params", "_params"), ("lengths", "_lengths")]
         return {"output_values": outputs, "final_state": state, "cache": cache,
                 "cache_keys": ", ".join(f'"{k}"' for k, _ in cache)}
 
@@ -312,7 +322,8 @@ class _Layout:
             lines.append(Line("_dpre_sum = _dpre_seq.sum(axis=(0, 1))", "bias gradients: sums over steps and batch"))
         return lines
 
-    def grads_entries(self) -> list[tuple[str, str, str]]:
+    def grads_entries(self) -> dict[str, list[tuple[str, str, str]]]:
+        """(name, value, tag) of each gradient, by the part of Gradients it belongs to."""
         plan, out = self.plan, []
         for p in self.cell.params:
             eq = plan.derivation.backward_eq("d" + p)
@@ -337,11 +348,10 @@ class _Layout:
             dx = self.seq(f"d{self.x}")
         else:
             dx = f"np.zeros_like({self.seq(self.x)})"
-        out.append((self.x, dx, plan.derivation.backward_eq("d" + self.x).tag))
-        for s in self.cell.states:
-            out.append((s, self.carried_variable(plan.derivation.carried[s]),
-                         plan.derivation.backward_eq(f"d{s}_prev").tag))
-        return out
+        inputs = [(self.x, dx, plan.derivation.backward_eq("d" + self.x).tag)]
+        state = [(s, self.carried_variable(plan.derivation.carried[s]), plan.derivation.backward_eq(f"d{s}_prev").tag)
+                 for s in self.cell.states]
+        return {"params": out, "inputs": inputs, "state": state}
 
     def carried_variable(self, name: str) -> str:
         return name
@@ -361,6 +371,8 @@ class _Layout:
             "after_loop": self.after_loop_lines(),
             "transposed": [(g.packed, self.packed_T(g)) for g in self.plan.groups if g.per_step],
             "grads": self.grads_entries(),
+            "biases": [p for p, parts in self.plan.param_grads.items() if parts and all(x[0] == "bias" for x in parts)],
+            "state_seqs": [(s, self.seq(s)) for s in self.cell.states],
             "accumulators": [(p, self.size(p)) for p in self.loop_accumulators()],
             "input_loop": [(self.seq("d" + i), self.size(i)) for i in self.plan.input_loop],
             "upstream": [(o, self.seq(self.plan.derivation.upstream[o]), self.size(o)) for o in self.cell.outputs],
@@ -673,6 +685,12 @@ class _NumbaLayout(_Layout):
         ctx = super().context()
         fwd = self.kernel(self.plan.forward_steps, True)
         bwd = self.kernel(self.plan.backward_steps, False)
+        # the steps past a sequence's end copy every state and hold every carried adjoint
+        fwd["arrays"] += [self.seq(s) for s in self.cell.states if self.seq(s) not in fwd["arrays"]]
+        carried = [self.carried_variable(self.plan.derivation.carried[s]) for s in self.cell.states]
+        bwd["arrays"] += [c for c in carried if c not in bwd["arrays"]]
+        ctx["held_carried"] = [(c, self.names("_{}_held", self.plan.derivation.carried[s]), self.size(s))
+                               for c, s in zip(carried, self.cell.states)]
         cell = self.cell
         sizes = _size_order(cell)
         ctx["forward_args"] = [self.argument(a) for a in fwd["arrays"]]
@@ -698,3 +716,13 @@ class _NumbaLayout(_Layout):
 #: entry here, one layout class (with its printer) and one template.
 LAYOUTS = {"numpy": _NumPyLayout, "numba": _NumbaLayout}
 BACKENDS = tuple(LAYOUTS)
+
+
+def register(name: str, layout) -> None:
+    """Add a backend; each folder of codegen/backends calls this when imported."""
+    global BACKENDS
+    LAYOUTS[name] = layout
+    BACKENDS = tuple(LAYOUTS)
+
+
+from . import backends  # noqa: E402,F401  the backend folders register themselves

@@ -49,7 +49,7 @@ class Product:
 #: Names the templates write as they are (API locals, loop indices, run sizes, fixed buffers).
 FIXED_NAMES = ("_T", "_N", "_t", "_n", "_j", "_F", "_dtype", "_sizes", "_params", "_state0",
                "_lengths", "_cache", "_outputs", "_state", "_d_outputs", "_d_state", "_grads",
-               "_dpre_seq", "_dpre_flat", "_dpre_sum")
+               "_dpre_seq", "_dpre_flat", "_dpre_sum", "_active", "_held", "_stop")
 
 
 class Namespace:
