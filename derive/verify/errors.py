@@ -13,7 +13,8 @@ class VerifyError(ValueError):
     def __init__(self, problem: str, where: str | None = None):
         self.problem = problem
         self.where = where
-        super().__init__(problem if not where else f"{problem} at: {where}")
+        message = problem if not where else f"{problem} at: {where}"
+        super().__init__(" ".join(message.splitlines()))   # one line, even for a multi-line formula
 
 
 def excerpt(text: str, start: int, end: int | None = None, width: int = 30) -> str:

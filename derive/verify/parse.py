@@ -87,7 +87,7 @@ class LatexParser:
         self.text = normalize_latex(text, hyphen_subscripts=ctx.reading.hyphen_subscripts)
         if not self.text:
             raise VerifyError("empty formula")
-        self.blocks = difflib.SequenceMatcher(None, self.text, text, autojunk=False).get_matching_blocks()
+        self._blocks = None
         try:
             self.tokens = tokenize(self.text)
         except VerifyError as err:
@@ -112,6 +112,19 @@ class LatexParser:
     def excerpt(self, start: int, end: int) -> str:
         """The excerpt of what the user typed (not the normalized text) around [start, end)."""
         return excerpt(self.original, self.to_original(start), self.to_original(end, True))
+
+    @property
+    def blocks(self):
+        """Matching blocks of the normalized and the typed text, computed on the first error only:
+        SequenceMatcher is quadratic, so a long formula gets its heuristic (autojunk)."""
+        if self._blocks is None:
+            if self.text == self.original:
+                self._blocks = [(0, 0, len(self.text)), (len(self.text), len(self.text), 0)]
+            else:
+                self._blocks = difflib.SequenceMatcher(None, self.text, self.original,
+                                                       autojunk=len(self.original) > 2000
+                                                       ).get_matching_blocks()
+        return self._blocks
 
     def to_original(self, pos: int, is_end: bool = False) -> int:
         """A position in the normalized text mapped to the same place in the typed text."""
