@@ -77,14 +77,17 @@ def test_every_command_help_ends_with_two_or_three_examples():
         text = help_text(module.NAME)
         tail = text[text.rindex("examples:"):].splitlines()[1:]
         assert 2 <= len(module.EXAMPLES) <= 3, module.NAME
-        assert [l.split("  #")[0].strip() for l in tail if l.strip()] == [e.line for e in module.EXAMPLES]
+        assert [l.strip() for l in tail if l.strip()] == [x for e in module.EXAMPLES
+                                                          for x in (f"# {e.what}", e.line)]
         for example in module.EXAMPLES:
             assert shlex.split(example.line)[:2] == ["cellgrad", module.NAME], example
 
 
 def _examples() -> list[Example]:
-    """Every command's examples, generate's first: check's reads a module generate writes."""
-    return [e for m in sorted(MODULES, key=lambda m: m.NAME != "generate") for e in m.EXAMPLES]
+    """The top level's and every command's examples, generate's first: check's reads a module
+    generate writes."""
+    return [*cli.TOP_EXAMPLES,
+            *(e for m in sorted(MODULES, key=lambda m: m.NAME != "generate") for e in m.EXAMPLES)]
 
 
 def test_every_example_runs_and_the_slow_ones_parse(tmp_path):
