@@ -3,6 +3,7 @@
     cellgrad verify lstm --quantity dc --formula 'dc_next + dh*o*(1 - tanh(c)**2)'
     cellgrad verify lstm --notation coursera --formula '\\mathrm{d}\\Gamma_f = \\mathrm{d}c * c^{<t-1>}'
     cellgrad verify --examples         # every formula of the example documents, a table per document
+    cellgrad verify --document notes.md --notation mine.toml   # every formula of a document
 
 The example documents are the five BPTT write-ups the project started from (the code calls them
 seeds); their formulas are transcribed in tests/fixtures/seed_formulas.toml.
@@ -32,6 +33,7 @@ EXAMPLES = (
     Example("cellgrad verify --examples", "every formula of the example documents", slow=True),
 )
 EXIT = {"holds": 0, "does not hold": 1, "unreadable": 2}
+DOCUMENT_BYTES = 2_000_000
 
 
 def add_arguments(parser):
@@ -49,6 +51,10 @@ def add_arguments(parser):
                         help="every size is 1 (documents that treat u, v, w as numbers; default: "
                              "as the notation says)")
     parser.add_argument("--json", action="store_true", help="print the verdict as JSON")
+    parser.add_argument("--document", metavar="FILE",
+                        help="find every formula of a Markdown, LaTeX or plain-text document, judge "
+                             "each gradient claim and print a table (CELL_OR_SPEC optional: the "
+                             "notation's cells are tried in order)")
     parser.add_argument("--examples", "--seeds", dest="seeds", nargs="?", const=str(SEED_FIXTURES),
                         metavar="FIXTURES",
                         help="verify every formula of the example documents and print a table per "
@@ -66,6 +72,8 @@ def run(args) -> int:
     try:
         if args.seeds is not None:
             return _seeds(Path(args.seeds), args.json)
+        if args.document is not None:
+            return _document(args)
         if not args.cell or not args.formula:
             return _fail("verify needs CELL_OR_SPEC and --formula (or --examples)")
         return _one(args)
@@ -119,6 +127,27 @@ def render(v) -> str:
         lines.append(f"correct formula: {v.correct}")
         lines.append(f"  in the cell's names: {v.correct_cell}")
     return "\n".join(lines)
+
+
+def _document(args) -> int:
+    """The verdict on every formula of a document, one Markdown table (or JSON)."""
+    from derive import limits
+    from derive.verify.document import document_table, verify_document
+    path = Path(args.document)
+    try:
+        text = limits.read_text(path, DOCUMENT_BYTES, "document")
+    except limits.LimitError as exc:
+        return _fail(f"{path}: {exc.problem}")
+    except OSError as exc:
+        return _fail(f"{path}: cannot read the document: {exc.strerror}")
+    except UnicodeDecodeError:
+        return _fail(f"{path}: the document is not UTF-8 text")
+    rows = verify_document(text, notation=args.notation, cells=[args.cell] if args.cell else None)
+    if args.json:
+        print(json.dumps([r.to_json() for r in rows], indent=2, ensure_ascii=False))
+    else:
+        print(document_table(rows, f"{path.name} (notation {args.notation or 'default'})"))
+    return 0
 
 
 def _seeds(path: Path, as_json: bool) -> int:

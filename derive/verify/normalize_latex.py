@@ -14,9 +14,14 @@ understood by the parser is an error there, never silently dropped. The rewrites
 * ``\\begin{array}{c} a \\\\ x \\end{array}`` (a stacked column) -> ``[a, x]``;
 * ``\\begin{aligned}``, ``&`` and ``\\\\`` of a derivation chain -> one line ``A = B = C``;
 * comments ``\\# eq 3`` and prose ``\\quad \\text{as ...}`` -> removed; ``\\text{prev}`` -> ``prev``;
-* ``\\overset{(N,H)}{X}`` shape notes and ``\\underline{X}`` -> ``X``;
+* ``\\overset{(N,H)}{X}`` shape notes and ``\\overline{X}`` -> ``X`` (``\\underline{X}`` is kept:
+  in PDF extractions it is the numerator of a fraction whose denominator was lost, and the
+  parser says so);
+* ``\\mid``, ``\\vert``, ``\\lvert``, ``\\rvert`` -> ``|`` (``[U | W]``, ``|x|``);
 * ``\\times``, ``\\ast``, ``\\star`` -> ``*``; ``\\circ`` -> ``\\odot``; ``^{\\prime}`` -> ``'``;
 * ``tanh``/``sigmoid`` written without a backslash -> ``\\tanh``/``\\sigmoid``;
+* a time index whose ``)`` is missing before a closing brace, ``\\frac{dL(t)}{di(t}``, is
+  closed (``(t}`` can mean nothing else);
 * optionally (PDF extractions that turned ``_`` into ``-``, seed 002): ``c-t`` -> ``c_t``.
 """
 
@@ -44,9 +49,10 @@ COMMENT = re.compile(r"\\#.*?(?=\\\\|$)", re.S)
 PROSE = re.compile(r"\\quad\s*\\text\s*\{.*?(?=\\\\|$)", re.S)
 TEXT = re.compile(r"\\(?:text|mbox|textnormal)\s*\{([^{}]*)\}")
 OVERSET = re.compile(r"\\(?:overset|underset|stackrel)\s*\{[^{}]*\}\s*")
-UNDERLINE = re.compile(r"\\(?:underline|overline)\s*\{([^{}]*)\}")
+UNDERLINE = re.compile(r"\\overline\s*\{([^{}]*)\}")
 WIDE = re.compile(r"\\wide(tilde|hat)\b")
 BARE_FUNCTION = re.compile(r"(?<![\\A-Za-z])(tanh|sigmoid|sigma|exp|log|cosh)(?![A-Za-z])")
+UNCLOSED_TIME = re.compile(r"\((\s*[tT]\s*(?:[+-]\s*\d+)?\s*)\}")
 HYPHEN_NAME = re.compile(r"(?<=[A-Za-z])-(?=[A-Za-z])")
 
 
@@ -76,6 +82,7 @@ def normalize_latex(text: str, *, hyphen_subscripts: bool = False) -> str:
     s = BARE_TIME_SUP.sub(lambda m: "@{" + m.group(1).replace(" ", "") + "}", s)
     s = re.sub(r"\\(?:times|ast|star)(?![A-Za-z])", "*", s)
     s = re.sub(r"\\circ(?![A-Za-z])", r"\\odot", s)
+    s = re.sub(r"\\(?:mid|vert|lvert|rvert)(?![A-Za-z])", "|", s)
     s = re.sub(r"\^\s*\{\s*\\prime\s*\}|\^\s*\\prime(?![A-Za-z])", "'", s)
     s = re.sub(r"\\lt(?![A-Za-z])", "<", s)
     s = re.sub(r"\\gt(?![A-Za-z])", ">", s)
@@ -83,6 +90,7 @@ def normalize_latex(text: str, *, hyphen_subscripts: bool = False) -> str:
     s = BARE_FUNCTION.sub(lambda m: "\\" + ("sigma" if m.group(1) == "sigmoid" else m.group(1)), s)
     if hyphen_subscripts:
         s = HYPHEN_NAME.sub("_", s)
+    s = UNCLOSED_TIME.sub(r"(\1)}", s)
     s = re.sub(r"\s+", " ", s).strip()
     s = re.sub(r"[,.;]\s*$", "", s).strip()
     return s

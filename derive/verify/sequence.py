@@ -25,7 +25,7 @@ import sympy as sp
 from derive.functions import relu, sigmoid, softplus
 from derive.linear import MatVec, MatVecT, Outer
 
-from .nodes import HCat, Row, SumN, SumT, MatTranspose, VCat
+from .nodes import HCat, Row, SumN, SumT, MatTranspose, VCat, VStack
 
 SYMBOL_RE = re.compile(r"^(?P<base>[^@#]+)(?:#(?P<variant>\w+))?(?:@(?P<shift>[+-]\d+))?$")
 
@@ -40,6 +40,12 @@ class OutOfRange(LookupError):
 
 class StepFree(ValueError):
     """A per-step symbol used where no step is bound (outside Σ_t in a whole-sequence claim)."""
+
+
+def target_name(output: str) -> str:
+    """The symbol of the target y of a squared-error loss on ``output`` (a verifier name: the
+    leading underscore keeps it apart from the cell's own names)."""
+    return "_target_" + output
 
 
 def split_symbol(name: str) -> tuple[str, str, int]:
@@ -104,6 +110,8 @@ def simulate(derivation, *, seed: int = 0, T: int = 4, N: int = 2, scalar: bool 
         for t in reversed(range(T)):
             env = steps[t]
             env.update(upstream[t])
+            for out, up in d.upstream.items():     # the target y of ½(o - y)², so do_out = o - y
+                env[target_name(out)] = env[out] - env[up]
             for s, carried in d.carried.items():
                 if carry and t + 1 < T:
                     env[carried] = steps[t + 1]["d" + s + "_prev"]
@@ -124,7 +132,8 @@ def restep(run: Run, backward) -> dict:
     d = run.derivation
     param_vectors = {"d" + p for p in d.cell.params if len(d.quantities[p].shape) == 1}
     forward = {eq.lhs for eq in d.forward} | set(d.cell.inputs) | set(d.cell.params) | \
-        {s + "_prev" for s in d.cell.states} | set(d.carried.values()) | set(d.upstream.values())
+        {s + "_prev" for s in d.cell.states} | set(d.carried.values()) | set(d.upstream.values()) | \
+        {target_name(o) for o in d.upstream}
     steps = []
     for env in run.steps["full"]:
         new = {k: v for k, v in env.items() if k in forward}
@@ -174,7 +183,7 @@ def _same_shape(values):
 
 
 _ELEMENTWISE = {
-    sp.tanh: np.tanh, sp.exp: np.exp, sp.log: np.log, sp.cosh: np.cosh, sp.sinh: np.sinh,
+    sp.tanh: np.tanh, sp.Abs: np.abs, sp.exp: np.exp, sp.log: np.log, sp.cosh: np.cosh, sp.sinh: np.sinh,
     sigmoid: lambda z: np.exp(-np.logaddexp(0, -z)),
     relu: lambda z: np.maximum(z, 0.0),
     softplus: lambda z: np.logaddexp(0, z),
@@ -225,6 +234,12 @@ def evaluate(expr, lookup, sum_steps=None):
             if len({np.shape(v)[0] for v in vals}) != 1:
                 raise ShapeMismatch("blocks of different heights")
             return np.concatenate(vals, axis=1)
+        if isinstance(e, VStack):
+            vals = [ev(a) for a in e.args]
+            if any(np.ndim(v) != np.ndim(vals[0]) for v in vals) or \
+                    len({np.shape(v)[1:] for v in vals}) != 1:
+                raise ShapeMismatch("stacked blocks of different widths")
+            return np.concatenate(vals, axis=0)
         if isinstance(e, MatTranspose):
             return np.transpose(ev(e.args[0]))
         if isinstance(e, Row):
@@ -241,7 +256,7 @@ def evaluate(expr, lookup, sum_steps=None):
 
 
 def _is_matrix_valued(e) -> bool:
-    return isinstance(e, (Outer, HCat, MatTranspose))
+    return isinstance(e, (Outer, HCat, VStack, MatTranspose))
 
 
 def _matmul(v, m, node):
@@ -265,6 +280,8 @@ class Evaluator:
             if t is None:
                 raise StepFree(base)
             k = t + shift
+            if k == self.run.T and self._is_adjoint(base):
+                return np.zeros_like(self.steps[variant][k - 1][base])   # nothing after step T
             if not 0 <= k < self.run.T:
                 raise OutOfRange(name)
             return self.steps[variant][k][base]
@@ -281,3 +298,9 @@ class Evaluator:
             return total
 
         return evaluate(expr, lookup, sum_steps)
+
+    def _is_adjoint(self, name: str) -> bool:
+        """An adjoint of the cell (boundary: every adjoint after the last step is zero)."""
+        d = self.run.derivation
+        return name in {eq.target for eq in d.backward} or name in d.carried.values() or \
+            name in d.upstream.values()
