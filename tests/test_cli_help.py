@@ -155,6 +155,13 @@ def test_bad_input_is_one_line_exit_2(argv, says):
     assert len(result.stderr.strip().splitlines()) == 1 and says in result.stderr, result.stderr
 
 
+def test_check_of_a_python_file_that_is_no_kernel_module_is_one_line_exit_2(tmp_path):
+    (tmp_path / "plain.py").write_text("x = 1\n")
+    result = cellgrad("check", str(tmp_path / "plain.py"))
+    assert result.returncode == 2 and result.stderr.count("\n") == 1
+    assert "not a kernel module written by cellgrad" in result.stderr
+
+
 def test_an_internal_error_is_one_line_exit_4(monkeypatch, capsys):
     from cellgrad.commands import derive as command
 
