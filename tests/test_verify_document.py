@@ -150,3 +150,23 @@ def test_docs_show_the_current_document_table():
     assert result.returncode == 0, result.stderr
     doc = (ROOT / "docs" / "verify.md").read_text(encoding="utf-8")
     assert result.stdout.strip() in doc, "regenerate the --document table in docs/verify.md"
+
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+PIECES = st.sampled_from(list("$\\{}[]()=+-^_&<>!\n ad\u2202") +
+                        ["\\frac", "\\begin{aligned}", "\\end{aligned}", "\\\\", "<!--", "-->",
+                         "$$", "\\partial "])
+MATHY = st.lists(PIECES, max_size=60).map("".join)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.one_of(MATHY, st.text(max_size=200)))
+def test_extract_takes_any_text(text):
+    """Any document text: formulas come out in order with lines inside the document, no error."""
+    lines = text.count("\n") + 1
+    found = extract(text)
+    assert all(1 <= f.line <= f.end_line <= lines for f in found)
+    assert [f.line for f in found] == sorted(f.line for f in found)
+    for f in found:
+        assert isinstance(is_gradient_claim(f.text), bool)
