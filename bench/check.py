@@ -69,6 +69,8 @@ def kernel_values(case: Case, data: CaseData, backend: str) -> dict[str, np.ndar
 def check(case: Case, data: CaseData, backends=BACKENDS) -> dict[str, dict]:
     """{backend: {'max_rel_err', 'worst', 'ok', 'dtype_ok'} or {'unavailable': reason}, and
     'torch_path': 'oneDNN' | 'ATen' when torch ran}."""
+    if case.cell not in LAYOUTS:
+        return {b: {"unavailable": "no PyTorch counterpart of this cell"} for b in backends}
     try:
         ref = torch_reference(case, data)
     except Unavailable as err:

@@ -45,6 +45,8 @@ Layout: sequences are time-major (T, N, size); parameter matrices are (rows, col
 Sizes: D = input size, H = hidden size.
 """
 
+import sys
+import threading
 from typing import NamedTuple
 
 import numba as nb
@@ -97,11 +99,34 @@ _Gradients = Gradients   # the name backward() reads: a spec name never shadows 
 def init_params(input_size, hidden_size, seed=0, dtype=np.float64):
     """Parameters drawn uniformly from (-1/sqrt(hidden_size), 1/sqrt(hidden_size)), as PyTorch does.
     """
+    dtype = _check_init({"input_size": input_size, "hidden_size": hidden_size}, seed, dtype)
     sizes = {"D": input_size, "H": hidden_size}
     rng = np.random.default_rng(seed)
     bound = 1.0 / np.sqrt(hidden_size)
     return {name: rng.uniform(-bound, bound, tuple(sizes[s] for s in shape)).astype(dtype)
             for name, shape in PARAM_SHAPES.items()}
+
+
+def _check_init(sizes, seed, dtype):
+    """Check init_params' arguments before NumPy sees them; return the dtype's scalar type."""
+    for keyword, value in sizes.items():
+        if value is None and keyword not in ("input_size", "hidden_size"):
+            continue                          # an extra size left to default to hidden_size
+        if isinstance(value, bool | np.bool_) or not isinstance(value, int | np.integer):
+            raise TypeError(f"init_params: {keyword} must be a positive int, not {type(value).__name__}")
+        if not 0 < value < 2 ** 31:
+            raise ValueError(f"init_params: {keyword} must be a positive int below 2**31, not {value}")
+    if seed is not None and (isinstance(seed, bool | np.bool_) or not isinstance(seed, int | np.integer)):
+        raise TypeError(f"init_params: seed must be None or an int >= 0, not {type(seed).__name__}")
+    if seed is not None and seed < 0:
+        raise ValueError(f"init_params: seed must be None or an int >= 0, not {seed}")
+    try:
+        kind = np.dtype(dtype).type
+    except (TypeError, ValueError):
+        kind = None
+    if kind not in DTYPES:
+        raise TypeError(f"init_params: dtype must be float32 or float64, not {str(dtype)[:40]}")
+    return kind
 
 
 def _check_array(label, value, shape, dtype):
@@ -344,6 +369,7 @@ def forward(x, params, state=None, lengths=None):
     """
     _x_seq, _params, _state0, _lengths = x, params, state, lengths   # generated names start with _: a spec name never shadows them
     _sizes = _check_forward(_x_seq, _params, _state0, _lengths)
+    _compile(_x_seq.dtype)
     _T, _N, D, H = _sizes["_T"], _sizes["_N"], _sizes["D"], _sizes["H"]
     _dtype = _x_seq.dtype
     _active = _active_steps(_T, _lengths)
@@ -431,3 +457,36 @@ def backward(d_outputs, cache, d_state=None):
         inputs={"x": dx},  # (B13)
         state={"o": _do_next_buf, "C": _dC_next_buf},  # (B11, B12)
     )
+
+
+
+_COMPILED = set()
+_NOTICE_AFTER = 5.0  # seconds; a load from Numba's cache takes 1-2 s
+
+
+def warmup(dtypes=DTYPES):
+    """Compile the kernels for each dtype now rather than in the first forward() of that dtype.
+    Numba caches them in __pycache__ next to this file, so later processes load them quickly."""
+    for _dtype in dtypes:
+        _compile(np.dtype(_dtype))
+
+
+def _compile(_dtype):
+    """Run a tiny forward and backward once per process and dtype, so that Numba compiles (or
+    loads from its cache) every kernel; say so on stderr when that takes over _NOTICE_AFTER."""
+    if _dtype in _COMPILED:
+        return
+    _COMPILED.add(_dtype)
+    _message = (f"compiling the numba kernels of {CELL} ({_dtype}), about 15-60 s "
+                "the first time; cached afterwards")
+    _notice = threading.Timer(_NOTICE_AFTER, print, (_message,), {"file": sys.stderr, "flush": True})
+    _notice.start()
+    try:
+        _params = {_name: np.zeros((2,) * len(_shape), _dtype) for _name, _shape in PARAM_SHAPES.items()}
+        _outputs, _, _cache = forward(np.zeros((2, 2, 2), _dtype), _params)
+        backward({_name: np.zeros_like(_value) for _name, _value in _outputs.items()}, _cache)
+    except BaseException:
+        _COMPILED.discard(_dtype)
+        raise
+    finally:
+        _notice.cancel()

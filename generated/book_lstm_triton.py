@@ -46,9 +46,10 @@ Sizes: D = input size, H = hidden size.
 """
 
 import numpy as np
-import torch
-import triton
-import triton.language as tl
+import torch as _torch
+import triton as _triton
+import triton.language as _tl
+from triton.language import constexpr  # kernel annotations: Triton's interpreter reads their text
 
 CELL = "book_lstm"
 SPEC_HASH = "09dec7657ea42d36"
@@ -73,8 +74,9 @@ PARAM_SHAPES = {
 }
 STATES = {"o": "H", "C": "H"}
 OUTPUTS = {"o": "H"}
+DTYPES = (_torch.float32, _torch.float64, _torch.bfloat16, _torch.float16)
 # storage dtype -> the dtype the kernels compute in (half-width storage computes in float32)
-DTYPES = {torch.float32: tl.float32, torch.float64: tl.float64, torch.bfloat16: tl.float32, torch.float16: tl.float32}
+_COMPUTE = {_torch.float32: _tl.float32, _torch.float64: _tl.float64, _torch.bfloat16: _tl.float32, _torch.float16: _tl.float32}
 # where each size is read: (parameter, axis)
 _SIZE_OF = {"H": ("u_f", 0)}
 # what forward() puts in the cache
@@ -82,19 +84,19 @@ _CACHE_KEYS = ("x", "_packed_x", "_packed_o_prev", "_o_seq", "_C_seq", "_f_seq",
 _BLOCK = 512  # elements of the (N, size) step block per Triton program
 
 
-def init_params(input_size, hidden_size, seed=0, dtype=torch.float32, device="cpu"):
+def init_params(input_size, hidden_size, seed=0, dtype=_torch.float32, device="cpu"):
     """Parameters drawn uniformly from (-1/sqrt(hidden_size), 1/sqrt(hidden_size)), as PyTorch does
     (the same values as the NumPy backend's for the same seed).
     """
     sizes = {"D": input_size, "H": hidden_size}
     rng = np.random.default_rng(seed)
     bound = 1.0 / np.sqrt(hidden_size)
-    return {name: torch.from_numpy(rng.uniform(-bound, bound, tuple(sizes[s] for s in shape))).to(dtype=dtype, device=device)
+    return {name: __torch.from_numpy(rng.uniform(-bound, bound, tuple(sizes[s] for s in shape))).to(dtype=dtype, device=device)
             for name, shape in PARAM_SHAPES.items()}
 
 
 def _check_tensor(label, value, shape, like):
-    if not isinstance(value, torch.Tensor):
+    if not isinstance(value, _torch.Tensor):
         raise TypeError(f"{label} must be a torch tensor, not {type(value).__name__}")
     if value.dtype != like.dtype or value.device != like.device:
         raise TypeError(f"{label} is {value.dtype} on {value.device}, expected {like.dtype} on {like.device} (as x)")
@@ -112,15 +114,15 @@ def _check_names(label, given, expected):
 
 def _check_forward(x, params, state0):
     """Check the arguments of forward(); return the sizes by name (T, N and the spec's)."""
-    if not isinstance(x, torch.Tensor) or x.ndim != 3:
+    if not isinstance(x, _torch.Tensor) or x.ndim != 3:
         raise ValueError("x must be a (T, N, D) torch tensor (time-major)")
     if x.dtype not in DTYPES:
         raise TypeError(f"x has dtype {x.dtype}: use float32, float64, bfloat16 or float16")
     _check_names("params", params, PARAM_SHAPES)
-    sizes = {"T": x.shape[0], "N": x.shape[1], "D": x.shape[2]}
+    sizes = {"_T": x.shape[0], "_N": x.shape[1], "D": x.shape[2]}
     for size, (name, axis) in _SIZE_OF.items():
         value = params[name]
-        if not isinstance(value, torch.Tensor) or value.ndim != len(PARAM_SHAPES[name]):
+        if not isinstance(value, _torch.Tensor) or value.ndim != len(PARAM_SHAPES[name]):
             raise ValueError(f"params[{name!r}] must be a torch tensor of shape {PARAM_SHAPES[name]}")
         sizes[size] = value.shape[axis]
     for name, shape in PARAM_SHAPES.items():
@@ -128,7 +130,7 @@ def _check_forward(x, params, state0):
     if state0 is not None:
         _check_names("state0", state0, STATES)
         for name, size in STATES.items():
-            _check_tensor(f"state0[{name!r}]", state0[name], (sizes["N"], sizes[size]), x)
+            _check_tensor(f"state0[{name!r}]", state0[name], (sizes["_N"], sizes[size]), x)
     return sizes
 
 
@@ -139,70 +141,70 @@ def _check_backward(d_outputs, cache, d_state):
     sizes = _check_forward(x, cache["params"], None)
     _check_names("d_outputs", d_outputs, OUTPUTS)
     for name, size in OUTPUTS.items():
-        _check_tensor(f"d_outputs[{name!r}]", d_outputs[name], (sizes["T"], sizes["N"], sizes[size]), x)
+        _check_tensor(f"d_outputs[{name!r}]", d_outputs[name], (sizes["_T"], sizes["_N"], sizes[size]), x)
     if d_state is not None:
         _check_names("d_state", d_state, STATES)
         for name, size in STATES.items():
-            _check_tensor(f"d_state[{name!r}]", d_state[name], (sizes["N"], sizes[size]), x)
+            _check_tensor(f"d_state[{name!r}]", d_state[name], (sizes["_N"], sizes[size]), x)
     return sizes
 
 
-@triton.jit
+@_triton.jit
 def _tanh(z):
     """tanh as 2 sigmoid(2z) - 1: Triton's language has no tanh; sigmoid never overflows."""
-    return 2 * tl.sigmoid(2 * z) - 1
+    return 2 * _tl.sigmoid(2 * z) - 1
 
 
-@triton.jit
-def _forward_1(_proj_o_prev_ptr, _proj_x_ptr, _C_prev_ptr, _f_ptr, _i_ptr, _Ct_ptr, _C_ptr, _h_ptr, _o_ptr, _N, H, _F: tl.constexpr, _BLOCK: tl.constexpr):
+@_triton.jit
+def _forward_1(_proj_o_prev_ptr, _proj_x_ptr, _C_prev_ptr, _f_ptr, _i_ptr, _Ct_ptr, _C_ptr, _h_ptr, _o_ptr, _N, H, _F: constexpr, _BLOCK: constexpr):
     """(F1-F10) step t, fused over the (N, H) block."""
-    _k = tl.program_id(0) * _BLOCK + tl.arange(0, _BLOCK)
+    _k = _tl.program_id(0) * _BLOCK + _tl.arange(0, _BLOCK)
     _mask = _k < _N * H
     _n = _k // H
     _j = _k % H
-    _u_f_o_prev = tl.load(_proj_o_prev_ptr + _n * (4*H) + _j, mask=_mask).to(_F)  # u_f @ o_prev
-    _v_f_x = tl.load(_proj_x_ptr + _n * (4*H) + _j, mask=_mask).to(_F)  # v_f @ x
-    _u_i_o_prev = tl.load(_proj_o_prev_ptr + _n * (4*H) + H + _j, mask=_mask).to(_F)  # u_i @ o_prev
-    _v_i_x = tl.load(_proj_x_ptr + _n * (4*H) + H + _j, mask=_mask).to(_F)  # v_i @ x
-    _u_C_o_prev = tl.load(_proj_o_prev_ptr + _n * (4*H) + 2*H + _j, mask=_mask).to(_F)  # u_C @ o_prev
-    _v_C_x = tl.load(_proj_x_ptr + _n * (4*H) + 2*H + _j, mask=_mask).to(_F)  # v_C @ x
-    _u_o_o_prev = tl.load(_proj_o_prev_ptr + _n * (4*H) + 3*H + _j, mask=_mask).to(_F)  # u_o @ o_prev
-    _v_o_x = tl.load(_proj_x_ptr + _n * (4*H) + 3*H + _j, mask=_mask).to(_F)  # v_o @ x
-    C_prev = tl.load(_C_prev_ptr + _n * H + _j, mask=_mask).to(_F)
+    _u_f_o_prev = _tl.load(_proj_o_prev_ptr + _n * (4*H) + _j, mask=_mask).to(_F)  # u_f @ o_prev
+    _v_f_x = _tl.load(_proj_x_ptr + _n * (4*H) + _j, mask=_mask).to(_F)  # v_f @ x
+    _u_i_o_prev = _tl.load(_proj_o_prev_ptr + _n * (4*H) + H + _j, mask=_mask).to(_F)  # u_i @ o_prev
+    _v_i_x = _tl.load(_proj_x_ptr + _n * (4*H) + H + _j, mask=_mask).to(_F)  # v_i @ x
+    _u_C_o_prev = _tl.load(_proj_o_prev_ptr + _n * (4*H) + 2*H + _j, mask=_mask).to(_F)  # u_C @ o_prev
+    _v_C_x = _tl.load(_proj_x_ptr + _n * (4*H) + 2*H + _j, mask=_mask).to(_F)  # v_C @ x
+    _u_o_o_prev = _tl.load(_proj_o_prev_ptr + _n * (4*H) + 3*H + _j, mask=_mask).to(_F)  # u_o @ o_prev
+    _v_o_x = _tl.load(_proj_x_ptr + _n * (4*H) + 3*H + _j, mask=_mask).to(_F)  # v_o @ x
+    C_prev = _tl.load(_C_prev_ptr + _n * H + _j, mask=_mask).to(_F)
     a_f = _u_f_o_prev + _v_f_x  # (F1) pre-activation of f
-    f = tl.sigmoid(a_f)  # (F2) forget gate
+    f = _tl.sigmoid(a_f)  # (F2) forget gate
     a_i = _u_i_o_prev + _v_i_x  # (F3) pre-activation of i
-    i = tl.sigmoid(a_i)  # (F4) input gate
+    i = _tl.sigmoid(a_i)  # (F4) input gate
     a_Ct = _u_C_o_prev + _v_C_x  # (F5) pre-activation of Ct
     Ct = _tanh(a_Ct)  # (F6) candidate cell state (C tilde)
     C = C_prev*f + Ct*i  # (F7) cell state
     a_h = _u_o_o_prev + _v_o_x  # (F8) pre-activation of h
-    h = tl.sigmoid(a_h)  # (F9) output gate (the book calls it h)
+    h = _tl.sigmoid(a_h)  # (F9) output gate (the book calls it h)
     o = h*_tanh(C)  # (F10) output, fed back at the next step
-    tl.store(_f_ptr + _n * H + _j, f.to(_f_ptr.dtype.element_ty), mask=_mask)
-    tl.store(_i_ptr + _n * H + _j, i.to(_i_ptr.dtype.element_ty), mask=_mask)
-    tl.store(_Ct_ptr + _n * H + _j, Ct.to(_Ct_ptr.dtype.element_ty), mask=_mask)
-    tl.store(_C_ptr + _n * H + _j, C.to(_C_ptr.dtype.element_ty), mask=_mask)
-    tl.store(_h_ptr + _n * H + _j, h.to(_h_ptr.dtype.element_ty), mask=_mask)
-    tl.store(_o_ptr + _n * H + _j, o.to(_o_ptr.dtype.element_ty), mask=_mask)
+    _tl.store(_f_ptr + _n * H + _j, f.to(_f_ptr.dtype.element_ty), mask=_mask)
+    _tl.store(_i_ptr + _n * H + _j, i.to(_i_ptr.dtype.element_ty), mask=_mask)
+    _tl.store(_Ct_ptr + _n * H + _j, Ct.to(_Ct_ptr.dtype.element_ty), mask=_mask)
+    _tl.store(_C_ptr + _n * H + _j, C.to(_C_ptr.dtype.element_ty), mask=_mask)
+    _tl.store(_h_ptr + _n * H + _j, h.to(_h_ptr.dtype.element_ty), mask=_mask)
+    _tl.store(_o_ptr + _n * H + _j, o.to(_o_ptr.dtype.element_ty), mask=_mask)
 
 
-@triton.jit
-def _backward_1(_do_next_ptr, _do_out_ptr, _C_ptr, _h_ptr, _dC_next_ptr, _i_ptr, _Ct_ptr, _C_prev_ptr, _f_ptr, _dpre_ptr, _dC_ptr, _N, H, _F: tl.constexpr, _BLOCK: tl.constexpr):
+@_triton.jit
+def _backward_1(_do_next_ptr, _do_out_ptr, _C_ptr, _h_ptr, _dC_next_ptr, _i_ptr, _Ct_ptr, _C_prev_ptr, _f_ptr, _dpre_ptr, _dC_ptr, _N, H, _F: constexpr, _BLOCK: constexpr):
     """(B1-B10) step t, fused over the (N, H) block."""
-    _k = tl.program_id(0) * _BLOCK + tl.arange(0, _BLOCK)
+    _k = _tl.program_id(0) * _BLOCK + _tl.arange(0, _BLOCK)
     _mask = _k < _N * H
     _n = _k // H
     _j = _k % H
-    do_next = tl.load(_do_next_ptr + _n * H + _j, mask=_mask).to(_F)
-    do_out = tl.load(_do_out_ptr + _n * H + _j, mask=_mask).to(_F)
-    C = tl.load(_C_ptr + _n * H + _j, mask=_mask).to(_F)
-    h = tl.load(_h_ptr + _n * H + _j, mask=_mask).to(_F)
-    dC_next = tl.load(_dC_next_ptr + _n * H + _j, mask=_mask).to(_F)
-    i = tl.load(_i_ptr + _n * H + _j, mask=_mask).to(_F)
-    Ct = tl.load(_Ct_ptr + _n * H + _j, mask=_mask).to(_F)
-    C_prev = tl.load(_C_prev_ptr + _n * H + _j, mask=_mask).to(_F)
-    f = tl.load(_f_ptr + _n * H + _j, mask=_mask).to(_F)
+    do_next = _tl.load(_do_next_ptr + _n * H + _j, mask=_mask).to(_F)
+    do_out = _tl.load(_do_out_ptr + _n * H + _j, mask=_mask).to(_F)
+    C = _tl.load(_C_ptr + _n * H + _j, mask=_mask).to(_F)
+    h = _tl.load(_h_ptr + _n * H + _j, mask=_mask).to(_F)
+    dC_next = _tl.load(_dC_next_ptr + _n * H + _j, mask=_mask).to(_F)
+    i = _tl.load(_i_ptr + _n * H + _j, mask=_mask).to(_F)
+    Ct = _tl.load(_Ct_ptr + _n * H + _j, mask=_mask).to(_F)
+    C_prev = _tl.load(_C_prev_ptr + _n * H + _j, mask=_mask).to(_F)
+    f = _tl.load(_f_ptr + _n * H + _j, mask=_mask).to(_F)
     do = do_next + do_out  # (B1) fork sum: loss + next step
     _tanh_C = _tanh(C)  # (B2, B4) common subexpression
     dh = _tanh_C*do  # (B2) through o, output, fed back at the next step (F10)
@@ -214,65 +216,66 @@ def _backward_1(_do_next_ptr, _do_out_ptr, _C_ptr, _h_ptr, _dC_next_ptr, _i_ptr,
     da_i = di*i*(1 - i)  # (B8) through i, input gate (F4)
     df = C_prev*dC  # (B9) through C, cell state (F7)
     da_f = df*f*(1 - f)  # (B10) through f, forget gate (F2)
-    tl.store(_dpre_ptr + _n * (4*H) + 3*H + _j, da_h.to(_dpre_ptr.dtype.element_ty), mask=_mask)
-    tl.store(_dC_ptr + _n * H + _j, dC.to(_dC_ptr.dtype.element_ty), mask=_mask)
-    tl.store(_dpre_ptr + _n * (4*H) + 2*H + _j, da_Ct.to(_dpre_ptr.dtype.element_ty), mask=_mask)
-    tl.store(_dpre_ptr + _n * (4*H) + H + _j, da_i.to(_dpre_ptr.dtype.element_ty), mask=_mask)
-    tl.store(_dpre_ptr + _n * (4*H) + _j, da_f.to(_dpre_ptr.dtype.element_ty), mask=_mask)
+    _tl.store(_dpre_ptr + _n * (4*H) + 3*H + _j, da_h.to(_dpre_ptr.dtype.element_ty), mask=_mask)
+    _tl.store(_dC_ptr + _n * H + _j, dC.to(_dC_ptr.dtype.element_ty), mask=_mask)
+    _tl.store(_dpre_ptr + _n * (4*H) + 2*H + _j, da_Ct.to(_dpre_ptr.dtype.element_ty), mask=_mask)
+    _tl.store(_dpre_ptr + _n * (4*H) + H + _j, da_i.to(_dpre_ptr.dtype.element_ty), mask=_mask)
+    _tl.store(_dpre_ptr + _n * (4*H) + _j, da_f.to(_dpre_ptr.dtype.element_ty), mask=_mask)
 
 
-@triton.jit
-def _backward_2(_do_prev_linear_ptr, _dC_ptr, _f_ptr, _do_prev_ptr, _dC_prev_ptr, _N, H, _F: tl.constexpr, _BLOCK: tl.constexpr):
+@_triton.jit
+def _backward_2(_do_prev_linear_ptr, _dC_ptr, _f_ptr, _do_prev_ptr, _dC_prev_ptr, _N, H, _F: constexpr, _BLOCK: constexpr):
     """(B11-B12) step t, fused over the (N, H) block."""
-    _k = tl.program_id(0) * _BLOCK + tl.arange(0, _BLOCK)
+    _k = _tl.program_id(0) * _BLOCK + _tl.arange(0, _BLOCK)
     _mask = _k < _N * H
     _n = _k // H
     _j = _k % H
-    _do_prev_linear = tl.load(_do_prev_linear_ptr + _n * H + _j, mask=_mask).to(_F)
-    dC = tl.load(_dC_ptr + _n * H + _j, mask=_mask).to(_F)
-    f = tl.load(_f_ptr + _n * H + _j, mask=_mask).to(_F)
+    _do_prev_linear = _tl.load(_do_prev_linear_ptr + _n * H + _j, mask=_mask).to(_F)
+    dC = _tl.load(_dC_ptr + _n * H + _j, mask=_mask).to(_F)
+    f = _tl.load(_f_ptr + _n * H + _j, mask=_mask).to(_F)
     do_prev = _do_prev_linear  # (B11) fork sum: via a_h (F8) + via a_Ct (F5) + via a_i (F3) + via a_f (F1)
     dC_prev = dC*f  # (B12) through C, cell state (F7)
-    tl.store(_do_prev_ptr + _n * H + _j, do_prev.to(_do_prev_ptr.dtype.element_ty), mask=_mask)
-    tl.store(_dC_prev_ptr + _n * H + _j, dC_prev.to(_dC_prev_ptr.dtype.element_ty), mask=_mask)
+    _tl.store(_do_prev_ptr + _n * H + _j, do_prev.to(_do_prev_ptr.dtype.element_ty), mask=_mask)
+    _tl.store(_dC_prev_ptr + _n * H + _j, dC_prev.to(_dC_prev_ptr.dtype.element_ty), mask=_mask)
 
 
-def forward(x, params, state0=None):
+def forward(x, params, state=None):
     """Run the cell over a sequence.
 
     x: (T, N, D) torch tensor, float32, float64, bfloat16 or float16, on any device Triton
     runs on (or the CPU under TRITON_INTERPRET=1); params: dict of PARAM_SHAPES tensors of the same
-    dtype and device; state0: dict of (N, size) initial states per STATES, zeros when None.
+    dtype and device; state: dict of (N, size) initial states per STATES, zeros when None.
     Returns (outputs, state, cache): outputs maps each name in OUTPUTS to its (T, N, size) values
     at every step, state the final states (N, size), cache what backward() needs.
     """
-    sizes = _check_forward(x, params, state0)
-    _T, _N, D, H = sizes["T"], sizes["N"], sizes["D"], sizes["H"]
-    _dtype, _device, _F = x.dtype, x.device, DTYPES[x.dtype]
-    x = x.contiguous()
-    params = {name: value.contiguous() for name, value in params.items()}
-    _packed_x = torch.cat([params["v_f"], params["v_i"], params["v_C"], params["v_o"]])  # (4*H, D): [v_f; v_i; v_C; v_o], one GEMM instead of 4
-    _packed_o_prev = torch.cat([params["u_f"], params["u_i"], params["u_C"], params["u_o"]])  # (4*H, H): [u_f; u_i; u_C; u_o], one GEMM instead of 4
-    _proj_x = (x.reshape(_T * _N, D) @ _packed_x.T).reshape(_T, _N, 4*H)  # (F1, F3, F5, F8) the products with x of every step: one GEMM over T*N rows
-    _proj_x += torch.cat([params["b_f"], params["b_i"], params["b_C"], params["b_o"]])  # biases of the same equations, added once for all steps
+    _x_seq, _params, _state0 = x, params, state   # generated names start with _: a spec name never shadows them
+    _sizes = _check_forward(_x_seq, _params, _state0)
+    _T, _N, D, H = _sizes["_T"], _sizes["_N"], _sizes["D"], _sizes["H"]
+    _dtype, _device, _F = _x_seq.dtype, _x_seq.device, _COMPUTE[_x_seq.dtype]
+    _x_seq = _x_seq.contiguous()
+    _params = {_name: _value.contiguous() for _name, _value in _params.items()}
+    _packed_x = _torch.cat([_params["v_f"], _params["v_i"], _params["v_C"], _params["v_o"]])  # (4*H, D): [v_f; v_i; v_C; v_o], one GEMM instead of 4
+    _packed_o_prev = _torch.cat([_params["u_f"], _params["u_i"], _params["u_C"], _params["u_o"]])  # (4*H, H): [u_f; u_i; u_C; u_o], one GEMM instead of 4
+    _proj_x = (_x_seq.reshape(_T * _N, D) @ _packed_x.T).reshape(_T, _N, 4*H)  # (F1, F3, F5, F8) the products with x of every step: one GEMM over T*N rows
+    _proj_x += _torch.cat([_params["b_f"], _params["b_i"], _params["b_C"], _params["b_o"]])  # biases of the same equations, added once for all steps
     _packed_o_prev_T = _packed_o_prev.T.contiguous()  # the per-step GEMM reads it row-major
-    _o_seq = torch.empty((_T + 1, _N, H), dtype=_dtype, device=_device)  # o<0>, ..., o<T>
-    _o_seq[0] = 0 if state0 is None else state0["o"]
-    _C_seq = torch.empty((_T + 1, _N, H), dtype=_dtype, device=_device)  # C<0>, ..., C<T>
-    _C_seq[0] = 0 if state0 is None else state0["C"]
-    _f_seq = torch.empty((_T, _N, H), dtype=_dtype, device=_device)  # saved for the backward pass
-    _i_seq = torch.empty((_T, _N, H), dtype=_dtype, device=_device)  # saved for the backward pass
-    _Ct_seq = torch.empty((_T, _N, H), dtype=_dtype, device=_device)  # saved for the backward pass
-    _h_seq = torch.empty((_T, _N, H), dtype=_dtype, device=_device)  # saved for the backward pass
-    _proj_o_prev = torch.empty((_N, 4*H), dtype=_dtype, device=_device)  # the step's products with o_prev
-    _grid_H = (triton.cdiv(_N * H, _BLOCK),)
-    for t in range(_T):
-        torch.matmul(_o_seq[t], _packed_o_prev_T, out=_proj_o_prev)  # (F1) [u_f; u_i; u_C; u_o] @ o_prev as one packed product
-        _forward_1[_grid_H](_proj_o_prev, _proj_x[t], _C_seq[t], _f_seq[t], _i_seq[t], _Ct_seq[t], _C_seq[t + 1], _h_seq[t], _o_seq[t + 1], _N, H, _F=_F, _BLOCK=_BLOCK)  # (F1-F10) one fused kernel
-    outputs = {"o": _o_seq[1:]}
-    state = {"o": _o_seq[_T], "C": _C_seq[_T]}
-    cache = {"x": x, "_packed_x": _packed_x, "_packed_o_prev": _packed_o_prev, "_o_seq": _o_seq, "_C_seq": _C_seq, "_f_seq": _f_seq, "_i_seq": _i_seq, "_Ct_seq": _Ct_seq, "_h_seq": _h_seq, "params": params}
-    return outputs, state, cache
+    _o_seq = _torch.empty((_T + 1, _N, H), dtype=_dtype, device=_device)  # o<0>, ..., o<T>
+    _o_seq[0] = 0 if _state0 is None else _state0["o"]
+    _C_seq = _torch.empty((_T + 1, _N, H), dtype=_dtype, device=_device)  # C<0>, ..., C<T>
+    _C_seq[0] = 0 if _state0 is None else _state0["C"]
+    _f_seq = _torch.empty((_T, _N, H), dtype=_dtype, device=_device)  # saved for the backward pass
+    _i_seq = _torch.empty((_T, _N, H), dtype=_dtype, device=_device)  # saved for the backward pass
+    _Ct_seq = _torch.empty((_T, _N, H), dtype=_dtype, device=_device)  # saved for the backward pass
+    _h_seq = _torch.empty((_T, _N, H), dtype=_dtype, device=_device)  # saved for the backward pass
+    _proj_o_prev = _torch.empty((_N, 4*H), dtype=_dtype, device=_device)  # the step's products with o_prev
+    _grid_H = (_triton.cdiv(_N * H, _BLOCK),)
+    for _t in range(_T):
+        _torch.matmul(_o_seq[_t], _packed_o_prev_T, out=_proj_o_prev)  # (F1) [u_f; u_i; u_C; u_o] @ o_prev as one packed product
+        _forward_1[_grid_H](_proj_o_prev, _proj_x[_t], _C_seq[_t], _f_seq[_t], _i_seq[_t], _Ct_seq[_t], _C_seq[_t + 1], _h_seq[_t], _o_seq[_t + 1], _N, H, _F=_F, _BLOCK=_BLOCK)  # (F1-F10) one fused kernel
+    _outputs = {"o": _o_seq[1:]}
+    _state = {"o": _o_seq[_T], "C": _C_seq[_T]}
+    _cache = {"x": _x_seq, "_packed_x": _packed_x, "_packed_o_prev": _packed_o_prev, "_o_seq": _o_seq, "_C_seq": _C_seq, "_f_seq": _f_seq, "_i_seq": _i_seq, "_Ct_seq": _Ct_seq, "_h_seq": _h_seq, "params": _params}
+    return _outputs, _state, _cache
 
 
 def backward(d_outputs, cache, d_state=None):
@@ -284,40 +287,41 @@ def backward(d_outputs, cache, d_state=None):
     Returns grads: every parameter by name (its shape), "x" (T, N, D) and each
     initial state by its name in STATES (N, size).
     """
-    sizes = _check_backward(d_outputs, cache, d_state)
-    _T, _N, D, H = sizes["T"], sizes["N"], sizes["D"], sizes["H"]
-    params = cache["params"]
-    _dtype, _device = params["u_f"].dtype, params["u_f"].device
-    _F = DTYPES[_dtype]
-    _accumulate = torch.float64 if _dtype == torch.float64 else torch.float32  # sums over steps and batch
-    x = cache["x"]
-    _packed_x = cache["_packed_x"]
-    _packed_o_prev = cache["_packed_o_prev"]
-    _o_seq = cache["_o_seq"]
-    _C_seq = cache["_C_seq"]
-    _f_seq = cache["_f_seq"]
-    _i_seq = cache["_i_seq"]
-    _Ct_seq = cache["_Ct_seq"]
-    _h_seq = cache["_h_seq"]
-    _do_out_seq = d_outputs["o"].contiguous()
-    _do_next = torch.empty((_N, H), dtype=_dtype, device=_device)  # do_next: the adjoint of o<t> from step t+1
-    _do_next[:] = 0 if d_state is None else d_state["o"]
-    _do_prev = torch.empty_like(_do_next)  # do_prev: written by step t, then swapped in
-    _dC_next = torch.empty((_N, H), dtype=_dtype, device=_device)  # dC_next: the adjoint of C<t> from step t+1
-    _dC_next[:] = 0 if d_state is None else d_state["C"]
-    _dC_prev = torch.empty_like(_dC_next)  # dC_prev: written by step t, then swapped in
-    _dpre_seq = torch.empty((_T, _N, 4*H), dtype=_dtype, device=_device)  # da_f, da_i, da_Ct, da_h of every step
-    _do_prev_linear = torch.empty((_N, H), dtype=_dtype, device=_device)  # the step's u_fᵀ @ da_f + u_iᵀ @ da_i + u_Cᵀ @ da_Ct + u_oᵀ @ da_h
-    _dC_buf = torch.empty((_N, H), dtype=_dtype, device=_device)  # crosses a per-step GEMM
-    _grid_H = (triton.cdiv(_N * H, _BLOCK),)
-    for t in reversed(range(_T)):
-        _backward_1[_grid_H](_do_next, _do_out_seq[t], _C_seq[t + 1], _h_seq[t], _dC_next, _i_seq[t], _Ct_seq[t], _C_seq[t], _f_seq[t], _dpre_seq[t], _dC_buf, _N, H, _F=_F, _BLOCK=_BLOCK)  # (B1-B10) one fused kernel
-        torch.matmul(_dpre_seq[t], _packed_o_prev, out=_do_prev_linear)  # (B11) [u_f; u_i; u_C; u_o]ᵀ @ the adjoints of a_f, a_i, a_Ct, a_h as one packed product
-        _backward_2[_grid_H](_do_prev_linear, _dC_buf, _f_seq[t], _do_prev, _dC_prev, _N, H, _F=_F, _BLOCK=_BLOCK)  # (B11-B12) one fused kernel
-        _do_next, _do_prev, _dC_next, _dC_prev = _do_prev, _do_next, _dC_prev, _dC_next  # step t's d<s>_prev is step t-1's d<s>_next
+    _d_outputs, _cache, _d_state = d_outputs, cache, d_state   # a spec name never shadows them
+    _sizes = _check_backward(_d_outputs, _cache, _d_state)
+    _T, _N, D, H = _sizes["_T"], _sizes["_N"], _sizes["D"], _sizes["H"]
+    _params = _cache["params"]
+    _dtype, _device = _params["u_f"].dtype, _params["u_f"].device
+    _F = _COMPUTE[_dtype]
+    _accumulate = _torch.float64 if _dtype == _torch.float64 else _torch.float32  # sums over steps and batch
+    _x_seq = _cache["x"]
+    _packed_x = _cache["_packed_x"]
+    _packed_o_prev = _cache["_packed_o_prev"]
+    _o_seq = _cache["_o_seq"]
+    _C_seq = _cache["_C_seq"]
+    _f_seq = _cache["_f_seq"]
+    _i_seq = _cache["_i_seq"]
+    _Ct_seq = _cache["_Ct_seq"]
+    _h_seq = _cache["_h_seq"]
+    _do_out_seq = _d_outputs["o"].contiguous()
+    _do_next_buf = _torch.empty((_N, H), dtype=_dtype, device=_device)  # do_next: the adjoint of o<t> from step t+1
+    _do_next_buf[:] = 0 if _d_state is None else _d_state["o"]
+    _do_prev_buf = _torch.empty_like(_do_next_buf)  # do_prev: written by step t, then swapped in
+    _dC_next_buf = _torch.empty((_N, H), dtype=_dtype, device=_device)  # dC_next: the adjoint of C<t> from step t+1
+    _dC_next_buf[:] = 0 if _d_state is None else _d_state["C"]
+    _dC_prev_buf = _torch.empty_like(_dC_next_buf)  # dC_prev: written by step t, then swapped in
+    _dpre_seq = _torch.empty((_T, _N, 4*H), dtype=_dtype, device=_device)  # da_f, da_i, da_Ct, da_h of every step
+    _do_prev_linear = _torch.empty((_N, H), dtype=_dtype, device=_device)  # the step's u_fᵀ @ da_f + u_iᵀ @ da_i + u_Cᵀ @ da_Ct + u_oᵀ @ da_h
+    _dC_buf = _torch.empty((_N, H), dtype=_dtype, device=_device)  # crosses a per-step GEMM
+    _grid_H = (_triton.cdiv(_N * H, _BLOCK),)
+    for _t in reversed(range(_T)):
+        _backward_1[_grid_H](_do_next_buf, _do_out_seq[_t], _C_seq[_t + 1], _h_seq[_t], _dC_next_buf, _i_seq[_t], _Ct_seq[_t], _C_seq[_t], _f_seq[_t], _dpre_seq[_t], _dC_buf, _N, H, _F=_F, _BLOCK=_BLOCK)  # (B1-B10) one fused kernel
+        _torch.matmul(_dpre_seq[_t], _packed_o_prev, out=_do_prev_linear)  # (B11) [u_f; u_i; u_C; u_o]ᵀ @ the adjoints of a_f, a_i, a_Ct, a_h as one packed product
+        _backward_2[_grid_H](_do_prev_linear, _dC_buf, _f_seq[_t], _do_prev_buf, _dC_prev_buf, _N, H, _F=_F, _BLOCK=_BLOCK)  # (B11-B12) one fused kernel
+        _do_next_buf, _do_prev_buf, _dC_next_buf, _dC_prev_buf = _do_prev_buf, _do_next_buf, _dC_prev_buf, _dC_next_buf  # step t's d<s>_prev is step t-1's d<s>_next
     _dpre_flat = _dpre_seq.reshape(_T * _N, 4*H)  # every step's da_f, da_i, da_Ct, da_h as rows
-    _dpacked_x = _dpre_flat.T @ x.reshape(_T * _N, D)  # gradients of v_f, v_i, v_C, v_o, summed over steps and batch: one GEMM
-    _dx = (_dpre_flat @ _packed_x).reshape(_T, _N, D)  # (B13) for every step at once, one GEMM
+    _dpacked_x = _dpre_flat.T @ _x_seq.reshape(_T * _N, D)  # gradients of v_f, v_i, v_C, v_o, summed over steps and batch: one GEMM
+    _dx_grad = (_dpre_flat @ _packed_x).reshape(_T, _N, D)  # (B13) for every step at once, one GEMM
     _dpacked_o_prev = _dpre_flat.T @ _o_seq[:-1].reshape(_T * _N, H)  # gradients of u_f, u_i, u_C, u_o, summed over steps and batch: one GEMM
     _dpre_sum = _dpre_seq.sum(dim=(0, 1), dtype=_accumulate).to(_dtype)  # bias gradients: sums over steps and batch
     return {
@@ -333,7 +337,7 @@ def backward(d_outputs, cache, d_state=None):
         "u_o": _dpacked_o_prev[3*H:4*H],  # (B23)
         "v_o": _dpacked_x[3*H:4*H],  # (B24)
         "b_o": _dpre_sum[3*H:4*H],  # (B25)
-        "x": _dx,  # (B13)
-        "o": _do_next,  # (B11)
-        "C": _dC_next,  # (B12)
+        "x": _dx_grad,  # (B13)
+        "o": _do_next_buf,  # (B11)
+        "C": _dC_next_buf,  # (B12)
     }

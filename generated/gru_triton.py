@@ -35,9 +35,10 @@ Sizes: D = input size, H = hidden size.
 """
 
 import numpy as np
-import torch
-import triton
-import triton.language as tl
+import torch as _torch
+import triton as _triton
+import triton.language as _tl
+from triton.language import constexpr  # kernel annotations: Triton's interpreter reads their text
 
 CELL = "gru"
 SPEC_HASH = "850a92bbefaf078c"
@@ -56,8 +57,9 @@ PARAM_SHAPES = {
 }
 STATES = {"h": "H"}
 OUTPUTS = {"h": "H"}
+DTYPES = (_torch.float32, _torch.float64, _torch.bfloat16, _torch.float16)
 # storage dtype -> the dtype the kernels compute in (half-width storage computes in float32)
-DTYPES = {torch.float32: tl.float32, torch.float64: tl.float64, torch.bfloat16: tl.float32, torch.float16: tl.float32}
+_COMPUTE = {_torch.float32: _tl.float32, _torch.float64: _tl.float64, _torch.bfloat16: _tl.float32, _torch.float16: _tl.float32}
 # where each size is read: (parameter, axis)
 _SIZE_OF = {"H": ("W_r", 0)}
 # what forward() puts in the cache
@@ -65,19 +67,19 @@ _CACHE_KEYS = ("x", "_packed_x", "_packed_h_prev", "_packed_rh", "_h_seq", "_r_s
 _BLOCK = 512  # elements of the (N, size) step block per Triton program
 
 
-def init_params(input_size, hidden_size, seed=0, dtype=torch.float32, device="cpu"):
+def init_params(input_size, hidden_size, seed=0, dtype=_torch.float32, device="cpu"):
     """Parameters drawn uniformly from (-1/sqrt(hidden_size), 1/sqrt(hidden_size)), as PyTorch does
     (the same values as the NumPy backend's for the same seed).
     """
     sizes = {"D": input_size, "H": hidden_size}
     rng = np.random.default_rng(seed)
     bound = 1.0 / np.sqrt(hidden_size)
-    return {name: torch.from_numpy(rng.uniform(-bound, bound, tuple(sizes[s] for s in shape))).to(dtype=dtype, device=device)
+    return {name: __torch.from_numpy(rng.uniform(-bound, bound, tuple(sizes[s] for s in shape))).to(dtype=dtype, device=device)
             for name, shape in PARAM_SHAPES.items()}
 
 
 def _check_tensor(label, value, shape, like):
-    if not isinstance(value, torch.Tensor):
+    if not isinstance(value, _torch.Tensor):
         raise TypeError(f"{label} must be a torch tensor, not {type(value).__name__}")
     if value.dtype != like.dtype or value.device != like.device:
         raise TypeError(f"{label} is {value.dtype} on {value.device}, expected {like.dtype} on {like.device} (as x)")
@@ -95,15 +97,15 @@ def _check_names(label, given, expected):
 
 def _check_forward(x, params, state0):
     """Check the arguments of forward(); return the sizes by name (T, N and the spec's)."""
-    if not isinstance(x, torch.Tensor) or x.ndim != 3:
+    if not isinstance(x, _torch.Tensor) or x.ndim != 3:
         raise ValueError("x must be a (T, N, D) torch tensor (time-major)")
     if x.dtype not in DTYPES:
         raise TypeError(f"x has dtype {x.dtype}: use float32, float64, bfloat16 or float16")
     _check_names("params", params, PARAM_SHAPES)
-    sizes = {"T": x.shape[0], "N": x.shape[1], "D": x.shape[2]}
+    sizes = {"_T": x.shape[0], "_N": x.shape[1], "D": x.shape[2]}
     for size, (name, axis) in _SIZE_OF.items():
         value = params[name]
-        if not isinstance(value, torch.Tensor) or value.ndim != len(PARAM_SHAPES[name]):
+        if not isinstance(value, _torch.Tensor) or value.ndim != len(PARAM_SHAPES[name]):
             raise ValueError(f"params[{name!r}] must be a torch tensor of shape {PARAM_SHAPES[name]}")
         sizes[size] = value.shape[axis]
     for name, shape in PARAM_SHAPES.items():
@@ -111,7 +113,7 @@ def _check_forward(x, params, state0):
     if state0 is not None:
         _check_names("state0", state0, STATES)
         for name, size in STATES.items():
-            _check_tensor(f"state0[{name!r}]", state0[name], (sizes["N"], sizes[size]), x)
+            _check_tensor(f"state0[{name!r}]", state0[name], (sizes["_N"], sizes[size]), x)
     return sizes
 
 
@@ -122,155 +124,156 @@ def _check_backward(d_outputs, cache, d_state):
     sizes = _check_forward(x, cache["params"], None)
     _check_names("d_outputs", d_outputs, OUTPUTS)
     for name, size in OUTPUTS.items():
-        _check_tensor(f"d_outputs[{name!r}]", d_outputs[name], (sizes["T"], sizes["N"], sizes[size]), x)
+        _check_tensor(f"d_outputs[{name!r}]", d_outputs[name], (sizes["_T"], sizes["_N"], sizes[size]), x)
     if d_state is not None:
         _check_names("d_state", d_state, STATES)
         for name, size in STATES.items():
-            _check_tensor(f"d_state[{name!r}]", d_state[name], (sizes["N"], sizes[size]), x)
+            _check_tensor(f"d_state[{name!r}]", d_state[name], (sizes["_N"], sizes[size]), x)
     return sizes
 
 
-@triton.jit
+@_triton.jit
 def _tanh(z):
     """tanh as 2 sigmoid(2z) - 1: Triton's language has no tanh; sigmoid never overflows."""
-    return 2 * tl.sigmoid(2 * z) - 1
+    return 2 * _tl.sigmoid(2 * z) - 1
 
 
-@triton.jit
-def _forward_1(_proj_h_prev_ptr, _proj_x_ptr, _h_prev_ptr, _r_ptr, _z_ptr, _rh_ptr, _N, H, _F: tl.constexpr, _BLOCK: tl.constexpr):
+@_triton.jit
+def _forward_1(_proj_h_prev_ptr, _proj_x_ptr, _h_prev_ptr, _r_ptr, _z_ptr, _rh_ptr, _N, H, _F: constexpr, _BLOCK: constexpr):
     """(F1-F5) step t, fused over the (N, H) block."""
-    _k = tl.program_id(0) * _BLOCK + tl.arange(0, _BLOCK)
+    _k = _tl.program_id(0) * _BLOCK + _tl.arange(0, _BLOCK)
     _mask = _k < _N * H
     _n = _k // H
     _j = _k % H
-    _U_r_h_prev = tl.load(_proj_h_prev_ptr + _n * (2*H) + _j, mask=_mask).to(_F)  # U_r @ h_prev
-    _W_r_x = tl.load(_proj_x_ptr + _n * (3*H) + _j, mask=_mask).to(_F)  # W_r @ x
-    _U_z_h_prev = tl.load(_proj_h_prev_ptr + _n * (2*H) + H + _j, mask=_mask).to(_F)  # U_z @ h_prev
-    _W_z_x = tl.load(_proj_x_ptr + _n * (3*H) + H + _j, mask=_mask).to(_F)  # W_z @ x
-    h_prev = tl.load(_h_prev_ptr + _n * H + _j, mask=_mask).to(_F)
+    _U_r_h_prev = _tl.load(_proj_h_prev_ptr + _n * (2*H) + _j, mask=_mask).to(_F)  # U_r @ h_prev
+    _W_r_x = _tl.load(_proj_x_ptr + _n * (3*H) + _j, mask=_mask).to(_F)  # W_r @ x
+    _U_z_h_prev = _tl.load(_proj_h_prev_ptr + _n * (2*H) + H + _j, mask=_mask).to(_F)  # U_z @ h_prev
+    _W_z_x = _tl.load(_proj_x_ptr + _n * (3*H) + H + _j, mask=_mask).to(_F)  # W_z @ x
+    h_prev = _tl.load(_h_prev_ptr + _n * H + _j, mask=_mask).to(_F)
     a_r = _U_r_h_prev + _W_r_x  # (F1) pre-activation of r
-    r = tl.sigmoid(a_r)  # (F2) reset gate
+    r = _tl.sigmoid(a_r)  # (F2) reset gate
     a_z = _U_z_h_prev + _W_z_x  # (F3) pre-activation of z
-    z = tl.sigmoid(a_z)  # (F4) update gate
+    z = _tl.sigmoid(a_z)  # (F4) update gate
     rh = h_prev*r  # (F5) reset applied before the product
-    tl.store(_r_ptr + _n * H + _j, r.to(_r_ptr.dtype.element_ty), mask=_mask)
-    tl.store(_z_ptr + _n * H + _j, z.to(_z_ptr.dtype.element_ty), mask=_mask)
-    tl.store(_rh_ptr + _n * H + _j, rh.to(_rh_ptr.dtype.element_ty), mask=_mask)
+    _tl.store(_r_ptr + _n * H + _j, r.to(_r_ptr.dtype.element_ty), mask=_mask)
+    _tl.store(_z_ptr + _n * H + _j, z.to(_z_ptr.dtype.element_ty), mask=_mask)
+    _tl.store(_rh_ptr + _n * H + _j, rh.to(_rh_ptr.dtype.element_ty), mask=_mask)
 
 
-@triton.jit
-def _forward_2(_proj_rh_ptr, _proj_x_ptr, _h_prev_ptr, _z_ptr, _n_ptr, _h_ptr, _N, H, _F: tl.constexpr, _BLOCK: tl.constexpr):
+@_triton.jit
+def _forward_2(_proj_rh_ptr, _proj_x_ptr, _h_prev_ptr, _z_ptr, _n_ptr, _h_ptr, _N, H, _F: constexpr, _BLOCK: constexpr):
     """(F6-F8) step t, fused over the (N, H) block."""
-    _k = tl.program_id(0) * _BLOCK + tl.arange(0, _BLOCK)
+    _k = _tl.program_id(0) * _BLOCK + _tl.arange(0, _BLOCK)
     _mask = _k < _N * H
     _n = _k // H
     _j = _k % H
-    _U_h_rh = tl.load(_proj_rh_ptr + _n * H + _j, mask=_mask).to(_F)  # U_h @ rh
-    _W_h_x = tl.load(_proj_x_ptr + _n * (3*H) + 2*H + _j, mask=_mask).to(_F)  # W_h @ x
-    h_prev = tl.load(_h_prev_ptr + _n * H + _j, mask=_mask).to(_F)
-    z = tl.load(_z_ptr + _n * H + _j, mask=_mask).to(_F)
+    _U_h_rh = _tl.load(_proj_rh_ptr + _n * H + _j, mask=_mask).to(_F)  # U_h @ rh
+    _W_h_x = _tl.load(_proj_x_ptr + _n * (3*H) + 2*H + _j, mask=_mask).to(_F)  # W_h @ x
+    h_prev = _tl.load(_h_prev_ptr + _n * H + _j, mask=_mask).to(_F)
+    z = _tl.load(_z_ptr + _n * H + _j, mask=_mask).to(_F)
     a_n = _U_h_rh + _W_h_x  # (F6) pre-activation of n
     n = _tanh(a_n)  # (F7) candidate state (h tilde)
     h = h_prev*(1 - z) + n*z  # (F8) new hidden state
-    tl.store(_n_ptr + _n * H + _j, n.to(_n_ptr.dtype.element_ty), mask=_mask)
-    tl.store(_h_ptr + _n * H + _j, h.to(_h_ptr.dtype.element_ty), mask=_mask)
+    _tl.store(_n_ptr + _n * H + _j, n.to(_n_ptr.dtype.element_ty), mask=_mask)
+    _tl.store(_h_ptr + _n * H + _j, h.to(_h_ptr.dtype.element_ty), mask=_mask)
 
 
-@triton.jit
-def _backward_1(_dh_next_ptr, _dh_out_ptr, _z_ptr, _n_ptr, _dh_ptr, _dpre_ptr, _N, H, _F: tl.constexpr, _BLOCK: tl.constexpr):
+@_triton.jit
+def _backward_1(_dh_next_ptr, _dh_out_ptr, _z_ptr, _n_ptr, _dh_ptr, _dpre_ptr, _N, H, _F: constexpr, _BLOCK: constexpr):
     """(B1-B3) step t, fused over the (N, H) block."""
-    _k = tl.program_id(0) * _BLOCK + tl.arange(0, _BLOCK)
+    _k = _tl.program_id(0) * _BLOCK + _tl.arange(0, _BLOCK)
     _mask = _k < _N * H
     _n = _k // H
     _j = _k % H
-    dh_next = tl.load(_dh_next_ptr + _n * H + _j, mask=_mask).to(_F)
-    dh_out = tl.load(_dh_out_ptr + _n * H + _j, mask=_mask).to(_F)
-    z = tl.load(_z_ptr + _n * H + _j, mask=_mask).to(_F)
-    n = tl.load(_n_ptr + _n * H + _j, mask=_mask).to(_F)
+    dh_next = _tl.load(_dh_next_ptr + _n * H + _j, mask=_mask).to(_F)
+    dh_out = _tl.load(_dh_out_ptr + _n * H + _j, mask=_mask).to(_F)
+    z = _tl.load(_z_ptr + _n * H + _j, mask=_mask).to(_F)
+    n = _tl.load(_n_ptr + _n * H + _j, mask=_mask).to(_F)
     dh = dh_next + dh_out  # (B1) fork sum: loss + next step
     dn = dh*z  # (B2) through h, new hidden state (F8)
     da_n = dn*(1 - n * n)  # (B3) through n, candidate state (h tilde) (F7)
-    tl.store(_dh_ptr + _n * H + _j, dh.to(_dh_ptr.dtype.element_ty), mask=_mask)
-    tl.store(_dpre_ptr + _n * (3*H) + 2*H + _j, da_n.to(_dpre_ptr.dtype.element_ty), mask=_mask)
+    _tl.store(_dh_ptr + _n * H + _j, dh.to(_dh_ptr.dtype.element_ty), mask=_mask)
+    _tl.store(_dpre_ptr + _n * (3*H) + 2*H + _j, da_n.to(_dpre_ptr.dtype.element_ty), mask=_mask)
 
 
-@triton.jit
-def _backward_2(_drh_linear_ptr, _dh_ptr, _h_prev_ptr, _n_ptr, _z_ptr, _r_ptr, _drh_ptr, _dpre_ptr, _N, H, _F: tl.constexpr, _BLOCK: tl.constexpr):
+@_triton.jit
+def _backward_2(_drh_linear_ptr, _dh_ptr, _h_prev_ptr, _n_ptr, _z_ptr, _r_ptr, _drh_ptr, _dpre_ptr, _N, H, _F: constexpr, _BLOCK: constexpr):
     """(B4-B8) step t, fused over the (N, H) block."""
-    _k = tl.program_id(0) * _BLOCK + tl.arange(0, _BLOCK)
+    _k = _tl.program_id(0) * _BLOCK + _tl.arange(0, _BLOCK)
     _mask = _k < _N * H
     _n = _k // H
     _j = _k % H
-    _drh_linear = tl.load(_drh_linear_ptr + _n * H + _j, mask=_mask).to(_F)
-    dh = tl.load(_dh_ptr + _n * H + _j, mask=_mask).to(_F)
-    h_prev = tl.load(_h_prev_ptr + _n * H + _j, mask=_mask).to(_F)
-    n = tl.load(_n_ptr + _n * H + _j, mask=_mask).to(_F)
-    z = tl.load(_z_ptr + _n * H + _j, mask=_mask).to(_F)
-    r = tl.load(_r_ptr + _n * H + _j, mask=_mask).to(_F)
+    _drh_linear = _tl.load(_drh_linear_ptr + _n * H + _j, mask=_mask).to(_F)
+    dh = _tl.load(_dh_ptr + _n * H + _j, mask=_mask).to(_F)
+    h_prev = _tl.load(_h_prev_ptr + _n * H + _j, mask=_mask).to(_F)
+    n = _tl.load(_n_ptr + _n * H + _j, mask=_mask).to(_F)
+    z = _tl.load(_z_ptr + _n * H + _j, mask=_mask).to(_F)
+    r = _tl.load(_r_ptr + _n * H + _j, mask=_mask).to(_F)
     drh = _drh_linear  # (B4) through a_n (F6)
     dz = dh*(-h_prev + n)  # (B5) through h, new hidden state (F8)
     da_z = dz*z*(1 - z)  # (B6) through z, update gate (F4)
     dr = drh*h_prev  # (B7) through rh, reset applied before the product (F5)
     da_r = dr*r*(1 - r)  # (B8) through r, reset gate (F2)
-    tl.store(_drh_ptr + _n * H + _j, drh.to(_drh_ptr.dtype.element_ty), mask=_mask)
-    tl.store(_dpre_ptr + _n * (3*H) + H + _j, da_z.to(_dpre_ptr.dtype.element_ty), mask=_mask)
-    tl.store(_dpre_ptr + _n * (3*H) + _j, da_r.to(_dpre_ptr.dtype.element_ty), mask=_mask)
+    _tl.store(_drh_ptr + _n * H + _j, drh.to(_drh_ptr.dtype.element_ty), mask=_mask)
+    _tl.store(_dpre_ptr + _n * (3*H) + H + _j, da_z.to(_dpre_ptr.dtype.element_ty), mask=_mask)
+    _tl.store(_dpre_ptr + _n * (3*H) + _j, da_r.to(_dpre_ptr.dtype.element_ty), mask=_mask)
 
 
-@triton.jit
-def _backward_3(_dh_prev_linear_ptr, _dh_ptr, _drh_ptr, _r_ptr, _z_ptr, _dh_prev_ptr, _N, H, _F: tl.constexpr, _BLOCK: tl.constexpr):
+@_triton.jit
+def _backward_3(_dh_prev_linear_ptr, _dh_ptr, _drh_ptr, _r_ptr, _z_ptr, _dh_prev_ptr, _N, H, _F: constexpr, _BLOCK: constexpr):
     """(B9) step t, fused over the (N, H) block."""
-    _k = tl.program_id(0) * _BLOCK + tl.arange(0, _BLOCK)
+    _k = _tl.program_id(0) * _BLOCK + _tl.arange(0, _BLOCK)
     _mask = _k < _N * H
     _n = _k // H
     _j = _k % H
-    _dh_prev_linear = tl.load(_dh_prev_linear_ptr + _n * H + _j, mask=_mask).to(_F)
-    dh = tl.load(_dh_ptr + _n * H + _j, mask=_mask).to(_F)
-    drh = tl.load(_drh_ptr + _n * H + _j, mask=_mask).to(_F)
-    r = tl.load(_r_ptr + _n * H + _j, mask=_mask).to(_F)
-    z = tl.load(_z_ptr + _n * H + _j, mask=_mask).to(_F)
+    _dh_prev_linear = _tl.load(_dh_prev_linear_ptr + _n * H + _j, mask=_mask).to(_F)
+    dh = _tl.load(_dh_ptr + _n * H + _j, mask=_mask).to(_F)
+    drh = _tl.load(_drh_ptr + _n * H + _j, mask=_mask).to(_F)
+    r = _tl.load(_r_ptr + _n * H + _j, mask=_mask).to(_F)
+    z = _tl.load(_z_ptr + _n * H + _j, mask=_mask).to(_F)
     dh_prev = _dh_prev_linear + dh*(1 - z) + drh*r  # (B9) fork sum: via h (F8) + via rh (F5) + via a_z (F3) + via a_r (F1)
-    tl.store(_dh_prev_ptr + _n * H + _j, dh_prev.to(_dh_prev_ptr.dtype.element_ty), mask=_mask)
+    _tl.store(_dh_prev_ptr + _n * H + _j, dh_prev.to(_dh_prev_ptr.dtype.element_ty), mask=_mask)
 
 
-def forward(x, params, state0=None):
+def forward(x, params, state=None):
     """Run the cell over a sequence.
 
     x: (T, N, D) torch tensor, float32, float64, bfloat16 or float16, on any device Triton
     runs on (or the CPU under TRITON_INTERPRET=1); params: dict of PARAM_SHAPES tensors of the same
-    dtype and device; state0: dict of (N, size) initial states per STATES, zeros when None.
+    dtype and device; state: dict of (N, size) initial states per STATES, zeros when None.
     Returns (outputs, state, cache): outputs maps each name in OUTPUTS to its (T, N, size) values
     at every step, state the final states (N, size), cache what backward() needs.
     """
-    sizes = _check_forward(x, params, state0)
-    _T, _N, D, H = sizes["T"], sizes["N"], sizes["D"], sizes["H"]
-    _dtype, _device, _F = x.dtype, x.device, DTYPES[x.dtype]
-    x = x.contiguous()
-    params = {name: value.contiguous() for name, value in params.items()}
-    _packed_x = torch.cat([params["W_r"], params["W_z"], params["W_h"]])  # (3*H, D): [W_r; W_z; W_h], one GEMM instead of 3
-    _packed_h_prev = torch.cat([params["U_r"], params["U_z"]])  # (2*H, H): [U_r; U_z], one GEMM instead of 2
-    _packed_rh = params["U_h"]  # (H, H)
-    _proj_x = (x.reshape(_T * _N, D) @ _packed_x.T).reshape(_T, _N, 3*H)  # (F1, F3, F6) the products with x of every step: one GEMM over T*N rows
+    _x_seq, _params, _state0 = x, params, state   # generated names start with _: a spec name never shadows them
+    _sizes = _check_forward(_x_seq, _params, _state0)
+    _T, _N, D, H = _sizes["_T"], _sizes["_N"], _sizes["D"], _sizes["H"]
+    _dtype, _device, _F = _x_seq.dtype, _x_seq.device, _COMPUTE[_x_seq.dtype]
+    _x_seq = _x_seq.contiguous()
+    _params = {_name: _value.contiguous() for _name, _value in _params.items()}
+    _packed_x = _torch.cat([_params["W_r"], _params["W_z"], _params["W_h"]])  # (3*H, D): [W_r; W_z; W_h], one GEMM instead of 3
+    _packed_h_prev = _torch.cat([_params["U_r"], _params["U_z"]])  # (2*H, H): [U_r; U_z], one GEMM instead of 2
+    _packed_rh = _params["U_h"]  # (H, H)
+    _proj_x = (_x_seq.reshape(_T * _N, D) @ _packed_x.T).reshape(_T, _N, 3*H)  # (F1, F3, F6) the products with x of every step: one GEMM over T*N rows
     _packed_h_prev_T = _packed_h_prev.T.contiguous()  # the per-step GEMM reads it row-major
     _packed_rh_T = _packed_rh.T.contiguous()  # the per-step GEMM reads it row-major
-    _h_seq = torch.empty((_T + 1, _N, H), dtype=_dtype, device=_device)  # h<0>, ..., h<T>
-    _h_seq[0] = 0 if state0 is None else state0["h"]
-    _r_seq = torch.empty((_T, _N, H), dtype=_dtype, device=_device)  # saved for the backward pass
-    _z_seq = torch.empty((_T, _N, H), dtype=_dtype, device=_device)  # saved for the backward pass
-    _rh_seq = torch.empty((_T, _N, H), dtype=_dtype, device=_device)  # saved for the backward pass
-    _n_seq = torch.empty((_T, _N, H), dtype=_dtype, device=_device)  # saved for the backward pass
-    _proj_h_prev = torch.empty((_N, 2*H), dtype=_dtype, device=_device)  # the step's products with h_prev
-    _proj_rh = torch.empty((_N, H), dtype=_dtype, device=_device)  # the step's products with rh
-    _grid_H = (triton.cdiv(_N * H, _BLOCK),)
-    for t in range(_T):
-        torch.matmul(_h_seq[t], _packed_h_prev_T, out=_proj_h_prev)  # (F1) [U_r; U_z] @ h_prev as one packed product
-        _forward_1[_grid_H](_proj_h_prev, _proj_x[t], _h_seq[t], _r_seq[t], _z_seq[t], _rh_seq[t], _N, H, _F=_F, _BLOCK=_BLOCK)  # (F1-F5) one fused kernel
-        torch.matmul(_rh_seq[t], _packed_rh_T, out=_proj_rh)  # (F6) U_h @ rh
-        _forward_2[_grid_H](_proj_rh, _proj_x[t], _h_seq[t], _z_seq[t], _n_seq[t], _h_seq[t + 1], _N, H, _F=_F, _BLOCK=_BLOCK)  # (F6-F8) one fused kernel
-    outputs = {"h": _h_seq[1:]}
-    state = {"h": _h_seq[_T]}
-    cache = {"x": x, "_packed_x": _packed_x, "_packed_h_prev": _packed_h_prev, "_packed_rh": _packed_rh, "_h_seq": _h_seq, "_r_seq": _r_seq, "_z_seq": _z_seq, "_rh_seq": _rh_seq, "_n_seq": _n_seq, "params": params}
-    return outputs, state, cache
+    _h_seq = _torch.empty((_T + 1, _N, H), dtype=_dtype, device=_device)  # h<0>, ..., h<T>
+    _h_seq[0] = 0 if _state0 is None else _state0["h"]
+    _r_seq = _torch.empty((_T, _N, H), dtype=_dtype, device=_device)  # saved for the backward pass
+    _z_seq = _torch.empty((_T, _N, H), dtype=_dtype, device=_device)  # saved for the backward pass
+    _rh_seq = _torch.empty((_T, _N, H), dtype=_dtype, device=_device)  # saved for the backward pass
+    _n_seq = _torch.empty((_T, _N, H), dtype=_dtype, device=_device)  # saved for the backward pass
+    _proj_h_prev = _torch.empty((_N, 2*H), dtype=_dtype, device=_device)  # the step's products with h_prev
+    _proj_rh = _torch.empty((_N, H), dtype=_dtype, device=_device)  # the step's products with rh
+    _grid_H = (_triton.cdiv(_N * H, _BLOCK),)
+    for _t in range(_T):
+        _torch.matmul(_h_seq[_t], _packed_h_prev_T, out=_proj_h_prev)  # (F1) [U_r; U_z] @ h_prev as one packed product
+        _forward_1[_grid_H](_proj_h_prev, _proj_x[_t], _h_seq[_t], _r_seq[_t], _z_seq[_t], _rh_seq[_t], _N, H, _F=_F, _BLOCK=_BLOCK)  # (F1-F5) one fused kernel
+        _torch.matmul(_rh_seq[_t], _packed_rh_T, out=_proj_rh)  # (F6) U_h @ rh
+        _forward_2[_grid_H](_proj_rh, _proj_x[_t], _h_seq[_t], _z_seq[_t], _n_seq[_t], _h_seq[_t + 1], _N, H, _F=_F, _BLOCK=_BLOCK)  # (F6-F8) one fused kernel
+    _outputs = {"h": _h_seq[1:]}
+    _state = {"h": _h_seq[_T]}
+    _cache = {"x": _x_seq, "_packed_x": _packed_x, "_packed_h_prev": _packed_h_prev, "_packed_rh": _packed_rh, "_h_seq": _h_seq, "_r_seq": _r_seq, "_z_seq": _z_seq, "_rh_seq": _rh_seq, "_n_seq": _n_seq, "params": _params}
+    return _outputs, _state, _cache
 
 
 def backward(d_outputs, cache, d_state=None):
@@ -282,41 +285,42 @@ def backward(d_outputs, cache, d_state=None):
     Returns grads: every parameter by name (its shape), "x" (T, N, D) and each
     initial state by its name in STATES (N, size).
     """
-    sizes = _check_backward(d_outputs, cache, d_state)
-    _T, _N, D, H = sizes["T"], sizes["N"], sizes["D"], sizes["H"]
-    params = cache["params"]
-    _dtype, _device = params["W_r"].dtype, params["W_r"].device
-    _F = DTYPES[_dtype]
-    _accumulate = torch.float64 if _dtype == torch.float64 else torch.float32  # sums over steps and batch
-    x = cache["x"]
-    _packed_x = cache["_packed_x"]
-    _packed_h_prev = cache["_packed_h_prev"]
-    _packed_rh = cache["_packed_rh"]
-    _h_seq = cache["_h_seq"]
-    _r_seq = cache["_r_seq"]
-    _z_seq = cache["_z_seq"]
-    _rh_seq = cache["_rh_seq"]
-    _n_seq = cache["_n_seq"]
-    _dh_out_seq = d_outputs["h"].contiguous()
-    _dh_next = torch.empty((_N, H), dtype=_dtype, device=_device)  # dh_next: the adjoint of h<t> from step t+1
-    _dh_next[:] = 0 if d_state is None else d_state["h"]
-    _dh_prev = torch.empty_like(_dh_next)  # dh_prev: written by step t, then swapped in
-    _dpre_seq = torch.empty((_T, _N, 3*H), dtype=_dtype, device=_device)  # da_r, da_z, da_n of every step
-    _dh_prev_linear = torch.empty((_N, H), dtype=_dtype, device=_device)  # the step's U_rᵀ @ da_r + U_zᵀ @ da_z
-    _drh_linear = torch.empty((_N, H), dtype=_dtype, device=_device)  # the step's U_hᵀ @ da_n
-    _dh_buf = torch.empty((_N, H), dtype=_dtype, device=_device)  # crosses a per-step GEMM
-    _drh_buf = torch.empty((_N, H), dtype=_dtype, device=_device)  # crosses a per-step GEMM
-    _grid_H = (triton.cdiv(_N * H, _BLOCK),)
-    for t in reversed(range(_T)):
-        _backward_1[_grid_H](_dh_next, _dh_out_seq[t], _z_seq[t], _n_seq[t], _dh_buf, _dpre_seq[t], _N, H, _F=_F, _BLOCK=_BLOCK)  # (B1-B3) one fused kernel
-        torch.matmul(_dpre_seq[t, :, 2*H:3*H], _packed_rh, out=_drh_linear)  # (B4) U_hᵀ @ the adjoints of a_n
-        _backward_2[_grid_H](_drh_linear, _dh_buf, _h_seq[t], _n_seq[t], _z_seq[t], _r_seq[t], _drh_buf, _dpre_seq[t], _N, H, _F=_F, _BLOCK=_BLOCK)  # (B4-B8) one fused kernel
-        torch.matmul(_dpre_seq[t, :, :2*H], _packed_h_prev, out=_dh_prev_linear)  # (B9) [U_r; U_z]ᵀ @ the adjoints of a_r, a_z as one packed product
-        _backward_3[_grid_H](_dh_prev_linear, _dh_buf, _drh_buf, _r_seq[t], _z_seq[t], _dh_prev, _N, H, _F=_F, _BLOCK=_BLOCK)  # (B9) one fused kernel
-        _dh_next, _dh_prev = _dh_prev, _dh_next  # step t's d<s>_prev is step t-1's d<s>_next
+    _d_outputs, _cache, _d_state = d_outputs, cache, d_state   # a spec name never shadows them
+    _sizes = _check_backward(_d_outputs, _cache, _d_state)
+    _T, _N, D, H = _sizes["_T"], _sizes["_N"], _sizes["D"], _sizes["H"]
+    _params = _cache["params"]
+    _dtype, _device = _params["W_r"].dtype, _params["W_r"].device
+    _F = _COMPUTE[_dtype]
+    _accumulate = _torch.float64 if _dtype == _torch.float64 else _torch.float32  # sums over steps and batch
+    _x_seq = _cache["x"]
+    _packed_x = _cache["_packed_x"]
+    _packed_h_prev = _cache["_packed_h_prev"]
+    _packed_rh = _cache["_packed_rh"]
+    _h_seq = _cache["_h_seq"]
+    _r_seq = _cache["_r_seq"]
+    _z_seq = _cache["_z_seq"]
+    _rh_seq = _cache["_rh_seq"]
+    _n_seq = _cache["_n_seq"]
+    _dh_out_seq = _d_outputs["h"].contiguous()
+    _dh_next_buf = _torch.empty((_N, H), dtype=_dtype, device=_device)  # dh_next: the adjoint of h<t> from step t+1
+    _dh_next_buf[:] = 0 if _d_state is None else _d_state["h"]
+    _dh_prev_buf = _torch.empty_like(_dh_next_buf)  # dh_prev: written by step t, then swapped in
+    _dpre_seq = _torch.empty((_T, _N, 3*H), dtype=_dtype, device=_device)  # da_r, da_z, da_n of every step
+    _dh_prev_linear = _torch.empty((_N, H), dtype=_dtype, device=_device)  # the step's U_rᵀ @ da_r + U_zᵀ @ da_z
+    _drh_linear = _torch.empty((_N, H), dtype=_dtype, device=_device)  # the step's U_hᵀ @ da_n
+    _dh_buf = _torch.empty((_N, H), dtype=_dtype, device=_device)  # crosses a per-step GEMM
+    _drh_buf = _torch.empty((_N, H), dtype=_dtype, device=_device)  # crosses a per-step GEMM
+    _grid_H = (_triton.cdiv(_N * H, _BLOCK),)
+    for _t in reversed(range(_T)):
+        _backward_1[_grid_H](_dh_next_buf, _dh_out_seq[_t], _z_seq[_t], _n_seq[_t], _dh_buf, _dpre_seq[_t], _N, H, _F=_F, _BLOCK=_BLOCK)  # (B1-B3) one fused kernel
+        _torch.matmul(_dpre_seq[_t, :, 2*H:3*H], _packed_rh, out=_drh_linear)  # (B4) U_hᵀ @ the adjoints of a_n
+        _backward_2[_grid_H](_drh_linear, _dh_buf, _h_seq[_t], _n_seq[_t], _z_seq[_t], _r_seq[_t], _drh_buf, _dpre_seq[_t], _N, H, _F=_F, _BLOCK=_BLOCK)  # (B4-B8) one fused kernel
+        _torch.matmul(_dpre_seq[_t, :, :2*H], _packed_h_prev, out=_dh_prev_linear)  # (B9) [U_r; U_z]ᵀ @ the adjoints of a_r, a_z as one packed product
+        _backward_3[_grid_H](_dh_prev_linear, _dh_buf, _drh_buf, _r_seq[_t], _z_seq[_t], _dh_prev_buf, _N, H, _F=_F, _BLOCK=_BLOCK)  # (B9) one fused kernel
+        _dh_next_buf, _dh_prev_buf = _dh_prev_buf, _dh_next_buf  # step t's d<s>_prev is step t-1's d<s>_next
     _dpre_flat = _dpre_seq.reshape(_T * _N, 3*H)  # every step's da_r, da_z, da_n as rows
-    _dpacked_x = _dpre_flat.T @ x.reshape(_T * _N, D)  # gradients of W_r, W_z, W_h, summed over steps and batch: one GEMM
-    _dx = (_dpre_flat @ _packed_x).reshape(_T, _N, D)  # (B10) for every step at once, one GEMM
+    _dpacked_x = _dpre_flat.T @ _x_seq.reshape(_T * _N, D)  # gradients of W_r, W_z, W_h, summed over steps and batch: one GEMM
+    _dx_grad = (_dpre_flat @ _packed_x).reshape(_T, _N, D)  # (B10) for every step at once, one GEMM
     _dpacked_h_prev = _dpre_flat[:, :2*H].T @ _h_seq[:-1].reshape(_T * _N, H)  # gradients of U_r, U_z, summed over steps and batch: one GEMM
     _dpacked_rh = _dpre_flat[:, 2*H:3*H].T @ _rh_seq.reshape(_T * _N, H)  # gradients of U_h, summed over steps and batch: one GEMM
     return {
@@ -326,6 +330,6 @@ def backward(d_outputs, cache, d_state=None):
         "U_z": _dpacked_h_prev[H:2*H],  # (B14)
         "W_h": _dpacked_x[2*H:3*H],  # (B15)
         "U_h": _dpacked_rh,  # (B16)
-        "x": _dx,  # (B10)
-        "h": _dh_next,  # (B9)
+        "x": _dx_grad,  # (B10)
+        "h": _dh_next_buf,  # (B9)
     }

@@ -69,11 +69,34 @@ def init_params(input_size, hidden_size, seed=0, dtype=np.float64, output_size=N
 
     ``output_size`` (O) defaults to hidden_size.
     """
+    dtype = _check_init({"input_size": input_size, "hidden_size": hidden_size, "output_size": output_size}, seed, dtype)
     sizes = {"D": input_size, "H": hidden_size, "O": hidden_size if output_size is None else output_size}
     rng = np.random.default_rng(seed)
     bound = 1.0 / np.sqrt(hidden_size)
     return {name: rng.uniform(-bound, bound, tuple(sizes[s] for s in shape)).astype(dtype)
             for name, shape in PARAM_SHAPES.items()}
+
+
+def _check_init(sizes, seed, dtype):
+    """Check init_params' arguments before NumPy sees them; return the dtype's scalar type."""
+    for keyword, value in sizes.items():
+        if value is None and keyword not in ("input_size", "hidden_size"):
+            continue                          # an extra size left to default to hidden_size
+        if isinstance(value, bool | np.bool_) or not isinstance(value, int | np.integer):
+            raise TypeError(f"init_params: {keyword} must be a positive int, not {type(value).__name__}")
+        if not 0 < value < 2 ** 31:
+            raise ValueError(f"init_params: {keyword} must be a positive int below 2**31, not {value}")
+    if seed is not None and (isinstance(seed, bool | np.bool_) or not isinstance(seed, int | np.integer)):
+        raise TypeError(f"init_params: seed must be None or an int >= 0, not {type(seed).__name__}")
+    if seed is not None and seed < 0:
+        raise ValueError(f"init_params: seed must be None or an int >= 0, not {seed}")
+    try:
+        kind = np.dtype(dtype).type
+    except (TypeError, ValueError):
+        kind = None
+    if kind not in DTYPES:
+        raise TypeError(f"init_params: dtype must be float32 or float64, not {str(dtype)[:40]}")
+    return kind
 
 
 def _check_array(label, value, shape, dtype):

@@ -26,9 +26,10 @@ Sizes: D = input size, H = hidden size, O = output size.
 """
 
 import numpy as np
-import torch
-import triton
-import triton.language as tl
+import torch as _torch
+import triton as _triton
+import triton.language as _tl
+from triton.language import constexpr  # kernel annotations: Triton's interpreter reads their text
 
 CELL = "minimal_rnn"
 SPEC_HASH = "88f12b1aa47e127b"
@@ -46,8 +47,9 @@ PARAM_SHAPES = {
 }
 STATES = {"s": "H"}
 OUTPUTS = {"o": "O"}
+DTYPES = (_torch.float32, _torch.float64, _torch.bfloat16, _torch.float16)
 # storage dtype -> the dtype the kernels compute in (half-width storage computes in float32)
-DTYPES = {torch.float32: tl.float32, torch.float64: tl.float64, torch.bfloat16: tl.float32, torch.float16: tl.float32}
+_COMPUTE = {_torch.float32: _tl.float32, _torch.float64: _tl.float64, _torch.bfloat16: _tl.float32, _torch.float16: _tl.float32}
 # where each size is read: (parameter, axis)
 _SIZE_OF = {"H": ("u", 0), "O": ("w", 0)}
 # what forward() puts in the cache
@@ -55,7 +57,7 @@ _CACHE_KEYS = ("x", "_packed_x", "_packed_s_prev", "_packed_s", "_s_seq", "_o_se
 _BLOCK = 512  # elements of the (N, size) step block per Triton program
 
 
-def init_params(input_size, hidden_size, seed=0, dtype=torch.float32, device="cpu", output_size=None):
+def init_params(input_size, hidden_size, seed=0, dtype=_torch.float32, device="cpu", output_size=None):
     """Parameters drawn uniformly from (-1/sqrt(hidden_size), 1/sqrt(hidden_size)), as PyTorch does
     (the same values as the NumPy backend's for the same seed).
 
@@ -64,12 +66,12 @@ def init_params(input_size, hidden_size, seed=0, dtype=torch.float32, device="cp
     sizes = {"D": input_size, "H": hidden_size, "O": hidden_size if output_size is None else output_size}
     rng = np.random.default_rng(seed)
     bound = 1.0 / np.sqrt(hidden_size)
-    return {name: torch.from_numpy(rng.uniform(-bound, bound, tuple(sizes[s] for s in shape))).to(dtype=dtype, device=device)
+    return {name: __torch.from_numpy(rng.uniform(-bound, bound, tuple(sizes[s] for s in shape))).to(dtype=dtype, device=device)
             for name, shape in PARAM_SHAPES.items()}
 
 
 def _check_tensor(label, value, shape, like):
-    if not isinstance(value, torch.Tensor):
+    if not isinstance(value, _torch.Tensor):
         raise TypeError(f"{label} must be a torch tensor, not {type(value).__name__}")
     if value.dtype != like.dtype or value.device != like.device:
         raise TypeError(f"{label} is {value.dtype} on {value.device}, expected {like.dtype} on {like.device} (as x)")
@@ -87,15 +89,15 @@ def _check_names(label, given, expected):
 
 def _check_forward(x, params, state0):
     """Check the arguments of forward(); return the sizes by name (T, N and the spec's)."""
-    if not isinstance(x, torch.Tensor) or x.ndim != 3:
+    if not isinstance(x, _torch.Tensor) or x.ndim != 3:
         raise ValueError("x must be a (T, N, D) torch tensor (time-major)")
     if x.dtype not in DTYPES:
         raise TypeError(f"x has dtype {x.dtype}: use float32, float64, bfloat16 or float16")
     _check_names("params", params, PARAM_SHAPES)
-    sizes = {"T": x.shape[0], "N": x.shape[1], "D": x.shape[2]}
+    sizes = {"_T": x.shape[0], "_N": x.shape[1], "D": x.shape[2]}
     for size, (name, axis) in _SIZE_OF.items():
         value = params[name]
-        if not isinstance(value, torch.Tensor) or value.ndim != len(PARAM_SHAPES[name]):
+        if not isinstance(value, _torch.Tensor) or value.ndim != len(PARAM_SHAPES[name]):
             raise ValueError(f"params[{name!r}] must be a torch tensor of shape {PARAM_SHAPES[name]}")
         sizes[size] = value.shape[axis]
     for name, shape in PARAM_SHAPES.items():
@@ -103,7 +105,7 @@ def _check_forward(x, params, state0):
     if state0 is not None:
         _check_names("state0", state0, STATES)
         for name, size in STATES.items():
-            _check_tensor(f"state0[{name!r}]", state0[name], (sizes["N"], sizes[size]), x)
+            _check_tensor(f"state0[{name!r}]", state0[name], (sizes["_N"], sizes[size]), x)
     return sizes
 
 
@@ -114,120 +116,121 @@ def _check_backward(d_outputs, cache, d_state):
     sizes = _check_forward(x, cache["params"], None)
     _check_names("d_outputs", d_outputs, OUTPUTS)
     for name, size in OUTPUTS.items():
-        _check_tensor(f"d_outputs[{name!r}]", d_outputs[name], (sizes["T"], sizes["N"], sizes[size]), x)
+        _check_tensor(f"d_outputs[{name!r}]", d_outputs[name], (sizes["_T"], sizes["_N"], sizes[size]), x)
     if d_state is not None:
         _check_names("d_state", d_state, STATES)
         for name, size in STATES.items():
-            _check_tensor(f"d_state[{name!r}]", d_state[name], (sizes["N"], sizes[size]), x)
+            _check_tensor(f"d_state[{name!r}]", d_state[name], (sizes["_N"], sizes[size]), x)
     return sizes
 
 
-@triton.jit
-def _forward_1(_proj_x_ptr, _proj_s_prev_ptr, _s_ptr, _N, H, O, _F: tl.constexpr, _BLOCK: tl.constexpr):
+@_triton.jit
+def _forward_1(_proj_x_ptr, _proj_s_prev_ptr, _s_ptr, _N, H, O, _F: constexpr, _BLOCK: constexpr):
     """(F1-F2) step t, fused over the (N, H) block."""
-    _k = tl.program_id(0) * _BLOCK + tl.arange(0, _BLOCK)
+    _k = _tl.program_id(0) * _BLOCK + _tl.arange(0, _BLOCK)
     _mask = _k < _N * H
     _n = _k // H
     _j = _k % H
-    _u_x = tl.load(_proj_x_ptr + _n * H + _j, mask=_mask).to(_F)  # u @ x
-    _v_s_prev = tl.load(_proj_s_prev_ptr + _n * H + _j, mask=_mask).to(_F)  # v @ s_prev
+    _u_x = _tl.load(_proj_x_ptr + _n * H + _j, mask=_mask).to(_F)  # u @ x
+    _v_s_prev = _tl.load(_proj_s_prev_ptr + _n * H + _j, mask=_mask).to(_F)  # v @ s_prev
     a_s = _v_s_prev + _u_x  # (F1) pre-activation of s
-    s = tl.sigmoid(a_s)  # (F2)
-    tl.store(_s_ptr + _n * H + _j, s.to(_s_ptr.dtype.element_ty), mask=_mask)
+    s = _tl.sigmoid(a_s)  # (F2)
+    _tl.store(_s_ptr + _n * H + _j, s.to(_s_ptr.dtype.element_ty), mask=_mask)
 
 
-@triton.jit
-def _forward_2(_proj_s_ptr, _b_g_ptr, _o_ptr, _N, H, O, _F: tl.constexpr, _BLOCK: tl.constexpr):
+@_triton.jit
+def _forward_2(_proj_s_ptr, _b_g_ptr, _o_ptr, _N, H, O, _F: constexpr, _BLOCK: constexpr):
     """(F3-F4) step t, fused over the (N, O) block."""
-    _k = tl.program_id(0) * _BLOCK + tl.arange(0, _BLOCK)
+    _k = _tl.program_id(0) * _BLOCK + _tl.arange(0, _BLOCK)
     _mask = _k < _N * O
     _n = _k // O
     _j = _k % O
-    _w_s = tl.load(_proj_s_ptr + _n * O + _j, mask=_mask).to(_F)  # w @ s
-    b_g = tl.load(_b_g_ptr + _j, mask=_mask).to(_F)
+    _w_s = _tl.load(_proj_s_ptr + _n * O + _j, mask=_mask).to(_F)  # w @ s
+    b_g = _tl.load(_b_g_ptr + _j, mask=_mask).to(_F)
     a_o = _w_s + b_g  # (F3) pre-activation of o
-    o = tl.sigmoid(a_o)  # (F4)
-    tl.store(_o_ptr + _n * O + _j, o.to(_o_ptr.dtype.element_ty), mask=_mask)
+    o = _tl.sigmoid(a_o)  # (F4)
+    _tl.store(_o_ptr + _n * O + _j, o.to(_o_ptr.dtype.element_ty), mask=_mask)
 
 
-@triton.jit
-def _backward_1(_do_out_ptr, _o_ptr, _dpre_ptr, _N, H, O, _F: tl.constexpr, _BLOCK: tl.constexpr):
+@_triton.jit
+def _backward_1(_do_out_ptr, _o_ptr, _dpre_ptr, _N, H, O, _F: constexpr, _BLOCK: constexpr):
     """(B1-B2) step t, fused over the (N, O) block."""
-    _k = tl.program_id(0) * _BLOCK + tl.arange(0, _BLOCK)
+    _k = _tl.program_id(0) * _BLOCK + _tl.arange(0, _BLOCK)
     _mask = _k < _N * O
     _n = _k // O
     _j = _k % O
-    do_out = tl.load(_do_out_ptr + _n * O + _j, mask=_mask).to(_F)
-    o = tl.load(_o_ptr + _n * O + _j, mask=_mask).to(_F)
+    do_out = _tl.load(_do_out_ptr + _n * O + _j, mask=_mask).to(_F)
+    o = _tl.load(_o_ptr + _n * O + _j, mask=_mask).to(_F)
     do = do_out  # (B1) upstream gradient
     da_o = do*o*(1 - o)  # (B2) through o (F4)
-    tl.store(_dpre_ptr + _n * (H + O) + H + _j, da_o.to(_dpre_ptr.dtype.element_ty), mask=_mask)
+    _tl.store(_dpre_ptr + _n * (H + O) + H + _j, da_o.to(_dpre_ptr.dtype.element_ty), mask=_mask)
 
 
-@triton.jit
-def _backward_2(_ds_linear_ptr, _ds_next_ptr, _s_ptr, _dpre_ptr, _N, H, O, _F: tl.constexpr, _BLOCK: tl.constexpr):
+@_triton.jit
+def _backward_2(_ds_linear_ptr, _ds_next_ptr, _s_ptr, _dpre_ptr, _N, H, O, _F: constexpr, _BLOCK: constexpr):
     """(B3-B4) step t, fused over the (N, H) block."""
-    _k = tl.program_id(0) * _BLOCK + tl.arange(0, _BLOCK)
+    _k = _tl.program_id(0) * _BLOCK + _tl.arange(0, _BLOCK)
     _mask = _k < _N * H
     _n = _k // H
     _j = _k % H
-    _ds_linear = tl.load(_ds_linear_ptr + _n * H + _j, mask=_mask).to(_F)
-    ds_next = tl.load(_ds_next_ptr + _n * H + _j, mask=_mask).to(_F)
-    s = tl.load(_s_ptr + _n * H + _j, mask=_mask).to(_F)
+    _ds_linear = _tl.load(_ds_linear_ptr + _n * H + _j, mask=_mask).to(_F)
+    ds_next = _tl.load(_ds_next_ptr + _n * H + _j, mask=_mask).to(_F)
+    s = _tl.load(_s_ptr + _n * H + _j, mask=_mask).to(_F)
     ds = _ds_linear + ds_next  # (B3) fork sum: next step + via a_o (F3)
     da_s = ds*s*(1 - s)  # (B4) through s (F2)
-    tl.store(_dpre_ptr + _n * (H + O) + _j, da_s.to(_dpre_ptr.dtype.element_ty), mask=_mask)
+    _tl.store(_dpre_ptr + _n * (H + O) + _j, da_s.to(_dpre_ptr.dtype.element_ty), mask=_mask)
 
 
-@triton.jit
-def _backward_3(_ds_prev_linear_ptr, _ds_prev_ptr, _N, H, O, _F: tl.constexpr, _BLOCK: tl.constexpr):
+@_triton.jit
+def _backward_3(_ds_prev_linear_ptr, _ds_prev_ptr, _N, H, O, _F: constexpr, _BLOCK: constexpr):
     """(B5) step t, fused over the (N, H) block."""
-    _k = tl.program_id(0) * _BLOCK + tl.arange(0, _BLOCK)
+    _k = _tl.program_id(0) * _BLOCK + _tl.arange(0, _BLOCK)
     _mask = _k < _N * H
     _n = _k // H
     _j = _k % H
-    _ds_prev_linear = tl.load(_ds_prev_linear_ptr + _n * H + _j, mask=_mask).to(_F)
+    _ds_prev_linear = _tl.load(_ds_prev_linear_ptr + _n * H + _j, mask=_mask).to(_F)
     ds_prev = _ds_prev_linear  # (B5) through a_s (F1)
-    tl.store(_ds_prev_ptr + _n * H + _j, ds_prev.to(_ds_prev_ptr.dtype.element_ty), mask=_mask)
+    _tl.store(_ds_prev_ptr + _n * H + _j, ds_prev.to(_ds_prev_ptr.dtype.element_ty), mask=_mask)
 
 
-def forward(x, params, state0=None):
+def forward(x, params, state=None):
     """Run the cell over a sequence.
 
     x: (T, N, D) torch tensor, float32, float64, bfloat16 or float16, on any device Triton
     runs on (or the CPU under TRITON_INTERPRET=1); params: dict of PARAM_SHAPES tensors of the same
-    dtype and device; state0: dict of (N, size) initial states per STATES, zeros when None.
+    dtype and device; state: dict of (N, size) initial states per STATES, zeros when None.
     Returns (outputs, state, cache): outputs maps each name in OUTPUTS to its (T, N, size) values
     at every step, state the final states (N, size), cache what backward() needs.
     """
-    sizes = _check_forward(x, params, state0)
-    _T, _N, D, H, O = sizes["T"], sizes["N"], sizes["D"], sizes["H"], sizes["O"]
-    _dtype, _device, _F = x.dtype, x.device, DTYPES[x.dtype]
-    x = x.contiguous()
-    params = {name: value.contiguous() for name, value in params.items()}
-    _packed_x = params["u"]  # (H, D)
-    _packed_s_prev = params["v"]  # (H, H)
-    _packed_s = params["w"]  # (O, H)
-    _proj_x = (x.reshape(_T * _N, D) @ _packed_x.T).reshape(_T, _N, H)  # (F1) the products with x of every step: one GEMM over T*N rows
-    _proj_x += params["b_f"]  # biases of the same equations, added once for all steps
+    _x_seq, _params, _state0 = x, params, state   # generated names start with _: a spec name never shadows them
+    _sizes = _check_forward(_x_seq, _params, _state0)
+    _T, _N, D, H, O = _sizes["_T"], _sizes["_N"], _sizes["D"], _sizes["H"], _sizes["O"]
+    _dtype, _device, _F = _x_seq.dtype, _x_seq.device, _COMPUTE[_x_seq.dtype]
+    _x_seq = _x_seq.contiguous()
+    _params = {_name: _value.contiguous() for _name, _value in _params.items()}
+    _packed_x = _params["u"]  # (H, D)
+    _packed_s_prev = _params["v"]  # (H, H)
+    _packed_s = _params["w"]  # (O, H)
+    _proj_x = (_x_seq.reshape(_T * _N, D) @ _packed_x.T).reshape(_T, _N, H)  # (F1) the products with x of every step: one GEMM over T*N rows
+    _proj_x += _params["b_f"]  # biases of the same equations, added once for all steps
     _packed_s_prev_T = _packed_s_prev.T.contiguous()  # the per-step GEMM reads it row-major
     _packed_s_T = _packed_s.T.contiguous()  # the per-step GEMM reads it row-major
-    _s_seq = torch.empty((_T + 1, _N, H), dtype=_dtype, device=_device)  # s<0>, ..., s<T>
-    _s_seq[0] = 0 if state0 is None else state0["s"]
-    _o_seq = torch.empty((_T, _N, O), dtype=_dtype, device=_device)  # output
-    _proj_s_prev = torch.empty((_N, H), dtype=_dtype, device=_device)  # the step's products with s_prev
-    _proj_s = torch.empty((_N, O), dtype=_dtype, device=_device)  # the step's products with s
-    _grid_H = (triton.cdiv(_N * H, _BLOCK),)
-    _grid_O = (triton.cdiv(_N * O, _BLOCK),)
-    for t in range(_T):
-        torch.matmul(_s_seq[t], _packed_s_prev_T, out=_proj_s_prev)  # (F1) v @ s_prev
-        _forward_1[_grid_H](_proj_x[t], _proj_s_prev, _s_seq[t + 1], _N, H, O, _F=_F, _BLOCK=_BLOCK)  # (F1-F2) one fused kernel
-        torch.matmul(_s_seq[t + 1], _packed_s_T, out=_proj_s)  # (F3) w @ s
-        _forward_2[_grid_O](_proj_s, params["b_g"], _o_seq[t], _N, H, O, _F=_F, _BLOCK=_BLOCK)  # (F3-F4) one fused kernel
-    outputs = {"o": _o_seq}
-    state = {"s": _s_seq[_T]}
-    cache = {"x": x, "_packed_x": _packed_x, "_packed_s_prev": _packed_s_prev, "_packed_s": _packed_s, "_s_seq": _s_seq, "_o_seq": _o_seq, "params": params}
-    return outputs, state, cache
+    _s_seq = _torch.empty((_T + 1, _N, H), dtype=_dtype, device=_device)  # s<0>, ..., s<T>
+    _s_seq[0] = 0 if _state0 is None else _state0["s"]
+    _o_seq = _torch.empty((_T, _N, O), dtype=_dtype, device=_device)  # output
+    _proj_s_prev = _torch.empty((_N, H), dtype=_dtype, device=_device)  # the step's products with s_prev
+    _proj_s = _torch.empty((_N, O), dtype=_dtype, device=_device)  # the step's products with s
+    _grid_H = (_triton.cdiv(_N * H, _BLOCK),)
+    _grid_O = (_triton.cdiv(_N * O, _BLOCK),)
+    for _t in range(_T):
+        _torch.matmul(_s_seq[_t], _packed_s_prev_T, out=_proj_s_prev)  # (F1) v @ s_prev
+        _forward_1[_grid_H](_proj_x[_t], _proj_s_prev, _s_seq[_t + 1], _N, H, O, _F=_F, _BLOCK=_BLOCK)  # (F1-F2) one fused kernel
+        _torch.matmul(_s_seq[_t + 1], _packed_s_T, out=_proj_s)  # (F3) w @ s
+        _forward_2[_grid_O](_proj_s, _params["b_g"], _o_seq[_t], _N, H, O, _F=_F, _BLOCK=_BLOCK)  # (F3-F4) one fused kernel
+    _outputs = {"o": _o_seq}
+    _state = {"s": _s_seq[_T]}
+    _cache = {"x": _x_seq, "_packed_x": _packed_x, "_packed_s_prev": _packed_s_prev, "_packed_s": _packed_s, "_s_seq": _s_seq, "_o_seq": _o_seq, "params": _params}
+    return _outputs, _state, _cache
 
 
 def backward(d_outputs, cache, d_state=None):
@@ -239,37 +242,38 @@ def backward(d_outputs, cache, d_state=None):
     Returns grads: every parameter by name (its shape), "x" (T, N, D) and each
     initial state by its name in STATES (N, size).
     """
-    sizes = _check_backward(d_outputs, cache, d_state)
-    _T, _N, D, H, O = sizes["T"], sizes["N"], sizes["D"], sizes["H"], sizes["O"]
-    params = cache["params"]
-    _dtype, _device = params["u"].dtype, params["u"].device
-    _F = DTYPES[_dtype]
-    _accumulate = torch.float64 if _dtype == torch.float64 else torch.float32  # sums over steps and batch
-    x = cache["x"]
-    _packed_x = cache["_packed_x"]
-    _packed_s_prev = cache["_packed_s_prev"]
-    _packed_s = cache["_packed_s"]
-    _s_seq = cache["_s_seq"]
-    _o_seq = cache["_o_seq"]
-    _do_out_seq = d_outputs["o"].contiguous()
-    _ds_next = torch.empty((_N, H), dtype=_dtype, device=_device)  # ds_next: the adjoint of s<t> from step t+1
-    _ds_next[:] = 0 if d_state is None else d_state["s"]
-    _ds_prev = torch.empty_like(_ds_next)  # ds_prev: written by step t, then swapped in
-    _dpre_seq = torch.empty((_T, _N, H + O), dtype=_dtype, device=_device)  # da_s, da_o of every step
-    _ds_prev_linear = torch.empty((_N, H), dtype=_dtype, device=_device)  # the step's vᵀ @ da_s
-    _ds_linear = torch.empty((_N, H), dtype=_dtype, device=_device)  # the step's wᵀ @ da_o
-    _grid_O = (triton.cdiv(_N * O, _BLOCK),)
-    _grid_H = (triton.cdiv(_N * H, _BLOCK),)
-    for t in reversed(range(_T)):
-        _backward_1[_grid_O](_do_out_seq[t], _o_seq[t], _dpre_seq[t], _N, H, O, _F=_F, _BLOCK=_BLOCK)  # (B1-B2) one fused kernel
-        torch.matmul(_dpre_seq[t, :, H:H + O], _packed_s, out=_ds_linear)  # (B3) wᵀ @ the adjoints of a_o
-        _backward_2[_grid_H](_ds_linear, _ds_next, _s_seq[t + 1], _dpre_seq[t], _N, H, O, _F=_F, _BLOCK=_BLOCK)  # (B3-B4) one fused kernel
-        torch.matmul(_dpre_seq[t, :, :H], _packed_s_prev, out=_ds_prev_linear)  # (B5) vᵀ @ the adjoints of a_s
-        _backward_3[_grid_H](_ds_prev_linear, _ds_prev, _N, H, O, _F=_F, _BLOCK=_BLOCK)  # (B5) one fused kernel
-        _ds_next, _ds_prev = _ds_prev, _ds_next  # step t's d<s>_prev is step t-1's d<s>_next
+    _d_outputs, _cache, _d_state = d_outputs, cache, d_state   # a spec name never shadows them
+    _sizes = _check_backward(_d_outputs, _cache, _d_state)
+    _T, _N, D, H, O = _sizes["_T"], _sizes["_N"], _sizes["D"], _sizes["H"], _sizes["O"]
+    _params = _cache["params"]
+    _dtype, _device = _params["u"].dtype, _params["u"].device
+    _F = _COMPUTE[_dtype]
+    _accumulate = _torch.float64 if _dtype == _torch.float64 else _torch.float32  # sums over steps and batch
+    _x_seq = _cache["x"]
+    _packed_x = _cache["_packed_x"]
+    _packed_s_prev = _cache["_packed_s_prev"]
+    _packed_s = _cache["_packed_s"]
+    _s_seq = _cache["_s_seq"]
+    _o_seq = _cache["_o_seq"]
+    _do_out_seq = _d_outputs["o"].contiguous()
+    _ds_next_buf = _torch.empty((_N, H), dtype=_dtype, device=_device)  # ds_next: the adjoint of s<t> from step t+1
+    _ds_next_buf[:] = 0 if _d_state is None else _d_state["s"]
+    _ds_prev_buf = _torch.empty_like(_ds_next_buf)  # ds_prev: written by step t, then swapped in
+    _dpre_seq = _torch.empty((_T, _N, H + O), dtype=_dtype, device=_device)  # da_s, da_o of every step
+    _ds_prev_linear = _torch.empty((_N, H), dtype=_dtype, device=_device)  # the step's vᵀ @ da_s
+    _ds_linear = _torch.empty((_N, H), dtype=_dtype, device=_device)  # the step's wᵀ @ da_o
+    _grid_O = (_triton.cdiv(_N * O, _BLOCK),)
+    _grid_H = (_triton.cdiv(_N * H, _BLOCK),)
+    for _t in reversed(range(_T)):
+        _backward_1[_grid_O](_do_out_seq[_t], _o_seq[_t], _dpre_seq[_t], _N, H, O, _F=_F, _BLOCK=_BLOCK)  # (B1-B2) one fused kernel
+        _torch.matmul(_dpre_seq[_t, :, H:H + O], _packed_s, out=_ds_linear)  # (B3) wᵀ @ the adjoints of a_o
+        _backward_2[_grid_H](_ds_linear, _ds_next_buf, _s_seq[_t + 1], _dpre_seq[_t], _N, H, O, _F=_F, _BLOCK=_BLOCK)  # (B3-B4) one fused kernel
+        _torch.matmul(_dpre_seq[_t, :, :H], _packed_s_prev, out=_ds_prev_linear)  # (B5) vᵀ @ the adjoints of a_s
+        _backward_3[_grid_H](_ds_prev_linear, _ds_prev_buf, _N, H, O, _F=_F, _BLOCK=_BLOCK)  # (B5) one fused kernel
+        _ds_next_buf, _ds_prev_buf = _ds_prev_buf, _ds_next_buf  # step t's d<s>_prev is step t-1's d<s>_next
     _dpre_flat = _dpre_seq.reshape(_T * _N, H + O)  # every step's da_s, da_o as rows
-    _dpacked_x = _dpre_flat[:, :H].T @ x.reshape(_T * _N, D)  # gradients of u, summed over steps and batch: one GEMM
-    _dx = (_dpre_flat[:, :H] @ _packed_x).reshape(_T, _N, D)  # (B6) for every step at once, one GEMM
+    _dpacked_x = _dpre_flat[:, :H].T @ _x_seq.reshape(_T * _N, D)  # gradients of u, summed over steps and batch: one GEMM
+    _dx_grad = (_dpre_flat[:, :H] @ _packed_x).reshape(_T, _N, D)  # (B6) for every step at once, one GEMM
     _dpacked_s_prev = _dpre_flat[:, :H].T @ _s_seq[:-1].reshape(_T * _N, H)  # gradients of v, summed over steps and batch: one GEMM
     _dpacked_s = _dpre_flat[:, H:H + O].T @ _s_seq[1:].reshape(_T * _N, H)  # gradients of w, summed over steps and batch: one GEMM
     _dpre_sum = _dpre_seq.sum(dim=(0, 1), dtype=_accumulate).to(_dtype)  # bias gradients: sums over steps and batch
@@ -279,6 +283,6 @@ def backward(d_outputs, cache, d_state=None):
         "b_f": _dpre_sum[:H],  # (B9)
         "w": _dpacked_s,  # (B10)
         "b_g": _dpre_sum[H:H + O],  # (B11)
-        "x": _dx,  # (B6)
-        "s": _ds_next,  # (B5)
+        "x": _dx_grad,  # (B6)
+        "s": _ds_next_buf,  # (B5)
     }

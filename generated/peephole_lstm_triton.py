@@ -49,9 +49,10 @@ Sizes: D = input size, H = hidden size.
 """
 
 import numpy as np
-import torch
-import triton
-import triton.language as tl
+import torch as _torch
+import triton as _triton
+import triton.language as _tl
+from triton.language import constexpr  # kernel annotations: Triton's interpreter reads their text
 
 CELL = "peephole_lstm"
 SPEC_HASH = "50f9b9456b8d7304"
@@ -79,8 +80,9 @@ PARAM_SHAPES = {
 }
 STATES = {"h": "H", "c": "H"}
 OUTPUTS = {"h": "H"}
+DTYPES = (_torch.float32, _torch.float64, _torch.bfloat16, _torch.float16)
 # storage dtype -> the dtype the kernels compute in (half-width storage computes in float32)
-DTYPES = {torch.float32: tl.float32, torch.float64: tl.float64, torch.bfloat16: tl.float32, torch.float16: tl.float32}
+_COMPUTE = {_torch.float32: _tl.float32, _torch.float64: _tl.float64, _torch.bfloat16: _tl.float32, _torch.float16: _tl.float32}
 # where each size is read: (parameter, axis)
 _SIZE_OF = {"H": ("W_i", 0)}
 # what forward() puts in the cache
@@ -88,19 +90,19 @@ _CACHE_KEYS = ("x", "_packed_x", "_packed_h_prev", "_h_seq", "_c_seq", "_i_seq",
 _BLOCK = 512  # elements of the (N, size) step block per Triton program
 
 
-def init_params(input_size, hidden_size, seed=0, dtype=torch.float32, device="cpu"):
+def init_params(input_size, hidden_size, seed=0, dtype=_torch.float32, device="cpu"):
     """Parameters drawn uniformly from (-1/sqrt(hidden_size), 1/sqrt(hidden_size)), as PyTorch does
     (the same values as the NumPy backend's for the same seed).
     """
     sizes = {"D": input_size, "H": hidden_size}
     rng = np.random.default_rng(seed)
     bound = 1.0 / np.sqrt(hidden_size)
-    return {name: torch.from_numpy(rng.uniform(-bound, bound, tuple(sizes[s] for s in shape))).to(dtype=dtype, device=device)
+    return {name: __torch.from_numpy(rng.uniform(-bound, bound, tuple(sizes[s] for s in shape))).to(dtype=dtype, device=device)
             for name, shape in PARAM_SHAPES.items()}
 
 
 def _check_tensor(label, value, shape, like):
-    if not isinstance(value, torch.Tensor):
+    if not isinstance(value, _torch.Tensor):
         raise TypeError(f"{label} must be a torch tensor, not {type(value).__name__}")
     if value.dtype != like.dtype or value.device != like.device:
         raise TypeError(f"{label} is {value.dtype} on {value.device}, expected {like.dtype} on {like.device} (as x)")
@@ -118,15 +120,15 @@ def _check_names(label, given, expected):
 
 def _check_forward(x, params, state0):
     """Check the arguments of forward(); return the sizes by name (T, N and the spec's)."""
-    if not isinstance(x, torch.Tensor) or x.ndim != 3:
+    if not isinstance(x, _torch.Tensor) or x.ndim != 3:
         raise ValueError("x must be a (T, N, D) torch tensor (time-major)")
     if x.dtype not in DTYPES:
         raise TypeError(f"x has dtype {x.dtype}: use float32, float64, bfloat16 or float16")
     _check_names("params", params, PARAM_SHAPES)
-    sizes = {"T": x.shape[0], "N": x.shape[1], "D": x.shape[2]}
+    sizes = {"_T": x.shape[0], "_N": x.shape[1], "D": x.shape[2]}
     for size, (name, axis) in _SIZE_OF.items():
         value = params[name]
-        if not isinstance(value, torch.Tensor) or value.ndim != len(PARAM_SHAPES[name]):
+        if not isinstance(value, _torch.Tensor) or value.ndim != len(PARAM_SHAPES[name]):
             raise ValueError(f"params[{name!r}] must be a torch tensor of shape {PARAM_SHAPES[name]}")
         sizes[size] = value.shape[axis]
     for name, shape in PARAM_SHAPES.items():
@@ -134,7 +136,7 @@ def _check_forward(x, params, state0):
     if state0 is not None:
         _check_names("state0", state0, STATES)
         for name, size in STATES.items():
-            _check_tensor(f"state0[{name!r}]", state0[name], (sizes["N"], sizes[size]), x)
+            _check_tensor(f"state0[{name!r}]", state0[name], (sizes["_N"], sizes[size]), x)
     return sizes
 
 
@@ -145,74 +147,74 @@ def _check_backward(d_outputs, cache, d_state):
     sizes = _check_forward(x, cache["params"], None)
     _check_names("d_outputs", d_outputs, OUTPUTS)
     for name, size in OUTPUTS.items():
-        _check_tensor(f"d_outputs[{name!r}]", d_outputs[name], (sizes["T"], sizes["N"], sizes[size]), x)
+        _check_tensor(f"d_outputs[{name!r}]", d_outputs[name], (sizes["_T"], sizes["_N"], sizes[size]), x)
     if d_state is not None:
         _check_names("d_state", d_state, STATES)
         for name, size in STATES.items():
-            _check_tensor(f"d_state[{name!r}]", d_state[name], (sizes["N"], sizes[size]), x)
+            _check_tensor(f"d_state[{name!r}]", d_state[name], (sizes["_N"], sizes[size]), x)
     return sizes
 
 
-@triton.jit
+@_triton.jit
 def _tanh(z):
     """tanh as 2 sigmoid(2z) - 1: Triton's language has no tanh; sigmoid never overflows."""
-    return 2 * tl.sigmoid(2 * z) - 1
+    return 2 * _tl.sigmoid(2 * z) - 1
 
 
-@triton.jit
-def _forward_1(_proj_h_prev_ptr, _proj_x_ptr, _c_prev_ptr, _p_i_ptr, _p_f_ptr, _p_o_ptr, _i_ptr, _f_ptr, _g_ptr, _c_ptr, _o_ptr, _h_ptr, _N, H, _F: tl.constexpr, _BLOCK: tl.constexpr):
+@_triton.jit
+def _forward_1(_proj_h_prev_ptr, _proj_x_ptr, _c_prev_ptr, _p_i_ptr, _p_f_ptr, _p_o_ptr, _i_ptr, _f_ptr, _g_ptr, _c_ptr, _o_ptr, _h_ptr, _N, H, _F: constexpr, _BLOCK: constexpr):
     """(F1-F10) step t, fused over the (N, H) block."""
-    _k = tl.program_id(0) * _BLOCK + tl.arange(0, _BLOCK)
+    _k = _tl.program_id(0) * _BLOCK + _tl.arange(0, _BLOCK)
     _mask = _k < _N * H
     _n = _k // H
     _j = _k % H
-    _U_i_h_prev = tl.load(_proj_h_prev_ptr + _n * (4*H) + _j, mask=_mask).to(_F)  # U_i @ h_prev
-    _W_i_x = tl.load(_proj_x_ptr + _n * (4*H) + _j, mask=_mask).to(_F)  # W_i @ x
-    _U_f_h_prev = tl.load(_proj_h_prev_ptr + _n * (4*H) + H + _j, mask=_mask).to(_F)  # U_f @ h_prev
-    _W_f_x = tl.load(_proj_x_ptr + _n * (4*H) + H + _j, mask=_mask).to(_F)  # W_f @ x
-    _U_g_h_prev = tl.load(_proj_h_prev_ptr + _n * (4*H) + 2*H + _j, mask=_mask).to(_F)  # U_g @ h_prev
-    _W_g_x = tl.load(_proj_x_ptr + _n * (4*H) + 2*H + _j, mask=_mask).to(_F)  # W_g @ x
-    _U_o_h_prev = tl.load(_proj_h_prev_ptr + _n * (4*H) + 3*H + _j, mask=_mask).to(_F)  # U_o @ h_prev
-    _W_o_x = tl.load(_proj_x_ptr + _n * (4*H) + 3*H + _j, mask=_mask).to(_F)  # W_o @ x
-    c_prev = tl.load(_c_prev_ptr + _n * H + _j, mask=_mask).to(_F)
-    p_i = tl.load(_p_i_ptr + _j, mask=_mask).to(_F)
-    p_f = tl.load(_p_f_ptr + _j, mask=_mask).to(_F)
-    p_o = tl.load(_p_o_ptr + _j, mask=_mask).to(_F)
+    _U_i_h_prev = _tl.load(_proj_h_prev_ptr + _n * (4*H) + _j, mask=_mask).to(_F)  # U_i @ h_prev
+    _W_i_x = _tl.load(_proj_x_ptr + _n * (4*H) + _j, mask=_mask).to(_F)  # W_i @ x
+    _U_f_h_prev = _tl.load(_proj_h_prev_ptr + _n * (4*H) + H + _j, mask=_mask).to(_F)  # U_f @ h_prev
+    _W_f_x = _tl.load(_proj_x_ptr + _n * (4*H) + H + _j, mask=_mask).to(_F)  # W_f @ x
+    _U_g_h_prev = _tl.load(_proj_h_prev_ptr + _n * (4*H) + 2*H + _j, mask=_mask).to(_F)  # U_g @ h_prev
+    _W_g_x = _tl.load(_proj_x_ptr + _n * (4*H) + 2*H + _j, mask=_mask).to(_F)  # W_g @ x
+    _U_o_h_prev = _tl.load(_proj_h_prev_ptr + _n * (4*H) + 3*H + _j, mask=_mask).to(_F)  # U_o @ h_prev
+    _W_o_x = _tl.load(_proj_x_ptr + _n * (4*H) + 3*H + _j, mask=_mask).to(_F)  # W_o @ x
+    c_prev = _tl.load(_c_prev_ptr + _n * H + _j, mask=_mask).to(_F)
+    p_i = _tl.load(_p_i_ptr + _j, mask=_mask).to(_F)
+    p_f = _tl.load(_p_f_ptr + _j, mask=_mask).to(_F)
+    p_o = _tl.load(_p_o_ptr + _j, mask=_mask).to(_F)
     a_i = _U_i_h_prev + _W_i_x + c_prev*p_i  # (F1) pre-activation of i
-    i = tl.sigmoid(a_i)  # (F2) input gate, peeks at c_prev
+    i = _tl.sigmoid(a_i)  # (F2) input gate, peeks at c_prev
     a_f = _U_f_h_prev + _W_f_x + c_prev*p_f  # (F3) pre-activation of f
-    f = tl.sigmoid(a_f)  # (F4) forget gate, peeks at c_prev
+    f = _tl.sigmoid(a_f)  # (F4) forget gate, peeks at c_prev
     a_g = _U_g_h_prev + _W_g_x  # (F5) pre-activation of g
     g = _tanh(a_g)  # (F6) candidate cell state
     c = c_prev*f + g*i  # (F7) new cell state
     a_o = _U_o_h_prev + _W_o_x + c*p_o  # (F8) pre-activation of o
-    o = tl.sigmoid(a_o)  # (F9) output gate, peeks at the new c
+    o = _tl.sigmoid(a_o)  # (F9) output gate, peeks at the new c
     h = o*_tanh(c)  # (F10) new hidden state
-    tl.store(_i_ptr + _n * H + _j, i.to(_i_ptr.dtype.element_ty), mask=_mask)
-    tl.store(_f_ptr + _n * H + _j, f.to(_f_ptr.dtype.element_ty), mask=_mask)
-    tl.store(_g_ptr + _n * H + _j, g.to(_g_ptr.dtype.element_ty), mask=_mask)
-    tl.store(_c_ptr + _n * H + _j, c.to(_c_ptr.dtype.element_ty), mask=_mask)
-    tl.store(_o_ptr + _n * H + _j, o.to(_o_ptr.dtype.element_ty), mask=_mask)
-    tl.store(_h_ptr + _n * H + _j, h.to(_h_ptr.dtype.element_ty), mask=_mask)
+    _tl.store(_i_ptr + _n * H + _j, i.to(_i_ptr.dtype.element_ty), mask=_mask)
+    _tl.store(_f_ptr + _n * H + _j, f.to(_f_ptr.dtype.element_ty), mask=_mask)
+    _tl.store(_g_ptr + _n * H + _j, g.to(_g_ptr.dtype.element_ty), mask=_mask)
+    _tl.store(_c_ptr + _n * H + _j, c.to(_c_ptr.dtype.element_ty), mask=_mask)
+    _tl.store(_o_ptr + _n * H + _j, o.to(_o_ptr.dtype.element_ty), mask=_mask)
+    _tl.store(_h_ptr + _n * H + _j, h.to(_h_ptr.dtype.element_ty), mask=_mask)
 
 
-@triton.jit
-def _backward_1(_dh_next_ptr, _dh_out_ptr, _c_ptr, _o_ptr, _dc_next_ptr, _p_o_ptr, _i_ptr, _g_ptr, _c_prev_ptr, _f_ptr, _dpre_ptr, _dc_ptr, _N, H, _F: tl.constexpr, _BLOCK: tl.constexpr):
+@_triton.jit
+def _backward_1(_dh_next_ptr, _dh_out_ptr, _c_ptr, _o_ptr, _dc_next_ptr, _p_o_ptr, _i_ptr, _g_ptr, _c_prev_ptr, _f_ptr, _dpre_ptr, _dc_ptr, _N, H, _F: constexpr, _BLOCK: constexpr):
     """(B1-B10) step t, fused over the (N, H) block."""
-    _k = tl.program_id(0) * _BLOCK + tl.arange(0, _BLOCK)
+    _k = _tl.program_id(0) * _BLOCK + _tl.arange(0, _BLOCK)
     _mask = _k < _N * H
     _n = _k // H
     _j = _k % H
-    dh_next = tl.load(_dh_next_ptr + _n * H + _j, mask=_mask).to(_F)
-    dh_out = tl.load(_dh_out_ptr + _n * H + _j, mask=_mask).to(_F)
-    c = tl.load(_c_ptr + _n * H + _j, mask=_mask).to(_F)
-    o = tl.load(_o_ptr + _n * H + _j, mask=_mask).to(_F)
-    dc_next = tl.load(_dc_next_ptr + _n * H + _j, mask=_mask).to(_F)
-    p_o = tl.load(_p_o_ptr + _j, mask=_mask).to(_F)
-    i = tl.load(_i_ptr + _n * H + _j, mask=_mask).to(_F)
-    g = tl.load(_g_ptr + _n * H + _j, mask=_mask).to(_F)
-    c_prev = tl.load(_c_prev_ptr + _n * H + _j, mask=_mask).to(_F)
-    f = tl.load(_f_ptr + _n * H + _j, mask=_mask).to(_F)
+    dh_next = _tl.load(_dh_next_ptr + _n * H + _j, mask=_mask).to(_F)
+    dh_out = _tl.load(_dh_out_ptr + _n * H + _j, mask=_mask).to(_F)
+    c = _tl.load(_c_ptr + _n * H + _j, mask=_mask).to(_F)
+    o = _tl.load(_o_ptr + _n * H + _j, mask=_mask).to(_F)
+    dc_next = _tl.load(_dc_next_ptr + _n * H + _j, mask=_mask).to(_F)
+    p_o = _tl.load(_p_o_ptr + _j, mask=_mask).to(_F)
+    i = _tl.load(_i_ptr + _n * H + _j, mask=_mask).to(_F)
+    g = _tl.load(_g_ptr + _n * H + _j, mask=_mask).to(_F)
+    c_prev = _tl.load(_c_prev_ptr + _n * H + _j, mask=_mask).to(_F)
+    f = _tl.load(_f_ptr + _n * H + _j, mask=_mask).to(_F)
     dh = dh_next + dh_out  # (B1) fork sum: loss + next step
     _tanh_c = _tanh(c)  # (B2, B4) common subexpression
     do = _tanh_c*dh  # (B2) through h, new hidden state (F10)
@@ -224,78 +226,79 @@ def _backward_1(_dh_next_ptr, _dh_out_ptr, _c_ptr, _o_ptr, _dc_next_ptr, _p_o_pt
     da_f = df*f*(1 - f)  # (B8) through f, forget gate, peeks at c_prev (F4)
     di = dc*g  # (B9) through c, new cell state (F7)
     da_i = di*i*(1 - i)  # (B10) through i, input gate, peeks at c_prev (F2)
-    tl.store(_dpre_ptr + _n * (4*H) + 3*H + _j, da_o.to(_dpre_ptr.dtype.element_ty), mask=_mask)
-    tl.store(_dc_ptr + _n * H + _j, dc.to(_dc_ptr.dtype.element_ty), mask=_mask)
-    tl.store(_dpre_ptr + _n * (4*H) + 2*H + _j, da_g.to(_dpre_ptr.dtype.element_ty), mask=_mask)
-    tl.store(_dpre_ptr + _n * (4*H) + H + _j, da_f.to(_dpre_ptr.dtype.element_ty), mask=_mask)
-    tl.store(_dpre_ptr + _n * (4*H) + _j, da_i.to(_dpre_ptr.dtype.element_ty), mask=_mask)
+    _tl.store(_dpre_ptr + _n * (4*H) + 3*H + _j, da_o.to(_dpre_ptr.dtype.element_ty), mask=_mask)
+    _tl.store(_dc_ptr + _n * H + _j, dc.to(_dc_ptr.dtype.element_ty), mask=_mask)
+    _tl.store(_dpre_ptr + _n * (4*H) + 2*H + _j, da_g.to(_dpre_ptr.dtype.element_ty), mask=_mask)
+    _tl.store(_dpre_ptr + _n * (4*H) + H + _j, da_f.to(_dpre_ptr.dtype.element_ty), mask=_mask)
+    _tl.store(_dpre_ptr + _n * (4*H) + _j, da_i.to(_dpre_ptr.dtype.element_ty), mask=_mask)
 
 
-@triton.jit
-def _backward_2(_dh_prev_linear_ptr, _dpre_ptr, _dc_ptr, _f_ptr, _p_f_ptr, _p_i_ptr, _c_prev_ptr, _c_ptr, _dh_prev_ptr, _dc_prev_ptr, _dp_i_acc_ptr, _dp_f_acc_ptr, _dp_o_acc_ptr, _N, H, _F: tl.constexpr, _BLOCK: tl.constexpr):
+@_triton.jit
+def _backward_2(_dh_prev_linear_ptr, _dpre_ptr, _dc_ptr, _f_ptr, _p_f_ptr, _p_i_ptr, _c_prev_ptr, _c_ptr, _dh_prev_ptr, _dc_prev_ptr, _dp_i_acc_ptr, _dp_f_acc_ptr, _dp_o_acc_ptr, _N, H, _F: constexpr, _BLOCK: constexpr):
     """(B11-B24) step t, fused over the (N, H) block."""
-    _k = tl.program_id(0) * _BLOCK + tl.arange(0, _BLOCK)
+    _k = _tl.program_id(0) * _BLOCK + _tl.arange(0, _BLOCK)
     _mask = _k < _N * H
     _n = _k // H
     _j = _k % H
-    _dh_prev_linear = tl.load(_dh_prev_linear_ptr + _n * H + _j, mask=_mask).to(_F)
-    da_f = tl.load(_dpre_ptr + _n * (4*H) + H + _j, mask=_mask).to(_F)
-    da_i = tl.load(_dpre_ptr + _n * (4*H) + _j, mask=_mask).to(_F)
-    dc = tl.load(_dc_ptr + _n * H + _j, mask=_mask).to(_F)
-    f = tl.load(_f_ptr + _n * H + _j, mask=_mask).to(_F)
-    p_f = tl.load(_p_f_ptr + _j, mask=_mask).to(_F)
-    p_i = tl.load(_p_i_ptr + _j, mask=_mask).to(_F)
-    c_prev = tl.load(_c_prev_ptr + _n * H + _j, mask=_mask).to(_F)
-    c = tl.load(_c_ptr + _n * H + _j, mask=_mask).to(_F)
-    da_o = tl.load(_dpre_ptr + _n * (4*H) + 3*H + _j, mask=_mask).to(_F)
+    _dh_prev_linear = _tl.load(_dh_prev_linear_ptr + _n * H + _j, mask=_mask).to(_F)
+    da_f = _tl.load(_dpre_ptr + _n * (4*H) + H + _j, mask=_mask).to(_F)
+    da_i = _tl.load(_dpre_ptr + _n * (4*H) + _j, mask=_mask).to(_F)
+    dc = _tl.load(_dc_ptr + _n * H + _j, mask=_mask).to(_F)
+    f = _tl.load(_f_ptr + _n * H + _j, mask=_mask).to(_F)
+    p_f = _tl.load(_p_f_ptr + _j, mask=_mask).to(_F)
+    p_i = _tl.load(_p_i_ptr + _j, mask=_mask).to(_F)
+    c_prev = _tl.load(_c_prev_ptr + _n * H + _j, mask=_mask).to(_F)
+    c = _tl.load(_c_ptr + _n * H + _j, mask=_mask).to(_F)
+    da_o = _tl.load(_dpre_ptr + _n * (4*H) + 3*H + _j, mask=_mask).to(_F)
     dh_prev = _dh_prev_linear  # (B11) fork sum: via a_o (F8) + via a_g (F5) + via a_f (F3) + via a_i (F1)
     dc_prev = da_f*p_f + da_i*p_i + dc*f  # (B12) fork sum: via c (F7) + via a_f (F3) + via a_i (F1)
     dp_i = c_prev*da_i  # (B22) gradient of p_i, summed over the batch
     dp_f = c_prev*da_f  # (B23) gradient of p_f, summed over the batch
     dp_o = c*da_o  # (B24) gradient of p_o, summed over the batch
-    tl.store(_dh_prev_ptr + _n * H + _j, dh_prev.to(_dh_prev_ptr.dtype.element_ty), mask=_mask)
-    tl.store(_dc_prev_ptr + _n * H + _j, dc_prev.to(_dc_prev_ptr.dtype.element_ty), mask=_mask)
-    tl.store(_dp_i_acc_ptr + _n * H + _j, tl.load(_dp_i_acc_ptr + _n * H + _j, mask=_mask) + dp_i, mask=_mask)  # summed over the steps here, over the batch after the loop
-    tl.store(_dp_f_acc_ptr + _n * H + _j, tl.load(_dp_f_acc_ptr + _n * H + _j, mask=_mask) + dp_f, mask=_mask)  # summed over the steps here, over the batch after the loop
-    tl.store(_dp_o_acc_ptr + _n * H + _j, tl.load(_dp_o_acc_ptr + _n * H + _j, mask=_mask) + dp_o, mask=_mask)  # summed over the steps here, over the batch after the loop
+    _tl.store(_dh_prev_ptr + _n * H + _j, dh_prev.to(_dh_prev_ptr.dtype.element_ty), mask=_mask)
+    _tl.store(_dc_prev_ptr + _n * H + _j, dc_prev.to(_dc_prev_ptr.dtype.element_ty), mask=_mask)
+    _tl.store(_dp_i_acc_ptr + _n * H + _j, _tl.load(_dp_i_acc_ptr + _n * H + _j, mask=_mask) + dp_i, mask=_mask)  # summed over the steps here, over the batch after the loop
+    _tl.store(_dp_f_acc_ptr + _n * H + _j, _tl.load(_dp_f_acc_ptr + _n * H + _j, mask=_mask) + dp_f, mask=_mask)  # summed over the steps here, over the batch after the loop
+    _tl.store(_dp_o_acc_ptr + _n * H + _j, _tl.load(_dp_o_acc_ptr + _n * H + _j, mask=_mask) + dp_o, mask=_mask)  # summed over the steps here, over the batch after the loop
 
 
-def forward(x, params, state0=None):
+def forward(x, params, state=None):
     """Run the cell over a sequence.
 
     x: (T, N, D) torch tensor, float32, float64, bfloat16 or float16, on any device Triton
     runs on (or the CPU under TRITON_INTERPRET=1); params: dict of PARAM_SHAPES tensors of the same
-    dtype and device; state0: dict of (N, size) initial states per STATES, zeros when None.
+    dtype and device; state: dict of (N, size) initial states per STATES, zeros when None.
     Returns (outputs, state, cache): outputs maps each name in OUTPUTS to its (T, N, size) values
     at every step, state the final states (N, size), cache what backward() needs.
     """
-    sizes = _check_forward(x, params, state0)
-    _T, _N, D, H = sizes["T"], sizes["N"], sizes["D"], sizes["H"]
-    _dtype, _device, _F = x.dtype, x.device, DTYPES[x.dtype]
-    x = x.contiguous()
-    params = {name: value.contiguous() for name, value in params.items()}
-    _packed_x = torch.cat([params["W_i"], params["W_f"], params["W_g"], params["W_o"]])  # (4*H, D): [W_i; W_f; W_g; W_o], one GEMM instead of 4
-    _packed_h_prev = torch.cat([params["U_i"], params["U_f"], params["U_g"], params["U_o"]])  # (4*H, H): [U_i; U_f; U_g; U_o], one GEMM instead of 4
-    _proj_x = (x.reshape(_T * _N, D) @ _packed_x.T).reshape(_T, _N, 4*H)  # (F1, F3, F5, F8) the products with x of every step: one GEMM over T*N rows
-    _proj_x += torch.cat([params["b_i"], params["b_f"], params["b_g"], params["b_o"]])  # biases of the same equations, added once for all steps
+    _x_seq, _params, _state0 = x, params, state   # generated names start with _: a spec name never shadows them
+    _sizes = _check_forward(_x_seq, _params, _state0)
+    _T, _N, D, H = _sizes["_T"], _sizes["_N"], _sizes["D"], _sizes["H"]
+    _dtype, _device, _F = _x_seq.dtype, _x_seq.device, _COMPUTE[_x_seq.dtype]
+    _x_seq = _x_seq.contiguous()
+    _params = {_name: _value.contiguous() for _name, _value in _params.items()}
+    _packed_x = _torch.cat([_params["W_i"], _params["W_f"], _params["W_g"], _params["W_o"]])  # (4*H, D): [W_i; W_f; W_g; W_o], one GEMM instead of 4
+    _packed_h_prev = _torch.cat([_params["U_i"], _params["U_f"], _params["U_g"], _params["U_o"]])  # (4*H, H): [U_i; U_f; U_g; U_o], one GEMM instead of 4
+    _proj_x = (_x_seq.reshape(_T * _N, D) @ _packed_x.T).reshape(_T, _N, 4*H)  # (F1, F3, F5, F8) the products with x of every step: one GEMM over T*N rows
+    _proj_x += _torch.cat([_params["b_i"], _params["b_f"], _params["b_g"], _params["b_o"]])  # biases of the same equations, added once for all steps
     _packed_h_prev_T = _packed_h_prev.T.contiguous()  # the per-step GEMM reads it row-major
-    _h_seq = torch.empty((_T + 1, _N, H), dtype=_dtype, device=_device)  # h<0>, ..., h<T>
-    _h_seq[0] = 0 if state0 is None else state0["h"]
-    _c_seq = torch.empty((_T + 1, _N, H), dtype=_dtype, device=_device)  # c<0>, ..., c<T>
-    _c_seq[0] = 0 if state0 is None else state0["c"]
-    _i_seq = torch.empty((_T, _N, H), dtype=_dtype, device=_device)  # saved for the backward pass
-    _f_seq = torch.empty((_T, _N, H), dtype=_dtype, device=_device)  # saved for the backward pass
-    _g_seq = torch.empty((_T, _N, H), dtype=_dtype, device=_device)  # saved for the backward pass
-    _o_seq = torch.empty((_T, _N, H), dtype=_dtype, device=_device)  # saved for the backward pass
-    _proj_h_prev = torch.empty((_N, 4*H), dtype=_dtype, device=_device)  # the step's products with h_prev
-    _grid_H = (triton.cdiv(_N * H, _BLOCK),)
-    for t in range(_T):
-        torch.matmul(_h_seq[t], _packed_h_prev_T, out=_proj_h_prev)  # (F1) [U_i; U_f; U_g; U_o] @ h_prev as one packed product
-        _forward_1[_grid_H](_proj_h_prev, _proj_x[t], _c_seq[t], params["p_i"], params["p_f"], params["p_o"], _i_seq[t], _f_seq[t], _g_seq[t], _c_seq[t + 1], _o_seq[t], _h_seq[t + 1], _N, H, _F=_F, _BLOCK=_BLOCK)  # (F1-F10) one fused kernel
-    outputs = {"h": _h_seq[1:]}
-    state = {"h": _h_seq[_T], "c": _c_seq[_T]}
-    cache = {"x": x, "_packed_x": _packed_x, "_packed_h_prev": _packed_h_prev, "_h_seq": _h_seq, "_c_seq": _c_seq, "_i_seq": _i_seq, "_f_seq": _f_seq, "_g_seq": _g_seq, "_o_seq": _o_seq, "params": params}
-    return outputs, state, cache
+    _h_seq = _torch.empty((_T + 1, _N, H), dtype=_dtype, device=_device)  # h<0>, ..., h<T>
+    _h_seq[0] = 0 if _state0 is None else _state0["h"]
+    _c_seq = _torch.empty((_T + 1, _N, H), dtype=_dtype, device=_device)  # c<0>, ..., c<T>
+    _c_seq[0] = 0 if _state0 is None else _state0["c"]
+    _i_seq = _torch.empty((_T, _N, H), dtype=_dtype, device=_device)  # saved for the backward pass
+    _f_seq = _torch.empty((_T, _N, H), dtype=_dtype, device=_device)  # saved for the backward pass
+    _g_seq = _torch.empty((_T, _N, H), dtype=_dtype, device=_device)  # saved for the backward pass
+    _o_seq = _torch.empty((_T, _N, H), dtype=_dtype, device=_device)  # saved for the backward pass
+    _proj_h_prev = _torch.empty((_N, 4*H), dtype=_dtype, device=_device)  # the step's products with h_prev
+    _grid_H = (_triton.cdiv(_N * H, _BLOCK),)
+    for _t in range(_T):
+        _torch.matmul(_h_seq[_t], _packed_h_prev_T, out=_proj_h_prev)  # (F1) [U_i; U_f; U_g; U_o] @ h_prev as one packed product
+        _forward_1[_grid_H](_proj_h_prev, _proj_x[_t], _c_seq[_t], _params["p_i"], _params["p_f"], _params["p_o"], _i_seq[_t], _f_seq[_t], _g_seq[_t], _c_seq[_t + 1], _o_seq[_t], _h_seq[_t + 1], _N, H, _F=_F, _BLOCK=_BLOCK)  # (F1-F10) one fused kernel
+    _outputs = {"h": _h_seq[1:]}
+    _state = {"h": _h_seq[_T], "c": _c_seq[_T]}
+    _cache = {"x": _x_seq, "_packed_x": _packed_x, "_packed_h_prev": _packed_h_prev, "_h_seq": _h_seq, "_c_seq": _c_seq, "_i_seq": _i_seq, "_f_seq": _f_seq, "_g_seq": _g_seq, "_o_seq": _o_seq, "params": _params}
+    return _outputs, _state, _cache
 
 
 def backward(d_outputs, cache, d_state=None):
@@ -307,43 +310,44 @@ def backward(d_outputs, cache, d_state=None):
     Returns grads: every parameter by name (its shape), "x" (T, N, D) and each
     initial state by its name in STATES (N, size).
     """
-    sizes = _check_backward(d_outputs, cache, d_state)
-    _T, _N, D, H = sizes["T"], sizes["N"], sizes["D"], sizes["H"]
-    params = cache["params"]
-    _dtype, _device = params["W_i"].dtype, params["W_i"].device
-    _F = DTYPES[_dtype]
-    _accumulate = torch.float64 if _dtype == torch.float64 else torch.float32  # sums over steps and batch
-    x = cache["x"]
-    _packed_x = cache["_packed_x"]
-    _packed_h_prev = cache["_packed_h_prev"]
-    _h_seq = cache["_h_seq"]
-    _c_seq = cache["_c_seq"]
-    _i_seq = cache["_i_seq"]
-    _f_seq = cache["_f_seq"]
-    _g_seq = cache["_g_seq"]
-    _o_seq = cache["_o_seq"]
-    _dh_out_seq = d_outputs["h"].contiguous()
-    _dh_next = torch.empty((_N, H), dtype=_dtype, device=_device)  # dh_next: the adjoint of h<t> from step t+1
-    _dh_next[:] = 0 if d_state is None else d_state["h"]
-    _dh_prev = torch.empty_like(_dh_next)  # dh_prev: written by step t, then swapped in
-    _dc_next = torch.empty((_N, H), dtype=_dtype, device=_device)  # dc_next: the adjoint of c<t> from step t+1
-    _dc_next[:] = 0 if d_state is None else d_state["c"]
-    _dc_prev = torch.empty_like(_dc_next)  # dc_prev: written by step t, then swapped in
-    _dpre_seq = torch.empty((_T, _N, 4*H), dtype=_dtype, device=_device)  # da_i, da_f, da_g, da_o of every step
-    _dh_prev_linear = torch.empty((_N, H), dtype=_dtype, device=_device)  # the step's U_iᵀ @ da_i + U_fᵀ @ da_f + U_gᵀ @ da_g + U_oᵀ @ da_o
-    _dc_buf = torch.empty((_N, H), dtype=_dtype, device=_device)  # crosses a per-step GEMM
-    _dp_i_acc = torch.zeros((_N, H), dtype=_accumulate, device=_device)  # dp_i per batch row, summed over the steps
-    _dp_f_acc = torch.zeros((_N, H), dtype=_accumulate, device=_device)  # dp_f per batch row, summed over the steps
-    _dp_o_acc = torch.zeros((_N, H), dtype=_accumulate, device=_device)  # dp_o per batch row, summed over the steps
-    _grid_H = (triton.cdiv(_N * H, _BLOCK),)
-    for t in reversed(range(_T)):
-        _backward_1[_grid_H](_dh_next, _dh_out_seq[t], _c_seq[t + 1], _o_seq[t], _dc_next, params["p_o"], _i_seq[t], _g_seq[t], _c_seq[t], _f_seq[t], _dpre_seq[t], _dc_buf, _N, H, _F=_F, _BLOCK=_BLOCK)  # (B1-B10) one fused kernel
-        torch.matmul(_dpre_seq[t], _packed_h_prev, out=_dh_prev_linear)  # (B11) [U_i; U_f; U_g; U_o]ᵀ @ the adjoints of a_i, a_f, a_g, a_o as one packed product
-        _backward_2[_grid_H](_dh_prev_linear, _dpre_seq[t], _dc_buf, _f_seq[t], params["p_f"], params["p_i"], _c_seq[t], _c_seq[t + 1], _dh_prev, _dc_prev, _dp_i_acc, _dp_f_acc, _dp_o_acc, _N, H, _F=_F, _BLOCK=_BLOCK)  # (B11-B24) one fused kernel
-        _dh_next, _dh_prev, _dc_next, _dc_prev = _dh_prev, _dh_next, _dc_prev, _dc_next  # step t's d<s>_prev is step t-1's d<s>_next
+    _d_outputs, _cache, _d_state = d_outputs, cache, d_state   # a spec name never shadows them
+    _sizes = _check_backward(_d_outputs, _cache, _d_state)
+    _T, _N, D, H = _sizes["_T"], _sizes["_N"], _sizes["D"], _sizes["H"]
+    _params = _cache["params"]
+    _dtype, _device = _params["W_i"].dtype, _params["W_i"].device
+    _F = _COMPUTE[_dtype]
+    _accumulate = _torch.float64 if _dtype == _torch.float64 else _torch.float32  # sums over steps and batch
+    _x_seq = _cache["x"]
+    _packed_x = _cache["_packed_x"]
+    _packed_h_prev = _cache["_packed_h_prev"]
+    _h_seq = _cache["_h_seq"]
+    _c_seq = _cache["_c_seq"]
+    _i_seq = _cache["_i_seq"]
+    _f_seq = _cache["_f_seq"]
+    _g_seq = _cache["_g_seq"]
+    _o_seq = _cache["_o_seq"]
+    _dh_out_seq = _d_outputs["h"].contiguous()
+    _dh_next_buf = _torch.empty((_N, H), dtype=_dtype, device=_device)  # dh_next: the adjoint of h<t> from step t+1
+    _dh_next_buf[:] = 0 if _d_state is None else _d_state["h"]
+    _dh_prev_buf = _torch.empty_like(_dh_next_buf)  # dh_prev: written by step t, then swapped in
+    _dc_next_buf = _torch.empty((_N, H), dtype=_dtype, device=_device)  # dc_next: the adjoint of c<t> from step t+1
+    _dc_next_buf[:] = 0 if _d_state is None else _d_state["c"]
+    _dc_prev_buf = _torch.empty_like(_dc_next_buf)  # dc_prev: written by step t, then swapped in
+    _dpre_seq = _torch.empty((_T, _N, 4*H), dtype=_dtype, device=_device)  # da_i, da_f, da_g, da_o of every step
+    _dh_prev_linear = _torch.empty((_N, H), dtype=_dtype, device=_device)  # the step's U_iᵀ @ da_i + U_fᵀ @ da_f + U_gᵀ @ da_g + U_oᵀ @ da_o
+    _dc_buf = _torch.empty((_N, H), dtype=_dtype, device=_device)  # crosses a per-step GEMM
+    _dp_i_acc = _torch.zeros((_N, H), dtype=_accumulate, device=_device)  # dp_i per batch row, summed over the steps
+    _dp_f_acc = _torch.zeros((_N, H), dtype=_accumulate, device=_device)  # dp_f per batch row, summed over the steps
+    _dp_o_acc = _torch.zeros((_N, H), dtype=_accumulate, device=_device)  # dp_o per batch row, summed over the steps
+    _grid_H = (_triton.cdiv(_N * H, _BLOCK),)
+    for _t in reversed(range(_T)):
+        _backward_1[_grid_H](_dh_next_buf, _dh_out_seq[_t], _c_seq[_t + 1], _o_seq[_t], _dc_next_buf, _params["p_o"], _i_seq[_t], _g_seq[_t], _c_seq[_t], _f_seq[_t], _dpre_seq[_t], _dc_buf, _N, H, _F=_F, _BLOCK=_BLOCK)  # (B1-B10) one fused kernel
+        _torch.matmul(_dpre_seq[_t], _packed_h_prev, out=_dh_prev_linear)  # (B11) [U_i; U_f; U_g; U_o]ᵀ @ the adjoints of a_i, a_f, a_g, a_o as one packed product
+        _backward_2[_grid_H](_dh_prev_linear, _dpre_seq[_t], _dc_buf, _f_seq[_t], _params["p_f"], _params["p_i"], _c_seq[_t], _c_seq[_t + 1], _dh_prev_buf, _dc_prev_buf, _dp_i_acc, _dp_f_acc, _dp_o_acc, _N, H, _F=_F, _BLOCK=_BLOCK)  # (B11-B24) one fused kernel
+        _dh_next_buf, _dh_prev_buf, _dc_next_buf, _dc_prev_buf = _dh_prev_buf, _dh_next_buf, _dc_prev_buf, _dc_next_buf  # step t's d<s>_prev is step t-1's d<s>_next
     _dpre_flat = _dpre_seq.reshape(_T * _N, 4*H)  # every step's da_i, da_f, da_g, da_o as rows
-    _dpacked_x = _dpre_flat.T @ x.reshape(_T * _N, D)  # gradients of W_i, W_f, W_g, W_o, summed over steps and batch: one GEMM
-    _dx = (_dpre_flat @ _packed_x).reshape(_T, _N, D)  # (B13) for every step at once, one GEMM
+    _dpacked_x = _dpre_flat.T @ _x_seq.reshape(_T * _N, D)  # gradients of W_i, W_f, W_g, W_o, summed over steps and batch: one GEMM
+    _dx_grad = (_dpre_flat @ _packed_x).reshape(_T, _N, D)  # (B13) for every step at once, one GEMM
     _dpacked_h_prev = _dpre_flat.T @ _h_seq[:-1].reshape(_T * _N, H)  # gradients of U_i, U_f, U_g, U_o, summed over steps and batch: one GEMM
     _dpre_sum = _dpre_seq.sum(dim=(0, 1), dtype=_accumulate).to(_dtype)  # bias gradients: sums over steps and batch
     return {
@@ -362,7 +366,7 @@ def backward(d_outputs, cache, d_state=None):
         "b_f": _dpre_sum[H:2*H],  # (B26)
         "b_g": _dpre_sum[2*H:3*H],  # (B27)
         "b_o": _dpre_sum[3*H:4*H],  # (B28)
-        "x": _dx,  # (B13)
-        "h": _dh_next,  # (B11)
-        "c": _dc_next,  # (B12)
+        "x": _dx_grad,  # (B13)
+        "h": _dh_next_buf,  # (B11)
+        "c": _dc_next_buf,  # (B12)
     }

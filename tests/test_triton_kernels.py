@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import os
+from pathlib import Path
 
 # the interpreter is chosen when triton.jit decorates a kernel: set it before any generated
 # Triton module is imported
@@ -19,7 +20,11 @@ import pytest  # noqa: E402
 
 from codegen.gradcheck import check_gradients, format_table  # noqa: E402
 
+from cell_oracles import import_kernel  # noqa: E402
+from derive import derive, load_cell  # noqa: E402
 from kernel_modules import CELLS, kernel  # noqa: E402
+
+COLLIDE = Path(__file__).parent / "specs" / "names" / "collide.toml"
 
 
 def triton_or_skip():
@@ -66,9 +71,9 @@ class NumPyView:
         return self.arrays(self.module.backward(self.tensors(d_outputs), cache, self.tensors(d_state)))
 
 
-def problem(cell, seed=0, T=4, N=3, D=5, H=6):
-    """NumPy float64 parameters, input, initial states and upstream gradients for a cell."""
-    ref = kernel(cell, "numpy")
+def problem(ref, seed=0, T=4, N=3, D=5, H=6):
+    """NumPy float64 parameters, input, initial states and upstream gradients for the cell of
+    the NumPy module ``ref``."""
     rng = np.random.default_rng(seed)
     D = H if ref.INPUT_SIZE == ref.HIDDEN_SIZE else D
     params = {k: 2 * v for k, v in ref.init_params(input_size=D, hidden_size=H, seed=seed).items()}
@@ -77,7 +82,7 @@ def problem(cell, seed=0, T=4, N=3, D=5, H=6):
     state0 = {s: 0.5 * rng.standard_normal((N, sizes[size])) for s, size in ref.STATES.items()}
     d_out = {o: rng.standard_normal((T, N, sizes[size])) for o, size in ref.OUTPUTS.items()}
     d_state = {s: rng.standard_normal((N, sizes[size])) for s, size in ref.STATES.items()}
-    return ref, params, x, state0, d_out, d_state
+    return params, x, state0, d_out, d_state
 
 
 def worst_error(got: dict, want: dict) -> tuple[float, str]:
@@ -97,11 +102,14 @@ TOLERANCE = {"float64": 1e-11, "float32": 1e-4, "bfloat16": 6e-2}
 @pytest.mark.parametrize("cell", CELLS)
 def test_triton_matches_numpy_backend(cell, dtype):
     torch = triton_or_skip()
-    module = kernel(cell, "triton")
-    ref, params, x, state0, d_out, d_state = problem(cell)
+    compare(kernel(cell, "numpy"), kernel(cell, "triton"), torch, dtype)
+
+
+def compare(ref, module, torch, dtype, seed=0, **sizes):
+    """Outputs, final states and gradients of a Triton module against a NumPy module."""
+    params, x, state0, d_out, d_state = problem(ref, seed, **sizes)
     outputs, state, cache = ref.forward(x, params, state0)
     grads = ref.backward(d_out, cache, d_state)
-
     view = NumPyView(module, torch, getattr(torch, dtype))
     got_outputs, got_state, got_cache = view.forward(x, params, state0)
     got_grads = view.backward(d_out, got_cache, d_state)
@@ -109,7 +117,15 @@ def test_triton_matches_numpy_backend(cell, dtype):
                             (got_grads, grads, "gradients")):
         assert set(got) == set(want)
         err, name = worst_error(got, want)
-        assert err < TOLERANCE[dtype], f"{cell} {dtype} {what}: {name} differs by {err:.2e}"
+        assert err < TOLERANCE[dtype], f"{ref.CELL} {dtype} {what}: {name} differs by {err:.2e}"
+
+
+def test_spec_names_equal_to_generated_names_give_right_triton_kernels(tmp_path):
+    """tests/specs/names/collide.toml names its quantities after generated names (tanh_c,
+    proj_x, packed_x, h_seq, dpre_seq, tmp1, x, params, cache, ...)."""
+    torch = triton_or_skip()
+    d = derive(load_cell(COLLIDE))
+    compare(import_kernel(d, "numpy", tmp_path), import_kernel(d, "triton", tmp_path), torch, "float64")
 
 
 @pytest.mark.parametrize("cell", CELLS)

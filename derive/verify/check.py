@@ -64,6 +64,23 @@ class Verdict:
     def diagnosis_text(self) -> str:
         return "; ".join(f"{d.kind}: {d.text}" for d in self.diagnosis)
 
+    def __repr__(self) -> str:
+        why = self.diagnosis_text or self.detail
+        why = why if len(why) <= 100 else why[:99] + "…"
+        return f"<Verdict: {self.verdict}" + (f" ({why})" if why else "") + ">"
+
+    def _repr_markdown_(self) -> str:
+        """For notebooks: the verdict, how it was reached, the diagnosis and the correct formula."""
+        lines = [f"**{self.verdict}**" + (f", by {self.how}" if self.how else "")
+                 + (f": {self.detail}" if self.detail else "")]
+        if self.claim:
+            lines += ["", "claim, in the cell's names: `" + " = ".join(self.claim) + "`"]
+        lines += [f"- {d.kind}: {d.text}" for d in self.diagnosis]
+        if self.verdict == "does not hold" and self.correct:
+            left = f" of `{self.claim[0]}`" if self.claim else ""
+            lines += ["", f"correct right side{left}:", "", f"$$ {self.correct} $$"]
+        return "\n".join(lines)
+
 
 @lru_cache(maxsize=32)
 def _derivation(cell: str):

@@ -1,8 +1,8 @@
 """The Triton layout: the kernel plan of ``codegen/lower.py`` printed as a module over torch tensors.
 
 haste's structure, for any cell: the input products of every step are one GEMM before the loop
-(``torch.matmul``, i.e. cuBLAS on a GPU); per step one GEMM per recurrent product group, then one
-``@triton.jit`` kernel per ``Segment`` of the plan fusing its elementwise statements over the
+(``_torch.matmul``, i.e. cuBLAS on a GPU); per step one GEMM per recurrent product group, then one
+``@_triton.jit`` kernel per ``Segment`` of the plan fusing its elementwise statements over the
 (N, size) block and writing the saved values; the backward step is the same, its kernels writing
 the pre-activation adjoints into one (T, N, width) buffer; after the loop the weight and input
 gradients are one GEMM each. Kernels load any storage dtype and compute in ``_F`` (float32, or
@@ -23,11 +23,8 @@ from codegen.lower import GroupProduct, Ref, Segment, Stmt
 from .printer import TritonPrinter
 
 HERE = Path(__file__).parent
-
-
-def _private(name: str) -> str:
-    """A generated name: spec names start with a letter, so ``_``-names never collide with them."""
-    return name if name.startswith("_") else f"_{name}"
+#: names every kernel body writes as they are (its element index, mask, row, column, sizes)
+KERNEL_NAMES = ("_k", "_mask", "_n", "_j", "_N", "_F", "_BLOCK")
 
 
 @dataclass(frozen=True)
@@ -54,10 +51,14 @@ class TritonLayout(_Layout):
             keep_trailing_newline=True, autoescape=False)
         return env.get_template("triton.py.j2")
 
-    # -- names ---------------------------------------------------------------------------------
+    # -- names: every one the layout invents comes from the plan's Namespace (starts with _) --
 
-    def seq(self, name: str) -> str:
-        return f"_{name}_seq"
+    def own(self, pattern: str, name: str = "") -> str:
+        return self.names(pattern, name)
+
+    def buf(self, name: str) -> str:
+        """A (N, size) per-step buffer: a value crossing a per-step GEMM, a carried adjoint."""
+        return self.names("_{}_buf" if not name.startswith("_") else "{}_buf", name)
 
     def group_of(self, buffer: str):
         return next(g for g in self.plan.groups if g.proj == buffer)
@@ -67,26 +68,25 @@ class TritonLayout(_Layout):
         plan, loc = self.plan, self.plan.locations.get(name)
         if loc == "prev_state":
             state = name.removesuffix("_prev")
-            return Access(f"{self.seq(state)}[t]", sp.Symbol(self.size(state)))
+            return Access(f"{self.seq(state)}[_t]", sp.Symbol(self.size(state)))
         if loc == "state":
-            return Access(f"{self.seq(name)}[t + 1]", sp.Symbol(self.size(name)))
+            return Access(f"{self.seq(name)}[_t + 1]", sp.Symbol(self.size(name)))
         if loc in ("seq", "upstream"):
-            return Access(f"{self.seq(name)}[t]", sp.Symbol(self.q_size(name)))
+            return Access(f"{self.seq(name)}[_t]", sp.Symbol(self.q_size(name)))
         if loc == "input":
-            return Access(f"{name}[t]", sp.Symbol(self.size(name)))
+            return Access(f"{self.seq(name)}[_t]", sp.Symbol(self.size(name)))
         if loc == "param":
-            return Access(f'params["{name}"]', None)
+            return Access(f'_params["{name}"]', None)
         if loc == "dpre":
             k = plan.dpre.index(name[1:])
-            return Access("_dpre_seq[t]", plan.width(plan.dpre), plan.dpre_offset(k), "dpre")
+            return Access("_dpre_seq[_t]", plan.width(plan.dpre), plan.dpre_offset(k), "dpre")
         if loc == "input_grad":
-            return Access(f"{self.seq(name)}[t]", sp.Symbol(self.size(name[1:])))
-        if loc in ("carried", "carried_out"):
-            return Access(f"_{name}", sp.Symbol(self.q_size(name)))
+            return Access(f"{self.seq(name)}[_t]", sp.Symbol(self.size(name[1:])))
         linear = {g.linear: g for g in plan.groups}
         if name in linear:
-            return Access(_private(name), sp.Symbol(linear[name].cols))
-        return Access(f"_{name}_buf", sp.Symbol(self.q_size(name)))
+            return Access(name, sp.Symbol(linear[name].cols))
+        scratch = dict(plan.scratch_forward + plan.scratch_backward)
+        return Access(self.buf(name), sp.Symbol(scratch[name] if name in scratch else self.q_size(name)))
 
     def q_size(self, name: str) -> str:
         """Size of a value or of an adjoint (``dh_next``, ``dh_out``, ``dc``) by its quantity."""
@@ -102,24 +102,24 @@ class TritonLayout(_Layout):
 
     def ref_access(self, ref: Ref) -> Access:
         g = self.group_of(ref.buffer)
-        buffer = _private(ref.buffer)
-        return Access(f"{buffer}[t]" if ref.per_step else buffer,
+        buffer = ref.buffer
+        return Access(f"{buffer}[_t]" if ref.per_step else buffer,
                       sp.Add(*(sp.Symbol(p.rows) for p in g.products)), ref.offset, ref.buffer)
 
     # -- one kernel per segment ----------------------------------------------------------------
 
     def kernel(self, seg: Segment, name: str, forward: bool, tags: str) -> tuple[dict, Line]:
         pointers: dict[str, str] = {}          # call expression -> pointer argument
-        taken: set[str] = set()
+        taken: set[str] = set(KERNEL_NAMES)     # the kernel's own generated names
+
+        def fresh(base: str) -> str:
+            out = self.unique(base, taken)
+            taken.add(out)
+            return out
 
         def pointer(acc: Access, label: str) -> str:
             if acc.call not in pointers:
-                base = f"_{(acc.label or label).lstrip('_')}_ptr"
-                ptr, k = base, 2
-                while ptr in taken:
-                    ptr, k = f"{base}{k}", k + 1
-                taken.add(ptr)
-                pointers[acc.call] = ptr
+                pointers[acc.call] = fresh(f"_{(acc.label or label).lstrip('_')}_ptr")
             return pointers[acc.call]
 
         def address(acc: Access, label: str) -> str:
@@ -138,14 +138,14 @@ class TritonLayout(_Layout):
                 g = self.group_of(ref.buffer)
                 product = next(p for k, p in enumerate(g.products)
                                if self.plan.group_offset(g, k) == ref.offset)
-                local = self.unique(f"_{product.matrix}_{product.vector}", names.values())
+                local = fresh(f"_{product.matrix}_{product.vector}")
                 names[sym] = local
-                loads.append(Line(f"{local} = tl.load({address(self.ref_access(ref), ref.buffer)}, "
+                loads.append(Line(f"{local} = _tl.load({address(self.ref_access(ref), ref.buffer)}, "
                                   f"mask=_mask).to(_F)", f"{product.matrix} @ {product.vector}"))
         for n in seg.loads:
             if n in self.plan.refs:
                 continue
-            loads.append(Line(f"{n} = tl.load({address(self.access(n), n)}, mask=_mask).to(_F)"))
+            loads.append(Line(f"{n} = _tl.load({address(self.access(n), n)}, mask=_mask).to(_F)"))
         printer = TritonPrinter(names)
         self.printers.append(printer)
         stmts: list[Line] = []
@@ -153,24 +153,24 @@ class TritonLayout(_Layout):
         for s in seg.stmts:
             text = printer.doprint(s.expr)
             if not s.expr.free_symbols:
-                text = f"tl.full((_BLOCK,), {text}, _F)"
+                text = f"_tl.full((_BLOCK,), {text}, _F)"
             if s.accumulate:
-                acc = Access(f"_d{s.target[1:]}_acc", sp.Symbol(s.size))
+                acc = Access(self.own("_{}_acc", s.target), sp.Symbol(s.size))
                 where = address(acc, s.target + "_acc")
                 stmts.append(Line(f"{s.target} = {text}", _statement_comment(s)))
-                stores.append(Line(f"tl.store({where}, tl.load({where}, mask=_mask) + {s.target}, mask=_mask)",
+                stores.append(Line(f"_tl.store({where}, _tl.load({where}, mask=_mask) + {s.target}, mask=_mask)",
                                    "summed over the steps here, over the batch after the loop"))
                 continue
             stmts.append(Line(f"{s.target} = {text}", _statement_comment(s)))
             for target in s.stores:
                 where = address(self.access(target), target)
                 ptr = where.split(" ", 1)[0]
-                stores.append(Line(f"tl.store({where}, {s.target}.to({ptr}.dtype.element_ty), mask=_mask)"))
+                stores.append(Line(f"_tl.store({where}, {s.target}.to({ptr}.dtype.element_ty), mask=_mask)"))
         sizes = self.kernel_sizes(seg.size, list(pointers), seg)
         args = [*pointers.values(), "_N", *sizes]
         kernel = {"name": name, "size": seg.size, "args": args, "loads": loads, "stmts": stmts,
                   "stores": stores, "doc": f"({tags}) step t, fused over the (N, {seg.size}) block"}
-        call = Line(f"{name}[_grid_{seg.size}]({', '.join([*pointers, '_N', *sizes])}, _F=_F, _BLOCK=_BLOCK)",
+        call = Line(f"{name}[{self.grid(seg.size)}]({', '.join([*pointers, '_N', *sizes])}, _F=_F, _BLOCK={self.block})",
                     f"({tags}) one fused kernel")
         return kernel, call
 
@@ -198,17 +198,15 @@ class TritonLayout(_Layout):
     def vector_step(self, v: str) -> str:
         loc = self.plan.locations.get(v)
         if loc == "prev_state":
-            return f"{self.seq(v.removesuffix('_prev'))}[t]"
+            return f"{self.seq(v.removesuffix('_prev'))}[_t]"
         if loc == "state":
-            return f"{self.seq(v)}[t + 1]"
+            return f"{self.seq(v)}[_t + 1]"
         if loc == "seq":
-            return f"{self.seq(v)}[t]"
+            return f"{self.seq(v)}[_t]"
         raise NotImplementedError(f"the product vector {v} is not stored per step")
 
     def vector_sequence(self, v: str) -> str:
         loc = self.plan.locations.get(v)
-        if loc == "input":
-            return v
         if loc == "prev_state":
             return f"{self.seq(v.removesuffix('_prev'))}[:-1]"
         if loc == "state":
@@ -216,39 +214,42 @@ class TritonLayout(_Layout):
         return self.seq(v)
 
     def packed(self, g) -> str:
-        return _private(g.packed)
+        return g.packed
+
+    def grid(self, size: str) -> str:
+        return self.own("_grid_{}", size)
 
     def steps(self, steps, forward: bool) -> tuple[list[dict], list[Line]]:
         kernels, lines = [], []
-        prefix = "_forward" if forward else "_backward"
+        prefix = "_forward_{}" if forward else "_backward_{}"
         for st in steps:
             if isinstance(st, GroupProduct):
                 g = st.group
                 if forward:
-                    lines.append(Line(f"torch.matmul({self.vector_step(g.vector)}, {self.packed(g)}_T, "
-                                      f"out={_private(g.proj)})", f"({st.tag}) {st.note}"))
+                    lines.append(Line(f"_torch.matmul({self.vector_step(g.vector)}, {self.packed_T(g)}, "
+                                      f"out={g.proj})", f"({st.tag}) {st.note}"))
                     continue
                 block = self.plan.dpre_block(g)
-                out = _private(g.linear)
+                out = g.linear
                 if block is None:
                     first = True
                     for p in g.products:
                         k = self.plan.dpre.index(p.target)
-                        src = f"_dpre_seq[t, :, {_block(self.plan.dpre_offset(k), p.rows)}]"
+                        src = f"_dpre_seq[_t, :, {_block(self.plan.dpre_offset(k), p.rows)}]"
                         if first:
-                            lines.append(Line(f'torch.matmul({src}, params["{p.matrix}"], out={out})',
+                            lines.append(Line(f'_torch.matmul({src}, _params["{p.matrix}"], out={out})',
                                               f"({st.tag}) {st.note}"))
                         else:
-                            lines.append(Line(f'{out}.addmm_({src}, params["{p.matrix}"])'))
+                            lines.append(Line(f'{out}.addmm_({src}, _params["{p.matrix}"])'))
                         first = False
                     continue
                 full = _size_text(block[1] - block[0]) == _size_text(self.plan.width(self.plan.dpre))
-                src = "_dpre_seq[t]" if full else f"_dpre_seq[t, :, {_block(block[0], self.width(g))}]"
-                lines.append(Line(f"torch.matmul({src}, {self.packed(g)}, out={out})", f"({st.tag}) {st.note}"))
+                src = "_dpre_seq[_t]" if full else f"_dpre_seq[_t, :, {_block(block[0], self.width(g))}]"
+                lines.append(Line(f"_torch.matmul({src}, {self.packed(g)}, out={out})", f"({st.tag}) {st.note}"))
                 continue
             tags = [s.tag for s in st.stmts if s.tag]
             span = tags[0] if len(tags) == 1 else f"{tags[0]}-{tags[-1]}" if tags else "common subexpressions"
-            kernel, call = self.kernel(st, f"{prefix}_{len(kernels) + 1}", forward, span)
+            kernel, call = self.kernel(st, self.own(prefix, str(len(kernels) + 1)), forward, span)
             kernels.append(kernel)
             lines.append(call)
         return kernels, lines
@@ -260,10 +261,10 @@ class TritonLayout(_Layout):
         for g in self.plan.groups:
             rows = self.width(g)
             if len(g.products) == 1:
-                lines.append(Line(f'{self.packed(g)} = params["{g.matrices[0]}"]', f"({rows}, {g.cols})"))
+                lines.append(Line(f'{self.packed(g)} = _params["{g.matrices[0]}"]', f"({rows}, {g.cols})"))
             else:
-                members = ", ".join(f'params["{m}"]' for m in g.matrices)
-                lines.append(Line(f"{self.packed(g)} = torch.cat([{members}])",
+                members = ", ".join(f'_params["{m}"]' for m in g.matrices)
+                lines.append(Line(f"{self.packed(g)} = _torch.cat([{members}])",
                                   f"({rows}, {g.cols}): [{'; '.join(g.matrices)}], one GEMM instead of "
                                   f"{len(g.products)}"))
         return lines
@@ -273,67 +274,68 @@ class TritonLayout(_Layout):
         for g in self.plan.groups:
             if not g.hoisted:
                 continue
-            rows, proj = self.width(g), _private(g.proj)
+            rows, proj = self.width(g), g.proj
             tags = ", ".join(self.plan.derivation.forward_eq(p.target).tag for p in g.products)
-            lines.append(Line(f"{proj} = ({g.vector}.reshape(_T * _N, {g.cols}) @ {self.packed(g)}.T)"
+            lines.append(Line(f"{proj} = ({self.seq(g.vector)}.reshape(_T * _N, {g.cols}) @ {self.packed(g)}.T)"
                               f".reshape(_T, _N, {rows})",
                               f"({tags}) the products with {g.vector} of every step: one GEMM over T*N rows"))
             biases = [(p, self.plan.hoisted_bias.get(p.target, ())) for p in g.products]
             if any(b for _, b in biases):
-                parts = [" + ".join(f'params["{b}"]' for b in bs) if bs
-                         else f"torch.zeros({p.rows}, dtype=_dtype, device=_device)" for p, bs in biases]
-                text = f"torch.cat([{', '.join(parts)}])" if len(parts) > 1 else parts[0]
+                parts = [" + ".join(f'_params["{b}"]' for b in bs) if bs
+                         else f"_torch.zeros({p.rows}, dtype=_dtype, device={self.device})" for p, bs in biases]
+                text = f"_torch.cat([{', '.join(parts)}])" if len(parts) > 1 else parts[0]
                 lines.append(Line(f"{proj} += {text}", "biases of the same equations, added once for all steps"))
         for g in self.plan.groups:
             if not g.hoisted:
-                lines.append(Line(f"{self.packed(g)}_T = {self.packed(g)}.T.contiguous()",
+                lines.append(Line(f"{self.packed_T(g)} = {self.packed(g)}.T.contiguous()",
                                   "the per-step GEMM reads it row-major"))
         return lines
 
     def empty(self, shape: str) -> str:
-        return f"torch.empty({shape}, dtype=_dtype, device=_device)"
+        return f"_torch.empty({shape}, dtype=_dtype, device={self.device})"
 
     def allocation_lines(self) -> list[Line]:
         lines = []
         for s in self.cell.states:
             lines.append(Line(f"{self.seq(s)} = {self.empty(f'(_T + 1, _N, {self.size(s)})')}", f"{s}<0>, ..., {s}<T>"))
-            lines.append(Line(f'{self.seq(s)}[0] = 0 if state0 is None else state0["{s}"]'))
+            lines.append(Line(f'{self.seq(s)}[0] = 0 if _state0 is None else _state0["{s}"]'))
         for name in (*self.plan.saved_seq, *self.plan.output_seq):
             why = "output" if name in self.plan.output_seq else "saved for the backward pass"
             lines.append(Line(f"{self.seq(name)} = {self.empty(f'(_T, _N, {self.size(name)})')}", why))
         for g in self.plan.groups:
             if not g.hoisted:
-                lines.append(Line(f"{_private(g.proj)} = {self.empty(f'(_N, {self.width(g)})')}",
+                lines.append(Line(f"{g.proj} = {self.empty(f'(_N, {self.width(g)})')}",
                                   f"the step's products with {g.vector}"))
         for n, size in self.plan.scratch_forward:
-            lines.append(Line(f"_{n}_buf = {self.empty(f'(_N, {size})')}", "crosses a per-step GEMM"))
+            lines.append(Line(f"{self.buf(n)} = {self.empty(f'(_N, {size})')}", "crosses a per-step GEMM"))
         return lines
 
     def grid_lines(self, kernels) -> list[Line]:
         sizes = list(dict.fromkeys(k["size"] for k in kernels))
-        return [Line(f"_grid_{s} = (triton.cdiv(_N * {s}, _BLOCK),)") for s in sizes]
+        return [Line(f"{self.grid(s)} = (_triton.cdiv(_N * {s}, {self.block}),)") for s in sizes]
 
     def backward_setup(self) -> list[Line]:
         plan, lines = self.plan, []
         for o in self.cell.outputs:
             up = plan.derivation.upstream[o]
-            lines.append(Line(f'{self.seq(up)} = d_outputs["{o}"].contiguous()'))
+            lines.append(Line(f'{self.seq(up)} = _d_outputs["{o}"].contiguous()'))
         for s in self.cell.states:
             nxt, prev = plan.derivation.carried[s], f"d{s}_prev"
             size = self.size(s)
-            lines.append(Line(f"_{nxt} = {self.empty(f'(_N, {size})')}", f"{nxt}: the adjoint of {s}<t> from step t+1"))
-            lines.append(Line(f'_{nxt}[:] = 0 if d_state is None else d_state["{s}"]'))
-            lines.append(Line(f"_{prev} = torch.empty_like(_{nxt})", f"{prev}: written by step t, then swapped in"))
+            lines.append(Line(f"{self.buf(nxt)} = {self.empty(f'(_N, {size})')}", f"{nxt}: the adjoint of {s}<t> from step t+1"))
+            lines.append(Line(f'{self.buf(nxt)}[:] = 0 if _d_state is None else _d_state["{s}"]'))
+            lines.append(Line(f"{self.buf(prev)} = _torch.empty_like({self.buf(nxt)})",
+                              f"{prev}: written by step t, then swapped in"))
         lines.append(Line(f"_dpre_seq = {self.empty(f'(_T, _N, {_size_text(plan.width(plan.dpre))})')}",
                           ", ".join("d" + n for n in plan.dpre) + " of every step"))
         for g in plan.groups:
             if not g.hoisted:
-                lines.append(Line(f"{_private(g.linear)} = {self.empty(f'(_N, {g.cols})')}",
+                lines.append(Line(f"{g.linear} = {self.empty(f'(_N, {g.cols})')}",
                                   f"the step's {' + '.join(f'{m}ᵀ @ d{p.target}' for m, p in zip(g.matrices, g.products))}"))
         for n, size in plan.scratch_backward:
-            lines.append(Line(f"_{n}_buf = {self.empty(f'(_N, {size})')}", "crosses a per-step GEMM"))
+            lines.append(Line(f"{self.buf(n)} = {self.empty(f'(_N, {size})')}", "crosses a per-step GEMM"))
         for p in self.loop_accumulators():
-            lines.append(Line(f"_d{p}_acc = torch.zeros((_N, {self.size(p)}), dtype=_accumulate, device=_device)",
+            lines.append(Line(f"{self.own('_{}_acc', 'd' + p)} = _torch.zeros((_N, {self.size(p)}), dtype={self.accumulate}, device={self.device})",
                               f"d{p} per batch row, summed over the steps"))
         for i in plan.input_loop:
             lines.append(Line(f"{self.seq('d' + i)} = {self.empty(f'(_T, _N, {self.size(i)})')}",
@@ -341,7 +343,7 @@ class TritonLayout(_Layout):
         return lines
 
     def swap_line(self) -> Line:
-        carried = [(f"_{self.plan.derivation.carried[s]}", f"_d{s}_prev") for s in self.cell.states]
+        carried = [(self.buf(self.plan.derivation.carried[s]), self.buf(f"d{s}_prev")) for s in self.cell.states]
         return Line(", ".join(n + ", " + p for n, p in carried) + " = "
                     + ", ".join(p + ", " + n for n, p in carried), "step t's d<s>_prev is step t-1's d<s>_next")
 
@@ -355,21 +357,21 @@ class TritonLayout(_Layout):
             if block is None:
                 cols = ", ".join(f"_dpre_flat[:, {_block(plan.dpre_offset(plan.dpre.index(p.target)), p.rows)}]"
                                  for p in g.products)
-                stacked = f"torch.cat([{cols}], dim=1)"
+                stacked = f"_torch.cat([{cols}], dim=1)"
             elif _size_text(block[1] - block[0]) == total:
                 stacked = "_dpre_flat"
             else:
                 stacked = f"_dpre_flat[:, {_block(block[0], self.width(g))}]"
-            name = f"_d{self.packed(g).lstrip('_')}"
+            name = self.dpacked(g)
             lines.append(Line(f"{name} = {stacked}.T @ {self.vector_sequence(g.vector)}.reshape(_T * _N, {g.cols})",
                               f"gradients of {', '.join(g.matrices)}, summed over steps and batch: one GEMM"))
             if g.hoisted:
                 extra = f" + {self.seq('d' + g.vector)}" if g.vector in plan.input_loop else ""
-                lines.append(Line(f"_d{g.vector} = ({stacked} @ {self.packed(g)}).reshape(_T, _N, {g.cols}){extra}",
+                lines.append(Line(f"{self.own('_{}_grad', 'd' + g.vector)} = ({stacked} @ {self.packed(g)}).reshape(_T, _N, {g.cols}){extra}",
                                   f"({plan.derivation.backward_eq('d' + g.vector).tag}) for every step at once, "
                                   "one GEMM"))
         if any(part[0] == "bias" for parts in plan.param_grads.values() for part in parts):
-            lines.append(Line("_dpre_sum = _dpre_seq.sum(dim=(0, 1), dtype=_accumulate).to(_dtype)",
+            lines.append(Line(f"_dpre_sum = _dpre_seq.sum(dim=(0, 1), dtype={self.accumulate}).to(_dtype)",
                               "bias gradients: sums over steps and batch"))
         return lines
 
@@ -381,35 +383,38 @@ class TritonLayout(_Layout):
             for part in plan.param_grads[p]:
                 if part[0] == "gemm":
                     g, k = part[1], part[2]
-                    name = f"_d{self.packed(g).lstrip('_')}"
+                    name = self.dpacked(g)
                     terms.append(f"{name}[{_block(plan.group_offset(g, k), g.products[k].rows)}]"
                                  if len(g.products) > 1 else name)
                 elif part[0] == "bias":
                     k = plan.dpre.index(part[1])
                     terms.append(f"_dpre_sum[{_block(plan.dpre_offset(k), self.size(part[1]))}]")
                 else:
-                    terms.append(f"_d{p}_acc.sum(dim=0).to(_dtype)")
-            text = " + ".join(terms) if terms else f'torch.zeros_like(params["{p}"])'
+                    terms.append(f"{self.own('_{}_acc', 'd' + p)}.sum(dim=0).to(_dtype)")
+            text = " + ".join(terms) if terms else f'_torch.zeros_like(_params["{p}"])'
             out.append((p, text, eq.tag))
         if self.x in plan.input_linear:
-            dx = f"_d{self.x}"
+            dx = self.own("_{}_grad", "d" + self.x)
         elif self.x in plan.input_loop:
             dx = self.seq("d" + self.x)
         else:
-            dx = f"torch.zeros_like({self.x})"
+            dx = f"_torch.zeros_like({self.seq(self.x)})"
         out.append((self.x, dx, plan.derivation.backward_eq("d" + self.x).tag))
         for s in self.cell.states:
-            out.append((s, f"_{plan.derivation.carried[s]}", plan.derivation.backward_eq(f"d{s}_prev").tag))
+            out.append((s, self.buf(plan.derivation.carried[s]), plan.derivation.backward_eq(f"d{s}_prev").tag))
         return out
 
     def context(self) -> dict:
         self.printers = []
+        self.block = self.own("_BLOCK{}")
+        self.device = self.own("_device{}")
+        self.accumulate = self.own("_accumulate{}")
         fwd_kernels, fwd_lines = self.steps(self.plan.forward_steps, True)
         bwd_kernels, bwd_lines = self.steps(self.plan.backward_steps, False)
-        cache = [(self.x, self.x), *[(self.packed(g), self.packed(g)) for g in self.plan.groups],
+        cache = [(self.x, self.seq(self.x)), *[(self.packed(g), self.packed(g)) for g in self.plan.groups],
                  *[(self.seq(s), self.seq(s)) for s in self.cell.states],
                  *[(self.seq(n), self.seq(n)) for n in (*self.plan.saved_seq, *self.plan.output_seq)],
-                 ("params", "params")]
+                 ("params", "_params")]
         return {
             "packing": self.packing_lines(),
             "hoisted": self.hoisted_lines(),
@@ -422,7 +427,7 @@ class TritonLayout(_Layout):
             "final_state": [(s, f"{self.seq(s)}[_T]") for s in self.cell.states],
             "cache": cache,
             "cache_keys": ", ".join(f'"{k}"' for k, _ in cache),
-            "backward_unpack": [Line(f'{v} = cache["{k}"]') for k, v in cache if k != "params"],
+            "backward_unpack": [Line(f'{v} = _cache["{k}"]') for k, v in cache if k != "params"],
             "backward_setup": self.backward_setup(),
             "backward_grids": self.grid_lines(bwd_kernels),
             "backward_kernels": bwd_kernels,
@@ -430,5 +435,8 @@ class TritonLayout(_Layout):
             "swap": self.swap_line(),
             "after_loop": self.after_loop_lines(),
             "grads": self.grads_entries(),
+            "block": self.block,
+            "accumulate": self.accumulate,
+            "device": self.device,
             "helpers": sorted(set().union(*(p.helpers for p in self.printers))),
         }

@@ -1,7 +1,7 @@
-"""Print elementwise SymPy expressions as Triton block code (``tl.`` calls on (BLOCK,) tensors).
+"""Print elementwise SymPy expressions as Triton block code (``_tl.`` calls on (BLOCK,) tensors).
 
 Triton has no ``**`` and no ``tanh``: integer powers print as products, ``tanh`` as a jitted
-helper on ``tl.sigmoid``. A function this printer has no spelling for is refused by name when the
+helper on ``_tl.sigmoid``. A function this printer has no spelling for is refused by name when the
 module is generated, never printed as a call that would fail (or differ) on the GPU.
 """
 
@@ -33,13 +33,13 @@ class TritonPrinter(KernelNumPyPrinter):
         return self._call(f"_{name}", expr)
 
     def _print_exp(self, expr):
-        return self._call("tl.exp", expr)
+        return self._call("_tl.exp", expr)
 
     def _print_log(self, expr):
-        return self._call("tl.log", expr)
+        return self._call("_tl.log", expr)
 
     def _print_sigmoid(self, expr):
-        return self._call("tl.sigmoid", expr)
+        return self._call("_tl.sigmoid", expr)
 
     def _print_tanh(self, expr):
         return self._helper("tanh", expr)
@@ -48,24 +48,24 @@ class TritonPrinter(KernelNumPyPrinter):
         return self._helper("softplus", expr)
 
     def _print_relu(self, expr):
-        return f"tl.maximum({self._print(expr.args[0])}, 0.0)"
+        return f"_tl.maximum({self._print(expr.args[0])}, 0.0)"
 
     def _print_Heaviside(self, expr):
         # derive writes relu' as Heaviside(relu(z), 0): 1 where z > 0, else 0
-        return f"tl.where({self._print(expr.args[0])} > 0, 1.0, 0.0)"
+        return f"_tl.where({self._print(expr.args[0])} > 0, 1.0, 0.0)"
 
     def _print_Abs(self, expr):
-        return self._call("tl.abs", expr)
+        return self._call("_tl.abs", expr)
 
     def _pairwise(self, name, args):
         first, *rest = args
         return self._print(first) if not rest else f"{name}({self._print(first)}, {self._pairwise(name, rest)})"
 
     def _print_Max(self, expr):
-        return self._pairwise("tl.maximum", expr.args)
+        return self._pairwise("_tl.maximum", expr.args)
 
     def _print_Min(self, expr):
-        return self._pairwise("tl.minimum", expr.args)
+        return self._pairwise("_tl.minimum", expr.args)
 
     def _print_Rational(self, expr):
         return repr(float(expr))
@@ -76,11 +76,11 @@ class TritonPrinter(KernelNumPyPrinter):
     def _print_Pow(self, expr, rational=False):
         base, exp = expr.base, expr.exp
         if exp == sp.S.Half:
-            return f"tl.sqrt({self._print(base)})"
+            return f"_tl.sqrt({self._print(base)})"
         if exp == -sp.S.Half:
-            return f"1.0 / tl.sqrt({self._print(base)})"
+            return f"1.0 / _tl.sqrt({self._print(base)})"
         if exp.is_Integer and exp != 0:
             factor = self.parenthesize(base, PRECEDENCE["Mul"], strict=True)
             product = " * ".join([factor] * abs(int(exp)))
             return product if exp > 0 else f"1.0 / ({product})"
-        return f"tl.exp({self.parenthesize(exp, PRECEDENCE['Mul'], strict=True)} * tl.log({self._print(base)}))"
+        return f"_tl.exp({self.parenthesize(exp, PRECEDENCE['Mul'], strict=True)} * _tl.log({self._print(base)}))"
