@@ -6,8 +6,9 @@ from __future__ import annotations
 class VerifyError(ValueError):
     """Unreadable input (formula, quantity, notation). ``str(err)`` is one line.
 
-    ``where`` is a short excerpt of the (normalized) formula with a caret-like marker ``⟪…⟫``
-    around the part that could not be read, so the user sees exactly what stopped the reader.
+    ``where`` is a short excerpt of the formula as the user typed it (not its normalized
+    spelling) with a caret-like marker ``⟪…⟫`` around the part that could not be read, so the
+    user sees exactly what stopped the reader.
     """
 
     def __init__(self, problem: str, where: str | None = None):

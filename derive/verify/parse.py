@@ -93,6 +93,7 @@ class LatexParser:
         except VerifyError as err:
             raise VerifyError(err.problem, self.excerpt(err.pos, err.pos + 1)) from None
         self.i = 0
+        self.bars = 0               # open [ ] or | | : a bar inside closes or separates
         self.at_last = False
         self.offsets = self._time_mode()
 
@@ -231,6 +232,8 @@ class LatexParser:
     def starts_factor(self, tok: Token) -> bool:
         if tok.kind in ("word", "num"):
             return True
+        if tok.text == "|":             # |x| beside a factor, unless it closes |...| or splits [A | B]
+            return self.bars == 0
         if tok.text in ("(", "[", "{"):
             return True
         if tok.kind == "cmd":
@@ -356,12 +359,14 @@ class LatexParser:
             return value
         if tok.text == "[":
             self.next()
+            self.bars += 1
             items = [self.expr()]
             seps = set()
             while self.peek().text in (",", ";", "|"):
                 seps.add(self.next().text)
                 items.append(self.expr())
             self.expect("]")
+            self.bars -= 1
             if len(items) == 1:
                 return items[0]
             if seps == {"|"}:                      # [U | W]: matrices side by side
@@ -373,8 +378,10 @@ class LatexParser:
             return VCat(*items)
         if tok.text == "|":                        # |x|: the elementwise absolute value
             self.next()
+            self.bars += 1
             value = self.expr()
             self.expect("|")
+            self.bars -= 1
             if self.ctx.kind(value) not in ("vec", "num"):
                 self.fail("|x| of a matrix", tok)
             return sp.Abs(value)
