@@ -318,7 +318,8 @@ class TritonLayout(_Layout):
         plan, lines = self.plan, []
         for o in self.cell.outputs:
             up = plan.derivation.upstream[o]
-            lines.append(Line(f'{self.seq(up)} = _d_outputs["{o}"].contiguous()'))
+            lines.append(Line(f'{self.seq(up)} = (_d_outputs["{o}"] if _lengths is None '
+                              f'else _torch.where(_active, _d_outputs["{o}"], 0)).contiguous()'))
         for s in self.cell.states:
             nxt, prev = plan.derivation.carried[s], f"d{s}_prev"
             size = self.size(s)
@@ -375,7 +376,7 @@ class TritonLayout(_Layout):
                               "bias gradients: sums over steps and batch"))
         return lines
 
-    def grads_entries(self) -> list[tuple[str, str, str]]:
+    def grads_entries(self) -> dict[str, list[tuple[str, str, str]]]:
         plan, out = self.plan, []
         for p in self.cell.params:
             eq = plan.derivation.backward_eq("d" + p)
@@ -399,10 +400,10 @@ class TritonLayout(_Layout):
             dx = self.seq("d" + self.x)
         else:
             dx = f"_torch.zeros_like({self.seq(self.x)})"
-        out.append((self.x, dx, plan.derivation.backward_eq("d" + self.x).tag))
-        for s in self.cell.states:
-            out.append((s, self.buf(plan.derivation.carried[s]), plan.derivation.backward_eq(f"d{s}_prev").tag))
-        return out
+        inputs = [(self.x, dx, plan.derivation.backward_eq("d" + self.x).tag)]
+        state = [(s, self.buf(plan.derivation.carried[s]), plan.derivation.backward_eq(f"d{s}_prev").tag)
+                 for s in self.cell.states]
+        return {"params": out, "inputs": inputs, "state": state}
 
     def context(self) -> dict:
         self.printers = []
@@ -414,7 +415,7 @@ class TritonLayout(_Layout):
         cache = [(self.x, self.seq(self.x)), *[(self.packed(g), self.packed(g)) for g in self.plan.groups],
                  *[(self.seq(s), self.seq(s)) for s in self.cell.states],
                  *[(self.seq(n), self.seq(n)) for n in (*self.plan.saved_seq, *self.plan.output_seq)],
-                 ("params", "_params")]
+                 ("params", "_params"), ("lengths", "_lengths")]
         return {
             "packing": self.packing_lines(),
             "hoisted": self.hoisted_lines(),
@@ -427,7 +428,9 @@ class TritonLayout(_Layout):
             "final_state": [(s, f"{self.seq(s)}[_T]") for s in self.cell.states],
             "cache": cache,
             "cache_keys": ", ".join(f'"{k}"' for k, _ in cache),
-            "backward_unpack": [Line(f'{v} = _cache["{k}"]') for k, v in cache if k != "params"],
+            "backward_unpack": [Line(f'{v} = _cache["{k}"]') for k, v in cache if k not in ("params", "lengths")],
+            "state_seqs": [self.seq(s) for s in self.cell.states],
+            "carried": [self.buf(self.plan.derivation.carried[s]) for s in self.cell.states],
             "backward_setup": self.backward_setup(),
             "backward_grids": self.grid_lines(bwd_kernels),
             "backward_kernels": bwd_kernels,
