@@ -50,6 +50,8 @@ PARAM_SHAPES = {
 }
 STATES = {"s": "H"}
 OUTPUTS = {"o": "O"}
+# parameters that only add to a pre-activation (a layer without biases fixes them at zero)
+BIASES = ("b_f", "b_g")
 DTYPES = (_torch.float32, _torch.float64, _torch.bfloat16, _torch.float16)
 # storage dtype -> the dtype the kernels compute in (half-width storage computes in float32)
 _COMPUTE = {_torch.float32: _tl.float32, _torch.float64: _tl.float64, _torch.bfloat16: _tl.float32, _torch.float16: _tl.float32}
@@ -72,14 +74,17 @@ _Gradients = Gradients   # the name backward() reads: a spec name never shadows 
 
 def init_params(input_size, hidden_size, seed=0, dtype=_torch.float32, device="cpu", output_size=None):
     """Parameters drawn uniformly from (-1/sqrt(hidden_size), 1/sqrt(hidden_size)), as PyTorch does
-    (the same values as the NumPy backend's for the same seed).
+    (the same values as the NumPy backend's for the same seed), as torch tensors of ``dtype`` (a
+    torch dtype, or the NumPy dtype of the same name) on ``device``.
 
     ``output_size`` (O) defaults to hidden_size.
     """
     sizes = {"D": input_size, "H": hidden_size, "O": hidden_size if output_size is None else output_size}
+    if not isinstance(dtype, _torch.dtype):   # a NumPy dtype names the torch dtype of the same name
+        dtype = _torch.from_numpy(np.zeros(0, dtype)).dtype
     rng = np.random.default_rng(seed)
     bound = 1.0 / np.sqrt(hidden_size)
-    return {name: __torch.from_numpy(rng.uniform(-bound, bound, tuple(sizes[s] for s in shape))).to(dtype=dtype, device=device)
+    return {name: _torch.from_numpy(rng.uniform(-bound, bound, tuple(sizes[s] for s in shape))).to(dtype=dtype, device=device)
             for name, shape in PARAM_SHAPES.items()}
 
 

@@ -207,6 +207,8 @@ class TritonLayout(_Layout):
 
     def vector_sequence(self, v: str) -> str:
         loc = self.plan.locations.get(v)
+        if loc == "param":
+            return f'_params["{v}"].expand(_T, _N, -1)'
         if loc == "prev_state":
             return f"{self.seq(v.removesuffix('_prev'))}[:-1]"
         if loc == "state":
@@ -272,6 +274,9 @@ class TritonLayout(_Layout):
     def hoisted_lines(self) -> list[Line]:
         lines = []
         for g in self.plan.groups:
+            if g.constant:
+                lines.append(Line(f'{g.proj} = _torch.matmul({g.packed}, _params["{g.vector}"]).expand(_N, -1).contiguous()',
+                                  f"the products with the parameter {g.vector}: the same at every step"))
             if not g.hoisted:
                 continue
             rows, proj = self.width(g), g.proj
@@ -286,7 +291,7 @@ class TritonLayout(_Layout):
                 text = f"_torch.cat([{', '.join(parts)}])" if len(parts) > 1 else parts[0]
                 lines.append(Line(f"{proj} += {text}", "biases of the same equations, added once for all steps"))
         for g in self.plan.groups:
-            if not g.hoisted:
+            if g.per_step:
                 lines.append(Line(f"{self.packed_T(g)} = {self.packed(g)}.T.contiguous()",
                                   "the per-step GEMM reads it row-major"))
         return lines
@@ -303,7 +308,7 @@ class TritonLayout(_Layout):
             why = "output" if name in self.plan.output_seq else "saved for the backward pass"
             lines.append(Line(f"{self.seq(name)} = {self.empty(f'(_T, _N, {self.size(name)})')}", why))
         for g in self.plan.groups:
-            if not g.hoisted:
+            if g.per_step:
                 lines.append(Line(f"{g.proj} = {self.empty(f'(_N, {self.width(g)})')}",
                                   f"the step's products with {g.vector}"))
         for n, size in self.plan.scratch_forward:
@@ -330,7 +335,7 @@ class TritonLayout(_Layout):
         lines.append(Line(f"_dpre_seq = {self.empty(f'(_T, _N, {_size_text(plan.width(plan.dpre))})')}",
                           ", ".join("d" + n for n in plan.dpre) + " of every step"))
         for g in plan.groups:
-            if not g.hoisted:
+            if g.per_step:
                 lines.append(Line(f"{g.linear} = {self.empty(f'(_N, {g.cols})')}",
                                   f"the step's {' + '.join(f'{m}ᵀ @ d{p.target}' for m, p in zip(g.matrices, g.products))}"))
         for n, size in plan.scratch_backward:
@@ -366,6 +371,9 @@ class TritonLayout(_Layout):
             name = self.dpacked(g)
             lines.append(Line(f"{name} = {stacked}.T @ {self.vector_sequence(g.vector)}.reshape(_T * _N, {g.cols})",
                               f"gradients of {', '.join(g.matrices)}, summed over steps and batch: one GEMM"))
+            if g.constant:
+                lines.append(Line(f"{g.linear} = ({stacked} @ {self.packed(g)}).sum(dim=0)",
+                                  f"[{'; '.join(g.matrices)}]ᵀ @ the adjoints, summed over steps and batch"))
             if g.hoisted:
                 extra = f" + {self.seq('d' + g.vector)}" if g.vector in plan.input_loop else ""
                 lines.append(Line(f"{self.own('_{}_grad', 'd' + g.vector)} = ({stacked} @ {self.packed(g)}).reshape(_T, _N, {g.cols}){extra}",
@@ -390,6 +398,8 @@ class TritonLayout(_Layout):
                 elif part[0] == "bias":
                     k = plan.dpre.index(part[1])
                     terms.append(f"_dpre_sum[{_block(plan.dpre_offset(k), self.size(part[1]))}]")
+                elif part[0] == "linear":
+                    terms.append(part[1].linear)
                 else:
                     terms.append(f"{self.own('_{}_acc', 'd' + p)}.sum(dim=0).to(_dtype)")
             text = " + ".join(terms) if terms else f'_torch.zeros_like(_params["{p}"])'
@@ -439,6 +449,8 @@ class TritonLayout(_Layout):
             "after_loop": self.after_loop_lines(),
             "grads": self.grads_entries(),
             "block": self.block,
+            "biases": [p for p, parts in self.plan.param_grads.items()
+                       if parts and all(x[0] == "bias" for x in parts)],
             "accumulate": self.accumulate,
             "device": self.device,
             "helpers": sorted(set().union(*(p.helpers for p in self.printers))),
