@@ -42,6 +42,16 @@ class TritonLayout(_Layout):
     """Lay out the plan for ``triton.py.j2``: kernels as finished lines, the Python step loop."""
 
     arrays = "torch"
+    every_cell = False   # refuses, by name, what it cannot print yet (see refusal())
+
+    def refusal(self) -> str | None:
+        """Why this layout cannot print the plan, or None. Checked before anything is printed,
+        so a construct the layout does not know is refused, never printed wrong."""
+        for s in self.cell.states:
+            init = getattr(self.q[s], "init", "zeros")
+            if init != "zeros":
+                return f"state {s} starts at {init!r}: the triton backend starts every state at zeros"
+        return None
 
     def template(self, backend: str):
         env = jinja2.Environment(
@@ -416,6 +426,9 @@ class TritonLayout(_Layout):
         return {"params": out, "inputs": inputs, "state": state}
 
     def context(self) -> dict:
+        reason = self.refusal()
+        if reason:
+            raise NotImplementedError(reason)
         self.printers = []
         self.block = self.own("_BLOCK{}")
         self.device = self.own("_device{}")
