@@ -139,3 +139,14 @@ def test_boundary_statements_and_derivatives_of_expressions(cell, notation, form
     notation = str(ROOT / notation) if notation.endswith(".toml") else notation
     v = verify(cell, formula, notation=notation)
     assert v.verdict == verdict, v.detail
+
+
+@pytest.mark.skipif(not SEEDS.is_dir() and not IN_CI, reason=f"seed documents not found at {SEEDS}")
+def test_docs_show_the_current_document_table():
+    """docs/verify.md carries the table `cellgrad verify --document` prints for seed 002."""
+    result = subprocess.run([sys.executable, "-m", "cellgrad", "verify", "--document",
+                             str(SEEDS / "002_231094383e360fa9.txt"), "--notation",
+                             "docs/notations/seed_002.toml"], capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    doc = (ROOT / "docs" / "verify.md").read_text(encoding="utf-8")
+    assert result.stdout.strip() in doc, "regenerate the --document table in docs/verify.md"

@@ -172,7 +172,9 @@ def _check(ctx: Context, claim: Claim, scalar: bool, draws: int, notation) -> Ve
                            diagnosis=diagnose(ctx, lhs, side, runs, whole=whole,
                                               at_last=claim.at_last, scalar=scalar))
         if not ok:
-            return Verdict("does not hold", detail=f"{what} differs from the derived gradient",
+            truth = "the derived gradient" if _speaks_of_adjoints(ctx, lhs) else \
+                "the cell's forward pass"
+            return Verdict("does not hold", detail=f"{what} differs from {truth}",
                            diagnosis=diagnose(ctx, lhs, side, runs, whole=whole,
                                               at_last=claim.at_last, scalar=scalar),
                            counterexample=info["counterexample"], correct=correct_latex,
@@ -189,6 +191,16 @@ def _check(ctx: Context, claim: Claim, scalar: bool, draws: int, notation) -> Ve
                f"batch {BATCH}; no symbolic proof")
     return Verdict("holds", how=how, correct=correct_latex, correct_cell=correct_cell, claim=shown,
                    whole_sequence=whole)
+
+
+def _speaks_of_adjoints(ctx: Context, e) -> bool:
+    """The left side is a gradient (an adjoint, or a local derivative), not a forward value."""
+    if e.atoms(sp.Derivative) or not e.free_symbols:
+        return True
+    forward = {eq.lhs for eq in ctx.d.forward} | set(ctx.cell.inputs) | set(ctx.cell.params) | \
+        {s + "_prev" for s in ctx.cell.states}
+    return not all(split_symbol(s.name)[0] in forward for s in e.free_symbols) or \
+        not isinstance(e, sp.Symbol)
 
 
 def _agrees_everywhere(runs, lhs, rhs, whole: bool, at_last: bool, scalar: bool):

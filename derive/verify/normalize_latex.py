@@ -14,7 +14,9 @@ understood by the parser is an error there, never silently dropped. The rewrites
 * ``\\begin{array}{c} a \\\\ x \\end{array}`` (a stacked column) -> ``[a, x]``;
 * ``\\begin{aligned}``, ``&`` and ``\\\\`` of a derivation chain -> one line ``A = B = C``;
 * comments ``\\# eq 3`` and prose ``\\quad \\text{as ...}`` -> removed; ``\\text{prev}`` -> ``prev``;
-* ``\\overset{(N,H)}{X}`` shape notes and ``\\underline{X}`` -> ``X``;
+* ``\\overset{(N,H)}{X}`` shape notes and ``\\overline{X}`` -> ``X`` (``\\underline{X}`` is kept:
+  in PDF extractions it is the numerator of a fraction whose denominator was lost, and the
+  parser says so);
 * ``\\mid``, ``\\vert``, ``\\lvert``, ``\\rvert`` -> ``|`` (``[U | W]``, ``|x|``);
 * ``\\times``, ``\\ast``, ``\\star`` -> ``*``; ``\\circ`` -> ``\\odot``; ``^{\\prime}`` -> ``'``;
 * ``tanh``/``sigmoid`` written without a backslash -> ``\\tanh``/``\\sigmoid``;
@@ -47,7 +49,7 @@ COMMENT = re.compile(r"\\#.*?(?=\\\\|$)", re.S)
 PROSE = re.compile(r"\\quad\s*\\text\s*\{.*?(?=\\\\|$)", re.S)
 TEXT = re.compile(r"\\(?:text|mbox|textnormal)\s*\{([^{}]*)\}")
 OVERSET = re.compile(r"\\(?:overset|underset|stackrel)\s*\{[^{}]*\}\s*")
-UNDERLINE = re.compile(r"\\(?:underline|overline)\s*\{([^{}]*)\}")
+UNDERLINE = re.compile(r"\\overline\s*\{([^{}]*)\}")
 WIDE = re.compile(r"\\wide(tilde|hat)\b")
 BARE_FUNCTION = re.compile(r"(?<![\\A-Za-z])(tanh|sigmoid|sigma|exp|log|cosh)(?![A-Za-z])")
 UNCLOSED_TIME = re.compile(r"\((\s*[tT]\s*(?:[+-]\s*\d+)?\s*)\}")

@@ -369,6 +369,9 @@ class LatexParser:
             name = tok.text[1:]
             if tok.text == r"\frac":
                 return self.frac()
+            if tok.text == r"\underline":
+                self.fail("\\underline{...} here is the numerator of a fraction whose bar and "
+                          "denominator were lost (a PDF extraction): write the fraction", tok)
             if name in ELEMENTWISE_CMDS:
                 return self.call(ELEMENTWISE_CMDS[name], tok)
             if tok.text in ADJOINT_CMDS:
