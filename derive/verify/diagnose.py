@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import sympy as sp
 
-from derive.functions import sigmoid
+from derive.ops import sigmoid
 
 from .compare import agree
 from .nodes import HCat, SumT

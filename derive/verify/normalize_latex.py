@@ -15,13 +15,15 @@ understood by the parser is an error there, never silently dropped. The rewrites
 * comments ``\\# eq 3`` and prose ``\\quad \\text{as ...}`` -> removed; ``\\text{prev}`` -> ``prev``;
 * ``\\overset{(N,H)}{X}`` shape notes and ``\\underline{X}`` -> ``X``;
 * ``\\times``, ``\\ast``, ``\\star`` -> ``*``; ``\\circ`` -> ``\\odot``; ``^{\\prime}`` -> ``'``;
-* ``tanh``/``sigmoid`` written without a backslash -> ``\\tanh``/``\\sigmoid``;
+* a function the op table reads written without a backslash (``tanh``) -> ``\\tanh``;
 * optionally (PDF extractions that turned ``_`` into ``-``, seed 002): ``c-t`` -> ``c_t``.
 """
 
 from __future__ import annotations
 
 import re
+
+from derive import ops
 
 FULL_WIDTH = str.maketrans({"（": "(", "）": ")", "，": ",", "＝": "=", "＋": "+", "－": "-",
                             "［": "[", "］": "]", "：": ":", "；": ";", "　": " ", "−": "-",
@@ -45,7 +47,12 @@ TEXT = re.compile(r"\\(?:text|mbox|textnormal)\s*\{([^{}]*)\}")
 OVERSET = re.compile(r"\\(?:overset|underset|stackrel)\s*\{[^{}]*\}\s*")
 UNDERLINE = re.compile(r"\\(?:underline|overline)\s*\{([^{}]*)\}")
 WIDE = re.compile(r"\\wide(tilde|hat)\b")
-BARE_FUNCTION = re.compile(r"(?<![\\A-Za-z])(tanh|sigmoid|sigma|exp|log|cosh)(?![A-Za-z])")
+
+
+def _bare_functions() -> re.Pattern:
+    """Function names written without a backslash: every LaTeX name the op table reads."""
+    names = sorted((n for n in ops.latex_reads() if n.isalpha()), key=lambda n: (-len(n), n))
+    return re.compile(r"(?<![\\A-Za-z])(" + "|".join(names) + r")(?![A-Za-z])")
 HYPHEN_NAME = re.compile(r"(?<=[A-Za-z])-(?=[A-Za-z])")
 
 
@@ -79,7 +86,7 @@ def normalize_latex(text: str, *, hyphen_subscripts: bool = False) -> str:
     s = re.sub(r"\\lt(?![A-Za-z])", "<", s)
     s = re.sub(r"\\gt(?![A-Za-z])", ">", s)
     s = re.sub(r"\\operatorname", "", s)
-    s = BARE_FUNCTION.sub(lambda m: "\\" + ("sigma" if m.group(1) == "sigmoid" else m.group(1)), s)
+    s = _bare_functions().sub(lambda m: "\\" + m.group(1), s)
     if hyphen_subscripts:
         s = HYPHEN_NAME.sub("_", s)
     s = re.sub(r"\s+", " ", s).strip()
