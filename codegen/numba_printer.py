@@ -20,7 +20,7 @@ from derive import ops
 
 from .numpy_printer import KernelNumPyPrinter
 
-FLOAT_TYPE = "F"
+FLOAT_TYPE = "_F"  # the kernel's local, named as every generated name: a spec name never shadows it
 
 
 class KernelNumbaPrinter(KernelNumPyPrinter):

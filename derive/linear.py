@@ -17,9 +17,7 @@ from typing import NamedTuple
 
 import numpy as np
 import sympy as sp
-from sympy.printing.precedence import PRECEDENCE
 
-_ATOM = PRECEDENCE["Atom"]
 
 
 class ShapeMismatch(ValueError):

@@ -187,12 +187,12 @@ class Op:
         if self._reference is None:
             if self.numpy is None:
                 raise ValueError(f"function {self.name!r} has no NumPy code")
+            # The table's own code text (never a spec's): run once, exactly as kernels print it.
             namespace = {"np": np}
             for helper in helper_closure(self.numpy.helpers):
-                exec(compile(helper.code, f"<op {self.name}: {helper.name}>", "exec"), namespace)  # noqa: S102 - the table's own text
-            args = ", ".join(f"_{k}" for k in range(self.arity))
-            body = self.numpy.format([f"_{k}" for k in range(self.arity)])
-            self._reference = eval(f"lambda {args}: {body}", namespace)  # noqa: S307 - the table's own text
+                exec(compile(helper.code, f"<op {self.name}: {helper.name}>", "exec"), namespace)  # noqa: S102
+            names = [f"_{k}" for k in range(self.arity)]
+            self._reference = eval(f"lambda {', '.join(names)}: {self.numpy.format(names)}", namespace)  # noqa: S307
         return self._reference
 
 
@@ -218,7 +218,7 @@ class OpFunction(sp.Function):
         return rf"{body}^{{{exp}}}" if exp else body
 
 
-def _function(name: str, arity: int, derivative: Callable, doc: str) -> type:
+def function_class(name: str, arity: int, derivative: Callable, doc: str) -> type:
     """A ``sympy.Function`` subclass named ``name`` whose ``fdiff`` is ``derivative(self, k)``."""
     return type(name, (OpFunction,), {"nargs": arity, "__doc__": doc,
                                       "op_derivative": staticmethod(derivative)})
@@ -275,9 +275,11 @@ def define(name: str, body: sp.Expr, *, latex: str | None = None, reads: tuple[s
             raise sp.ArgumentIndexError(expr, argindex)
         return derivative_body.xreplace({ARGUMENT: expr.args[0]})
 
-    cls = _function(name, 1, derivative, f"{name}(z) = {body}")
-    op = Op(name, cls, latex=latex or rf"\operatorname{{{_tex_name(name)}}}\left({{0}}\right)",
-            reads=reads or (name,), definition=body, doc=f"{name}(z) = {body}")
+    cls = function_class(name, 1, derivative, f"{name}(z) = {body}")
+    tex = rf"\operatorname{{{_tex_name(name)}}}"
+    rule = (rf"{tex}(z) = {sp.latex(body)}\text{{, so }} {tex}'(z) = {sp.latex(derivative_body)}")
+    op = Op(name, cls, latex=latex or tex + r"\left({0}\right)", reads=reads or (name,),
+            rule=rule, definition=body, doc=f"{name}(z) = {body}")
     cls.op = op
     return op
 
@@ -299,19 +301,19 @@ def _call_latex(name: str, arity: int = 1) -> str:
 
 
 # The derivatives, in the function's own value where people write them so.
-sigmoid = _function("sigmoid", 1, lambda f, k: f * (1 - f),
+sigmoid = function_class("sigmoid", 1, lambda f, k: f * (1 - f),
                     "Logistic function 1 / (1 + e^-z); its derivative is sigma (1 - sigma).")
-relu = _function("relu", 1, lambda f, k: step(f),
+relu = function_class("relu", 1, lambda f, k: step(f),
                  "max(z, 0); its derivative is step(relu(z)): 0 at z = 0, as PyTorch takes it.")
-softplus = _function("softplus", 1, lambda f, k: 1 - sp.exp(-f),
+softplus = function_class("softplus", 1, lambda f, k: 1 - sp.exp(-f),
                      "log(1 + e^z); its derivative sigma(z) equals 1 - e^(-softplus(z)).")
-step = _function("step", 1, lambda f, k: sp.Integer(0),
+step = function_class("step", 1, lambda f, k: sp.Integer(0),
                  "1 where z > 0, else 0 (also at z = 0): relu' (0 almost everywhere).")
-sign = _function("sign", 1, lambda f, k: sp.Integer(0),
+sign = function_class("sign", 1, lambda f, k: sp.Integer(0),
                  "-1, 0 or 1 by the sign of z: abs' (0 almost everywhere).")
-sqrt = _function("sqrt", 1, lambda f, k: 1 / (2 * f),
+sqrt = function_class("sqrt", 1, lambda f, k: 1 / (2 * f),
                  "Square root; its derivative is 1 / (2 sqrt(z)).")
-abs_ = _function("abs", 1, lambda f, k: sign(f.args[0]),
+abs_ = function_class("abs", 1, lambda f, k: sign(f.args[0]),
                  "|z|; its derivative is sign(z), 0 at z = 0 as in PyTorch.")
 
 
@@ -325,9 +327,9 @@ def _min_derivative(f, k):
     return (1 - sign(a - b)) / 2 if k == 1 else (1 + sign(a - b)) / 2
 
 
-max_ = _function("max", 2, _max_derivative,
+max_ = function_class("max", 2, _max_derivative,
                  "Elementwise maximum; at a tie each argument gets half the gradient (torch.maximum).")
-min_ = _function("min", 2, _min_derivative,
+min_ = function_class("min", 2, _min_derivative,
                  "Elementwise minimum; at a tie each argument gets half the gradient (torch.minimum).")
 
 

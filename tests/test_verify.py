@@ -344,7 +344,7 @@ def test_the_diagnosed_repair_of_seed_003_holds():
     entry = next(e for e in fixtures["formula"] if e["id"] == "003-L388-repaired")
     fixed = entry["latex"].replace(r"+ \Gamma_{f}^{<t+1>}", r"+ \mathrm{d}c^{<t+1>} \Gamma_{f}^{<t+1>}")
     assert fixed != entry["latex"]
-    v = verify("lstm", fixed, quantity=entry["quantity"], notation="kang")
+    v = verify("lstm", fixed, quantity=entry["quantity"], notation=str(ROOT / entry["notation"]))
     assert v.verdict == "holds", v.detail
 
 

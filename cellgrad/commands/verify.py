@@ -116,9 +116,11 @@ def _seeds(path: Path, as_json: bool) -> int:
         entries = tomllib.loads(path.read_text(encoding="utf-8"))["formula"]
     except (tomllib.TOMLDecodeError, KeyError) as err:
         return _fail(f"{path}: not a seed fixture file ({err})")
+    root = path.resolve().parents[2]          # notation files are named from the repository root
     results = []
     for e in entries:
-        v = verify(e["cell"], e["latex"], quantity=e.get("quantity") or None, notation=e["notation"])
+        notation = str(root / e["notation"]) if e["notation"].endswith(".toml") else e["notation"]
+        v = verify(e["cell"], e["latex"], quantity=e.get("quantity") or None, notation=notation)
         results.append((e, v))
     if as_json:
         print(json.dumps([{"id": e["id"], "source": e["source"], "line": e["line"], **v.to_json()}

@@ -59,7 +59,6 @@ class Context:
         for key, entry in base.symbols.items():
             self.symbols.setdefault(key, entry)
         self.losses = dict(self.reading.losses) or dict(base.losses)
-        self.unsupported = dict(self.reading.unsupported)
         # words read as functions: the cell's own [functions], the ones it uses, and sigmoid
         used = {ops.op_of(f) for eq in derivation.forward for f in eq.rhs.atoms(sp.Function)}
         self.functions = {**{op.name: op.sympy for op in used if op is not None},
@@ -67,7 +66,7 @@ class Context:
         self.names = set(derivation.quantities) | {eq.target for eq in derivation.backward} | \
             set(derivation.carried.values()) | set(derivation.upstream.values()) | \
             {s + "_prev" for s in self.cell.states}
-        self.bases = {re.split(r"[_^]", k)[0] for k in [*self.symbols, *self.losses, *self.unsupported]}
+        self.bases = {re.split(r"[_^]", k)[0] for k in [*self.symbols, *self.losses]}
         self.bases |= {k for k in self.functions if k not in self.symbols}
         self.forward_of = {eq.lhs: eq.rhs for eq in derivation.forward}
         self.saved = {eq.rhs: sp.Symbol(eq.lhs) for eq in derivation.forward

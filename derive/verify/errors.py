@@ -17,9 +17,11 @@ class VerifyError(ValueError):
 
 
 def excerpt(text: str, start: int, end: int | None = None, width: int = 30) -> str:
-    """``…before⟪bad⟫after…`` around text[start:end]."""
+    """``…before⟪bad⟫after…`` around text[start:end], at most about 80 characters in all."""
     end = start + 1 if end is None else max(end, start + 1)
     left = max(0, start - width)
     right = min(len(text), end + width)
-    return ("…" if left else "") + text[left:start] + "⟪" + text[start:end] + "⟫" + \
+    bad = text[start:end] if end - start <= width else f"{text[start:start + width // 2]}…" \
+        f"{text[end - width // 2:end]}"
+    return ("…" if left else "") + text[left:start] + "⟪" + bad + "⟫" + \
         text[end:right] + ("…" if right < len(text) else "")

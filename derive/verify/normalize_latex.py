@@ -4,6 +4,7 @@ Each rewrite is one entry below, with the form it accepts. What is not rewritten
 understood by the parser is an error there, never silently dropped. The rewrites only change
 *spelling*, never meaning:
 
+* ``\\_`` (an escaped underscore in a name: ``a_{m\\_1}``) -> ``_``;
 * math delimiters ``$``/``$$``, full-width CJK punctuation (（）， ＝ ＋ －) -> ASCII;
 * ``\\left``/``\\right``/``\\big`` sizing, spacing (``\\,``, ``\\!``, ``\\quad``, ``~``), ``\\therefore``,
   ``\\bullet``, ``\\displaystyle``, fonts (``\\mathbf{c}``, ``\\mathsf``, ``\\boldsymbol``,
@@ -59,7 +60,7 @@ HYPHEN_NAME = re.compile(r"(?<=[A-Za-z])-(?=[A-Za-z])")
 def normalize_latex(text: str, *, hyphen_subscripts: bool = False) -> str:
     """The formula in the form ``derive.verify.parse`` reads (see the module docstring)."""
     s = text.translate(FULL_WIDTH)
-    s = s.replace("$", " ")
+    s = s.replace("$", " ").replace(r"\_", "_")
     s = COMMENT.sub(" ", s)
     s = PROSE.sub(" ", s)
     s = re.sub(r"\\mathrm\s*\{\s*d\s*\}|\{\\rm\s+d\s*\}|\\operatorname\s*\{\s*d\s*\}", r"\\diff ", s)

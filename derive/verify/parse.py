@@ -24,7 +24,8 @@ from dataclasses import dataclass
 
 import sympy as sp
 
-from derive import ops
+from derive import limits, ops
+from derive.limits import LimitError
 
 from .context import (KIND_WORD, Claim, Context, Token, local_derivative, product, transpose,
                       unprev)
@@ -276,7 +277,10 @@ class LatexParser:
                     self.fail("an exponent must be a number", hat)
                 if self.ctx.kind(value) in ("mat", "row"):
                     self.fail("power of a matrix", hat)
-                value = value ** exponent
+                try:
+                    value = limits.power(value, exponent)
+                except LimitError as exc:
+                    self.fail(exc.problem, hat)
         if self.peek().text == "'":
             self.fail("a prime belongs to a function (\\sigma'(z), \\tanh'(z))", tok)
         return value
@@ -398,7 +402,10 @@ class LatexParser:
             value = sp.diff(func(z), z).subs(z, args[0])
         else:
             value = func(*args)
-        return value ** power if power is not None else value
+        try:
+            return limits.power(value, power) if power is not None else value
+        except LimitError as exc:
+            self.fail(exc.problem, tok)
 
     def starts_atom(self, tok: Token) -> bool:
         return tok.kind == "word" or (tok.kind == "cmd" and tok.text[1:] in GREEK | ACCENTS)
@@ -514,14 +521,12 @@ class LatexParser:
         """The SymPy value of a symbol read in the formula."""
         ctx = self.ctx
         where = excerpt(self.text, atom.start, atom.end)
-        if atom.key in ctx.unsupported:
-            raise VerifyError(f"{atom.key}: {ctx.unsupported[atom.key]}", where)
         if atom.key in ctx.losses:
             raise VerifyError(f"the loss {atom.key} appears outside a derivative", where)
         entry = ctx.symbols.get(atom.key)
         if entry is None and not atom.adjoint and atom.key.startswith("d") and len(atom.key) > 1:
             rest = atom.key[1:]                  # "da" read as one name: d + a
-            if rest in ctx.symbols or rest in ctx.unsupported:
+            if rest in ctx.symbols:
                 return self.resolve(Atom(rest, atom.time, True, atom.prime, atom.start, atom.end))
         if entry is None:
             raise VerifyError(f"unknown symbol {atom.key} in notation {ctx.reading.name} "
@@ -636,8 +641,6 @@ class LatexParser:
             raise VerifyError("a derivative with respect to the loss", where)
         entry = ctx.symbols.get(bottom.key)
         if entry is None or entry.forward is None:
-            if bottom.key in ctx.unsupported:
-                raise VerifyError(f"{bottom.key}: {ctx.unsupported[bottom.key]}", where)
             raise VerifyError(f"unknown symbol {bottom.key} in notation {ctx.reading.name} "
                               f"for cell {ctx.cell.name}", where)
         wrt = ctx.sympy_value(entry.forward)
@@ -705,19 +708,58 @@ def looks_like_latex(text: str) -> bool:
 
 
 def parse_formula(text: str, ctx: Context) -> Claim:
-    """LaTeX (anything with a backslash, a brace or ^) or SymPy syntax, into a ``Claim``."""
+    """LaTeX (anything with a backslash, a brace or ^) or SymPy syntax, into a ``Claim``.
+
+    The limits (``derive.limits``: length, nesting, names, signs, line breaks) are checked
+    first, in one pass: both readers recurse."""
     text = text.strip()
     if not text:
         raise VerifyError("empty formula")
-    if looks_like_latex(text):
-        return LatexParser(text, ctx).parse()
-    try:
-        return SympySyntaxParser(text, ctx).parse()
-    except VerifyError as sympy_error:         # "dc i" is LaTeX without a backslash
+    _within_limits(text)
+    with _bounded_recursion(text):
+        if looks_like_latex(text):
+            claim = LatexParser(text, ctx).parse()
+        else:
+            try:
+                claim = SympySyntaxParser(text, ctx).parse()
+            except VerifyError as sympy_error:         # "dc i" is LaTeX without a backslash
+                try:
+                    claim = LatexParser(text, ctx).parse()
+                except VerifyError:
+                    raise sympy_error from None
+    for side in claim.sides:
         try:
-            return LatexParser(text, ctx).parse()
-        except VerifyError:
-            raise sympy_error from None
+            limits.check_numbers(side)             # products of numbers: 10^{300} 10^{300}
+        except LimitError as exc:
+            raise VerifyError(exc.problem) from None
+    return claim
+
+
+def _within_limits(text: str) -> None:
+    try:
+        limits.scan_formula(text)
+    except LimitError as exc:
+        line, column = limits.line_column(text, exc.pos or 0)
+        place = f"line {line}, column {column}" if "\n" in text else f"column {column}"
+        raise VerifyError(exc.problem, f"{place}: {limits.quote(text, exc.pos)}") from None
+
+
+class _bounded_recursion:
+    """The scan bounds the nesting the readers recurse on; should a form it does not count
+    still recurse too deeply, the reader stops with the same kind of message, not a traceback."""
+
+    def __init__(self, text: str):
+        self.text = text
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, exc, tb):
+        if kind is RecursionError:
+            raise VerifyError(f"the formula nests too deeply to read (limits: "
+                              f"{limits.FORMULA_NESTING} levels of brackets, "
+                              f"{limits.SIGNS_IN_A_ROW} signs in a row)") from None
+        return False
 
 
 def parse_quantity(name: str, ctx: Context):
@@ -730,8 +772,10 @@ def parse_quantity(name: str, ctx: Context):
         return sp.Symbol(name)
     if name in d.quantities and "d" + name in targets:
         return sp.Symbol("d" + name)
+    _within_limits(name)
     try:
-        claim = LatexParser(name, ctx).parse()
+        with _bounded_recursion(name):
+            claim = LatexParser(name, ctx).parse()
     except VerifyError:
         claim = None
     if claim is not None and len(claim.sides) == 1:
@@ -749,5 +793,5 @@ def parse_quantity(name: str, ctx: Context):
                 return value
             if all("d" + n in targets for n in names):
                 return HCat(*(sp.Symbol("d" + n) for n in names))
-    raise VerifyError(f"cell {ctx.cell.name} has no quantity {name!r} (quantities: "
+    raise VerifyError(f"cell {ctx.cell.name} has no quantity {limits.short(name)} (quantities: "
                       f"{', '.join(sorted(d.quantities))}; adjoints: {', '.join(sorted(targets))})")

@@ -14,10 +14,6 @@ import sympy as sp
 from .nodes import HCat, SumT
 from .sequence import split_symbol
 
-#: reading tables whose printing notation has another name
-PRINTING = {"kang": "coursera"}
-
-
 def correct_expression(ctx, lhs):
     whole = isinstance(lhs, SumT)
     inner = lhs.args[0] if whole else lhs
@@ -44,8 +40,7 @@ def correct_expression(ctx, lhs):
 
 def latex_names(ctx, notation) -> dict:
     from derive.notation import NotationError, load_notation
-    name = notation if notation not in (None,) else "default"
-    name = PRINTING.get(str(name), str(name))
+    name = ctx.reading.path or (notation if notation is not None else "default")
     for candidate in (name, "default"):
         try:
             table = load_notation(candidate)
@@ -72,4 +67,16 @@ def render_correct(ctx, lhs, notation) -> tuple[str, str]:
             pass
         inner = names.get(sp.Symbol(base), sp.latex(sp.Symbol(base)))
         names[sym] = rf"\left.{inner}\right|_{{{step}}}" if shift else inner
+    names = {sym: _grouped(latex) for sym, latex in names.items()}
     return sp.latex(expr, symbol_names=names), sp.sstr(expr)
+
+
+def _grouped(latex: str) -> str:
+    r"""A symbol with a superscript of its own in braces, so a transpose or power after it is
+    valid LaTeX: ``{h^{\langle t-1 \rangle}}^{\top}``, not ``h^{\langle t-1 \rangle}^{\top}``."""
+    depth = 0
+    for ch in latex:
+        depth += (ch == "{") - (ch == "}")
+        if ch == "^" and depth == 0:
+            return "{" + latex + "}"
+    return latex

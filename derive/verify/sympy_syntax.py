@@ -11,7 +11,8 @@ import re
 
 import sympy as sp
 
-from derive import ops
+from derive import limits, ops
+from derive.limits import LimitError
 from derive.ops import FUNCTIONS
 from derive.linear import MatVec, MatVecT, Outer
 
@@ -70,11 +71,11 @@ class SympySyntaxParser:
         return value
 
     def expr(self):
-        value = self.term()
+        terms = [self.term()]                  # one Add: pairwise sums are quadratic in SymPy
         while self.peek().text in ("+", "-"):
             sign = -1 if self.next().text == "-" else 1
-            value = value + sign * self.term()
-        return value
+            terms.append(sign * self.term())
+        return sp.Add(*terms)
 
     def term(self):
         value = self.unary()
@@ -103,7 +104,10 @@ class SympySyntaxParser:
             exponent = self.unary()
             if self.ctx.kind(exponent) != "num":
                 self.fail("an exponent must be a number")
-            return base ** exponent
+            try:
+                return limits.power(base, exponent)
+            except LimitError as exc:
+                self.fail(exc.problem)
         return base
 
     def postfix(self):
