@@ -161,6 +161,8 @@ def test_one_new_row_reaches_derive_kernels_documents_and_verify(tmp_path):
 
 KINKS = NEW_CELLS / "kinks.toml"
 SOFTSIGN = NEW_CELLS / "softsign_rnn.toml"
+NESTED = ROOT / "tests" / "specs" / "kinks_nested.toml"
+CELLS = [KINKS, SOFTSIGN, NESTED]
 
 
 def _import(path: Path):
@@ -170,7 +172,7 @@ def _import(path: Path):
     return module
 
 
-@pytest.mark.parametrize("spec", [KINKS, SOFTSIGN], ids=lambda p: p.stem)
+@pytest.mark.parametrize("spec", CELLS, ids=lambda p: p.stem)
 def test_reference_gradients_match_finite_differences(spec):
     problem = Problem(derive.derive(load_cell(spec)), seed=11)
     grads = problem.gradients()
@@ -179,7 +181,7 @@ def test_reference_gradients_match_finite_differences(spec):
 
 
 @pytest.mark.parametrize("backend", ["numpy", "numba"])
-@pytest.mark.parametrize("spec", [KINKS, SOFTSIGN], ids=lambda p: p.stem)
+@pytest.mark.parametrize("spec", CELLS, ids=lambda p: p.stem)
 def test_kernels_match_finite_differences(tmp_path, spec, backend):
     path = tmp_path / f"{spec.stem}_{backend}.py"
     path.write_text(kernel_text(spec, backend, "test"), encoding="utf-8")
@@ -224,7 +226,7 @@ def _torch_value(expr, env, torch):
     return ev(expr)
 
 
-@pytest.mark.parametrize("spec", [KINKS, SOFTSIGN], ids=lambda p: p.stem)
+@pytest.mark.parametrize("spec", CELLS, ids=lambda p: p.stem)
 def test_reference_gradients_match_torch_autograd(spec):
     torch = _torch()
     d = derive.derive(load_cell(spec))
@@ -416,3 +418,15 @@ def test_any_definition_text_is_a_function_or_a_spec_error(text):
         parse_spec(spec)
     except SpecError:
         pass
+
+
+def test_verify_reads_the_cells_own_functions_bars_and_two_argument_calls():
+    from derive.verify import verify
+    softsign = derive.derive(load_cell(SOFTSIGN))
+    assert verify(softsign, r"h = \operatorname{softsign}(a_h)").verdict == "holds"
+    assert verify(softsign, r"da_h = \frac{dh}{(1 + |a_h|)^2}").verdict == "holds"
+    assert verify(softsign, r"da_h = \frac{dh}{1 + |a_h|}").verdict == "does not hold"
+    kinks = derive.derive(load_cell(KINKS))
+    assert verify(kinks, r"m = \max(a, 0.9 m^{<t-1>})").verdict == "holds"
+    assert verify(kinks, r"m = \min(a, 0.9 m^{<t-1>})").verdict == "does not hold"
+    assert verify(kinks, r"m = \max(a)").verdict == "unreadable"

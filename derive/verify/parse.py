@@ -336,7 +336,7 @@ class LatexParser:
             name = tok.text[1:]
             if tok.text == r"\frac":
                 return self.frac()
-            functions = ops.latex_reads()
+            functions = {**ops.latex_reads(), **self.ctx.functions}   # the cell's own too
             if name in functions:
                 return self.call(functions[name], tok)
             if tok.text in ADJOINT_CMDS:
