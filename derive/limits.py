@@ -26,6 +26,7 @@ EQUATIONS = 200               # equations in one spec
 EQUATION_CHARS = 2_000        # characters in one equation
 EQUATION_NESTING = 32         # parentheses nested in one equation
 EQUATION_OPERATORS = 200      # operators (+ - * / ** @) in one equation
+CALL_NESTING = 5              # function calls nested in one equation or formula
 SPEC_OPERATORS = 4_000        # operators in all equations of one spec
 EXPONENT = 16                 # |n| of a number used as an exponent (x ** n, x^{n})
 NUMBER_DIGITS = 300           # a number (literal or computed) lies within 10**±300
@@ -46,6 +47,8 @@ LIMITS = (
     ("EQUATION_CHARS", EQUATION_CHARS, "characters in one equation"),
     ("EQUATION_NESTING", EQUATION_NESTING, "parentheses nested in one equation"),
     ("EQUATION_OPERATORS", EQUATION_OPERATORS, "operators (`+ - * / ** @`) in one equation"),
+    ("CALL_NESTING", CALL_NESTING, "function calls nested in one equation or formula "
+                                   "(SymPy's tanh takes time exponential in its nesting)"),
     ("SPEC_OPERATORS", SPEC_OPERATORS, "operators in all equations of one spec"),
     ("EXPONENT", EXPONENT, "absolute value of a number used as an exponent"),
     ("NUMBER_DIGITS", NUMBER_DIGITS, "decimal exponent of any number, written or computed "
@@ -174,14 +177,18 @@ def scan_equation(text: str) -> int:
         raise LimitError(_breach("equation too long", len(text), EQUATION_CHARS, "characters"),
                          EQUATION_CHARS)
     depth = operators = 0
+    calls = _Calls({i for i, ch in enumerate(text) if ch == "(" and i and (text[i - 1].isalnum()
+                                                                         or text[i - 1] == "_")})
     for i, ch in enumerate(text):
         if ch in "([{":
             depth += 1
             if depth > EQUATION_NESTING:
                 raise LimitError(_breach("equation nests too deeply", depth, EQUATION_NESTING,
                                          "levels of brackets"), i)
+            calls.open(i)
         elif ch in ")]}":
             depth = max(0, depth - 1)
+            calls.close()
         elif ch in "+-/@" or (ch == "*" and not text.startswith("**", i - 1)):
             if ch in "+-" and i and text[i - 1] in "eE" and i > 1 and text[i - 2].isdigit():
                 continue                      # the sign of an exponent: 1e-3
@@ -192,7 +199,27 @@ def scan_equation(text: str) -> int:
     return operators
 
 
+class _Calls:
+    """Tracks how many of the open brackets are function calls (``tanh(``)."""
+
+    def __init__(self, openers: set[int]):
+        self.openers, self.stack, self.depth = openers, [], 0
+
+    def open(self, i: int) -> None:
+        call = i in self.openers
+        self.stack.append(call)
+        self.depth += call
+        if self.depth > CALL_NESTING:
+            raise LimitError(_breach("function calls nested too deeply", self.depth, CALL_NESTING), i)
+
+    def close(self) -> None:
+        if self.stack:
+            self.depth -= self.stack.pop()
+
+
 _LINE_BREAKS = re.compile(r"\\{3,}")
+_FORMULA_CALL = re.compile(r"(?<![A-Za-z])\\?(?:tanh|sigma|sigmoid|exp|log|ln|cosh|sinh|relu|softplus)"
+                           r"(?:\s*(?:\^\s*\{[^{}]*\}|\^\s*\w|'))*\s*([({])")
 
 
 def scan_formula(text: str) -> None:
@@ -201,6 +228,7 @@ def scan_formula(text: str) -> None:
         raise LimitError(_breach("formula too long", len(text), FORMULA_CHARS, "characters"),
                          FORMULA_CHARS)
     depth = word = signs = 0
+    calls = _Calls({m.start(1) for m in _FORMULA_CALL.finditer(text)})
     for i, ch in enumerate(text):
         if ch.isalnum():
             word += 1
@@ -220,8 +248,10 @@ def scan_formula(text: str) -> None:
             if depth > FORMULA_NESTING:
                 raise LimitError(_breach("formula nests too deeply", depth, FORMULA_NESTING,
                                          "levels of brackets"), i)
+            calls.open(i)
         elif ch in ")]}":
             depth = max(0, depth - 1)
+            calls.close()
     for m in _LINE_BREAKS.finditer(text):
         # \\ is a line break and \x a command: a run of 3+ backslashes is neither once the
         # command's own backslash (when a letter or symbol follows) is set aside.

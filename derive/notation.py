@@ -258,6 +258,11 @@ class Notation:
         """``symbol`` at time ``step`` (``"t"``, ``"t-1"``, ``"t+1"``), or as is for None."""
         if step is None or self.time == "none":
             return symbol
+        if self.current_step:                 # the document calls the current step t+1
+            m = re.fullmatch(r"t([+-]\d+)?", step)
+            if m:
+                k = int(m.group(1) or 0) + self.current_step
+                step = "t" if k == 0 else f"t{k:+d}"
         if self.time == "angle":
             return rf"{symbol}^{{\langle {step} \rangle}}"
         if self.time == "paren":

@@ -11,7 +11,9 @@ A row (``Op``) holds together everything the stages need to know about one funct
 * ``numba``: the scalar spelling inside the fused Numba loops, with its helpers (built on the
   vectorizable ``_exp``);
 * ``latex``: how documents print it; ``reads``: the LaTeX commands and words verify reads as it;
-* ``rule``: the derivative rule the documents show.
+* ``rule``: the derivative rule the documents show;
+* ``code``: spellings for further backends by name (``"triton"``); a backend's printer without
+  one falls back to its own ``_print_<name>`` methods.
 
 Code templates hold ``{0}``, ``{1}`` for the arguments and ``{F}`` for the Numba kernel's float
 type; LaTeX templates hold ``{0}``, ``{1}``. A row without a ``latex`` template uses SymPy's own
@@ -121,21 +123,21 @@ def _exp_float32(z):
                    imports=("from numba import types", "from numba.extending import intrinsic, overload"))
 
 NUMBA_SIGMOID = Helper("_sigmoid", '''\
-@nb.njit(inline="always", error_model="numpy", cache=True)
+@nb.njit(inline="always", error_model="numpy", cache={cache})
 def _sigmoid(z):
     """1 / (1 + e**-z): e**-z saturates for very negative z, so the result tends to 0, no overflow."""
     F = type(z)
     return F(1) / (F(1) + _exp(-z))''', needs=(NUMBA_EXP,))
 
 NUMBA_TANH = Helper("_tanh", '''\
-@nb.njit(inline="always", error_model="numpy", cache=True)
+@nb.njit(inline="always", error_model="numpy", cache={cache})
 def _tanh(z):
     """tanh(z) = 1 - 2 / (e**(2z) + 1), from the vectorizable _exp."""
     F = type(z)
     return F(1) - F(2) / (_exp(F(2) * z) + F(1))''', needs=(NUMBA_EXP,))
 
 NUMBA_SOFTPLUS = Helper("_softplus", '''\
-@nb.njit(inline="always", error_model="numpy", cache=True)
+@nb.njit(inline="always", error_model="numpy", cache={cache})
 def _softplus(z):
     """log(1 + e**z) = max(z, 0) + log(1 + e**-|z|): no overflow for large z."""
     F = type(z)
@@ -175,6 +177,7 @@ class Op:
     rule: str | None = None
     arity: int = 1
     definition: sp.Expr | None = None     # composite rows: the body, over ARGUMENT
+    code: dict[str, Code] = field(default_factory=dict)   # other backends: name -> spelling
     doc: str = ""
     _reference: Callable | None = field(default=None, repr=False)
 
@@ -357,20 +360,26 @@ register(Op("softplus", softplus, Code("np.logaddexp(0, {0})"),
             rule=r"\operatorname{softplus}' = \sigma = 1 - e^{-\operatorname{softplus}}"))
 register(Op("identity", _identity, rule=None))
 register(Op("sqrt", sqrt, Code("np.sqrt({0})"), latex=r"\sqrt{{0}}", reads=("sqrt",),
+            code={"triton": Code("_tl.sqrt({0})")},
             rule=r"\sqrt{z}' = 1 / (2 \sqrt{z})"))
 register(Op("abs", abs_, Code("np.abs({0})"), Code("abs({0})"), latex=r"\left|{0}\right|",
+            code={"triton": Code("_tl.abs({0})")},
             reads=("abs",), rule=r"|z|' = \operatorname{sign}(z)\text{, 0 at } z = 0"))
 register(Op("max", max_, Code("np.maximum({0}, {1})"), Code("max({0}, {1})"),
             latex=r"\max\left({0}, {1}\right)", reads=("max",), arity=2,
+            code={"triton": Code("_tl.maximum({0}, {1})")},
             rule=r"\partial \max(a, b) / \partial a = \operatorname{step}(a - b)\text{, } "
                  r"\tfrac{1}{2} \text{ at a tie}"))
 register(Op("min", min_, Code("np.minimum({0}, {1})"), Code("min({0}, {1})"),
             latex=r"\min\left({0}, {1}\right)", reads=("min",), arity=2,
+            code={"triton": Code("_tl.minimum({0}, {1})")},
             rule=r"\partial \min(a, b) / \partial a = \operatorname{step}(b - a)\text{, } "
                  r"\tfrac{1}{2} \text{ at a tie}"))
 register(Op("step", step, Code("np.heaviside({0}, 0)"), Code("({F}(1) if {0} > {F}(0) else {F}(0))"),
-            latex=_call_latex("step"), reads=("step",)))
-register(Op("sign", sign, Code("np.sign({0})"), latex=_call_latex("sign"), reads=("sign", "sgn")))
+            latex=_call_latex("step"), reads=("step",),
+            code={"triton": Code("_tl.where({0} > 0, 1.0, 0.0)")}))
+register(Op("sign", sign, Code("np.sign({0})"), latex=_call_latex("sign"), reads=("sign", "sgn"),
+            code={"triton": Code("_tl.where({0} > 0, 1.0, _tl.where({0} < 0, -1.0, 0.0))")}))
 
 
 #: SymPy functions that appear in derivatives without being rows (sin' = cos) and that LaTeX

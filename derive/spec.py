@@ -110,6 +110,8 @@ def parse_spec(text: str, path: str | None = None) -> Cell:
     except tomllib.TOMLDecodeError as exc:
         match = re.search(r"line (\d+)", str(exc))
         raise src.error(f"not valid TOML: {exc}", line=int(match.group(1)) if match else None) from None
+    except ValueError as exc:               # an integer of more than 4,300 digits
+        raise src.error(f"not valid TOML: {limits.clip(str(exc), 120)}") from None
     return _Builder(src, data).build()
 
 
@@ -419,6 +421,10 @@ class _EquationParser:
                           ("\\", "an equation is one line, without '\\' continuations")):
             if mark in text:
                 raise self.fail(f"{mark!r} is not part of the spec language: {why}", text.index(mark))
+        odd = next((i for i, ch in enumerate(text) if not " " <= ch <= "~" and ch != "\t"), None)
+        if odd is not None:          # Python would read ｔａｎｈ as tanh and ℎ as h (NFKC)
+            raise self.fail(f"character {text[odd]!r} (U+{ord(text[odd]):04X}) is not part of the spec "
+                            "language: equations are printable ASCII", odd)
         try:
             tree = ast.parse(text, mode="exec")
         except SyntaxError as exc:
@@ -478,7 +484,12 @@ class _EquationParser:
                 raise self.fail(f"only numbers are allowed as constants, not {short(node.value)}", node)
             if isinstance(node.value, float) and not math.isfinite(node.value):
                 raise self.fail(f"the constant {ast.unparse(node)} is not a finite number", node)
-            number = sp.nsimplify(node.value) if isinstance(node.value, float) else sp.Integer(node.value)
+            if isinstance(node.value, float) and node.value == 0 and any(
+                    d in "123456789" for d in re.split("[eE]", ast.get_source_segment(self.text, node))[0]):
+                raise self.fail(f"the constant {ast.get_source_segment(self.text, node)} is too small: "
+                                "it rounds to 0", node)
+            # the decimal the user wrote, exactly (nsimplify would turn 1e-300 into 0)
+            number = sp.Rational(repr(node.value)) if isinstance(node.value, float) else sp.Integer(node.value)
             try:
                 limits.check_number(number)
             except LimitError as exc:
@@ -566,7 +577,8 @@ class _EquationParser:
         self.elementwise(lshape, symbol)
         self.elementwise(rshape, symbol)
         if symbol == "**":
-            if rshape != () or not isinstance(node.right, ast.Constant):
+            constant = node.right.operand if isinstance(node.right, ast.UnaryOp) else node.right
+            if rshape != () or not isinstance(constant, ast.Constant):     # 2, -1 or 0.5
                 raise self.fail("the exponent of ** must be a number", node.right)
             try:
                 return limits.power(left, right), lshape

@@ -430,3 +430,14 @@ def test_verify_reads_the_cells_own_functions_bars_and_two_argument_calls():
     assert verify(kinks, r"m = \max(a, 0.9 m^{<t-1>})").verdict == "holds"
     assert verify(kinks, r"m = \min(a, 0.9 m^{<t-1>})").verdict == "does not hold"
     assert verify(kinks, r"m = \max(a)").verdict == "unreadable"
+
+
+@pytest.mark.parametrize("spec", [NESTED, ROOT / "tests" / "specs" / "codegen_relu_gated.toml"],
+                         ids=lambda p: p.stem)
+def test_triton_spells_the_new_rows_like_the_numpy_backend(tmp_path, spec):
+    from cell_oracles import import_kernel
+    from test_triton_kernels import compare, triton_or_skip
+    torch = triton_or_skip()
+    d = derive.derive(load_cell(spec))
+    compare(import_kernel(d, "numpy", tmp_path), import_kernel(d, "triton", tmp_path), torch,
+            "float64")

@@ -27,6 +27,7 @@ import re
 
 from .errors import VerifyError
 from .normalize_latex import normalize_latex
+from .sequence import target_name
 from .vocabulary import Entry, Reading, default_reading, key_of_name
 
 TRANSPOSED = re.compile(r"^(.*?)\^\{?(?:T|\\top|\\intercal)\}?$")
@@ -118,7 +119,7 @@ def reading_from_notation(name_or_path, derivation) -> Reading:
         put(key(latex), f"[adjoints] {latex}", adjoint=meaning)
     for latex, output in notation.targets.items():
         if output in derivation.upstream:
-            put(key(latex), f"[targets] {latex}", forward=f"{output} - {derivation.upstream[output]}")
+            put(key(latex), f"[targets] {latex}", forward=target_name(output))
     if notation.auto:
         for k, entry in default_reading(derivation).symbols.items():
             if k not in symbols:

@@ -19,6 +19,7 @@ shifted ones as ``f@+1`` (f at step t+1), and loss-only adjoints as ``dc#k1``.
 
 from __future__ import annotations
 
+import difflib
 import re
 from dataclasses import dataclass
 
@@ -30,7 +31,7 @@ from derive.limits import LimitError
 from .context import (KIND_WORD, Claim, Context, Token, local_derivative, product, transpose,
                       unprev)
 from .errors import VerifyError, excerpt
-from .nodes import HCat, MatTranspose, SumN, SumT, VCat
+from .nodes import HCat, MatTranspose, SumN, SumT, VCat, VStack
 from .normalize_latex import normalize_latex
 from .sequence import shifted, split_symbol
 from .sympy_syntax import SympySyntaxParser
@@ -51,7 +52,9 @@ def tokenize(text: str) -> list[Token]:
     while pos < len(text):
         m = TOKEN_RE.match(text, pos)
         if not m:
-            raise VerifyError(f"unexpected character {text[pos]!r}", excerpt(text, pos))
+            err = VerifyError(f"unexpected character {text[pos]!r}", excerpt(text, pos))
+            err.pos = pos
+            raise err
         if m.lastgroup != "space":
             tokens.append(Token(m.lastgroup, m.group(), m.start(), m.end()))
         pos = m.end()
@@ -70,15 +73,21 @@ class Atom:
     prime: bool
     start: int
     end: int
+    value: object = None        # the top of a derivative of an expression: ∂(u x + v s)/∂v
 
 
 class LatexParser:
     def __init__(self, text: str, ctx: Context):
         self.ctx = ctx
+        self.original = text
         self.text = normalize_latex(text, hyphen_subscripts=ctx.reading.hyphen_subscripts)
         if not self.text:
             raise VerifyError("empty formula")
-        self.tokens = tokenize(self.text)
+        self.blocks = difflib.SequenceMatcher(None, self.text, text, autojunk=False).get_matching_blocks()
+        try:
+            self.tokens = tokenize(self.text)
+        except VerifyError as err:
+            raise VerifyError(err.problem, self.excerpt(err.pos, err.pos + 1)) from None
         self.i = 0
         self.at_last = False
         self.offsets = self._time_mode()
@@ -94,7 +103,21 @@ class LatexParser:
 
     def where(self, tok: Token | None = None, end: int | None = None) -> str:
         tok = tok or self.peek()
-        return excerpt(self.text, tok.pos, end or tok.end)
+        return self.excerpt(tok.pos, end or tok.end)
+
+    def excerpt(self, start: int, end: int) -> str:
+        """The excerpt of what the user typed (not the normalized text) around [start, end)."""
+        return excerpt(self.original, self.to_original(start), self.to_original(end, True))
+
+    def to_original(self, pos: int, is_end: bool = False) -> int:
+        """A position in the normalized text mapped to the same place in the typed text."""
+        best = 0
+        for a, b, size in self.blocks:
+            if a <= pos < a + size or (is_end and a < pos <= a + size):
+                return b + pos - a
+            if a + size <= pos:
+                best = b + size
+        return min(best, len(self.original))
 
     def fail(self, problem: str, tok: Token | None = None, end: int | None = None):
         raise VerifyError(problem, self.where(tok, end))
@@ -116,7 +139,7 @@ class LatexParser:
             if tok.kind == "time":
                 raws.append(tok.text[2:-1])
             elif tok.text == "_" and n + 1 < len(toks):
-                raws.append(self._group_text(n + 1)[0])
+                raws.append(self._group_text(n + 1)[0].rpartition(",")[2])
             elif tok.text == "(" and n + 2 < len(toks) and toks[n + 1].text in ("t", "T"):
                 j, raw = n + 1, ""
                 while j < len(toks) and toks[j].text != ")" and j < n + 5:
@@ -132,10 +155,9 @@ class LatexParser:
                     absolute.append(int(raw))
         if "free" in kinds and "absolute" in kinds:
             raise VerifyError("the formula mixes the free step t with absolute steps "
-                              f"({', '.join(map(str, sorted(set(absolute))))})", self.text)
-        if "free" in kinds and "last" in kinds:
-            raise VerifyError("the formula mixes the free step t with the last step T", self.text)
-        self.at_last = kinds == {"last"}
+                              f"({', '.join(map(str, sorted(set(absolute))))})", self.original)
+        # t beside T in a statement about the last step (dl(T)/dh(T) * o(t)): t is that step
+        self.at_last = "last" in kinds
         return {"anchor": max(absolute) if absolute else None}
 
     def _group_text(self, n: int) -> tuple[str, int]:
@@ -158,7 +180,9 @@ class LatexParser:
         m = TIME_RE.match(raw)
         if m:
             off = int(m["off"] or 0)
-            return off if m["var"] == "T" else off - self.ctx.reading.step_label
+            if m["var"] == "T" or self.at_last:
+                return off
+            return off - self.ctx.reading.step_label
         if raw.isdigit() and self.offsets["anchor"] is not None:
             return int(raw) - self.offsets["anchor"]
         self.fail(f"unreadable time index {raw!r}", tok)
@@ -313,7 +337,7 @@ class LatexParser:
             value = self.expr()
             self.expect("}")
             return value
-        if tok.text == "|":                      # |z|: the op table's abs
+        if tok.text == "|":                      # |z|: the op table's abs, elementwise
             self.next()
             value = self.expr()
             self.expect("|")
@@ -323,19 +347,27 @@ class LatexParser:
         if tok.text == "[":
             self.next()
             items = [self.expr()]
-            while self.peek().text == ",":
-                self.next()
+            seps = set()
+            while self.peek().text in (",", ";", "|"):
+                seps.add(self.next().text)
                 items.append(self.expr())
             self.expect("]")
             if len(items) == 1:
                 return items[0]
-            if any(self.ctx.kind(v) != "vec" for v in items):
-                self.fail("[a, b] stacks vectors only", tok)
+            if seps == {"|"}:                      # [U | W]: matrices side by side
+                if any(self.ctx.kind(v) != "mat" for v in items):
+                    self.fail("[A | B] puts matrices side by side only", tok)
+                return HCat(*items)
+            if "|" in seps or any(self.ctx.kind(v) != "vec" for v in items):
+                self.fail("[a, b] and [a; b] stack vectors only", tok)
             return VCat(*items)
         if tok.kind == "cmd":
             name = tok.text[1:]
             if tok.text == r"\frac":
                 return self.frac()
+            if tok.text == r"\underline":
+                self.fail("\\underline{...} here is the numerator of a fraction whose bar and "
+                          "denominator were lost (a PDF extraction): write the fraction", tok)
             functions = {**ops.latex_reads(), **self.ctx.functions}   # the cell's own too
             if name in functions:
                 return self.call(functions[name], tok)
@@ -439,8 +471,12 @@ class LatexParser:
                     self._split_current(1)
                     j = self.i + 1
                 self.i = j
+                label, comma, last = raw.rpartition(",")
                 if TIME_RE.match(raw):
                     time = self._set_time(time, raw, nxt)
+                elif comma and label and TIME_RE.match(last):      # W_{f,t}: label f at step t
+                    key += f"_{{{label}}}"
+                    time = self._set_time(time, last, nxt)
                 else:
                     key += f"_{{{raw}}}"
             elif nxt.kind == "time":
@@ -520,7 +556,7 @@ class LatexParser:
     def resolve(self, atom: Atom):
         """The SymPy value of a symbol read in the formula."""
         ctx = self.ctx
-        where = excerpt(self.text, atom.start, atom.end)
+        where = self.excerpt(atom.start, atom.end)
         if atom.key in ctx.losses:
             raise VerifyError(f"the loss {atom.key} appears outside a derivative", where)
         entry = ctx.symbols.get(atom.key)
@@ -550,7 +586,7 @@ class LatexParser:
     def external(self, atom: Atom, kind: str):
         """The adjoint a state receives from step t+1 (carried), or an output from the loss."""
         ctx = self.ctx
-        where = excerpt(self.text, atom.start, atom.end)
+        where = self.excerpt(atom.start, atom.end)
         entry = ctx.symbols.get(atom.key)
         value = ctx.sympy_value(entry.forward) if entry and entry.forward else None
         if not isinstance(value, sp.Symbol):
@@ -571,8 +607,8 @@ class LatexParser:
                 return sp.Symbol(ctx.adjoint(value.name, k))
             except ValueError:
                 raise VerifyError(f"{key} stands for {value.name}, which has no adjoint", where) from None
-        if isinstance(value, (HCat, MatTranspose)) and all(isinstance(a, sp.Symbol) for a in value.args):
-            return value.func(*(sp.Symbol(ctx.adjoint(a.name, 0)) for a in value.args))
+        if isinstance(value, (HCat, VCat, VStack, MatTranspose)):
+            return value.func(*(self._adjoint_of(a, k, where, key) for a in value.args))
         raise VerifyError(f"{key} stands for an expression and has no adjoint", where)
 
     # derivatives -----------------------------------------------------------------------------
@@ -580,7 +616,12 @@ class LatexParser:
         tok = self.expect(r"\frac")
         if self._is_derivative():
             self.expect("{")
-            top = self.operand()
+            if self._top_without_d():              # \frac{\frac{1}{2}(o - y)^2}{\partial w}: ∂ left out
+                start = self.peek()
+                value = self.expr()
+                top = Atom("", None, False, False, start.pos, self.tokens[self.i - 1].end, value)
+            else:
+                top = self.operand()
             self.expect("}")
             self.expect("{")
             bottom = self.operand()
@@ -600,7 +641,12 @@ class LatexParser:
         def is_d(t):
             return t is not None and (t.text in (r"\partial", r"\diff") or
                                       (t.kind == "word" and t.text.startswith("d")))
-        return is_d(first_top) and is_d(first_bottom)
+        return (is_d(first_top) or self._top_without_d(1)) and first_bottom is not None and \
+            (first_bottom.text == r"\partial" or is_d(first_bottom) and is_d(first_top))
+
+    def _top_without_d(self, k: int = 0) -> bool:
+        """A derivative's top written without its ∂ before an expression (a typo a reader skips)."""
+        return self.peek(k).text in (r"\frac", "(")
 
     def operand(self) -> Atom:
         tok = self.next()
@@ -608,8 +654,10 @@ class LatexParser:
             self.i -= 1
             self._split_current(1)
             self.next()
-        if self.peek().text in ("(", "{"):
-            self.fail("the derivative of an expression; name the quantity instead", self.peek())
+        if self._starts_expression():
+            start = self.peek()
+            value = self.expr()
+            return Atom("", None, False, False, start.pos, self.tokens[self.i - 1].end, value)
         if not self.starts_atom(self.peek()):
             self.fail("expected the quantity after ∂ / d", self.peek())
         tok = self.peek()
@@ -634,11 +682,44 @@ class LatexParser:
             return Atom(tok.text, time, False, False, tok.pos, self.tokens[self.i - 1].end)
         return self.atom()
 
+    def _starts_expression(self) -> bool:
+        """After ∂ or d: an expression (``(``, ``\\frac``, a function, a product), not one symbol."""
+        tok, nxt = self.peek(), self.peek(1)
+        if tok.text in ("(", "{") or tok.kind == "num" or tok.text == r"\frac":
+            return True
+        if tok.kind == "cmd" and tok.text[1:] in {**ops.latex_reads(), **self.ctx.functions}:
+            return True
+        if tok.kind == "word" and nxt.text == "(" and tok.text in self.ctx.functions and \
+                tok.text not in self.ctx.symbols:
+            return True
+        if tok.kind == "word" and tok.text not in self.ctx.losses:     # ∂ ws_{t+1}: w times s
+            save = (self.i, list(self.tokens))
+            try:
+                self.atom()
+                more = self.starts_factor(self.peek()) or self.peek().text in ("+", "-", "*")
+            except VerifyError:
+                more = False
+            self.i, self.tokens = save
+            return more
+        return False
+
     def derivative(self, top: Atom, bottom: Atom, tok: Token):
         ctx = self.ctx
-        where = excerpt(self.text, tok.pos, self.tokens[self.i - 1].end)
+        where = self.excerpt(tok.pos, self.tokens[self.i - 1].end)
         if bottom.key in ctx.losses:
             raise VerifyError("a derivative with respect to the loss", where)
+        if top.value is not None:
+            entry = ctx.symbols.get(bottom.key)
+            if entry is None or entry.forward is None:
+                raise VerifyError(f"unknown symbol {bottom.key} in notation {ctx.reading.name} "
+                                  f"for cell {ctx.cell.name}", where)
+            wrt = ctx.sympy_value(entry.forward)
+            if not isinstance(wrt, sp.Symbol):
+                raise VerifyError(f"a derivative with respect to {bottom.key}, which is not one "
+                                  f"quantity", where)
+            if ctx.kind(top.value) not in ("vec", "num"):
+                raise VerifyError("a derivative of a matrix", where)
+            return local_derivative(ctx, top.value, 0, wrt.name, bottom.time or 0, where)
         entry = ctx.symbols.get(bottom.key)
         if entry is None or entry.forward is None:
             raise VerifyError(f"unknown symbol {bottom.key} in notation {ctx.reading.name} "
@@ -655,9 +736,11 @@ class LatexParser:
             raise VerifyError(f"unknown symbol {top.key} in notation {ctx.reading.name} "
                               f"for cell {ctx.cell.name}", where)
         of = ctx.sympy_value(top_entry.forward)
-        if not isinstance(of, sp.Symbol):
-            raise VerifyError(f"a derivative of {top.key}, which is not one quantity", where)
-        return local_derivative(ctx, of.name, top.time or 0, wrt.name, tau, where)
+        if isinstance(of, sp.Symbol):
+            return local_derivative(ctx, of.name, top.time or 0, wrt.name, tau, where)
+        if ctx.kind(of) not in ("vec", "num"):
+            raise VerifyError(f"a derivative of {top.key}, which is not an elementwise value", where)
+        return local_derivative(ctx, of, top.time or 0, wrt.name, tau, where)
 
     def loss_derivative(self, kind: str, top: Atom, wrt: sp.Symbol, tau: int, where: str):
         ctx = self.ctx

@@ -10,6 +10,7 @@ expression's meaning in cell names. LaTeX comes from ``sympy.latex`` with the sy
 from __future__ import annotations
 
 import sympy as sp
+from sympy.printing.str import StrPrinter
 
 from .nodes import HCat, SumT
 from .sequence import split_symbol
@@ -68,7 +69,7 @@ def render_correct(ctx, lhs, notation) -> tuple[str, str]:
         inner = names.get(sp.Symbol(base), sp.latex(sp.Symbol(base)))
         names[sym] = rf"\left.{inner}\right|_{{{step}}}" if shift else inner
     names = {sym: _grouped(latex) for sym, latex in names.items()}
-    return sp.latex(expr, symbol_names=names), sp.sstr(expr)
+    return sp.latex(expr, symbol_names=names), cell_text(expr)
 
 
 def _grouped(latex: str) -> str:
@@ -80,3 +81,49 @@ def _grouped(latex: str) -> str:
         if ch == "^" and depth == 0:
             return "{" + latex + "}"
     return latex
+
+
+class _CellPrinter(StrPrinter):
+    """SymPy syntax in the cell's names that ``--formula`` reads back: ``U_f.T @ da_f``,
+    ``outer(da_f, x)``, ``sum_t(...)``, ``hcat(dU_f, dW_f)``; no internal node names."""
+
+    def _group(self, e):
+        text = self._print(e)
+        return text if isinstance(e, (sp.Symbol, sp.Function)) or e.is_Atom else f"({text})"
+
+    def _print_MatVec(self, e):
+        return f"{self._group(e.args[0])} @ {self._group(e.args[1])}"
+
+    def _print_MatVecT(self, e):
+        return f"{self._group(e.args[0])}.T @ {self._group(e.args[1])}"
+
+    def _print_Outer(self, e):
+        return f"outer({self._print(e.args[0])}, {self._print(e.args[1])})"
+
+    def _print_MatTranspose(self, e):
+        return f"{self._group(e.args[0])}.T"
+
+    _print_Row = _print_MatTranspose
+
+    def _call(self, name, e):
+        return f"{name}({', '.join(self._print(a) for a in e.args)})"
+
+    def _print_SumT(self, e):
+        return self._call("sum_t", e)
+
+    def _print_SumN(self, e):
+        return self._call("sum_n", e)
+
+    def _print_HCat(self, e):
+        return self._call("hcat", e)
+
+    def _print_VCat(self, e):
+        return self._call("cat", e)
+
+    def _print_VStack(self, e):
+        return self._call("vstack", e)
+
+
+def cell_text(expr) -> str:
+    """``expr`` in SymPy syntax over the cell's names, as ``--formula`` reads it."""
+    return _CellPrinter().doprint(expr)

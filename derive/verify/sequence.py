@@ -26,7 +26,7 @@ import sympy as sp
 from derive.evaluate import backward_step, value
 from derive.linear import Outer, ShapeMismatch
 
-from .nodes import HCat, Row, SumN, SumT, MatTranspose, VCat
+from .nodes import HCat, Row, SumN, SumT, MatTranspose, VCat, VStack
 
 SYMBOL_RE = re.compile(r"^(?P<base>[^@#]+)(?:#(?P<variant>\w+))?(?:@(?P<shift>[+-]\d+))?$")
 
@@ -37,6 +37,12 @@ class OutOfRange(LookupError):
 
 class StepFree(ValueError):
     """A per-step symbol used where no step is bound (outside Σ_t in a whole-sequence claim)."""
+
+
+def target_name(output: str) -> str:
+    """The symbol of the target y of a squared-error loss on ``output`` (a verifier name: the
+    leading underscore keeps it apart from the cell's own names)."""
+    return "_target_" + output
 
 
 def split_symbol(name: str) -> tuple[str, str, int]:
@@ -105,8 +111,11 @@ def simulate(derivation, *, seed: int = 0, T: int = 4, N: int = 2, scalar: bool 
 
 
 def _backward(run: Run, params, values, upstream, carried, backward=None) -> dict:
-    """One step's environment: its forward values and what ``backward`` computes from them."""
-    adjoints = backward_step(run.derivation, values, params, upstream, carried, run.sizes,
+    """One step's environment: its forward values and what ``backward`` computes from them.
+    The target y of a squared-error loss on an output o is o - do_out (so that do_out = o - y)."""
+    d = run.derivation
+    values = {**values, **{target_name(o): values[o] - upstream[u] for o, u in d.upstream.items()}}
+    adjoints = backward_step(d, values, params, upstream, carried, run.sizes,
                              equations=run.backward if backward is None else backward,
                              nodes=formula_nodes())
     return {**params, **values, **upstream, **carried, **adjoints}
@@ -163,6 +172,14 @@ def _blocks(e, ev):
     return np.concatenate(vals, axis=1)
 
 
+def _rows(e, ev):
+    vals = [ev(a) for a in e.args]
+    if any(np.ndim(v) != np.ndim(vals[0]) for v in vals) or \
+            len({np.shape(v)[1:] for v in vals}) != 1:
+        raise ShapeMismatch("stacked blocks of different widths")
+    return np.concatenate(vals, axis=0)
+
+
 def _sum_batch(e, ev):
     v = ev(e.args[0])
     return v.sum(axis=0) if np.ndim(v) == 2 and not _is_matrix_valued(e.args[0]) else v
@@ -176,7 +193,8 @@ def formula_nodes(sum_steps=None) -> dict:
             raise StepFree("Σ_t inside Σ_t")
         return sum_steps(e.args[0])
 
-    return {VCat: _stack, HCat: _blocks, MatTranspose: lambda e, ev: np.transpose(ev(e.args[0])),
+    return {VCat: _stack, HCat: _blocks, VStack: _rows,
+            MatTranspose: lambda e, ev: np.transpose(ev(e.args[0])),
             Row: lambda e, ev: ev(e.args[0]), SumN: _sum_batch, SumT: sum_over_steps}
 
 
@@ -187,7 +205,7 @@ def evaluate(expr, lookup, sum_steps=None):
 
 
 def _is_matrix_valued(e) -> bool:
-    return isinstance(e, (Outer, HCat, MatTranspose))
+    return isinstance(e, (Outer, HCat, VStack, MatTranspose))
 
 
 class Evaluator:
@@ -204,6 +222,8 @@ class Evaluator:
             if t is None:
                 raise StepFree(base)
             k = t + shift
+            if k == self.run.T and self._is_adjoint(base):
+                return np.zeros_like(self.steps[variant][k - 1][base])   # nothing after step T
             if not 0 <= k < self.run.T:
                 raise OutOfRange(name)
             return self.steps[variant][k][base]
@@ -220,3 +240,9 @@ class Evaluator:
             return total
 
         return evaluate(expr, lookup, sum_steps)
+
+    def _is_adjoint(self, name: str) -> bool:
+        """An adjoint of the cell (boundary: every adjoint after the last step is zero)."""
+        d = self.run.derivation
+        return name in {eq.target for eq in d.backward} or name in d.carried.values() or \
+            name in d.upstream.values()

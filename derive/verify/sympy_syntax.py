@@ -18,14 +18,15 @@ from derive.linear import MatVec, MatVecT, Outer
 
 from .context import Claim, Context, Token, product, transpose
 from .errors import VerifyError, excerpt
-from .nodes import HCat, MatTranspose, Row, SumN, SumT, VCat
+from .nodes import HCat, MatTranspose, Row, SumN, SumT, VCat, VStack
 from .sequence import split_symbol
 
 PLAIN_TOKEN_RE = re.compile(r"(?P<name>[A-Za-z_][A-Za-z0-9_]*(?:#k1)?(?:@[+-]\d+)?)"
                             r"|(?P<num>\d+(?:\.\d+)?)|(?P<op>\*\*|[-+*/^@(),=]|\.T)|(?P<space>\s+)")
-PLAIN_FUNCTIONS = {"HCat": HCat, "VCat": VCat, "MatTranspose": MatTranspose, "Row": Row, "SumT": SumT,
+PLAIN_FUNCTIONS = {"HCat": HCat, "VCat": VCat, "VStack": VStack, "MatTranspose": MatTranspose, "Row": Row, "SumT": SumT,
                    "SumN": SumN, "MatVec": MatVec, "MatVecT": MatVecT, "Outer": Outer,
-                   "outer": Outer, "sum_t": SumT, "sum_n": SumN, "cat": VCat}
+                   "outer": Outer, "sum_t": SumT, "sum_n": SumN, "cat": VCat, "hcat": HCat,
+                   "vstack": VStack}
 
 
 class SympySyntaxParser:
