@@ -157,6 +157,7 @@ class _Layout:
     """What both backends share: pre-loop packing, the hoisted GEMM, the after-loop GEMMs."""
 
     arrays = "numpy"   # the array library the generated module takes (a backend folder may differ)
+    every_cell = True  # False: may refuse a cell (NotImplementedError); regenerate then writes no file
 
     def __init__(self, plan: Plan):
         self.plan = plan
