@@ -16,7 +16,7 @@ import sympy as sp
 from derive import Derivation, spec_hash
 
 from .env import environment
-from .lower import GroupProduct, Plan, ProductGroup, Ref, Segment, Stmt, _stacked, lower
+from .lower import GroupProduct, Plan, ProductGroup, Ref, Segment, Stmt, lower, stacked_text
 from .numba_printer import KernelNumbaPrinter, helper_context
 from .numpy_printer import KernelNumPyPrinter
 
@@ -226,9 +226,8 @@ class _Layout:
         lines = []
         for g in self.plan.groups:
             if g.constant:
-                lines.append(Line(f"{g.proj} = np.ascontiguousarray(np.broadcast_to("
-                                  f'{self.matmul(f"{g.packed}", f"_params[{chr(34)}{g.vector}{chr(34)}]")}, '
-                                  f"(_N, {self.width(g)})))",
+                product = self.matmul(g.packed, f'_params["{g.vector}"]')
+                lines.append(Line(f"{g.proj} = np.ascontiguousarray(np.broadcast_to({product}, (_N, {self.width(g)})))",
                                   f"the products with the parameter {g.vector}: the same at every step"))
             if not g.hoisted:
                 continue
@@ -313,7 +312,7 @@ class _Layout:
                               f"gradients of {', '.join(g.matrices)}, summed over steps and batch"))
             if g.constant:
                 lines.append(Line(f"{g.linear} = ({self.matmul(stacked, g.packed)}).sum(axis=0)",
-                                  f"{_stacked(g)}ᵀ @ the adjoints, summed over steps and batch"))
+                                  f"{stacked_text(g)}ᵀ @ the adjoints, summed over steps and batch"))
             if g.hoisted:
                 extra = f" + {self.seq('d' + g.vector)}" if g.vector in plan.input_loop else ""
                 lines.append(Line(f"d{g.vector} = ({self.matmul(stacked, g.packed)}).reshape(_T, _N, {g.cols}){extra}",
