@@ -271,12 +271,13 @@ class CellRNN(nn.Module):
             if kind not in cells:
                 raise TypeError(f"from_torch takes an nn.LSTM, nn.GRU or nn.RNN, not {kind}")
             cell = cells[kind]
-        torch_weights.check_module(cell, module)
+        cell_name = load_cell(cell).name            # the weight tables know cells by name
+        torch_weights.check_module(cell_name, module)
         first = next(module.parameters())
         _numpy(first, "the module's weights")
         sizes = {}
         hidden = module.hidden_size
-        if cell == "lstmp":                         # torch's hidden_size is the cell size; h has proj_size
+        if cell_name == "lstmp":                    # torch's hidden_size is the cell size; h has proj_size
             sizes, hidden = {"cell_size": module.hidden_size}, proj
         rnn = cls(cell, module.input_size, hidden, num_layers=module.num_layers, bias=module.bias,
                   batch_first=module.batch_first, dropout=module.dropout, bidirectional=module.bidirectional,
@@ -284,7 +285,7 @@ class CellRNN(nn.Module):
         with torch.no_grad():
             for layer in range(rnn.num_layers):
                 for direction in range(rnn.num_directions):
-                    params = torch_weights.params_from_torch(cell, module, layer, direction)
+                    params = torch_weights.params_from_torch(cell_name, module, layer, direction)
                     for name, tensor in rnn.layer_params(layer, direction).items():
                         tensor.copy_(torch.from_numpy(params[name]))
         return rnn

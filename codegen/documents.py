@@ -608,8 +608,11 @@ def _default_command(d: Derivation, n: Notation, fmt: str = "FORMAT") -> str:
 
 # -- rendering ----------------------------------------------------------------------------------
 
+#: Text-mode TeX for characters that are commands or, in the OT1 font, other glyphs (``<t>``
+#: would print as ``¡t¿``).
 _TEX_ESCAPES = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#",
-                "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\^{}"}
+                "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\^{}",
+                "<": r"\textless{}", ">": r"\textgreater{}", "|": r"\textbar{}"}
 
 
 def _tex_escape(text: str) -> str:

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from cell_oracles import failed_gradients, forward_mismatch, import_kernel
-from codegen.kernels import BACKENDS
+from kernel_modules import BACKENDS  # the backends taking NumPy arrays
 from derive import derive
 from derive.spec import parse_spec
 

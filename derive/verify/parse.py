@@ -87,12 +87,13 @@ class LatexParser:
         self.text = normalize_latex(text, hyphen_subscripts=ctx.reading.hyphen_subscripts)
         if not self.text:
             raise VerifyError("empty formula")
-        self.blocks = difflib.SequenceMatcher(None, self.text, text, autojunk=False).get_matching_blocks()
+        self._blocks = None
         try:
             self.tokens = tokenize(self.text)
         except VerifyError as err:
             raise VerifyError(err.problem, self.excerpt(err.pos, err.pos + 1)) from None
         self.i = 0
+        self.bars = 0               # open [ ] or | | : a bar inside closes or separates
         self.at_last = False
         self.offsets = self._time_mode()
 
@@ -112,6 +113,19 @@ class LatexParser:
     def excerpt(self, start: int, end: int) -> str:
         """The excerpt of what the user typed (not the normalized text) around [start, end)."""
         return excerpt(self.original, self.to_original(start), self.to_original(end, True))
+
+    @property
+    def blocks(self):
+        """Matching blocks of the normalized and the typed text, computed on the first error only:
+        SequenceMatcher is quadratic, so a long formula gets its heuristic (autojunk)."""
+        if self._blocks is None:
+            if self.text == self.original:
+                self._blocks = [(0, 0, len(self.text)), (len(self.text), len(self.text), 0)]
+            else:
+                self._blocks = difflib.SequenceMatcher(None, self.text, self.original,
+                                                       autojunk=len(self.original) > 2000
+                                                       ).get_matching_blocks()
+        return self._blocks
 
     def to_original(self, pos: int, is_end: bool = False) -> int:
         """A position in the normalized text mapped to the same place in the typed text."""
@@ -218,6 +232,8 @@ class LatexParser:
     def starts_factor(self, tok: Token) -> bool:
         if tok.kind in ("word", "num"):
             return True
+        if tok.text == "|":             # |x| beside a factor, unless it closes |...| or splits [A | B]
+            return self.bars == 0
         if tok.text in ("(", "[", "{"):
             return True
         if tok.kind == "cmd":
@@ -343,12 +359,14 @@ class LatexParser:
             return value
         if tok.text == "[":
             self.next()
+            self.bars += 1
             items = [self.expr()]
             seps = set()
             while self.peek().text in (",", ";", "|"):
                 seps.add(self.next().text)
                 items.append(self.expr())
             self.expect("]")
+            self.bars -= 1
             if len(items) == 1:
                 return items[0]
             if seps == {"|"}:                      # [U | W]: matrices side by side
@@ -360,8 +378,10 @@ class LatexParser:
             return VCat(*items)
         if tok.text == "|":                        # |x|: the elementwise absolute value
             self.next()
+            self.bars += 1
             value = self.expr()
             self.expect("|")
+            self.bars -= 1
             if self.ctx.kind(value) not in ("vec", "num"):
                 self.fail("|x| of a matrix", tok)
             return sp.Abs(value)
