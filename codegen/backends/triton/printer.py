@@ -17,8 +17,9 @@ from derive import ops
 class TritonPrinter(KernelNumPyPrinter):
     """``names`` maps symbol names to code text; ``helpers`` collects the jitted helpers used."""
 
-    #: SymPy function classes printed here; anything else is refused in ``doprint``
-    FUNCTIONS = {"exp", "log", "tanh", "sigmoid", "relu", "softplus", "Heaviside", "Abs", "Max", "Min"}
+    #: functions printed by a jitted helper of this backend; the others by their op-table row's
+    #: "triton" spelling (``derive/ops.py``); anything else is refused in ``doprint``
+    FUNCTIONS = {"tanh", "softplus"}
 
     def _code_of(self, op):
         """The op table's Triton spelling of a row, if it has one (``derive/ops.py``)."""
@@ -43,40 +44,11 @@ class TritonPrinter(KernelNumPyPrinter):
         self.helpers.add(name)
         return self._call(f"_{name}", expr)
 
-    def _print_exp(self, expr):
-        return self._call("_tl.exp", expr)
-
-    def _print_log(self, expr):
-        return self._call("_tl.log", expr)
-
-    def _print_sigmoid(self, expr):
-        return self._call("_tl.sigmoid", expr)
-
     def _print_tanh(self, expr):
         return self._helper("tanh", expr)
 
     def _print_softplus(self, expr):
         return self._helper("softplus", expr)
-
-    def _print_relu(self, expr):
-        return f"_tl.maximum({self._print(expr.args[0])}, 0.0)"
-
-    def _print_Heaviside(self, expr):
-        # derive writes relu' as Heaviside(relu(z), 0): 1 where z > 0, else 0
-        return f"_tl.where({self._print(expr.args[0])} > 0, 1.0, 0.0)"
-
-    def _print_Abs(self, expr):
-        return self._call("_tl.abs", expr)
-
-    def _pairwise(self, name, args):
-        first, *rest = args
-        return self._print(first) if not rest else f"{name}({self._print(first)}, {self._pairwise(name, rest)})"
-
-    def _print_Max(self, expr):
-        return self._pairwise("_tl.maximum", expr.args)
-
-    def _print_Min(self, expr):
-        return self._pairwise("_tl.minimum", expr.args)
 
     def _print_Rational(self, expr):
         return repr(float(expr))
@@ -93,5 +65,7 @@ class TritonPrinter(KernelNumPyPrinter):
         if exp.is_Integer and exp != 0:
             factor = self.parenthesize(base, PRECEDENCE["Mul"], strict=True)
             product = " * ".join([factor] * abs(int(exp)))
-            return product if exp > 0 else f"1.0 / ({product})"
+            if abs(int(exp)) > 1:     # a Pow binds tighter than * and /: x / (f * f), not x / f * f
+                product = f"({product})"
+            return product if exp > 0 else f"1.0 / {product}"
         return f"_tl.exp({self.parenthesize(exp, PRECEDENCE['Mul'], strict=True)} * _tl.log({self._print(base)}))"
