@@ -36,7 +36,7 @@ DESCRIPTION = ("Derive the BPTT gradients of recurrent cells with SymPy, and tur
                "file.")
 
 TOP_EXAMPLES = (
-    commands.Example("cellgrad list", "the built-in cells and notations"),
+    commands.Example("cellgrad list", "the built-in cells, one per line"),
     commands.Example("cellgrad derive lstm", "the LSTM's forward and BPTT equations"),
     commands.Example("cellgrad derive --help", "a command's options and examples"),
 )
@@ -68,9 +68,10 @@ def _command_modules():
 
 
 def epilog(examples, exit_codes: bool = False) -> str:
-    """The 'examples:' block (aligned comments) and, for the top level, the exit codes."""
-    width = max(len(e.line) for e in examples) + 2
-    lines = ["examples:"] + [f"  {e.line.ljust(width)}# {e.what}" for e in examples]
+    """The 'examples:' block (each line under its comment) and, for the top level, the exit codes."""
+    lines = ["examples:"]
+    for e in examples:
+        lines += [f"  # {e.what}", f"  {e.line}"]
     if exit_codes:
         lines += ["", "exit codes:"] + [f"  {code:<4}{text}" for code, text in EXIT_CODES.items()]
     return "\n".join(lines)

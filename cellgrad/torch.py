@@ -48,7 +48,8 @@ def kernel_module(cell: str | Path, backend: str = "numba"):
 def _numpy(tensor: torch.Tensor, label: str) -> np.ndarray:
     if tensor.device.type != "cpu":
         raise RuntimeError(f"cellgrad.torch runs on CPU tensors: {label} is on {tensor.device} "
-                           "(no GPU backend yet; move the module and the input with .cpu())")
+                           "(with the numpy and numba backends; backend='triton' takes CUDA tensors, "
+                           "or move the module and the input with .cpu())")
     if tensor.dtype not in _DTYPES:
         raise TypeError(f"{label} has dtype {tensor.dtype}: use torch.float32 or torch.float64")
     return tensor.detach().numpy()
@@ -67,23 +68,28 @@ def kernel_function(module) -> type[torch.autograd.Function]:
     if key in _FUNCTIONS:
         return _FUNCTIONS[key]
     params, states, outputs, x_name = tuple(module.PARAM_SHAPES), tuple(module.STATES), tuple(module.OUTPUTS), module.INPUT
+    if getattr(module, "ARRAYS", "numpy") == "torch":   # the triton backend takes tensors as they are
+        _array, _tensor = (lambda t, label: t.detach()), (lambda a: a.contiguous())
+    else:
+        _array, _tensor = _numpy, (lambda a: torch.from_numpy(np.ascontiguousarray(a)))
 
     def forward(ctx, x, lengths, *tensors):
-        arrays = [_numpy(t, name) for t, name in zip(tensors, (*states, *params))]
-        result, final, cache = module.forward(_numpy(x, "the input"), dict(zip(params, arrays[len(states):])),
+        arrays = [_array(t, name) for t, name in zip(tensors, (*states, *params))]
+        result, final, cache = module.forward(_array(x, "the input"), dict(zip(params, arrays[len(states):])),
                                               dict(zip(states, arrays[:len(states)])), lengths)
         ctx.cache = cache
         # final states are copied: they are views of the same buffers as the outputs
-        return (*(torch.from_numpy(result[o]) for o in outputs),
-                *(torch.from_numpy(final[s].copy()) for s in states))
+        return (*(_tensor(result[o]) for o in outputs),
+                *(_tensor(final[s].copy() if isinstance(final[s], np.ndarray) else final[s].clone())
+                  for s in states))
 
     @once_differentiable
     def backward(ctx, *grads):
-        d_outputs = {o: _numpy(g, f"d{o}") for o, g in zip(outputs, grads)}
-        d_state = {s: _numpy(g, f"d{s}") for s, g in zip(states, grads[len(outputs):])}
+        d_outputs = {o: _array(g, f"d{o}") for o, g in zip(outputs, grads)}
+        d_state = {s: _array(g, f"d{s}") for s, g in zip(states, grads[len(outputs):])}
         g = module.backward(d_outputs, ctx.cache, d_state)
-        return (torch.from_numpy(g.inputs[x_name]), None, *(torch.from_numpy(g.state[s]) for s in states),
-                *(torch.from_numpy(np.ascontiguousarray(g.params[p])) for p in params))
+        return (_tensor(g.inputs[x_name]), None, *(_tensor(g.state[s]) for s in states),
+                *(_tensor(g.params[p]) for p in params))
 
     name = f"{module.CELL}_{module.BACKEND}_function"
     function = type(name, (torch.autograd.Function,), {
@@ -98,7 +104,8 @@ def _reverse_within(x: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tens
     if lengths is None:
         return x.flip(0)
     T = x.shape[0]
-    t = torch.arange(T).unsqueeze(1)
+    t = torch.arange(T, device=x.device).unsqueeze(1)
+    lengths = lengths.to(x.device)
     index = torch.where(t < lengths, lengths - 1 - t, t)     # (T, N)
     return x.gather(0, index.unsqueeze(2).expand(-1, -1, x.shape[2]))
 
@@ -140,7 +147,7 @@ class CellRNN(nn.Module):
                 seed = int(torch.randint(0, 2**31 - 1, ()))   # torch.manual_seed decides the weights
                 init = self.kernels.init_params(layer_input, hidden_size, seed=seed, dtype=np.float64, **sizes)
                 for name, value in init.items():
-                    tensor = torch.from_numpy(value).to(dtype)
+                    tensor = torch.as_tensor(value).to(dtype)   # numpy arrays, or tensors (triton)
                     full = name + self._suffix(layer, direction)
                     if name in self.kernels.BIASES and not bias:
                         self.register_buffer(full, torch.zeros_like(tensor))
@@ -185,7 +192,8 @@ class CellRNN(nn.Module):
                 raise ValueError(f"input must be 2-D (unbatched) or 3-D, got shape {tuple(input.shape)}")
             x = input.unsqueeze(1) if unbatched else (input.transpose(0, 1) if self.batch_first else input)
         first = next(iter(self.parameters()))
-        _numpy(x, "the input")
+        if not self._tensors():
+            _numpy(x, "the input")
         if x.dtype != first.dtype:
             raise TypeError(f"the input has dtype {x.dtype} but the parameters {first.dtype}: "
                             "convert one of them (module.double() / module.float())")
@@ -226,7 +234,8 @@ class CellRNN(nn.Module):
         layers = self.num_layers * self.num_directions
         names = list(self.kernels.STATES)
         if hx is None:
-            return {s: torch.zeros(layers, N, self.state_sizes[s], dtype=dtype) for s in names}
+            return {s: torch.zeros(layers, N, self.state_sizes[s], dtype=dtype, device=self._device())
+                    for s in names}
         given = (hx,) if isinstance(hx, torch.Tensor) else tuple(hx)
         if len(given) != len(names):
             raise ValueError(f"hx must give the initial {', '.join(names)} ({len(names)} tensors), got {len(given)}")
@@ -236,9 +245,17 @@ class CellRNN(nn.Module):
             expected = (layers, N, self.state_sizes[s])
             if tuple(value.shape) != expected:
                 raise ValueError(f"the initial {s} has shape {tuple(value.shape)}, expected {expected}")
-            _numpy(value, f"the initial {s}")
+            if not self._tensors():
+                _numpy(value, f"the initial {s}")
             out[s] = value.to(dtype)
         return out
+
+    def _device(self) -> torch.device:
+        return next(iter(self.parameters())).device
+
+    def _tensors(self) -> bool:
+        """Whether the kernels take torch tensors on any device (the triton backend)."""
+        return getattr(self.kernels, "ARRAYS", "numpy") == "torch"
 
     # -- PyTorch's own modules ------------------------------------------------------------------
 
@@ -254,12 +271,13 @@ class CellRNN(nn.Module):
             if kind not in cells:
                 raise TypeError(f"from_torch takes an nn.LSTM, nn.GRU or nn.RNN, not {kind}")
             cell = cells[kind]
-        torch_weights.check_module(cell, module)
+        cell_name = load_cell(cell).name            # the weight tables know cells by name
+        torch_weights.check_module(cell_name, module)
         first = next(module.parameters())
         _numpy(first, "the module's weights")
         sizes = {}
         hidden = module.hidden_size
-        if cell == "lstmp":                         # torch's hidden_size is the cell size; h has proj_size
+        if cell_name == "lstmp":                    # torch's hidden_size is the cell size; h has proj_size
             sizes, hidden = {"cell_size": module.hidden_size}, proj
         rnn = cls(cell, module.input_size, hidden, num_layers=module.num_layers, bias=module.bias,
                   batch_first=module.batch_first, dropout=module.dropout, bidirectional=module.bidirectional,
@@ -267,7 +285,7 @@ class CellRNN(nn.Module):
         with torch.no_grad():
             for layer in range(rnn.num_layers):
                 for direction in range(rnn.num_directions):
-                    params = torch_weights.params_from_torch(cell, module, layer, direction)
+                    params = torch_weights.params_from_torch(cell_name, module, layer, direction)
                     for name, tensor in rnn.layer_params(layer, direction).items():
                         tensor.copy_(torch.from_numpy(params[name]))
         return rnn

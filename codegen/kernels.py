@@ -17,7 +17,7 @@ from derive import Derivation, spec_hash
 
 from .env import environment
 from .lower import GroupProduct, Plan, ProductGroup, Ref, Segment, Stmt, lower, stacked_text
-from .numba_printer import KernelNumbaPrinter
+from .numba_printer import KernelNumbaPrinter, helper_context
 from .numpy_printer import KernelNumPyPrinter
 
 
@@ -157,6 +157,7 @@ class _Layout:
     """What both backends share: pre-loop packing, the hoisted GEMM, the after-loop GEMMs."""
 
     arrays = "numpy"   # the array library the generated module takes (a backend folder may differ)
+    every_cell = True  # False: may refuse a cell (NotImplementedError); regenerate then writes no file
 
     def __init__(self, plan: Plan):
         self.plan = plan
@@ -480,7 +481,7 @@ class _NumPyLayout(_Layout):
         ctx["backward_step"] = self.step_lines(self.plan.backward_steps, False)
         carried = [(self.plan.derivation.carried[s], f"d{s}_prev") for s in self.cell.states]
         ctx["carried_update"] = (", ".join(n for n, _ in carried) + " = " + ", ".join(p for _, p in carried))
-        ctx["helpers"] = sorted(set().union(*(p.helpers for p in self.printers)))
+        ctx.update(helper_context(self.printers))
         return ctx
 
     def params_in_loop(self, steps) -> list[str]:
@@ -704,10 +705,7 @@ class _NumbaLayout(_Layout):
                                       if g.per_step and self.plan.dpre_block(g) is None]
                                    + [(self.buf(n), size) for n, size in self.plan.scratch_backward])
         ctx["forward_scratch"] = [(self.buf(n), size) for n, size in self.plan.scratch_forward]
-        helpers = set().union(*(p.helpers for p in self.printers))
-        if helpers & {"sigmoid", "tanh", "softplus"}:
-            helpers.add("exp")
-        ctx["helpers"] = sorted(helpers)
+        ctx.update(helper_context(self.printers))
         return ctx
 
 

@@ -16,6 +16,12 @@ An entry in ``[symbols]`` for a composed name (``dh_prev = 'dh_{\\mathrm{prev}}'
 written. A notation with ``auto = true`` (cellgrad's ``default``) invents a symbol for any name it
 does not list; every other notation must list what a cell needs, or rendering stops with an
 error that names the missing names and the notation file.
+
+The same file says how formulas written in it read (``derive.verify``): ``current_step``
+(``"t+1"`` when the document's step computes s_{t+1}), ``pdf_hyphens``, ``scalar``, and the
+tables ``[read]`` (other spellings with their meaning in the cell's names), ``[adjoints]``,
+``[targets]`` and ``[losses]``; a symbol written transposed (``U_f = '\\hat{w}_f^T'``) makes
+its base the transpose. Built-in notations are such files and nothing else.
 """
 
 from __future__ import annotations

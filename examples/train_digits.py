@@ -61,15 +61,16 @@ class Classifier(nn.Module):
 
 
 def models(task, inputs, hidden, outputs, backend, seed):
-    built = {}
-    for name, make in (("nn.LSTM", lambda: nn.LSTM(inputs, hidden, batch_first=True)),
-                       ('CellRNN("lstm")', lambda: CellRNN("lstm", inputs, hidden, batch_first=True,
-                                                           backend=backend)),
-                       ('CellRNN("peephole_lstm")', lambda: CellRNN("peephole_lstm", inputs, hidden,
-                                                                    batch_first=True, backend=backend))):
-        torch.manual_seed(seed)
-        built[name] = Classifier(make(), hidden, outputs)
-    return built
+    """The three models. CellRNN("lstm") starts from nn.LSTM's initial weights (from_torch), so
+    the two differ only by rounding; the peephole LSTM draws its own (same seed, same law)."""
+    torch.manual_seed(seed)
+    lstm = Classifier(nn.LSTM(inputs, hidden, batch_first=True), hidden, outputs)
+    same = Classifier(CellRNN.from_torch(lstm.rnn, backend=backend), hidden, outputs)
+    same.readout.load_state_dict(lstm.readout.state_dict())
+    torch.manual_seed(seed)
+    peephole = Classifier(CellRNN("peephole_lstm", inputs, hidden, batch_first=True, backend=backend),
+                          hidden, outputs)
+    return {"nn.LSTM": lstm, 'CellRNN("lstm")': same, 'CellRNN("peephole_lstm")': peephole}
 
 
 def evaluate(model, task, x, y):

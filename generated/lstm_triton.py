@@ -45,6 +45,8 @@ Layout: sequences are time-major (T, N, size); parameter matrices are (rows, col
 Sizes: D = input size, H = hidden size.
 """
 
+from typing import NamedTuple
+
 import numpy as np
 import torch as _torch
 import triton as _triton
@@ -54,6 +56,7 @@ from triton.language import constexpr  # kernel annotations: Triton's interprete
 CELL = "lstm"
 SPEC_HASH = "625cf8367ffe3eb1"
 BACKEND = "triton"
+ARRAYS = "torch"   # forward() and backward() take and return torch tensors
 SIZES = {"D": "input size", "H": "hidden size"}
 INPUT = "x"
 INPUT_SIZE = "D"
@@ -74,24 +77,39 @@ PARAM_SHAPES = {
 }
 STATES = {"h": "H", "c": "H"}
 OUTPUTS = {"h": "H"}
+# parameters that only add to a pre-activation (a layer without biases fixes them at zero)
+BIASES = ("b_i", "b_f", "b_g", "b_o")
 DTYPES = (_torch.float32, _torch.float64, _torch.bfloat16, _torch.float16)
 # storage dtype -> the dtype the kernels compute in (half-width storage computes in float32)
 _COMPUTE = {_torch.float32: _tl.float32, _torch.float64: _tl.float64, _torch.bfloat16: _tl.float32, _torch.float16: _tl.float32}
 # where each size is read: (parameter, axis)
 _SIZE_OF = {"H": ("W_i", 0)}
 # what forward() puts in the cache
-_CACHE_KEYS = ("x", "_packed_x", "_packed_h_prev", "_h_seq", "_c_seq", "_i_seq", "_f_seq", "_g_seq", "_o_seq", "params")
+_CACHE_KEYS = ("x", "_packed_x", "_packed_h_prev", "_h_seq", "_c_seq", "_i_seq", "_f_seq", "_g_seq", "_o_seq", "params", "lengths")
 _BLOCK = 512  # elements of the (N, size) step block per Triton program
+
+
+class Gradients(NamedTuple):
+    """What backward() returns: the parameters' gradients apart from the inputs' and initial states'."""
+    params: dict   # parameter name -> dL/dparameter, of its shape
+    inputs: dict   # input name -> dL/dinput, (T, N, size)
+    state: dict    # state name -> dL/d(initial state), (N, size)
+
+
+_Gradients = Gradients   # the name backward() reads: a spec name never shadows it
 
 
 def init_params(input_size, hidden_size, seed=0, dtype=_torch.float32, device="cpu"):
     """Parameters drawn uniformly from (-1/sqrt(hidden_size), 1/sqrt(hidden_size)), as PyTorch does
-    (the same values as the NumPy backend's for the same seed).
+    (the same values as the NumPy backend's for the same seed), as torch tensors of ``dtype`` (a
+    torch dtype, or the NumPy dtype of the same name) on ``device``.
     """
     sizes = {"D": input_size, "H": hidden_size}
+    if not isinstance(dtype, _torch.dtype):   # a NumPy dtype names the torch dtype of the same name
+        dtype = _torch.from_numpy(np.zeros(0, dtype)).dtype
     rng = np.random.default_rng(seed)
     bound = 1.0 / np.sqrt(hidden_size)
-    return {name: __torch.from_numpy(rng.uniform(-bound, bound, tuple(sizes[s] for s in shape))).to(dtype=dtype, device=device)
+    return {name: _torch.from_numpy(rng.uniform(-bound, bound, tuple(sizes[s] for s in shape))).to(dtype=dtype, device=device)
             for name, shape in PARAM_SHAPES.items()}
 
 
@@ -112,7 +130,7 @@ def _check_names(label, given, expected):
         raise KeyError(f"{label}: missing {missing}, unexpected {extra}")
 
 
-def _check_forward(x, params, state0):
+def _check_forward(x, params, state0, lengths):
     """Check the arguments of forward(); return the sizes by name (T, N and the spec's)."""
     if not isinstance(x, _torch.Tensor) or x.ndim != 3:
         raise ValueError("x must be a (T, N, D) torch tensor (time-major)")
@@ -131,14 +149,28 @@ def _check_forward(x, params, state0):
         _check_names("state0", state0, STATES)
         for name, size in STATES.items():
             _check_tensor(f"state0[{name!r}]", state0[name], (sizes["_N"], sizes[size]), x)
+    if lengths is not None:
+        if not isinstance(lengths, (np.ndarray, _torch.Tensor)) or tuple(lengths.shape) != (sizes["_N"],) \
+                or (lengths.dtype.kind not in "iu" if isinstance(lengths, np.ndarray) else lengths.dtype.is_floating_point):
+            raise ValueError(f"lengths must be a ({sizes['_N']},) integer tensor or numpy array (one length per sequence)")
+        if len(lengths) and (int(lengths.min()) < 0 or int(lengths.max()) > sizes["_T"]):
+            raise ValueError(f"lengths must lie in [0, T] = [0, {sizes['_T']}]; got {int(lengths.min())} to {int(lengths.max())}")
     return sizes
+
+
+def _active_steps(T, lengths, device):
+    """(T, N, 1) booleans: step t belongs to sequence n (None when every sequence has T steps)."""
+    if lengths is None:
+        return None
+    lengths = _torch.as_tensor(lengths, device=device)
+    return (_torch.arange(T, device=device)[:, None] < lengths)[:, :, None]
 
 
 def _check_backward(d_outputs, cache, d_state):
     """Check the arguments of backward(); return the sizes by name."""
     _check_names("cache", cache, _CACHE_KEYS)
     x = cache["x"]
-    sizes = _check_forward(x, cache["params"], None)
+    sizes = _check_forward(x, cache["params"], None, cache["lengths"])
     _check_names("d_outputs", d_outputs, OUTPUTS)
     for name, size in OUTPUTS.items():
         _check_tensor(f"d_outputs[{name!r}]", d_outputs[name], (sizes["_T"], sizes["_N"], sizes[size]), x)
@@ -239,20 +271,26 @@ def _backward_2(_dh_prev_linear_ptr, _dc_ptr, _f_ptr, _dh_prev_ptr, _dc_prev_ptr
     _tl.store(_dc_prev_ptr + _n * H + _j, dc_prev.to(_dc_prev_ptr.dtype.element_ty), mask=_mask)
 
 
-def forward(x, params, state=None):
+def forward(x, params, state=None, lengths=None):
     """Run the cell over a sequence.
 
     x: (T, N, D) torch tensor, float32, float64, bfloat16 or float16, on any device Triton
     runs on (or the CPU under TRITON_INTERPRET=1); params: dict of PARAM_SHAPES tensors of the same
-    dtype and device; state: dict of (N, size) initial states per STATES, zeros when None.
+    dtype and device; state: dict of (N, size) initial states per STATES, zeros when None;
+    lengths: (N,) integers in [0, T] (a tensor or a numpy array), sequence n's steps are
+    0..lengths[n]-1 (None: all T).
     Returns (outputs, state, cache): outputs maps each name in OUTPUTS to its (T, N, size) values
-    at every step, state the final states (N, size), cache what backward() needs.
+    at every step (zero past a sequence's end), state the final states (N, size) (each sequence's
+    own last), cache what backward() needs.
     """
-    _x_seq, _params, _state0 = x, params, state   # generated names start with _: a spec name never shadows them
-    _sizes = _check_forward(_x_seq, _params, _state0)
+    _x_seq, _params, _state0, _lengths = x, params, state, lengths   # generated names start with _: a spec name never shadows them
+    _sizes = _check_forward(_x_seq, _params, _state0, _lengths)
     _T, _N, D, H = _sizes["_T"], _sizes["_N"], _sizes["D"], _sizes["H"]
     _dtype, _device, _F = _x_seq.dtype, _x_seq.device, _COMPUTE[_x_seq.dtype]
     _x_seq = _x_seq.contiguous()
+    _active = _active_steps(_T, _lengths, _device)
+    if _lengths is not None:  # steps past a sequence's end read zeros: nothing non-finite there reaches a gradient
+        _x_seq = _torch.where(_active, _x_seq, 0)
     _params = {_name: _value.contiguous() for _name, _value in _params.items()}
     _packed_x = _torch.cat([_params["W_i"], _params["W_f"], _params["W_g"], _params["W_o"]])  # (4*H, D): [W_i; W_f; W_g; W_o], one GEMM instead of 4
     _packed_h_prev = _torch.cat([_params["U_i"], _params["U_f"], _params["U_g"], _params["U_o"]])  # (4*H, H): [U_i; U_f; U_g; U_o], one GEMM instead of 4
@@ -272,9 +310,14 @@ def forward(x, params, state=None):
     for _t in range(_T):
         _torch.matmul(_h_seq[_t], _packed_h_prev_T, out=_proj_h_prev)  # (F1) [U_i; U_f; U_g; U_o] @ h_prev as one packed product
         _forward_1[_grid_H](_proj_h_prev, _proj_x[_t], _c_seq[_t], _i_seq[_t], _f_seq[_t], _g_seq[_t], _o_seq[_t], _c_seq[_t + 1], _h_seq[_t + 1], _N, H, _F=_F, _BLOCK=_BLOCK)  # (F1-F10) one fused kernel
+        if _lengths is not None:  # past a sequence's end its states stay
+            _h_seq[_t + 1] = _torch.where(_active[_t], _h_seq[_t + 1], _h_seq[_t])
+            _c_seq[_t + 1] = _torch.where(_active[_t], _c_seq[_t + 1], _c_seq[_t])
     _outputs = {"h": _h_seq[1:]}
+    if _lengths is not None:  # outputs past a sequence's end are zero
+        _outputs = {_name: _torch.where(_active, _value, 0) for _name, _value in _outputs.items()}
     _state = {"h": _h_seq[_T], "c": _c_seq[_T]}
-    _cache = {"x": _x_seq, "_packed_x": _packed_x, "_packed_h_prev": _packed_h_prev, "_h_seq": _h_seq, "_c_seq": _c_seq, "_i_seq": _i_seq, "_f_seq": _f_seq, "_g_seq": _g_seq, "_o_seq": _o_seq, "params": _params}
+    _cache = {"x": _x_seq, "_packed_x": _packed_x, "_packed_h_prev": _packed_h_prev, "_h_seq": _h_seq, "_c_seq": _c_seq, "_i_seq": _i_seq, "_f_seq": _f_seq, "_g_seq": _g_seq, "_o_seq": _o_seq, "params": _params, "lengths": _lengths}
     return _outputs, _state, _cache
 
 
@@ -284,8 +327,8 @@ def backward(d_outputs, cache, d_state=None):
     d_outputs: dict mapping each name in OUTPUTS to dL/d(output) at every step, (T, N, size)
     (many-to-one: zeros except the last step); cache: from forward(); d_state: dict of
     dL/d(final state), (N, size) per STATES, zeros when None.
-    Returns grads: every parameter by name (its shape), "x" (T, N, D) and each
-    initial state by its name in STATES (N, size).
+    Returns Gradients(params, inputs, state): every parameter by name (its shape), the input
+    "x" (T, N, D) and each initial state by its name in STATES (N, size).
     """
     _d_outputs, _cache, _d_state = d_outputs, cache, d_state   # a spec name never shadows them
     _sizes = _check_backward(_d_outputs, _cache, _d_state)
@@ -294,6 +337,8 @@ def backward(d_outputs, cache, d_state=None):
     _dtype, _device = _params["W_i"].dtype, _params["W_i"].device
     _F = _COMPUTE[_dtype]
     _accumulate = _torch.float64 if _dtype == _torch.float64 else _torch.float32  # sums over steps and batch
+    _lengths = _cache["lengths"]
+    _active = _active_steps(_T, _lengths, _device)
     _x_seq = _cache["x"]
     _packed_x = _cache["_packed_x"]
     _packed_h_prev = _cache["_packed_h_prev"]
@@ -303,7 +348,7 @@ def backward(d_outputs, cache, d_state=None):
     _f_seq = _cache["_f_seq"]
     _g_seq = _cache["_g_seq"]
     _o_seq = _cache["_o_seq"]
-    _dh_out_seq = _d_outputs["h"].contiguous()
+    _dh_out_seq = (_d_outputs["h"] if _lengths is None else _torch.where(_active, _d_outputs["h"], 0)).contiguous()
     _dh_next_buf = _torch.empty((_N, H), dtype=_dtype, device=_device)  # dh_next: the adjoint of h<t> from step t+1
     _dh_next_buf[:] = 0 if _d_state is None else _d_state["h"]
     _dh_prev_buf = _torch.empty_like(_dh_next_buf)  # dh_prev: written by step t, then swapped in
@@ -315,29 +360,37 @@ def backward(d_outputs, cache, d_state=None):
     _dc_buf = _torch.empty((_N, H), dtype=_dtype, device=_device)  # crosses a per-step GEMM
     _grid_H = (_triton.cdiv(_N * H, _BLOCK),)
     for _t in reversed(range(_T)):
+        if _lengths is not None:  # past a sequence's end the step is the identity: hold its adjoints, run the step on zeros
+            _held = (_dh_next_buf, _dc_next_buf)
+            _dh_next_buf = _torch.where(_active[_t], _dh_next_buf, 0)
+            _dc_next_buf = _torch.where(_active[_t], _dc_next_buf, 0)
         _backward_1[_grid_H](_dh_next_buf, _dh_out_seq[_t], _c_seq[_t + 1], _dc_next_buf, _o_seq[_t], _i_seq[_t], _g_seq[_t], _c_seq[_t], _f_seq[_t], _dc_buf, _dpre_seq[_t], _N, H, _F=_F, _BLOCK=_BLOCK)  # (B1-B10) one fused kernel
         _torch.matmul(_dpre_seq[_t], _packed_h_prev, out=_dh_prev_linear)  # (B11) [U_i; U_f; U_g; U_o]ᵀ @ the adjoints of a_i, a_f, a_g, a_o as one packed product
         _backward_2[_grid_H](_dh_prev_linear, _dc_buf, _f_seq[_t], _dh_prev_buf, _dc_prev_buf, _N, H, _F=_F, _BLOCK=_BLOCK)  # (B11-B12) one fused kernel
         _dh_next_buf, _dh_prev_buf, _dc_next_buf, _dc_prev_buf = _dh_prev_buf, _dh_next_buf, _dc_prev_buf, _dc_next_buf  # step t's d<s>_prev is step t-1's d<s>_next
+        if _lengths is not None:
+            _dh_next_buf = _torch.where(_active[_t], _dh_next_buf, _held[0])
+            _dc_next_buf = _torch.where(_active[_t], _dc_next_buf, _held[1])
     _dpre_flat = _dpre_seq.reshape(_T * _N, 4*H)  # every step's da_i, da_f, da_g, da_o as rows
     _dpacked_x = _dpre_flat.T @ _x_seq.reshape(_T * _N, D)  # gradients of W_i, W_f, W_g, W_o, summed over steps and batch: one GEMM
     _dx_grad = (_dpre_flat @ _packed_x).reshape(_T, _N, D)  # (B13) for every step at once, one GEMM
     _dpacked_h_prev = _dpre_flat.T @ _h_seq[:-1].reshape(_T * _N, H)  # gradients of U_i, U_f, U_g, U_o, summed over steps and batch: one GEMM
     _dpre_sum = _dpre_seq.sum(dim=(0, 1), dtype=_accumulate).to(_dtype)  # bias gradients: sums over steps and batch
-    return {
-        "W_i": _dpacked_x[:H],  # (B14)
-        "W_f": _dpacked_x[H:2*H],  # (B15)
-        "W_g": _dpacked_x[2*H:3*H],  # (B16)
-        "W_o": _dpacked_x[3*H:4*H],  # (B17)
-        "U_i": _dpacked_h_prev[:H],  # (B18)
-        "U_f": _dpacked_h_prev[H:2*H],  # (B19)
-        "U_g": _dpacked_h_prev[2*H:3*H],  # (B20)
-        "U_o": _dpacked_h_prev[3*H:4*H],  # (B21)
-        "b_i": _dpre_sum[:H],  # (B22)
-        "b_f": _dpre_sum[H:2*H],  # (B23)
-        "b_g": _dpre_sum[2*H:3*H],  # (B24)
-        "b_o": _dpre_sum[3*H:4*H],  # (B25)
-        "x": _dx_grad,  # (B13)
-        "h": _dh_next_buf,  # (B11)
-        "c": _dc_next_buf,  # (B12)
-    }
+    return _Gradients(
+        params={
+            "W_i": _dpacked_x[:H],  # (B14)
+            "W_f": _dpacked_x[H:2*H],  # (B15)
+            "W_g": _dpacked_x[2*H:3*H],  # (B16)
+            "W_o": _dpacked_x[3*H:4*H],  # (B17)
+            "U_i": _dpacked_h_prev[:H],  # (B18)
+            "U_f": _dpacked_h_prev[H:2*H],  # (B19)
+            "U_g": _dpacked_h_prev[2*H:3*H],  # (B20)
+            "U_o": _dpacked_h_prev[3*H:4*H],  # (B21)
+            "b_i": _dpre_sum[:H],  # (B22)
+            "b_f": _dpre_sum[H:2*H],  # (B23)
+            "b_g": _dpre_sum[2*H:3*H],  # (B24)
+            "b_o": _dpre_sum[3*H:4*H],  # (B25)
+        },
+        inputs={"x": _dx_grad},  # (B13)
+        state={"h": _dh_next_buf, "c": _dc_next_buf},  # (B11, B12)
+    )

@@ -25,6 +25,8 @@ Layout: sequences are time-major (T, N, size); parameter matrices are (rows, col
 Sizes: D = input size, H = hidden size, O = output size.
 """
 
+from typing import NamedTuple
+
 import numpy as np
 import torch as _torch
 import triton as _triton
@@ -34,6 +36,7 @@ from triton.language import constexpr  # kernel annotations: Triton's interprete
 CELL = "minimal_rnn"
 SPEC_HASH = "88f12b1aa47e127b"
 BACKEND = "triton"
+ARRAYS = "torch"   # forward() and backward() take and return torch tensors
 SIZES = {"D": "input size", "H": "hidden size", "O": "output size"}
 INPUT = "x"
 INPUT_SIZE = "D"
@@ -47,26 +50,41 @@ PARAM_SHAPES = {
 }
 STATES = {"s": "H"}
 OUTPUTS = {"o": "O"}
+# parameters that only add to a pre-activation (a layer without biases fixes them at zero)
+BIASES = ("b_f", "b_g")
 DTYPES = (_torch.float32, _torch.float64, _torch.bfloat16, _torch.float16)
 # storage dtype -> the dtype the kernels compute in (half-width storage computes in float32)
 _COMPUTE = {_torch.float32: _tl.float32, _torch.float64: _tl.float64, _torch.bfloat16: _tl.float32, _torch.float16: _tl.float32}
 # where each size is read: (parameter, axis)
 _SIZE_OF = {"H": ("u", 0), "O": ("w", 0)}
 # what forward() puts in the cache
-_CACHE_KEYS = ("x", "_packed_x", "_packed_s_prev", "_packed_s", "_s_seq", "_o_seq", "params")
+_CACHE_KEYS = ("x", "_packed_x", "_packed_s_prev", "_packed_s", "_s_seq", "_o_seq", "params", "lengths")
 _BLOCK = 512  # elements of the (N, size) step block per Triton program
+
+
+class Gradients(NamedTuple):
+    """What backward() returns: the parameters' gradients apart from the inputs' and initial states'."""
+    params: dict   # parameter name -> dL/dparameter, of its shape
+    inputs: dict   # input name -> dL/dinput, (T, N, size)
+    state: dict    # state name -> dL/d(initial state), (N, size)
+
+
+_Gradients = Gradients   # the name backward() reads: a spec name never shadows it
 
 
 def init_params(input_size, hidden_size, seed=0, dtype=_torch.float32, device="cpu", output_size=None):
     """Parameters drawn uniformly from (-1/sqrt(hidden_size), 1/sqrt(hidden_size)), as PyTorch does
-    (the same values as the NumPy backend's for the same seed).
+    (the same values as the NumPy backend's for the same seed), as torch tensors of ``dtype`` (a
+    torch dtype, or the NumPy dtype of the same name) on ``device``.
 
     ``output_size`` (O) defaults to hidden_size.
     """
     sizes = {"D": input_size, "H": hidden_size, "O": hidden_size if output_size is None else output_size}
+    if not isinstance(dtype, _torch.dtype):   # a NumPy dtype names the torch dtype of the same name
+        dtype = _torch.from_numpy(np.zeros(0, dtype)).dtype
     rng = np.random.default_rng(seed)
     bound = 1.0 / np.sqrt(hidden_size)
-    return {name: __torch.from_numpy(rng.uniform(-bound, bound, tuple(sizes[s] for s in shape))).to(dtype=dtype, device=device)
+    return {name: _torch.from_numpy(rng.uniform(-bound, bound, tuple(sizes[s] for s in shape))).to(dtype=dtype, device=device)
             for name, shape in PARAM_SHAPES.items()}
 
 
@@ -87,7 +105,7 @@ def _check_names(label, given, expected):
         raise KeyError(f"{label}: missing {missing}, unexpected {extra}")
 
 
-def _check_forward(x, params, state0):
+def _check_forward(x, params, state0, lengths):
     """Check the arguments of forward(); return the sizes by name (T, N and the spec's)."""
     if not isinstance(x, _torch.Tensor) or x.ndim != 3:
         raise ValueError("x must be a (T, N, D) torch tensor (time-major)")
@@ -106,14 +124,28 @@ def _check_forward(x, params, state0):
         _check_names("state0", state0, STATES)
         for name, size in STATES.items():
             _check_tensor(f"state0[{name!r}]", state0[name], (sizes["_N"], sizes[size]), x)
+    if lengths is not None:
+        if not isinstance(lengths, (np.ndarray, _torch.Tensor)) or tuple(lengths.shape) != (sizes["_N"],) \
+                or (lengths.dtype.kind not in "iu" if isinstance(lengths, np.ndarray) else lengths.dtype.is_floating_point):
+            raise ValueError(f"lengths must be a ({sizes['_N']},) integer tensor or numpy array (one length per sequence)")
+        if len(lengths) and (int(lengths.min()) < 0 or int(lengths.max()) > sizes["_T"]):
+            raise ValueError(f"lengths must lie in [0, T] = [0, {sizes['_T']}]; got {int(lengths.min())} to {int(lengths.max())}")
     return sizes
+
+
+def _active_steps(T, lengths, device):
+    """(T, N, 1) booleans: step t belongs to sequence n (None when every sequence has T steps)."""
+    if lengths is None:
+        return None
+    lengths = _torch.as_tensor(lengths, device=device)
+    return (_torch.arange(T, device=device)[:, None] < lengths)[:, :, None]
 
 
 def _check_backward(d_outputs, cache, d_state):
     """Check the arguments of backward(); return the sizes by name."""
     _check_names("cache", cache, _CACHE_KEYS)
     x = cache["x"]
-    sizes = _check_forward(x, cache["params"], None)
+    sizes = _check_forward(x, cache["params"], None, cache["lengths"])
     _check_names("d_outputs", d_outputs, OUTPUTS)
     for name, size in OUTPUTS.items():
         _check_tensor(f"d_outputs[{name!r}]", d_outputs[name], (sizes["_T"], sizes["_N"], sizes[size]), x)
@@ -193,20 +225,26 @@ def _backward_3(_ds_prev_linear_ptr, _ds_prev_ptr, _N, H, O, _F: constexpr, _BLO
     _tl.store(_ds_prev_ptr + _n * H + _j, ds_prev.to(_ds_prev_ptr.dtype.element_ty), mask=_mask)
 
 
-def forward(x, params, state=None):
+def forward(x, params, state=None, lengths=None):
     """Run the cell over a sequence.
 
     x: (T, N, D) torch tensor, float32, float64, bfloat16 or float16, on any device Triton
     runs on (or the CPU under TRITON_INTERPRET=1); params: dict of PARAM_SHAPES tensors of the same
-    dtype and device; state: dict of (N, size) initial states per STATES, zeros when None.
+    dtype and device; state: dict of (N, size) initial states per STATES, zeros when None;
+    lengths: (N,) integers in [0, T] (a tensor or a numpy array), sequence n's steps are
+    0..lengths[n]-1 (None: all T).
     Returns (outputs, state, cache): outputs maps each name in OUTPUTS to its (T, N, size) values
-    at every step, state the final states (N, size), cache what backward() needs.
+    at every step (zero past a sequence's end), state the final states (N, size) (each sequence's
+    own last), cache what backward() needs.
     """
-    _x_seq, _params, _state0 = x, params, state   # generated names start with _: a spec name never shadows them
-    _sizes = _check_forward(_x_seq, _params, _state0)
+    _x_seq, _params, _state0, _lengths = x, params, state, lengths   # generated names start with _: a spec name never shadows them
+    _sizes = _check_forward(_x_seq, _params, _state0, _lengths)
     _T, _N, D, H, O = _sizes["_T"], _sizes["_N"], _sizes["D"], _sizes["H"], _sizes["O"]
     _dtype, _device, _F = _x_seq.dtype, _x_seq.device, _COMPUTE[_x_seq.dtype]
     _x_seq = _x_seq.contiguous()
+    _active = _active_steps(_T, _lengths, _device)
+    if _lengths is not None:  # steps past a sequence's end read zeros: nothing non-finite there reaches a gradient
+        _x_seq = _torch.where(_active, _x_seq, 0)
     _params = {_name: _value.contiguous() for _name, _value in _params.items()}
     _packed_x = _params["u"]  # (H, D)
     _packed_s_prev = _params["v"]  # (H, H)
@@ -227,9 +265,13 @@ def forward(x, params, state=None):
         _forward_1[_grid_H](_proj_x[_t], _proj_s_prev, _s_seq[_t + 1], _N, H, O, _F=_F, _BLOCK=_BLOCK)  # (F1-F2) one fused kernel
         _torch.matmul(_s_seq[_t + 1], _packed_s_T, out=_proj_s)  # (F3) w @ s
         _forward_2[_grid_O](_proj_s, _params["b_g"], _o_seq[_t], _N, H, O, _F=_F, _BLOCK=_BLOCK)  # (F3-F4) one fused kernel
+        if _lengths is not None:  # past a sequence's end its states stay
+            _s_seq[_t + 1] = _torch.where(_active[_t], _s_seq[_t + 1], _s_seq[_t])
     _outputs = {"o": _o_seq}
+    if _lengths is not None:  # outputs past a sequence's end are zero
+        _outputs = {_name: _torch.where(_active, _value, 0) for _name, _value in _outputs.items()}
     _state = {"s": _s_seq[_T]}
-    _cache = {"x": _x_seq, "_packed_x": _packed_x, "_packed_s_prev": _packed_s_prev, "_packed_s": _packed_s, "_s_seq": _s_seq, "_o_seq": _o_seq, "params": _params}
+    _cache = {"x": _x_seq, "_packed_x": _packed_x, "_packed_s_prev": _packed_s_prev, "_packed_s": _packed_s, "_s_seq": _s_seq, "_o_seq": _o_seq, "params": _params, "lengths": _lengths}
     return _outputs, _state, _cache
 
 
@@ -239,8 +281,8 @@ def backward(d_outputs, cache, d_state=None):
     d_outputs: dict mapping each name in OUTPUTS to dL/d(output) at every step, (T, N, size)
     (many-to-one: zeros except the last step); cache: from forward(); d_state: dict of
     dL/d(final state), (N, size) per STATES, zeros when None.
-    Returns grads: every parameter by name (its shape), "x" (T, N, D) and each
-    initial state by its name in STATES (N, size).
+    Returns Gradients(params, inputs, state): every parameter by name (its shape), the input
+    "x" (T, N, D) and each initial state by its name in STATES (N, size).
     """
     _d_outputs, _cache, _d_state = d_outputs, cache, d_state   # a spec name never shadows them
     _sizes = _check_backward(_d_outputs, _cache, _d_state)
@@ -249,13 +291,15 @@ def backward(d_outputs, cache, d_state=None):
     _dtype, _device = _params["u"].dtype, _params["u"].device
     _F = _COMPUTE[_dtype]
     _accumulate = _torch.float64 if _dtype == _torch.float64 else _torch.float32  # sums over steps and batch
+    _lengths = _cache["lengths"]
+    _active = _active_steps(_T, _lengths, _device)
     _x_seq = _cache["x"]
     _packed_x = _cache["_packed_x"]
     _packed_s_prev = _cache["_packed_s_prev"]
     _packed_s = _cache["_packed_s"]
     _s_seq = _cache["_s_seq"]
     _o_seq = _cache["_o_seq"]
-    _do_out_seq = _d_outputs["o"].contiguous()
+    _do_out_seq = (_d_outputs["o"] if _lengths is None else _torch.where(_active, _d_outputs["o"], 0)).contiguous()
     _ds_next_buf = _torch.empty((_N, H), dtype=_dtype, device=_device)  # ds_next: the adjoint of s<t> from step t+1
     _ds_next_buf[:] = 0 if _d_state is None else _d_state["s"]
     _ds_prev_buf = _torch.empty_like(_ds_next_buf)  # ds_prev: written by step t, then swapped in
@@ -265,24 +309,31 @@ def backward(d_outputs, cache, d_state=None):
     _grid_O = (_triton.cdiv(_N * O, _BLOCK),)
     _grid_H = (_triton.cdiv(_N * H, _BLOCK),)
     for _t in reversed(range(_T)):
+        if _lengths is not None:  # past a sequence's end the step is the identity: hold its adjoints, run the step on zeros
+            _held = (_ds_next_buf,)
+            _ds_next_buf = _torch.where(_active[_t], _ds_next_buf, 0)
         _backward_1[_grid_O](_do_out_seq[_t], _o_seq[_t], _dpre_seq[_t], _N, H, O, _F=_F, _BLOCK=_BLOCK)  # (B1-B2) one fused kernel
         _torch.matmul(_dpre_seq[_t, :, H:H + O], _packed_s, out=_ds_linear)  # (B3) wᵀ @ the adjoints of a_o
         _backward_2[_grid_H](_ds_linear, _ds_next_buf, _s_seq[_t + 1], _dpre_seq[_t], _N, H, O, _F=_F, _BLOCK=_BLOCK)  # (B3-B4) one fused kernel
         _torch.matmul(_dpre_seq[_t, :, :H], _packed_s_prev, out=_ds_prev_linear)  # (B5) vᵀ @ the adjoints of a_s
         _backward_3[_grid_H](_ds_prev_linear, _ds_prev_buf, _N, H, O, _F=_F, _BLOCK=_BLOCK)  # (B5) one fused kernel
         _ds_next_buf, _ds_prev_buf = _ds_prev_buf, _ds_next_buf  # step t's d<s>_prev is step t-1's d<s>_next
+        if _lengths is not None:
+            _ds_next_buf = _torch.where(_active[_t], _ds_next_buf, _held[0])
     _dpre_flat = _dpre_seq.reshape(_T * _N, H + O)  # every step's da_s, da_o as rows
     _dpacked_x = _dpre_flat[:, :H].T @ _x_seq.reshape(_T * _N, D)  # gradients of u, summed over steps and batch: one GEMM
     _dx_grad = (_dpre_flat[:, :H] @ _packed_x).reshape(_T, _N, D)  # (B6) for every step at once, one GEMM
     _dpacked_s_prev = _dpre_flat[:, :H].T @ _s_seq[:-1].reshape(_T * _N, H)  # gradients of v, summed over steps and batch: one GEMM
     _dpacked_s = _dpre_flat[:, H:H + O].T @ _s_seq[1:].reshape(_T * _N, H)  # gradients of w, summed over steps and batch: one GEMM
     _dpre_sum = _dpre_seq.sum(dim=(0, 1), dtype=_accumulate).to(_dtype)  # bias gradients: sums over steps and batch
-    return {
-        "u": _dpacked_x,  # (B7)
-        "v": _dpacked_s_prev,  # (B8)
-        "b_f": _dpre_sum[:H],  # (B9)
-        "w": _dpacked_s,  # (B10)
-        "b_g": _dpre_sum[H:H + O],  # (B11)
-        "x": _dx_grad,  # (B6)
-        "s": _ds_next_buf,  # (B5)
-    }
+    return _Gradients(
+        params={
+            "u": _dpacked_x,  # (B7)
+            "v": _dpacked_s_prev,  # (B8)
+            "b_f": _dpre_sum[:H],  # (B9)
+            "w": _dpacked_s,  # (B10)
+            "b_g": _dpre_sum[H:H + O],  # (B11)
+        },
+        inputs={"x": _dx_grad},  # (B6)
+        state={"s": _ds_next_buf},  # (B5)
+    )

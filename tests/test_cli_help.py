@@ -77,28 +77,37 @@ def test_every_command_help_ends_with_two_or_three_examples():
         text = help_text(module.NAME)
         tail = text[text.rindex("examples:"):].splitlines()[1:]
         assert 2 <= len(module.EXAMPLES) <= 3, module.NAME
-        assert [l.split("  #")[0].strip() for l in tail if l.strip()] == [e.line for e in module.EXAMPLES]
+        assert [l.strip() for l in tail if l.strip()] == [x for e in module.EXAMPLES
+                                                          for x in (f"# {e.what}", e.line)]
         for example in module.EXAMPLES:
             assert shlex.split(example.line)[:2] == ["cellgrad", module.NAME], example
 
 
 def _examples() -> list[Example]:
-    """Every command's examples, generate's first: check's reads a module generate writes."""
-    return [e for m in sorted(MODULES, key=lambda m: m.NAME != "generate") for e in m.EXAMPLES]
+    """The top level's and every command's examples, generate's first: check's reads a module
+    generate writes."""
+    return [*cli.TOP_EXAMPLES,
+            *(e for m in sorted(MODULES, key=lambda m: m.NAME != "generate") for e in m.EXAMPLES)]
 
 
-def test_every_example_runs_and_the_slow_ones_parse(tmp_path):
+def test_every_example_runs_and_the_slow_ones_parse(tmp_path, monkeypatch, capsys):
+    """Run in this process (``cli.main``, as ``python -m cellgrad`` does), from a scratch folder."""
     readme = (ROOT / "README.md").read_text()
     (tmp_path / "my_cell.toml").write_text(re.search(r"```toml\n(.*?)```", readme, re.S).group(1))
+    monkeypatch.chdir(tmp_path)
     for example in _examples():
         argv = shlex.split(example.line)[1:]
         if example.slow:
             args = cli.build_parser().parse_args(argv)
             assert args.command == argv[0]
             continue
-        result = cellgrad(*argv, cwd=tmp_path)
-        assert result.returncode == example.exit, (example.line, result.stderr)
-        assert "Traceback" not in result.stderr and result.stdout.strip(), example.line
+        try:
+            code = cli.main(argv)
+        except SystemExit as done:  # --help
+            code = done.code
+        out, err = capsys.readouterr()
+        assert code == example.exit, (example.line, err)
+        assert "Traceback" not in err and out.strip(), example.line
     assert "\\Gamma_f" in (tmp_path / "lstm.md").read_text()  # the Coursera notation's gates
     assert (tmp_path / "kernels" / "lstm_numpy.py").is_file()
 
@@ -116,9 +125,14 @@ def _table(heading: str) -> list[list[str]]:
 
 
 def test_readme_command_table_matches_cellgrad_help():
+    """One row per command says what its --help says; further rows may show a variant."""
     rows = _table("| command | what it does |")
-    table = {shlex.split(r[0].strip("`").replace("\\|", "|"))[1]: r[1] for r in rows}
-    assert table == {m.NAME: m.HELP for m in MODULES}
+    table: dict[str, list[str]] = {}
+    for command, what in rows:
+        table.setdefault(shlex.split(command.strip("`").replace("\\|", "|"))[1], []).append(what)
+    assert set(table) == {m.NAME for m in MODULES}
+    for module in MODULES:
+        assert module.HELP in table[module.NAME], module.NAME
     top = help_text()
     for module in MODULES:
         assert module.NAME in top
@@ -144,6 +158,13 @@ def test_bad_input_is_one_line_exit_2(argv, says):
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and says in result.stderr, result.stderr
+
+
+def test_check_of_a_python_file_that_is_no_kernel_module_is_one_line_exit_2(tmp_path):
+    (tmp_path / "plain.py").write_text("x = 1\n")
+    result = cellgrad("check", str(tmp_path / "plain.py"))
+    assert result.returncode == 2 and result.stderr.count("\n") == 1
+    assert "not a kernel module written by cellgrad" in result.stderr
 
 
 def test_an_internal_error_is_one_line_exit_4(monkeypatch, capsys):

@@ -196,3 +196,18 @@ def test_unbatched_input_as_torch_takes_it():
     (o1, (h1, c1)), (o2, (h2, c2)) = net(x), ours(x)
     assert o2.shape == o1.shape and h2.shape == h1.shape
     assert rel_err(o2, o1) <= 1e-10 and rel_err(c2, c1) <= 1e-10
+
+
+def test_dropout_acts_between_layers_in_training_only():
+    torch.manual_seed(2)
+    net = torch.nn.GRU(D, H, num_layers=2, dropout=0.5, dtype=torch.float64)
+    ours = CellRNN.from_torch(net, backend="numpy")
+    assert ours.dropout == 0.5
+    x = torch.randn(T, N, D, dtype=torch.float64)
+    net.eval(), ours.eval()
+    assert rel_err(ours(x)[0], net(x)[0]) <= 1e-10          # no dropout in eval mode
+    ours.train()
+    torch.manual_seed(4)
+    first = ours(x)[0]
+    torch.manual_seed(4)
+    assert torch.equal(ours(x)[0], first) and rel_err(first, net(x)[0]) > 1e-3

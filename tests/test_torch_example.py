@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples"
 
 
 def example():
@@ -34,3 +35,15 @@ def test_one_tiny_epoch_trains_three_models(task):
     assert list(results) == ["nn.LSTM", 'CellRNN("lstm")', 'CellRNN("peephole_lstm")']
     assert sum(line.startswith("epoch  1") for line in lines) == 3 and lines[-4] == "final:"
     assert all(0 <= accuracy <= 1 and seconds > 0 for accuracy, seconds in results.values())
+
+
+def test_the_readme_torch_example_runs():
+    import re
+    if importlib.util.find_spec("torch") is None and os.environ.get("CI") != "true":
+        pytest.skip("torch not installed")
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    code = re.search(r"```python\n(import torch\n.*?)```", readme, re.S).group(1)
+    namespace: dict = {}
+    exec(compile(code, "README.md", "exec"), namespace)   # the repository's own example code
+    rnn = namespace["rnn"]
+    assert namespace["h_n"].shape == (4, 4, 16) and rnn.W_f_l1_reverse.grad is not None

@@ -150,3 +150,39 @@ def test_docs_show_the_current_document_table():
     assert result.returncode == 0, result.stderr
     doc = (ROOT / "docs" / "verify.md").read_text(encoding="utf-8")
     assert result.stdout.strip() in doc, "regenerate the --document table in docs/verify.md"
+
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+PIECES = st.sampled_from(list("$\\{}[]()=+-^_&<>!\n ad\u2202") +
+                        ["\\frac", "\\begin{aligned}", "\\end{aligned}", "\\\\", "<!--", "-->",
+                         "$$", "\\partial "])
+MATHY = st.lists(PIECES, max_size=60).map("".join)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.one_of(MATHY, st.text(max_size=200)))
+def test_extract_takes_any_text(text):
+    """Any document text: formulas come out in order with lines inside the document, no error."""
+    lines = text.count("\n") + 1
+    found = extract(text)
+    assert all(1 <= f.line <= f.end_line <= lines for f in found)
+    assert [f.line for f in found] == sorted(f.line for f in found)
+    for f in found:
+        assert isinstance(is_gradient_claim(f.text), bool)
+
+
+def test_document_json_and_a_missing_document(tmp_path):
+    import json
+    doc = tmp_path / "notes.tex"
+    doc.write_text("\\begin{equation}\\delta f = \\delta c \\odot c_{t-1}\\end{equation}\n", encoding="utf-8")
+    result = subprocess.run([sys.executable, "-m", "cellgrad", "verify", "lstm", "--document", str(doc),
+                             "--json"], capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    rows = json.loads(result.stdout)
+    assert [(r["line"], r["verdict"], r["claim"]) for r in rows] == [(1, "holds", True)]
+    assert rows[0]["result"]["claim"] == ["df", "c_prev*dc"]
+    missing = subprocess.run([sys.executable, "-m", "cellgrad", "verify", "--document",
+                              str(tmp_path / "nothing.md")], capture_output=True, text=True, cwd=ROOT)
+    assert missing.returncode == 2 and "Traceback" not in missing.stderr
+    assert missing.stderr.strip().startswith("cellgrad: error:") and "nothing.md" in missing.stderr

@@ -71,8 +71,8 @@ def test_new_diagnoses(formula, quantity, kind):
 
 
 def test_absolute_value_and_block_concatenation_read():
-    assert verify("lstm", r"\delta c = \bar{\delta} c + \delta h\, o (1 - \tanh^2 c) + |x| - |x|").verdict \
-        == "holds"
+    assert verify("lstm", r"\delta f = \delta c\, c^{<t-1>} |f| / f").verdict == "holds"    # f > 0
+    assert verify("lstm", r"\delta f = \delta c\, |c^{<t-1>}|").verdict == "does not hold"
     v = verify("lstm", r"\mathrm{d}w_o = \left[\mathrm{d}\hat{w}_o \mid \mathrm{d}\tilde{w}_o\right]",
                notation="coursera")
     assert v.verdict == "holds" and v.claim == ["hcat(dU_o, dW_o)", "hcat(dU_o, dW_o)"], v.detail

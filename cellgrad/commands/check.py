@@ -137,6 +137,9 @@ def _run(args) -> int:
             module = load_module(path)
         except Exception as exc:
             return _crashed(exc, path, given, "import")
+        if not all(hasattr(module, k) for k in ("CELL", "SIZES", "PARAM_SHAPES", "forward", "backward")):
+            return error(f"{given}: not a kernel module written by cellgrad (no CELL, SIZES, "
+                         "PARAM_SHAPES, forward and backward)")
         domains = domains or getattr(module, "STATE_DOMAINS", None)
         unknown = sorted(set(args.sizes) - set(module.SIZES))
         if unknown:

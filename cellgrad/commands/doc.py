@@ -13,6 +13,7 @@ from codegen.outputs import write_atomic
 from derive.notation import NotationError, builtin_notations
 
 from . import Example, error
+from .check import _positive  # K >= 1 steps, as check's -T
 
 NAME = "doc"
 HELP = "write the derivation document of a cell (LaTeX, Markdown or PDF), in a chosen notation"
@@ -40,7 +41,7 @@ def add_arguments(parser):
     parser.add_argument("--notation", metavar="NAME_OR_FILE", default="default",
                         help=f"a built-in notation ({', '.join(builtin_notations())}; see "
                              "`cellgrad notations`) or a notation file")
-    parser.add_argument("--truncate", type=int, metavar="K", default=None,
+    parser.add_argument("--truncate", type=_positive, metavar="K", default=None,
                         help="document K-step truncated BPTT instead of full BPTT")
     parser.add_argument("--out", metavar="FILE", default=None,
                         help="output file (default: standard output; required for pdf)")

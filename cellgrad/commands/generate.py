@@ -31,6 +31,10 @@ class KernelImportError(Exception):
     """A generated module that does not import: a bug of the generator, never of the spec."""
 
 
+class MissingLibrary(Exception):
+    """The generated module imports a library that is not installed here."""
+
+
 def add_arguments(parser):
     from codegen.kernels import BACKENDS
     parser.add_argument("cell", metavar="CELL_OR_SPEC", help="built-in cell name or path to a spec file")
@@ -53,6 +57,8 @@ def import_text(text: str, filename: str):
         module = importlib.util.module_from_spec(spec)
         try:
             spec.loader.exec_module(module)
+        except ModuleNotFoundError as exc:  # a library the backend needs (triton, torch) is missing
+            raise MissingLibrary(exc.name) from None
         except Exception as exc:  # any failure of generated code is reported the same way
             line = getattr(exc, "lineno", None) if isinstance(exc, SyntaxError) else None
             if line is None:
@@ -86,6 +92,9 @@ def run(args) -> int:
         import_text(text, path.name)
     except NotImplementedError as exc:
         return error(f"cannot generate kernels for {args.cell}: {exc}")
+    except MissingLibrary as exc:
+        return error(f"the {args.backend} backend's module imports {exc}, which is not installed "
+                     f"(the triton backend: pip install -e '.[triton]'); nothing was written", 3)
     except KernelImportError as exc:
         return error(f"the generated {args.backend} module for {args.cell} does not import, so it "
                      f"was not written (a bug in cellgrad; please report it with the spec): {exc}", 4)

@@ -6,14 +6,16 @@ from __future__ import annotations
 class VerifyError(ValueError):
     """Unreadable input (formula, quantity, notation). ``str(err)`` is one line.
 
-    ``where`` is a short excerpt of the (normalized) formula with a caret-like marker ``⟪…⟫``
-    around the part that could not be read, so the user sees exactly what stopped the reader.
+    ``where`` is a short excerpt of the formula as the user typed it (not its normalized
+    spelling) with a caret-like marker ``⟪…⟫`` around the part that could not be read, so the
+    user sees exactly what stopped the reader.
     """
 
     def __init__(self, problem: str, where: str | None = None):
         self.problem = problem
         self.where = where
-        super().__init__(problem if not where else f"{problem} at: {where}")
+        message = problem if not where else f"{problem} at: {where}"
+        super().__init__(" ".join(message.splitlines()))   # one line, even for a multi-line formula
 
 
 def excerpt(text: str, start: int, end: int | None = None, width: int = 30) -> str:

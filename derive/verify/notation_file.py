@@ -37,18 +37,21 @@ ADJOINT_PREFIX = re.compile(r"^(?:\\(?:diff|partial|delta|nabla)(?![A-Za-z])\s*|
 def canonical_key(latex: str, hyphens: bool = False) -> str:
     """``\\Gamma_u`` -> ``\\Gamma_{u}``, ``\\mathit{rh}`` -> ``rh``: the parser's spelling of a key."""
     s = normalize_latex(latex, hyphen_subscripts=hyphens)
-    s = re.sub(r"\s+", lambda m: " " if m.group().strip() == "" and
-               re.search(r"\\[A-Za-z]+$", s[:m.start()]) and s[m.end():m.end() + 1].isalpha()
-               else "", s)
-    out, depth = [], 0
+    # spaces go, except one that ends a command before a letter (\delta h)
+    s = re.sub(r"\s+", lambda m: " " if re.search(
+        r"\\[A-Za-z]+$", s[:m.start()]) and s[m.end():m.end() + 1].isalpha() else "", s)
+    out, groups = [], []                # groups: is each open brace a sub/superscript's?
     for n, ch in enumerate(s):
         prev = s[n - 1] if n else ""
-        if prev and prev in "_^" and depth == 0 and re.fullmatch(r"[A-Za-z0-9]", ch) and \
-                (n < 2 or s[n - 2] != "\\"):
-            out.append("{" + ch + "}")
-        else:
-            out.append(ch)
-        depth += (ch == "{") - (ch == "}")
+        in_script = any(groups)
+        if prev in ("_", "^") and not in_script and re.fullmatch(r"[A-Za-z0-9]", ch):
+            out.append("{" + ch + "}")          # x_t -> x_{t}, as the parser spells it
+            continue
+        if ch == "{":
+            groups.append(prev in ("_", "^"))
+        elif ch == "}" and groups:
+            groups.pop()
+        out.append(ch)
     return "".join(out)
 
 

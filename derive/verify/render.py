@@ -9,6 +9,8 @@ expression's meaning in cell names. LaTeX comes from ``sympy.latex`` with the sy
 
 from __future__ import annotations
 
+import re
+
 import sympy as sp
 from sympy.printing.str import StrPrinter
 
@@ -68,8 +70,11 @@ def render_correct(ctx, lhs, notation) -> tuple[str, str]:
             pass
         inner = names.get(sp.Symbol(base), sp.latex(sp.Symbol(base)))
         names[sym] = rf"\left.{inner}\right|_{{{step}}}" if shift else inner
-    names = {sym: _grouped(latex) for sym, latex in names.items()}
-    return sp.latex(expr, symbol_names=names), cell_text(expr)
+    grouped = {sym: _grouped(latex) for sym, latex in names.items()}
+    text = sp.latex(expr, symbol_names=grouped)
+    for latex, group in {(names[s], g) for s, g in grouped.items() if g != names[s]}:
+        text = re.sub(re.escape(group) + r"(?!\s*\^)", lambda m: latex, text)   # braces only before ^
+    return text, cell_text(expr)
 
 
 def _grouped(latex: str) -> str:

@@ -42,6 +42,16 @@ class TritonLayout(_Layout):
     """Lay out the plan for ``triton.py.j2``: kernels as finished lines, the Python step loop."""
 
     arrays = "torch"
+    every_cell = False   # refuses, by name, what it cannot print yet (see refusal())
+
+    def refusal(self) -> str | None:
+        """Why this layout cannot print the plan, or None. Checked before anything is printed,
+        so a construct the layout does not know is refused, never printed wrong."""
+        for s in self.cell.states:
+            init = getattr(self.q[s], "init", "zeros")
+            if init != "zeros":
+                return f"state {s} starts at {init!r}: the triton backend starts every state at zeros"
+        return None
 
     def template(self, backend: str):
         env = jinja2.Environment(
@@ -207,6 +217,8 @@ class TritonLayout(_Layout):
 
     def vector_sequence(self, v: str) -> str:
         loc = self.plan.locations.get(v)
+        if loc == "param":
+            return f'_params["{v}"].expand(_T, _N, -1)'
         if loc == "prev_state":
             return f"{self.seq(v.removesuffix('_prev'))}[:-1]"
         if loc == "state":
@@ -272,6 +284,9 @@ class TritonLayout(_Layout):
     def hoisted_lines(self) -> list[Line]:
         lines = []
         for g in self.plan.groups:
+            if g.constant:
+                lines.append(Line(f'{g.proj} = _torch.matmul({g.packed}, _params["{g.vector}"]).expand(_N, -1).contiguous()',
+                                  f"the products with the parameter {g.vector}: the same at every step"))
             if not g.hoisted:
                 continue
             rows, proj = self.width(g), g.proj
@@ -286,7 +301,7 @@ class TritonLayout(_Layout):
                 text = f"_torch.cat([{', '.join(parts)}])" if len(parts) > 1 else parts[0]
                 lines.append(Line(f"{proj} += {text}", "biases of the same equations, added once for all steps"))
         for g in self.plan.groups:
-            if not g.hoisted:
+            if g.per_step:
                 lines.append(Line(f"{self.packed_T(g)} = {self.packed(g)}.T.contiguous()",
                                   "the per-step GEMM reads it row-major"))
         return lines
@@ -303,7 +318,7 @@ class TritonLayout(_Layout):
             why = "output" if name in self.plan.output_seq else "saved for the backward pass"
             lines.append(Line(f"{self.seq(name)} = {self.empty(f'(_T, _N, {self.size(name)})')}", why))
         for g in self.plan.groups:
-            if not g.hoisted:
+            if g.per_step:
                 lines.append(Line(f"{g.proj} = {self.empty(f'(_N, {self.width(g)})')}",
                                   f"the step's products with {g.vector}"))
         for n, size in self.plan.scratch_forward:
@@ -318,7 +333,8 @@ class TritonLayout(_Layout):
         plan, lines = self.plan, []
         for o in self.cell.outputs:
             up = plan.derivation.upstream[o]
-            lines.append(Line(f'{self.seq(up)} = _d_outputs["{o}"].contiguous()'))
+            lines.append(Line(f'{self.seq(up)} = (_d_outputs["{o}"] if _lengths is None '
+                              f'else _torch.where(_active, _d_outputs["{o}"], 0)).contiguous()'))
         for s in self.cell.states:
             nxt, prev = plan.derivation.carried[s], f"d{s}_prev"
             size = self.size(s)
@@ -329,7 +345,7 @@ class TritonLayout(_Layout):
         lines.append(Line(f"_dpre_seq = {self.empty(f'(_T, _N, {_size_text(plan.width(plan.dpre))})')}",
                           ", ".join("d" + n for n in plan.dpre) + " of every step"))
         for g in plan.groups:
-            if not g.hoisted:
+            if g.per_step:
                 lines.append(Line(f"{g.linear} = {self.empty(f'(_N, {g.cols})')}",
                                   f"the step's {' + '.join(f'{m}ᵀ @ d{p.target}' for m, p in zip(g.matrices, g.products))}"))
         for n, size in plan.scratch_backward:
@@ -365,6 +381,9 @@ class TritonLayout(_Layout):
             name = self.dpacked(g)
             lines.append(Line(f"{name} = {stacked}.T @ {self.vector_sequence(g.vector)}.reshape(_T * _N, {g.cols})",
                               f"gradients of {', '.join(g.matrices)}, summed over steps and batch: one GEMM"))
+            if g.constant:
+                lines.append(Line(f"{g.linear} = ({stacked} @ {self.packed(g)}).sum(dim=0)",
+                                  f"[{'; '.join(g.matrices)}]ᵀ @ the adjoints, summed over steps and batch"))
             if g.hoisted:
                 extra = f" + {self.seq('d' + g.vector)}" if g.vector in plan.input_loop else ""
                 lines.append(Line(f"{self.own('_{}_grad', 'd' + g.vector)} = ({stacked} @ {self.packed(g)}).reshape(_T, _N, {g.cols}){extra}",
@@ -375,7 +394,7 @@ class TritonLayout(_Layout):
                               "bias gradients: sums over steps and batch"))
         return lines
 
-    def grads_entries(self) -> list[tuple[str, str, str]]:
+    def grads_entries(self) -> dict[str, list[tuple[str, str, str]]]:
         plan, out = self.plan, []
         for p in self.cell.params:
             eq = plan.derivation.backward_eq("d" + p)
@@ -389,6 +408,8 @@ class TritonLayout(_Layout):
                 elif part[0] == "bias":
                     k = plan.dpre.index(part[1])
                     terms.append(f"_dpre_sum[{_block(plan.dpre_offset(k), self.size(part[1]))}]")
+                elif part[0] == "linear":
+                    terms.append(part[1].linear)
                 else:
                     terms.append(f"{self.own('_{}_acc', 'd' + p)}.sum(dim=0).to(_dtype)")
             text = " + ".join(terms) if terms else f'_torch.zeros_like(_params["{p}"])'
@@ -399,12 +420,15 @@ class TritonLayout(_Layout):
             dx = self.seq("d" + self.x)
         else:
             dx = f"_torch.zeros_like({self.seq(self.x)})"
-        out.append((self.x, dx, plan.derivation.backward_eq("d" + self.x).tag))
-        for s in self.cell.states:
-            out.append((s, self.buf(plan.derivation.carried[s]), plan.derivation.backward_eq(f"d{s}_prev").tag))
-        return out
+        inputs = [(self.x, dx, plan.derivation.backward_eq("d" + self.x).tag)]
+        state = [(s, self.buf(plan.derivation.carried[s]), plan.derivation.backward_eq(f"d{s}_prev").tag)
+                 for s in self.cell.states]
+        return {"params": out, "inputs": inputs, "state": state}
 
     def context(self) -> dict:
+        reason = self.refusal()
+        if reason:
+            raise NotImplementedError(reason)
         self.printers = []
         self.block = self.own("_BLOCK{}")
         self.device = self.own("_device{}")
@@ -414,7 +438,7 @@ class TritonLayout(_Layout):
         cache = [(self.x, self.seq(self.x)), *[(self.packed(g), self.packed(g)) for g in self.plan.groups],
                  *[(self.seq(s), self.seq(s)) for s in self.cell.states],
                  *[(self.seq(n), self.seq(n)) for n in (*self.plan.saved_seq, *self.plan.output_seq)],
-                 ("params", "_params")]
+                 ("params", "_params"), ("lengths", "_lengths")]
         return {
             "packing": self.packing_lines(),
             "hoisted": self.hoisted_lines(),
@@ -427,7 +451,9 @@ class TritonLayout(_Layout):
             "final_state": [(s, f"{self.seq(s)}[_T]") for s in self.cell.states],
             "cache": cache,
             "cache_keys": ", ".join(f'"{k}"' for k, _ in cache),
-            "backward_unpack": [Line(f'{v} = _cache["{k}"]') for k, v in cache if k != "params"],
+            "backward_unpack": [Line(f'{v} = _cache["{k}"]') for k, v in cache if k not in ("params", "lengths")],
+            "state_seqs": [self.seq(s) for s in self.cell.states],
+            "carried": [self.buf(self.plan.derivation.carried[s]) for s in self.cell.states],
             "backward_setup": self.backward_setup(),
             "backward_grids": self.grid_lines(bwd_kernels),
             "backward_kernels": bwd_kernels,
@@ -436,6 +462,8 @@ class TritonLayout(_Layout):
             "after_loop": self.after_loop_lines(),
             "grads": self.grads_entries(),
             "block": self.block,
+            "biases": [p for p, parts in self.plan.param_grads.items()
+                       if parts and all(x[0] == "bias" for x in parts)],
             "accumulate": self.accumulate,
             "device": self.device,
             "helpers": sorted(set().union(*(p.helpers for p in self.printers))),

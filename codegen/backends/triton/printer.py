@@ -11,6 +11,7 @@ import sympy as sp
 from sympy.printing.precedence import PRECEDENCE, precedence
 
 from codegen.numpy_printer import KernelNumPyPrinter
+from derive import ops
 
 
 class TritonPrinter(KernelNumPyPrinter):
@@ -19,8 +20,18 @@ class TritonPrinter(KernelNumPyPrinter):
     #: SymPy function classes printed here; anything else is refused in ``doprint``
     FUNCTIONS = {"exp", "log", "tanh", "sigmoid", "relu", "softplus", "Heaviside", "Abs", "Max", "Min"}
 
+    def _code_of(self, op):
+        """The op table's Triton spelling of a row, if it has one (``derive/ops.py``)."""
+        return op.code.get("triton")
+
     def doprint(self, expr, assign_to=None):
-        for f in sp.sympify(expr).atoms(sp.Function):
+        expr = sp.sympify(expr)
+        while any(getattr(ops.op_of(f), "definition", None) is not None for f in expr.atoms(sp.Function)):
+            expr = expr.replace(lambda e: getattr(ops.op_of(e), "definition", None) is not None,
+                                ops.expand)
+        for f in expr.atoms(sp.Function):
+            if "triton" in getattr(ops.op_of(f), "code", {}):
+                continue
             if type(f).__name__ not in self.FUNCTIONS:
                 raise NotImplementedError(f"the triton backend has no spelling for {type(f).__name__}")
         return super().doprint(expr, assign_to)
