@@ -62,10 +62,9 @@ class TritonPrinter(KernelNumPyPrinter):
             return f"_tl.sqrt({self._print(base)})"
         if exp == -sp.S.Half:
             return f"1.0 / _tl.sqrt({self._print(base)})"
-        if exp.is_Integer and exp != 0:
+        if exp.is_number and exp.is_real and float(exp).is_integer() and exp != 0:   # 2 and 2.0 alike: x**2.0 of x < 0 is real
             factor = self.parenthesize(base, PRECEDENCE["Mul"], strict=True)
-            product = " * ".join([factor] * abs(int(exp)))
-            if abs(int(exp)) > 1:     # a Pow binds tighter than * and /: x / (f * f), not x / f * f
-                product = f"({product})"
-            return product if exp > 0 else f"1.0 / {product}"
+            # parenthesized: the Mul printer puts a power right after "/" (x/(y*y), not x/y*y)
+            product = factor if abs(int(exp)) == 1 else f"({' * '.join([factor] * abs(int(exp)))})"
+            return product if exp > 0 else f"1.0 / {product if abs(int(exp)) > 1 else f'({product})'}"
         return f"_tl.exp({self.parenthesize(exp, PRECEDENCE['Mul'], strict=True)} * _tl.log({self._print(base)}))"
