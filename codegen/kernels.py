@@ -15,7 +15,7 @@ import sympy as sp
 from derive import Derivation, spec_hash
 
 from .env import environment
-from .lower import GroupProduct, Plan, ProductGroup, Ref, Segment, Stmt, lower
+from .lower import GroupProduct, Plan, ProductGroup, Reduction, Ref, Segment, Stmt, lower
 from .numba_printer import KernelNumbaPrinter
 from .numpy_printer import KernelNumPyPrinter
 
@@ -106,14 +106,16 @@ def _common_context(plan: Plan, spec_text: str, spec_label: str, command: str) -
 
 
 def _plain(expr) -> str:
-    from derive.linear import MatVec, MatVecT, Outer
-    text = sp.sstr(expr.replace(lambda e: isinstance(e, (MatVec, MatVecT, Outer)),
+    from derive.linear import LINEAR_NODES
+    text = sp.sstr(expr.replace(lambda e: isinstance(e, LINEAR_NODES),
                                 lambda e: sp.Symbol(_linear_text(e))))
     return text
 
 
 def _linear_text(e) -> str:
-    from derive.linear import MatVec, MatVecT
+    from derive.linear import REDUCTIONS, MatVec, MatVecT
+    if isinstance(e, tuple(REDUCTIONS.values())):
+        return f"{e.word}({e.vector})"
     if isinstance(e, MatVec):
         return f"({e.matrix} @ {e.vector})"
     if isinstance(e, MatVecT):
@@ -318,7 +320,7 @@ class _Layout:
         }
 
 
-def _statement_comment(stmt: Stmt) -> str:
+def _statement_comment(stmt: Stmt | Reduction) -> str:
     tag = f"({stmt.tag}) " if stmt.tag else ""
     return f"{tag}{stmt.note}".strip()
 
@@ -380,14 +382,24 @@ class _NumPyLayout(_Layout):
         stmts = [s for st in steps if isinstance(st, Segment) for s in st.stmts]
         defined = {s.target for s in stmts}
         wanted = []
+        defined |= {st.target for st in steps if isinstance(st, Reduction)}
         for st in steps:
-            symbols = (st.loads if isinstance(st, Segment) else ((st.group.vector,) if forward else ()))
+            if isinstance(st, Reduction):
+                symbols = (st.vector,)
+            else:
+                symbols = (st.loads if isinstance(st, Segment) else ((st.group.vector,) if forward else ()))
             for n in symbols:
                 if n not in defined and n not in wanted and n != self.x and self.load_text(n):
                     wanted.append(n)
         for n in wanted:
             lines.append(Line(f"{n} = {self.load_text(n)}"))
         for st in steps:
+            if isinstance(st, Reduction):
+                # the row's mean (sum) repeated over the row: a full (N, size) array like any value
+                text = f"np.repeat(np.{st.op}({st.vector}, axis=1, keepdims=True), {st.size}, axis=1)"
+                lines.append(Line(f"{self.store_text(st, forward)}{st.target} = {text}",
+                                  _statement_comment(st)))
+                continue
             if isinstance(st, GroupProduct):
                 if forward:
                     lines.append(Line(f"{st.group.proj} = {st.group.vector} @ {st.group.packed}_T",
@@ -501,6 +513,9 @@ class _NumbaLayout(_Layout):
                 arrays.append(base)
 
         for st in steps:
+            if isinstance(st, Reduction):
+                body.append(("reduce", self.reduction(st, printer, use)))
+                continue
             if isinstance(st, GroupProduct):
                 g = st.group
                 if forward:
@@ -550,11 +565,23 @@ class _NumbaLayout(_Layout):
             self._check_carried_in_place(body)
         return {"body": body, "arrays": arrays, "float_type": printer.uses_float_type}
 
+    def reduction(self, st: Reduction, printer, use) -> dict:
+        """A loop over the row accumulating ``_acc``, then a loop storing it to every column."""
+        load = self.load_text(st.vector)
+        use(load)
+        stores = self.store_targets(st)
+        for target in stores:
+            use(target)
+        printer.uses_float_type = True   # the accumulator starts at F(0)
+        return {"size": st.size, "load": load, "mean": st.op == "mean", "stores": stores,
+                "comment": _statement_comment(st)}
+
     def _check_carried_in_place(self, body) -> None:
         """ds_prev overwrites ds_next in place: safe when no loop reads ds_next after that store."""
         for name in self.plan.derivation.carried.values():
             buffer = f"{name}_buf["
-            loops = [item["lines"] for kind, item in body if kind == "loop"]
+            loops = [item["lines"] if kind == "loop" else [Line(f"{s} = {item['load']}") for s in item["stores"]]
+                     for kind, item in body if kind in ("loop", "reduce")]
             reads = [k for k, lines in enumerate(loops) if any(buffer in l.code.split(" = ", 1)[1]
                                                                for l in lines if " = " in l.code)]
             writes = [k for k, lines in enumerate(loops) if any(l.code.startswith(buffer) for l in lines)]
@@ -578,8 +605,9 @@ class _NumbaLayout(_Layout):
         """Whether a kernel's body uses the size (loop bounds, column offsets)."""
         pattern = re.compile(rf"\b{re.escape(size)}\b")
         for kind, item in kernel["body"]:
-            lines = [item] if kind == "gemm" else item["lines"]
-            if kind == "loop" and item["size"] == size:
+            lines = {"gemm": lambda: [item], "loop": lambda: item["lines"],
+                     "reduce": lambda: [Line(item["load"]), *map(Line, item["stores"])]}[kind]()
+            if kind in ("loop", "reduce") and item["size"] == size:
                 return True
             if any(pattern.search(line.code) for line in lines):
                 return True
