@@ -8,6 +8,7 @@ array each value is loaded from or stored to. Templates only place these strings
 from __future__ import annotations
 
 import re
+from keyword import iskeyword
 from dataclasses import dataclass
 
 import sympy as sp
@@ -56,19 +57,46 @@ def _packed_comment(g: ProductGroup) -> str:
     return f"[{'; '.join(g.matrices)}]"
 
 
-def _size_keyword(plan: Plan, size: str) -> str:
-    cell = plan.cell
-    if size == cell.input_size:
-        return "input_size"
-    if size == cell.hidden_size:
-        return "hidden_size"
-    words = "_".join(cell.sizes[size].lower().split())
-    return words if words.isidentifier() else size
+#: init_params arguments that are not sizes
+_INIT_ARGUMENTS = ("seed", "dtype")
+
+
+def _hidden_size(cell) -> str:
+    """The size init_params calls hidden_size: the one whose meaning says so, else the first
+    state's size (a projection LSTM's h has size P, its hidden size is H)."""
+    said = [s for s, meaning in cell.sizes.items()
+            if _words(meaning) == "hidden_size" and s != cell.input_size]
+    return said[0] if said else cell.hidden_size
+
+
+def _words(meaning: str) -> str:
+    return "_".join(meaning.lower().split())
+
+
+def _size_keywords(cell) -> list[tuple[str, str]]:
+    """(size, init_params keyword) in argument order: the input size, the hidden size, then the
+    others as declared, each named by its meaning (``"output size"`` -> ``output_size``). A
+    meaning that is no identifier, or whose name is taken, falls back to ``size_<symbol>``."""
+    hidden = _hidden_size(cell)
+    out = [(cell.input_size, "input_size")]
+    if hidden != cell.input_size:
+        out.append((hidden, "hidden_size"))
+    taken = {"input_size", "hidden_size", *_INIT_ARGUMENTS}
+    for size, meaning in cell.sizes.items():
+        if size in (cell.input_size, hidden):
+            continue
+        keyword = _words(meaning)
+        if not keyword.isidentifier() or iskeyword(keyword) or keyword in taken:
+            keyword = next(k for k in (f"size_{size}", *(f"size_{size}_{n}" for n in range(2, 99)))
+                           if k not in taken)
+        taken.add(keyword)
+        out.append((size, keyword))
+    return out
 
 
 def _size_order(cell) -> list[str]:
     """Input size, hidden size, then the others (as declared); each once."""
-    return list(dict.fromkeys([cell.input_size, cell.hidden_size, *cell.sizes]))
+    return [size for size, _ in _size_keywords(cell)]
 
 
 def _common_context(plan: Plan, spec_text: str, spec_label: str, command: str) -> dict:
@@ -76,8 +104,8 @@ def _common_context(plan: Plan, spec_text: str, spec_label: str, command: str) -
     if len(cell.inputs) != 1:
         raise NotImplementedError("generated kernels take one input sequence x")
     size_order = _size_order(cell)
-    extra_sizes = [(s, _size_keyword(plan, s)) for s in size_order
-                   if s not in (cell.input_size, cell.hidden_size)]
+    hidden = _hidden_size(cell)
+    extra_sizes = [(s, kw) for s, kw in _size_keywords(cell) if s not in (cell.input_size, hidden)]
     for label, text in (("spec label", spec_label), ("command", command)):
         if not text.isprintable():
             raise ValueError(f"the {label} {text!r} would break the generated header: "
@@ -88,12 +116,12 @@ def _common_context(plan: Plan, spec_text: str, spec_label: str, command: str) -
         "spec_hash": spec_hash(spec_text),
         "command": command,
         "input": cell.inputs[0],
+        "input_seq": plan.names("_{}_seq", cell.inputs[0]),
         "input_size": cell.input_size,
-        "hidden_size": cell.hidden_size,
+        "hidden_size": hidden,
         "sizes": [(s, cell.sizes[s]) for s in size_order],
         "size_sources": [(s, *plan.sizes[s][:2]) for s in size_order if s != cell.input_size],
         "extra_sizes": extra_sizes,
-        "size_keywords": [(s, _size_keyword(plan, s)) for s in size_order],
         "param_shapes": [(p, "(" + "".join(f'"{s}", ' for s in q[p].shape).rstrip(", ")
                           + ("," if len(q[p].shape) == 1 else "") + ")") for p in cell.params],
         "states": [(s, q[s].shape[0]) for s in cell.states],
@@ -131,6 +159,19 @@ class _Layout:
         self.cell = plan.cell
         self.q = plan.derivation.quantities
         self.x = self.cell.inputs[0]
+        self.names = plan.names
+
+    def seq(self, name: str) -> str:
+        """The array holding ``name`` at every step: ``_h_seq``."""
+        return self.names("_{}_seq", name)
+
+    def dpacked(self, g: ProductGroup) -> str:
+        """The gradient of a packed matrix: its members' gradients stacked."""
+        return self.names("_dpacked_{}", g.vector)
+
+    def packed_T(self, g: ProductGroup) -> str:
+        """The contiguous transpose of a packed matrix, for the per-step GEMM."""
+        return self.names("{}_T", g.packed)
 
     def size(self, name: str) -> str:
         return self.q[name].shape[0]
@@ -151,21 +192,19 @@ class _Layout:
     def vector_sequence(self, v: str) -> str:
         """All T steps of a group's vector as one (T, N, size) array."""
         loc = self.plan.locations.get(v)
-        if loc == "input":
-            return v
         if loc == "prev_state":
-            return f"{v.removesuffix('_prev')}_seq[:-1]"
+            return f"{self.seq(v.removesuffix('_prev'))}[:-1]"
         if loc == "state":
-            return f"{v}_seq[1:]"
-        return f"{v}_seq"
+            return f"{self.seq(v)}[1:]"
+        return self.seq(v)
 
     def packing_lines(self) -> list[Line]:
         lines = []
         for g in self.plan.groups:
-            members = ", ".join(f'params["{m}"]' for m in g.matrices)
+            members = ", ".join(f'_params["{m}"]' for m in g.matrices)
             rows = self.width(g)
             if len(g.products) == 1:
-                lines.append(Line(f'{g.packed} = params["{g.matrices[0]}"]', f"({rows}, {g.cols})"))
+                lines.append(Line(f'{g.packed} = _params["{g.matrices[0]}"]', f"({rows}, {g.cols})"))
             else:
                 lines.append(Line(f"{g.packed} = np.concatenate([{members}])",
                                   f"({rows}, {g.cols}): {_packed_comment(g)}, one GEMM instead of "
@@ -179,17 +218,17 @@ class _Layout:
                 continue
             rows = self.width(g)
             tags = ", ".join(self.plan.derivation.forward_eq(p.target).tag for p in g.products)
-            lines.append(Line(f"{g.proj} = (" + self.matmul(f"{g.vector}.reshape(T * N, {g.cols})", f"{g.packed}.T")
-                              + f").reshape(T, N, {rows})",
+            lines.append(Line(f"{g.proj} = (" + self.matmul(f"{self.vector_sequence(g.vector)}.reshape(_T * _N, {g.cols})", f"{g.packed}.T")
+                              + f").reshape(_T, _N, {rows})",
                               f"({tags}) the products with {g.vector} of every step: one GEMM over T*N rows"))
             biases = [(p, self.plan.hoisted_bias.get(p.target, ())) for p in g.products]
             if any(b for _, b in biases):
                 parts = []
                 for p, bs in biases:
                     if not bs:
-                        parts.append(f"np.zeros({p.rows}, {g.vector}.dtype)")
+                        parts.append(f"np.zeros({p.rows}, _dtype)")
                     else:
-                        parts.append(" + ".join(f'params["{b}"]' for b in bs))
+                        parts.append(" + ".join(f'_params["{b}"]' for b in bs))
                 lines.append(Line(f"{g.proj} += np.concatenate([{', '.join(parts)}])"
                                   if len(parts) > 1 else f"{g.proj} += {parts[0]}",
                                   "biases of the same equations, added once for all steps"))
@@ -198,32 +237,32 @@ class _Layout:
     def allocation_lines(self) -> list[Line]:
         lines = []
         for s in self.cell.states:
-            lines.append(Line(f"{s}_seq = np.empty((T + 1, N, {self.size(s)}), dtype)",
+            lines.append(Line(f"{self.seq(s)} = np.empty((_T + 1, _N, {self.size(s)}), _dtype)",
                               f"{s}<0>, ..., {s}<T>"))
-            lines.append(Line(f'{s}_seq[0] = 0 if state0 is None else state0["{s}"]'))
+            lines.append(Line(f'{self.seq(s)}[0] = 0 if _state0 is None else _state0["{s}"]'))
         for name in (*self.plan.saved_seq, *self.plan.output_seq):
             why = "output" if name in self.plan.output_seq else "saved for the backward pass"
-            lines.append(Line(f"{name}_seq = np.empty((T, N, {self.size(name)}), dtype)", why))
+            lines.append(Line(f"{self.seq(name)} = np.empty((_T, _N, {self.size(name)}), _dtype)", why))
         return lines
 
     def forward_results(self) -> dict:
         outputs = []
         for o in self.cell.outputs:
-            outputs.append((o, f"{o}_seq[1:]" if o in self.cell.states else f"{o}_seq"))
-        state = [(s, f"{s}_seq[T]") for s in self.cell.states]
-        cache = [("x", self.x)]
+            outputs.append((o, f"{self.seq(o)}[1:]" if o in self.cell.states else self.seq(o)))
+        state = [(s, f"{self.seq(s)}[_T]") for s in self.cell.states]
+        cache = [("x", self.seq(self.x))]
         cache += [(g.packed, g.packed) for g in self.plan.groups]
-        cache += [(f"{s}_seq", f"{s}_seq") for s in self.cell.states]
-        cache += [(f"{n}_seq", f"{n}_seq") for n in (*self.plan.saved_seq, *self.plan.output_seq)]
-        cache.append(("params", "params"))
+        cache += [(self.seq(s), self.seq(s)) for s in self.cell.states]
+        cache += [(self.seq(n), self.seq(n)) for n in (*self.plan.saved_seq, *self.plan.output_seq)]
+        cache.append(("params", "_params"))
         return {"output_values": outputs, "final_state": state, "cache": cache,
                 "cache_keys": ", ".join(f'"{k}"' for k, _ in cache)}
 
     def backward_unpack(self) -> list[Line]:
-        lines = [Line(f'{self.x} = cache["x"]')]
-        lines += [Line(f'{g.packed} = cache["{g.packed}"]') for g in self.plan.groups]
-        lines += [Line(f'{s}_seq = cache["{s}_seq"]') for s in self.cell.states]
-        lines += [Line(f'{n}_seq = cache["{n}_seq"]') for n in (*self.plan.saved_seq, *self.plan.output_seq)]
+        lines = [Line(f'{self.seq(self.x)} = _cache["x"]')]
+        lines += [Line(f'{g.packed} = _cache["{g.packed}"]') for g in self.plan.groups]
+        lines += [Line(f'{self.seq(s)} = _cache["{self.seq(s)}"]') for s in self.cell.states]
+        lines += [Line(f'{self.seq(n)} = _cache["{self.seq(n)}"]') for n in (*self.plan.saved_seq, *self.plan.output_seq)]
         return lines
 
     def after_loop_lines(self) -> list[Line]:
@@ -232,37 +271,37 @@ class _Layout:
         plan, lines = self.plan, []
         total = _size_text(plan.width(plan.dpre))
         named: dict[str, str] = {}
-        lines.append(Line(f"dpre_flat = dpre_seq.reshape(T * N, {total})", "every step's " + ", ".join(
+        lines.append(Line(f"_dpre_flat = _dpre_seq.reshape(_T * _N, {total})", "every step's " + ", ".join(
             "d" + n for n in plan.dpre) + " as rows"))
         for g in plan.groups:
             block = plan.dpre_block(g)
             rows = self.width(g)
             if block is None:
-                cols = ", ".join(f"dpre_flat[:, {_block(plan.dpre_offset(plan.dpre.index(p.target)), p.rows)}]"
+                cols = ", ".join(f"_dpre_flat[:, {_block(plan.dpre_offset(plan.dpre.index(p.target)), p.rows)}]"
                                  for p in g.products)
                 stacked = f"np.concatenate([{cols}], axis=1)"
             elif _size_text(block[1] - block[0]) == total:
-                stacked = "dpre_flat"
+                stacked = "_dpre_flat"
             else:
-                stacked = f"dpre_flat[:, {block[0] if block[0] != 0 else ''}:{block[1]}]"
+                stacked = f"_dpre_flat[:, {block[0] if block[0] != 0 else ''}:{block[1]}]"
             if stacked in named:
                 stacked = named[stacked]
-            elif stacked != "dpre_flat":
-                lines.append(Line(f"dpre_{g.vector} = {self.columns(stacked)}",
+            elif stacked != "_dpre_flat":
+                lines.append(Line(f"{self.names('_dpre_{}', g.vector)} = {self.columns(stacked)}",
                                   f"(T*N, {rows}): the adjoints of {', '.join(p.target for p in g.products)}"
                                   + self.columns_note))
-                named[stacked] = f"dpre_{g.vector}"
+                named[stacked] = self.names("_dpre_{}", g.vector)
                 stacked = named[stacked]
-            lines.append(Line(f"d{g.packed} = " + self.matmul(f"{stacked}.T", f"{self.vector_sequence(g.vector)}"
-                                                               f".reshape(T * N, {g.cols})"),
+            lines.append(Line(f"{self.dpacked(g)} = " + self.matmul(f"{stacked}.T", f"{self.vector_sequence(g.vector)}"
+                                                                        f".reshape(_T * _N, {g.cols})"),
                               f"gradients of {', '.join(g.matrices)}, summed over steps and batch"))
             if g.hoisted:
-                extra = f" + d{g.vector}_seq" if g.vector in plan.input_loop else ""
-                lines.append(Line(f"d{g.vector} = ({self.matmul(stacked, g.packed)}).reshape(T, N, {g.cols}){extra}",
+                extra = f" + {self.seq('d' + g.vector)}" if g.vector in plan.input_loop else ""
+                lines.append(Line(f"d{g.vector} = ({self.matmul(stacked, g.packed)}).reshape(_T, _N, {g.cols}){extra}",
                                   f"({plan.derivation.backward_eq('d' + g.vector).tag}) for every step "
                                   "at once, one GEMM"))
         if any(part[0] == "bias" for parts in plan.param_grads.values() for part in parts):
-            lines.append(Line("dpre_sum = dpre_seq.sum(axis=(0, 1))", "bias gradients: sums over steps and batch"))
+            lines.append(Line("_dpre_sum = _dpre_seq.sum(axis=(0, 1))", "bias gradients: sums over steps and batch"))
         return lines
 
     def grads_entries(self) -> list[tuple[str, str, str]]:
@@ -273,21 +312,21 @@ class _Layout:
             for part in plan.param_grads[p]:
                 if part[0] == "gemm":
                     g, k = part[1], part[2]
-                    terms.append(f"d{g.packed}[{_block(plan.group_offset(g, k), g.products[k].rows)}]"
-                                 if len(g.products) > 1 else f"d{g.packed}")
+                    terms.append(f"{self.dpacked(g)}[{_block(plan.group_offset(g, k), g.products[k].rows)}]"
+                                 if len(g.products) > 1 else self.dpacked(g))
                 elif part[0] == "bias":
                     k = plan.dpre.index(part[1])
-                    terms.append(f"dpre_sum[{_block(plan.dpre_offset(k), self.size(part[1]))}]")
+                    terms.append(f"_dpre_sum[{_block(plan.dpre_offset(k), self.size(part[1]))}]")
                 else:
                     terms.append(f"d{p}")
-            text = " + ".join(terms) if terms else f'np.zeros_like(params["{p}"])'
+            text = " + ".join(terms) if terms else f'np.zeros_like(_params["{p}"])'
             out.append((p, text, eq.tag))
         if self.x in plan.input_linear:
             dx = f"d{self.x}"          # the after-loop GEMM, plus the loop's part if any
         elif self.x in plan.input_loop:
-            dx = f"d{self.x}_seq"
+            dx = self.seq(f"d{self.x}")
         else:
-            dx = f"np.zeros_like({self.x})"
+            dx = f"np.zeros_like({self.seq(self.x)})"
         out.append((self.x, dx, plan.derivation.backward_eq("d" + self.x).tag))
         for s in self.cell.states:
             out.append((s, self.carried_variable(plan.derivation.carried[s]),
@@ -310,11 +349,11 @@ class _Layout:
             "dpre_width": _size_text(self.plan.width(self.plan.dpre)),
             "dpre_names": ", ".join("d" + n for n in self.plan.dpre),
             "after_loop": self.after_loop_lines(),
-            "transposed": [g.packed for g in self.plan.groups if not g.hoisted],
+            "transposed": [(g.packed, self.packed_T(g)) for g in self.plan.groups if not g.hoisted],
             "grads": self.grads_entries(),
             "accumulators": [(p, self.size(p)) for p in self.loop_accumulators()],
-            "input_loop": [(i, self.size(i)) for i in self.plan.input_loop],
-            "upstream": [(o, self.plan.derivation.upstream[o], self.size(o)) for o in self.cell.outputs],
+            "input_loop": [(self.seq("d" + i), self.size(i)) for i in self.plan.input_loop],
+            "upstream": [(o, self.seq(self.plan.derivation.upstream[o]), self.size(o)) for o in self.cell.outputs],
             "carried": [(s, self.carried_variable(self.plan.derivation.carried[s]), self.size(s))
                         for s in self.cell.states],
         }
@@ -332,22 +371,22 @@ class _NumPyLayout(_Layout):
     def ref_text(self, ref: Ref) -> str:
         group = next(g for g in self.plan.groups if g.proj == ref.buffer)
         if len(group.products) == 1:
-            return f"{ref.buffer}[t]" if ref.per_step else ref.buffer
+            return f"{ref.buffer}[_t]" if ref.per_step else ref.buffer
         block = _block(ref.offset, ref.size)
-        return f"{ref.buffer}[t, :, {block}]" if ref.per_step else f"{ref.buffer}[:, {block}]"
+        return f"{ref.buffer}[_t, :, {block}]" if ref.per_step else f"{ref.buffer}[:, {block}]"
 
     def load_text(self, name: str) -> str | None:
         loc = self.plan.locations.get(name)
         if loc == "prev_state":
-            return f"{name.removesuffix('_prev')}_seq[t]"
+            return f"{self.seq(name.removesuffix('_prev'))}[_t]"
         if loc == "state":
-            return f"{name}_seq[t + 1]"
+            return f"{self.seq(name)}[_t + 1]"
         if loc == "seq":
-            return f"{name}_seq[t]"
+            return f"{self.seq(name)}[_t]"
         if loc == "upstream":
-            return f"{name}_seq[t]"
+            return f"{self.seq(name)}[_t]"
         if loc == "input":
-            return f"{name}[t]"
+            return f"{self.seq(name)}[_t]"
         return None
 
     def store_text(self, stmt: Stmt, forward: bool) -> str:
@@ -356,25 +395,25 @@ class _NumPyLayout(_Layout):
             loc = self.plan.locations.get(name)
             if loc == "dpre":
                 k = self.plan.dpre.index(name[1:])
-                targets.append(f"dpre_seq[t, :, {_block(self.plan.dpre_offset(k), stmt.size)}]")
+                targets.append(f"_dpre_seq[_t, :, {_block(self.plan.dpre_offset(k), stmt.size)}]")
             elif loc == "state":
-                targets.append(f"{name}_seq[t + 1]")
+                targets.append(f"{self.seq(name)}[_t + 1]")
             elif loc in ("seq", "input_grad"):
-                targets.append(f"{name}_seq[t]")
-        return "".join(f"{t} = " for t in targets)
+                targets.append(f"{self.seq(name)}[_t]")
+        return "".join(f"{target} = " for target in targets)
 
     def step_lines(self, steps, forward: bool) -> list[Line]:
-        names = {**{n: self.ref_text(r) for n, r in self.plan.refs.items()}, self.x: f"{self.x}[t]"}
+        names = {**{n: self.ref_text(r) for n, r in self.plan.refs.items()}, self.x: f"{self.seq(self.x)}[_t]"}
         linear = {}
         for g in self.plan.groups:
             block = self.plan.dpre_block(g)
             if block is None:
-                terms = [f"dpre_seq[t, :, {_block(self.plan.dpre_offset(self.plan.dpre.index(p.target)), p.rows)}]"
-                         f' @ params["{p.matrix}"]' for p in g.products]
+                terms = [f"_dpre_seq[_t, :, {_block(self.plan.dpre_offset(self.plan.dpre.index(p.target)), p.rows)}]"
+                         f' @ _params["{p.matrix}"]' for p in g.products]
                 linear[g.linear] = " + ".join(terms)
             else:
                 full = _size_text(block[1] - block[0]) == _size_text(self.plan.width(self.plan.dpre))
-                rows = "dpre_seq[t]" if full else f"dpre_seq[t, :, {_block(block[0], self.width(g))}]"
+                rows = "_dpre_seq[_t]" if full else f"_dpre_seq[_t, :, {_block(block[0], self.width(g))}]"
                 linear[g.linear] = f"{rows} @ {g.packed}"
         printer = KernelNumPyPrinter({**names, **{k: f"({v})" for k, v in linear.items()}})
         self.printers.append(printer)
@@ -402,7 +441,7 @@ class _NumPyLayout(_Layout):
                 continue
             if isinstance(st, GroupProduct):
                 if forward:
-                    lines.append(Line(f"{st.group.proj} = {st.group.vector} @ {st.group.packed}_T",
+                    lines.append(Line(f"{st.group.proj} = {st.group.vector} @ {self.packed_T(st.group)}",
                                       f"({st.tag}) {st.note}"))
                 continue
             for s in st.stmts:
@@ -413,10 +452,10 @@ class _NumPyLayout(_Layout):
                 if s.expr in [sp.Symbol(k) for k in linear]:
                     text = linear[s.expr.name]
                 elif s.expr.is_Number:
-                    text = f"np.full((N, {s.size}), {s.expr}, dtype)"
+                    text = f"np.full((_N, {s.size}), {s.expr}, _dtype)"
                 else:
                     text = printer.doprint(s.expr)
-                # a stored value keeps its derivation name (``i_seq[t] = i = ...``) for the reader
+                # a stored value keeps its derivation name (``i_seq[_t] = i = ...``) for the reader
                 lines.append(Line(f"{self.store_text(s, forward)}{s.target} = {text}", _statement_comment(s)))
         return lines
 
@@ -444,42 +483,48 @@ class _NumbaLayout(_Layout):
 
     def __init__(self, plan: Plan):
         super().__init__(plan)
-        taken = set(self.q) | {"d" + name for name in self.q}
-        # loop indices over the batch and the columns, not shadowing any name of the cell
-        self.n = next(c for c in ("n", "row", "_n") if c not in taken)
-        self.j = next(c for c in ("j", "col", "_j") if c not in taken)
+        self.n, self.j = "_n", "_j"   # loop indices over the batch and the columns
+        self.param_arrays: dict[str, str] = {}   # kernel argument -> parameter
+
+    def buf(self, name: str) -> str:
+        """One step's values of ``name`` between fused loops: ``_dh_next_buf``."""
+        return self.names("{}_buf" if name.startswith("_") else "_{}_buf", name)
+
+    def param_array(self, name: str) -> str:
+        array = self.names("_{}_param", name)
+        self.param_arrays[array] = name
+        return array
 
     def ref_text(self, ref: Ref) -> str:
         col = self.j if ref.offset == 0 else f"{ref.offset} + {self.j}"
-        return f"{ref.buffer}[t, {self.n}, {col}]" if ref.per_step else f"{ref.buffer}[{self.n}, {col}]"
+        return f"{ref.buffer}[_t, {self.n}, {col}]" if ref.per_step else f"{ref.buffer}[{self.n}, {col}]"
 
     def load_text(self, name: str) -> str:
         loc = self.plan.locations.get(name)
         if loc == "prev_state":
-            return f"{name.removesuffix('_prev')}_seq[t, {self.n}, {self.j}]"
+            return f"{self.seq(name.removesuffix('_prev'))}[_t, {self.n}, {self.j}]"
         if loc == "state":
-            return f"{name}_seq[t + 1, {self.n}, {self.j}]"
-        if loc in ("seq", "upstream"):
-            return f"{name}_seq[t, {self.n}, {self.j}]"
-        if loc == "input":
-            return f"{name}[t, {self.n}, {self.j}]"
+            return f"{self.seq(name)}[_t + 1, {self.n}, {self.j}]"
+        if loc in ("seq", "upstream", "input"):
+            return f"{self.seq(name)}[_t, {self.n}, {self.j}]"
         if loc == "param":
-            return f"{name}_param[{self.j}]"
+            return f"{self.param_array(name)}[{self.j}]"
         if loc == "dpre":
             k = self.plan.dpre.index(name[1:])
             off = self.plan.dpre_offset(k)
-            return f"dpre_seq[t, {self.n}, {self.j if off == 0 else f'{off} + {self.j}'}]"
-        return f"{name}_buf[{self.n}, {self.j}]"  # carried adjoints, linear results, values crossing loops
+            return f"_dpre_seq[_t, {self.n}, {self.j if off == 0 else f'{off} + {self.j}'}]"
+        return f"{self.buf(name)}[{self.n}, {self.j}]"  # carried adjoints, linear results, values crossing loops
 
     def dpre_row(self, name: str) -> tuple[str, str]:
-        """A row view of dpre_seq for one adjoint, and the line that makes it.
+        """A row view of _dpre_seq for one adjoint, and the line that makes it.
 
-        Stores into one array at column offsets H apart (``dpre_seq[t, n, H + j]``) keep LLVM
+        Stores into one array at column offsets H apart (``_dpre_seq[_t, _n, H + _j]``) keep LLVM
         from vectorizing the loop (it cannot rule out overlap for a runtime H); one view per
         adjoint makes them separate arrays to it."""
         k = self.plan.dpre.index(name[1:])
         block = _block(self.plan.dpre_offset(k), self.size(name[1:]))
-        return f"{name}_row", f"{name}_row = dpre_seq[t, {self.n}, {block}]"
+        row = self.names("_{}_row", name)
+        return row, f"{row} = _dpre_seq[_t, {self.n}, {block}]"
 
     def store_targets(self, stmt: Stmt) -> list[str]:
         out = []
@@ -488,13 +533,13 @@ class _NumbaLayout(_Layout):
             if loc == "dpre":
                 out.append(f"{self.dpre_row(name)[0]}[{self.j}]")
             elif loc == "state":
-                out.append(f"{name}_seq[t + 1, {self.n}, {self.j}]")
+                out.append(f"{self.seq(name)}[_t + 1, {self.n}, {self.j}]")
             elif loc in ("seq", "input_grad"):
-                out.append(f"{name}_seq[t, {self.n}, {self.j}]")
+                out.append(f"{self.seq(name)}[_t, {self.n}, {self.j}]")
             elif loc == "carried_out":
-                out.append(f"{self.carried_of(name)}_buf[{self.n}, {self.j}]")
+                out.append(f"{self.buf(self.carried_of(name))}[{self.n}, {self.j}]")
             else:
-                out.append(f"{name}_buf[{self.n}, {self.j}]")
+                out.append(f"{self.buf(name)}[{self.n}, {self.j}]")
         return out
 
     def carried_of(self, prev_adjoint: str) -> str:
@@ -519,21 +564,19 @@ class _NumbaLayout(_Layout):
             if isinstance(st, GroupProduct):
                 g = st.group
                 if forward:
-                    use(f"{g.vector.removesuffix('_prev')}_seq" if self.plan.locations.get(g.vector) == "prev_state"
-                        else f"{g.vector}_seq")
                     vec = self.vector_step(g.vector)
-                    use(f"{g.packed}_T"), use(g.proj)
-                    body.append(("gemm", Line(f"np.dot({vec}, {g.packed}_T, {g.proj})", f"({st.tag}) {st.note}")))
+                    use(vec), use(self.packed_T(g)), use(g.proj)
+                    body.append(("gemm", Line(f"np.dot({vec}, {self.packed_T(g)}, {g.proj})", f"({st.tag}) {st.note}")))
                 else:
                     block = self.plan.dpre_block(g)
-                    use("dpre_seq"), use(g.packed), use(f"{g.linear}_buf")
+                    use("_dpre_seq"), use(g.packed), use(self.buf(g.linear))
                     if block is None:
                         raise NotImplementedError("non-contiguous product groups in the numba backend")
                     if _size_text(block[1] - block[0]) == _size_text(self.plan.width(self.plan.dpre)):
-                        src = "dpre_seq[t]"
+                        src = "_dpre_seq[_t]"
                     else:
-                        src = f"np.ascontiguousarray(dpre_seq[t, :, {_block(block[0], self.width(g))}])"
-                    body.append(("gemm", Line(f"np.dot({src}, {g.packed}, {g.linear}_buf)", f"({st.tag}) {st.note}")))
+                        src = f"np.ascontiguousarray(_dpre_seq[_t, :, {_block(block[0], self.width(g))}])"
+                    body.append(("gemm", Line(f"np.dot({src}, {g.packed}, {self.buf(g.linear)})", f"({st.tag}) {st.note}")))
                 continue
             for s in st.stmts:
                 for sym in sorted(s.expr.free_symbols, key=lambda x: x.name):
@@ -554,7 +597,7 @@ class _NumbaLayout(_Layout):
                 stmts.append(Line(f"{s.target} = {printer.doprint(s.expr)}", _statement_comment(s)))
                 for target in self.store_targets(s):
                     if self.plan.locations.get(s.target) == "dpre":
-                        use("dpre_seq")
+                        use("_dpre_seq")
                         why = "" if rows else "a view per adjoint: LLVM vectorizes stores to separate arrays"
                         rows.append(Line(self.dpre_row(s.target)[1], why))
                     else:
@@ -579,7 +622,7 @@ class _NumbaLayout(_Layout):
     def _check_carried_in_place(self, body) -> None:
         """ds_prev overwrites ds_next in place: safe when no loop reads ds_next after that store."""
         for name in self.plan.derivation.carried.values():
-            buffer = f"{name}_buf["
+            buffer = f"{self.buf(name)}["
             loops = [item["lines"] if kind == "loop" else [Line(f"{s} = {item['load']}") for s in item["stores"]]
                      for kind, item in body if kind in ("loop", "reduce")]
             reads = [k for k, lines in enumerate(loops) if any(buffer in l.code.split(" = ", 1)[1]
@@ -589,7 +632,7 @@ class _NumbaLayout(_Layout):
                 raise NotImplementedError(f"{name} is read after step t's adjoint overwrote it")
 
     def carried_variable(self, name: str) -> str:
-        return f"{name}_buf"
+        return self.buf(name)
 
     def matmul(self, a: str, b: str) -> str:
         """GEMMs go through the BLAS Numba calls inside the loop too: one BLAS thread pool."""
@@ -615,19 +658,19 @@ class _NumbaLayout(_Layout):
 
     def argument(self, array: str) -> str:
         """How the Python wrapper passes a kernel's array argument."""
-        if self.plan.locations.get(array.removesuffix("_param")) == "param":
-            return f'np.ascontiguousarray(params["{array.removesuffix("_param")}"])'
-        if array in self.plan.derivation.quantities and self.plan.locations.get(array) == "input":
+        if array in self.param_arrays:
+            return f'np.ascontiguousarray(_params["{self.param_arrays[array]}"])'
+        if array in {self.seq(name) for name in self.cell.inputs}:
             return f"np.ascontiguousarray({array})"
         return array
 
     def vector_step(self, v: str) -> str:
         loc = self.plan.locations.get(v)
         if loc == "prev_state":
-            return f"{v.removesuffix('_prev')}_seq[t]"
+            return f"{self.seq(v.removesuffix('_prev'))}[_t]"
         if loc == "state":
-            return f"{v}_seq[t + 1]"
-        return f"{v}_seq[t]"
+            return f"{self.seq(v)}[_t + 1]"
+        return f"{self.seq(v)}[_t]"
 
     def context(self) -> dict:
         self.printers = []
@@ -643,9 +686,9 @@ class _NumbaLayout(_Layout):
         ctx["kernel_sizes"] = [s for s in sizes if self._mentions(fwd, s) or self._mentions(bwd, s)]
         ctx["n"], ctx["j"] = self.n, self.j
         ctx["forward_buffers"] = [(g.proj, self.width(g)) for g in self.plan.groups if not g.hoisted]
-        ctx["backward_buffers"] = ([(f"{g.linear}_buf", g.cols) for g in self.plan.groups if not g.hoisted]
-                                   + [(f"{n}_buf", size) for n, size in self.plan.scratch_backward])
-        ctx["forward_scratch"] = [(f"{n}_buf", size) for n, size in self.plan.scratch_forward]
+        ctx["backward_buffers"] = ([(self.buf(g.linear), g.cols) for g in self.plan.groups if not g.hoisted]
+                                   + [(self.buf(n), size) for n, size in self.plan.scratch_backward])
+        ctx["forward_scratch"] = [(self.buf(n), size) for n, size in self.plan.scratch_forward]
         helpers = set().union(*(p.helpers for p in self.printers))
         if helpers & {"sigmoid", "tanh", "softplus"}:
             helpers.add("exp")

@@ -19,7 +19,9 @@ The plan makes every layout decision, so that a backend only prints it:
 * the cache keeps the values the backward equations read (activations, not pre-activations).
 
 The plan holds SymPy expressions over symbols named as in the derivation; placeholders stand for
-blocks of buffers (``Ref``) and are printed by each backend in its own indexing.
+blocks of buffers (``Ref``) and are printed by each backend in its own indexing. Every name the
+plan invents (buffers, packed matrices, common subexpressions) starts with ``_``: a spec name
+starts with a letter, so the two can never meet.
 """
 
 from __future__ import annotations
@@ -48,28 +50,51 @@ class Product:
     rows: str  # size name of the result
 
 
+#: Names the templates write as they are (API locals, loop indices, run sizes, fixed buffers).
+FIXED_NAMES = ("_T", "_N", "_t", "_n", "_j", "_F", "_dtype", "_sizes", "_params", "_state0",
+               "_lengths", "_cache", "_outputs", "_state", "_d_outputs", "_d_state", "_grads",
+               "_dpre_seq", "_dpre_flat", "_dpre_sum", "_acc")
+
+
+class Namespace:
+    """Every name the kernel generator invents: a pattern over a spec name that starts with
+    ``_`` (``_{}_seq`` gives ``_h_seq``). Spec names start with a letter, so they never meet these;
+    two patterns that give the same text (``_packed_{}`` of ``h_seq``, ``_{}_seq`` of
+    ``packed_h``) are told apart by a number, so generated names are unique by construction."""
+
+    def __init__(self, fixed=FIXED_NAMES):
+        self._issued: set[str] = set(fixed)
+        self._memo: dict[tuple[str, str], str] = {}
+
+    def __call__(self, pattern: str, name: str) -> str:
+        key = (pattern, name)
+        if key not in self._memo:
+            base = pattern.format(name)
+            assert base.startswith("_"), pattern
+            out = base
+            for k in itertools.count(2):
+                if out not in self._issued:
+                    break
+                out = f"{base}{k}"
+            self._issued.add(out)
+            self._memo[key] = out
+        return self._memo[key]
+
+
 @dataclass(frozen=True)
 class ProductGroup:
-    """Products sharing one vector, computed as one GEMM with the packed matrix."""
+    """Products sharing one vector, computed as one GEMM with the packed matrix ``packed``.
+
+    ``proj`` holds the products' results: (T, N, R) when hoisted, else (N, R); ``linear`` is
+    ``sum_k W_k^T da_k``, this group's part of the adjoint of the vector."""
 
     vector: str
     products: tuple[Product, ...]
     hoisted: bool              # vector is an input: one GEMM over T*N rows before the loop
     cols: str                  # size name of the vector
-
-    @property
-    def packed(self) -> str:
-        return f"packed_{self.vector}"
-
-    @property
-    def proj(self) -> str:
-        """Buffer holding the products' results: (T, N, R) when hoisted, else (N, R)."""
-        return f"proj_{self.vector}"
-
-    @property
-    def linear(self) -> str:
-        """Name of ``sum_k W_k^T da_k``: this group's part of the adjoint of the vector."""
-        return f"d{self.vector}_linear"
+    packed: str
+    proj: str
+    linear: str
 
     @property
     def matrices(self) -> tuple[str, ...]:
@@ -156,6 +181,7 @@ class Plan:
     input_linear: dict[str, ProductGroup] = field(default_factory=dict)  # input -> hoisted group
     input_loop: tuple[str, ...] = ()         # inputs with an elementwise gradient part
     sizes: dict[str, tuple[str, int, str]] = field(default_factory=dict)
+    names: Namespace = field(default_factory=Namespace)
 
     @property
     def cell(self):
@@ -188,7 +214,7 @@ def _products(d: Derivation) -> list[Product]:
             for eq in d.forward for m in sp.Add.make_args(eq.rhs) if isinstance(m, MatVec)]
 
 
-def _groups(d: Derivation) -> tuple[ProductGroup, ...]:
+def _groups(d: Derivation, names: Namespace) -> tuple[ProductGroup, ...]:
     products = _products(d)
     vectors = list(dict.fromkeys(p.vector for p in products))
     groups = []
@@ -198,7 +224,8 @@ def _groups(d: Derivation) -> tuple[ProductGroup, ...]:
         if len(set(targets)) != len(targets):
             raise NotImplementedError(f"two products with vector {v} in one equation")
         hoisted = d.quantities[v].role == "input"
-        groups.append(ProductGroup(v, members, hoisted, d.quantities[v].shape[0]))
+        groups.append(ProductGroup(v, members, hoisted, d.quantities[v].shape[0], names("_packed_{}", v),
+                                   names("_proj_{}", v), names("_d{}_linear", v)))
     # hoisted groups first: their GEMM runs before the loop
     return tuple(sorted(groups, key=lambda g: not g.hoisted))
 
@@ -226,17 +253,18 @@ def _contiguous(order, members) -> bool:
 def _reorder_groups(groups, dpre):
     """Sort each group's products by their column in dpre, so block k of the packed matrix is
     block k of the group's dpre columns."""
-    return tuple(ProductGroup(g.vector, tuple(sorted(g.products, key=lambda p: dpre.index(p.target))),
-                              g.hoisted, g.cols) for g in groups)
+    return tuple(dataclasses.replace(g, products=tuple(sorted(g.products, key=lambda p: dpre.index(p.target))))
+                 for g in groups)
 
 
 def lower(d: Derivation) -> Plan:
     cell = d.cell
     q = d.quantities
-    groups = _groups(d)
+    names = Namespace()
+    groups = _groups(d, names)
     dpre = _dpre_order(d, groups)
     groups = _reorder_groups(groups, dpre)
-    plan = Plan(d, groups, dpre, [], [], {})
+    plan = Plan(d, groups, dpre, [], [], {}, names=names)
 
     # -- where values live ------------------------------------------------------------------
     states = set(cell.states)
@@ -278,7 +306,7 @@ def lower(d: Derivation) -> Plan:
 
 
 def _placeholder(plan: Plan, ref: Ref, label: str) -> sp.Symbol:
-    name = f"_ref_{ref.buffer}_{label}"
+    name = plan.names("_ref{}", f"{ref.buffer}_{label}")
     plan.refs[name] = ref
     return sp.Symbol(name)
 
@@ -383,7 +411,7 @@ def _lower_backward(plan: Plan) -> None:
         items.append(Stmt(eq.target, sp.Add(*terms), q[eq.of].shape[0], eq.tag, _backward_note(eq, plan),
                           stores))
     plan.input_loop = tuple(input_loop)
-    items = _cse(items)
+    items = _cse(items, plan.names)
     plan.backward_steps, plan.scratch_backward = _segments(plan, items, forward=False)
 
 
@@ -396,7 +424,7 @@ def _reduce_adjoints(plan: Plan, eq, items: list):
     size = plan.derivation.quantities[eq.of].shape[0]
     replace = {}
     for r in reductions:
-        target = f"_{r.word}_{r.vector.name}"
+        target = plan.names(f"_{r.word}_{{}}", r.vector.name)
         items.append(Reduction(target, r.word, r.vector.name, size, "",
                                f"({eq.tag}) {r.word} of {r.vector.name} over the row"))
         replace[r] = sp.Symbol(target)
@@ -441,24 +469,22 @@ def _param_grad(plan: Plan, eq) -> list:
     return parts
 
 
-def _cse(items: list) -> list:
+def _cse(items: list, names: Namespace) -> list:
     """Common subexpressions of the elementwise backward statements that call a function
     (``tanh(c)``), each defined right before its first use (its operands are defined there: it is
     part of that statement). Cheaper shared terms stay inline, where a reader expects them."""
     stmts = [it for it in items if isinstance(it, Stmt)]
-    temps, reduced = sp.cse([s.expr for s in stmts], symbols=sp.numbered_symbols("tmp"), order="none")
-    keep = {}
-    inline = {}
+    temps, reduced = sp.cse([s.expr for s in stmts], symbols=sp.numbered_symbols("_cse"), order="none")
+    inline: dict[sp.Symbol, sp.Expr] = {}     # cse symbol -> what replaces it in the statements
+    temp_defs: dict[sp.Symbol, sp.Expr] = {}  # kept temporary -> its definition
     for sym, expr in temps:
         expr = expr.xreplace(inline)
         if expr.atoms(sp.Function):
-            keep[sym] = sp.Symbol(_temp_name(expr, sym))
-            inline[sym] = keep[sym]
-            keep[keep[sym]] = expr
-            del keep[sym]
+            kept = sp.Symbol(_temp_name(expr, len(temp_defs) + 1, names))
+            temp_defs[kept] = expr
+            inline[sym] = kept
         else:
             inline[sym] = expr
-    temp_defs = keep
     if not temp_defs:
         return items
     new_exprs = {id(s): e.xreplace(inline) for s, e in zip(stmts, reduced)}
@@ -479,11 +505,11 @@ def _cse(items: list) -> list:
     return out
 
 
-def _temp_name(expr, sym) -> str:
-    """``tanh(c)`` -> ``tanh_c``; anything else keeps its numbered name."""
+def _temp_name(expr, number: int, names: Namespace) -> str:
+    """``tanh(c)`` -> ``_tanh_c``; anything else ``_tmp1``, ``_tmp2``, ..."""
     if isinstance(expr, sp.Function) and len(expr.args) == 1 and isinstance(expr.args[0], sp.Symbol):
-        return f"{type(expr).__name__}_{expr.args[0].name}"
-    return sym.name
+        return names("_{}", f"{type(expr).__name__}_{expr.args[0].name}")
+    return names("_tmp{}", str(number))
 
 
 def _temps_needed(expr, temp_defs, placed):

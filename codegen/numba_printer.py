@@ -17,7 +17,7 @@ from sympy.printing.precedence import precedence
 
 from .numpy_printer import KernelNumPyPrinter
 
-FLOAT_TYPE = "F"
+FLOAT_TYPE = "_F"  # the kernel's local, named as every generated name: a spec name never shadows it
 
 
 class KernelNumbaPrinter(KernelNumPyPrinter):

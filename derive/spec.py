@@ -26,14 +26,17 @@ from .linear import REDUCTIONS, MatVec
 
 NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 
-#: Names a spec may not use: they would shadow what generated code and printers rely on.
+#: Names a spec may not use, each for a reason. Every name the kernel generator invents starts
+#: with ``_`` (a spec name starts with a letter), so only these remain: Python keywords; the
+#: functions and reductions equations call; the globals generated kernels read inside functions whose locals
+#: are the spec's names (the modules, the builtins and the API functions); and the names the
+#: formula reader of verify gives a meaning (``sigma`` is the sigmoid; E, I, pi, oo, nan constants).
+#: docs/guide.md lists them; tests/test_codegen_names.py checks the kernels need no other.
+GENERATED_CODE_GLOBALS = frozenset({"np", "nb", "range", "reversed", "max", "min", "abs",
+                                    "forward", "backward", "init_params"})
+FORMULA_NAMES = frozenset({"sigma", "Heaviside", "pi", "E", "I", "oo", "nan"})
 RESERVED = (frozenset(keyword.kwlist) | frozenset(keyword.softkwlist) | frozenset(FUNCTIONS)
-            | frozenset(REDUCTIONS)) | {
-    "np", "numpy", "nb", "numba", "math", "sympy", "sp", "self", "cls", "params", "grads",
-    "cache", "state", "state0", "d_state", "d_outputs", "outputs", "T", "N", "t", "dtype",
-    "range", "len", "sum", "min", "max", "abs", "float", "int", "print", "object", "type",
-    "sigma", "Heaviside", "pi", "E", "I", "oo", "nan",
-}
+            | frozenset(REDUCTIONS) | GENERATED_CODE_GLOBALS | FORMULA_NAMES)
 
 SECTIONS = {"cell", "sizes", "constants", "inputs", "states", "params", "buffers", "functions",
             "step"}

@@ -77,7 +77,7 @@ DTYPES = (np.float32, np.float64)
 # where each size is read: (parameter, axis)
 _SIZE_OF = {"H": ("u_f", 0)}
 # what forward() puts in the cache
-_CACHE_KEYS = ("x", "packed_x", "packed_o_prev", "o_seq", "C_seq", "f_seq", "i_seq", "Ct_seq", "h_seq", "params")
+_CACHE_KEYS = ("x", "_packed_x", "_packed_o_prev", "_o_seq", "_C_seq", "_f_seq", "_i_seq", "_Ct_seq", "_h_seq", "params")
 
 
 def init_params(input_size, hidden_size, seed=0, dtype=np.float64):
@@ -108,13 +108,13 @@ def _check_names(label, given, expected):
 
 
 def _check_forward(x, params, state0):
-    """Check the arguments of forward(); return the sizes by name (T, N and the spec's)."""
+    """Check the arguments of forward(); return the sizes by name (_T, _N and the spec's)."""
     if not isinstance(x, np.ndarray) or x.ndim != 3:
         raise ValueError("x must be a (T, N, D) numpy array (time-major)")
     if x.dtype not in DTYPES:
         raise TypeError(f"x has dtype {x.dtype}: use float32 or float64")
     _check_names("params", params, PARAM_SHAPES)
-    sizes = {"T": x.shape[0], "N": x.shape[1], "D": x.shape[2]}
+    sizes = {"_T": x.shape[0], "_N": x.shape[1], "D": x.shape[2]}
     for size, (name, axis) in _SIZE_OF.items():
         value = params[name]
         if not isinstance(value, np.ndarray) or value.ndim != len(PARAM_SHAPES[name]):
@@ -123,9 +123,9 @@ def _check_forward(x, params, state0):
     for name, shape in PARAM_SHAPES.items():
         _check_array(f"params[{name!r}]", params[name], [sizes[s] for s in shape], x.dtype)
     if state0 is not None:
-        _check_names("state0", state0, STATES)
+        _check_names("state", state0, STATES)
         for name, size in STATES.items():
-            _check_array(f"state0[{name!r}]", state0[name], (sizes["N"], sizes[size]), x.dtype)
+            _check_array(f"state[{name!r}]", state0[name], (sizes["_N"], sizes[size]), x.dtype)
     return sizes
 
 
@@ -136,11 +136,11 @@ def _check_backward(d_outputs, cache, d_state):
     sizes = _check_forward(x, params, None)
     _check_names("d_outputs", d_outputs, OUTPUTS)
     for name, size in OUTPUTS.items():
-        _check_array(f"d_outputs[{name!r}]", d_outputs[name], (sizes["T"], sizes["N"], sizes[size]), x.dtype)
+        _check_array(f"d_outputs[{name!r}]", d_outputs[name], (sizes["_T"], sizes["_N"], sizes[size]), x.dtype)
     if d_state is not None:
         _check_names("d_state", d_state, STATES)
         for name, size in STATES.items():
-            _check_array(f"d_state[{name!r}]", d_state[name], (sizes["N"], sizes[size]), x.dtype)
+            _check_array(f"d_state[{name!r}]", d_state[name], (sizes["_N"], sizes[size]), x.dtype)
     return sizes
 
 
@@ -217,109 +217,110 @@ def _matmul(a, b):
 
 
 @nb.njit(cache=True, error_model="numpy")
-def _forward_steps(T, N, H, o_seq, packed_o_prev_T, proj_o_prev, proj_x, C_seq, f_seq, i_seq, Ct_seq, h_seq):
+def _forward_steps(_T, _N, H, _o_seq, _packed_o_prev_T, _proj_o_prev, _proj_x, _C_seq, _f_seq, _i_seq, _Ct_seq, _h_seq):
     """The time loop: per step the recurrent products as one GEMM, then fused elementwise loops."""
-    for t in range(T):
-        np.dot(o_seq[t], packed_o_prev_T, proj_o_prev)  # (F1) [u_f; u_i; u_C; u_o] @ o_prev as one packed product
-        for n in range(N):
-            for j in range(H):
-                C_prev = C_seq[t, n, j]
-                a_f = proj_o_prev[n, j] + proj_x[t, n, j]  # (F1) pre-activation of f
+    for _t in range(_T):
+        np.dot(_o_seq[_t], _packed_o_prev_T, _proj_o_prev)  # (F1) [u_f; u_i; u_C; u_o] @ o_prev as one packed product
+        for _n in range(_N):
+            for _j in range(H):
+                C_prev = _C_seq[_t, _n, _j]
+                a_f = _proj_o_prev[_n, _j] + _proj_x[_t, _n, _j]  # (F1) pre-activation of f
                 f = _sigmoid(a_f)  # (F2) forget gate
-                a_i = proj_o_prev[n, H + j] + proj_x[t, n, H + j]  # (F3) pre-activation of i
+                a_i = _proj_o_prev[_n, H + _j] + _proj_x[_t, _n, H + _j]  # (F3) pre-activation of i
                 i = _sigmoid(a_i)  # (F4) input gate
-                a_Ct = proj_o_prev[n, 2*H + j] + proj_x[t, n, 2*H + j]  # (F5) pre-activation of Ct
+                a_Ct = _proj_o_prev[_n, 2*H + _j] + _proj_x[_t, _n, 2*H + _j]  # (F5) pre-activation of Ct
                 Ct = _tanh(a_Ct)  # (F6) candidate cell state (C tilde)
                 C = C_prev*f + Ct*i  # (F7) cell state
-                a_h = proj_o_prev[n, 3*H + j] + proj_x[t, n, 3*H + j]  # (F8) pre-activation of h
+                a_h = _proj_o_prev[_n, 3*H + _j] + _proj_x[_t, _n, 3*H + _j]  # (F8) pre-activation of h
                 h = _sigmoid(a_h)  # (F9) output gate (the book calls it h)
                 o = h*_tanh(C)  # (F10) output, fed back at the next step
-                f_seq[t, n, j] = f
-                i_seq[t, n, j] = i
-                Ct_seq[t, n, j] = Ct
-                C_seq[t + 1, n, j] = C
-                h_seq[t, n, j] = h
-                o_seq[t + 1, n, j] = o
+                _f_seq[_t, _n, _j] = f
+                _i_seq[_t, _n, _j] = i
+                _Ct_seq[_t, _n, _j] = Ct
+                _C_seq[_t + 1, _n, _j] = C
+                _h_seq[_t, _n, _j] = h
+                _o_seq[_t + 1, _n, _j] = o
 
 
 @nb.njit(cache=True, error_model="numpy")
-def _backward_steps(T, N, H, do_next_buf, do_out_seq, C_seq, h_seq, dC_next_buf, i_seq, Ct_seq, f_seq, dpre_seq, dC_buf, packed_o_prev, do_prev_linear_buf):
-    """The reverse time loop; the carried adjoints (do_next_buf, dC_next_buf) are updated in place."""
-    F = do_next_buf.dtype.type  # constants are F(c): float32 arrays, float32 arithmetic
-    for t in range(T - 1, -1, -1):
-        for n in range(N):
-            da_h_row = dpre_seq[t, n, 3*H:4*H]  # a view per adjoint: LLVM vectorizes stores to separate arrays
-            da_Ct_row = dpre_seq[t, n, 2*H:3*H]
-            da_i_row = dpre_seq[t, n, H:2*H]
-            da_f_row = dpre_seq[t, n, :H]
-            for j in range(H):
-                do_next = do_next_buf[n, j]
-                do_out = do_out_seq[t, n, j]
-                C = C_seq[t + 1, n, j]
-                h = h_seq[t, n, j]
-                dC_next = dC_next_buf[n, j]
-                i = i_seq[t, n, j]
-                Ct = Ct_seq[t, n, j]
-                C_prev = C_seq[t, n, j]
-                f = f_seq[t, n, j]
+def _backward_steps(_T, _N, H, _do_next_buf, _do_out_seq, _C_seq, _h_seq, _dC_next_buf, _i_seq, _Ct_seq, _f_seq, _dpre_seq, _dC_buf, _packed_o_prev, _do_prev_linear_buf):
+    """The reverse time loop; the carried adjoints (_do_next_buf, _dC_next_buf) are updated in place."""
+    _F = _do_next_buf.dtype.type  # constants are F(c): float32 arrays, float32 arithmetic
+    for _t in range(_T - 1, -1, -1):
+        for _n in range(_N):
+            _da_h_row = _dpre_seq[_t, _n, 3*H:4*H]  # a view per adjoint: LLVM vectorizes stores to separate arrays
+            _da_Ct_row = _dpre_seq[_t, _n, 2*H:3*H]
+            _da_i_row = _dpre_seq[_t, _n, H:2*H]
+            _da_f_row = _dpre_seq[_t, _n, :H]
+            for _j in range(H):
+                do_next = _do_next_buf[_n, _j]
+                do_out = _do_out_seq[_t, _n, _j]
+                C = _C_seq[_t + 1, _n, _j]
+                h = _h_seq[_t, _n, _j]
+                dC_next = _dC_next_buf[_n, _j]
+                i = _i_seq[_t, _n, _j]
+                Ct = _Ct_seq[_t, _n, _j]
+                C_prev = _C_seq[_t, _n, _j]
+                f = _f_seq[_t, _n, _j]
                 do = do_next + do_out  # (B1) fork sum: loss + next step
-                tanh_C = _tanh(C)  # (B2, B4) common subexpression
-                dh = do*tanh_C  # (B2) through o, output, fed back at the next step (F10)
-                da_h = dh*h*(F(1) - h)  # (B3) through h, output gate (the book calls it h) (F9)
-                dC = dC_next + do*h*(F(1) - tanh_C**2)  # (B4) fork sum: next step + via o (F10)
+                _tanh_C = _tanh(C)  # (B2, B4) common subexpression
+                dh = _tanh_C*do  # (B2) through o, output, fed back at the next step (F10)
+                da_h = dh*h*(_F(1) - h)  # (B3) through h, output gate (the book calls it h) (F9)
+                dC = dC_next + do*h*(_F(1) - _tanh_C**2)  # (B4) fork sum: next step + via o (F10)
                 dCt = dC*i  # (B5) through C, cell state (F7)
-                da_Ct = dCt*(F(1) - Ct**2)  # (B6) through Ct, candidate cell state (C tilde) (F6)
+                da_Ct = dCt*(_F(1) - Ct**2)  # (B6) through Ct, candidate cell state (C tilde) (F6)
                 di = Ct*dC  # (B7) through C, cell state (F7)
-                da_i = di*i*(F(1) - i)  # (B8) through i, input gate (F4)
+                da_i = di*i*(_F(1) - i)  # (B8) through i, input gate (F4)
                 df = C_prev*dC  # (B9) through C, cell state (F7)
-                da_f = df*f*(F(1) - f)  # (B10) through f, forget gate (F2)
-                da_h_row[j] = da_h
-                dC_buf[n, j] = dC
-                da_Ct_row[j] = da_Ct
-                da_i_row[j] = da_i
-                da_f_row[j] = da_f
-        np.dot(dpre_seq[t], packed_o_prev, do_prev_linear_buf)  # (B11) [u_f; u_i; u_C; u_o]ᵀ @ the adjoints of a_f, a_i, a_Ct, a_h as one packed product
-        for n in range(N):
-            for j in range(H):
-                do_prev_linear = do_prev_linear_buf[n, j]
-                dC = dC_buf[n, j]
-                f = f_seq[t, n, j]
-                do_prev = do_prev_linear  # (B11) fork sum: via a_h (F8) + via a_Ct (F5) + via a_i (F3) + via a_f (F1)
+                da_f = df*f*(_F(1) - f)  # (B10) through f, forget gate (F2)
+                _da_h_row[_j] = da_h
+                _dC_buf[_n, _j] = dC
+                _da_Ct_row[_j] = da_Ct
+                _da_i_row[_j] = da_i
+                _da_f_row[_j] = da_f
+        np.dot(_dpre_seq[_t], _packed_o_prev, _do_prev_linear_buf)  # (B11) [u_f; u_i; u_C; u_o]ᵀ @ the adjoints of a_f, a_i, a_Ct, a_h as one packed product
+        for _n in range(_N):
+            for _j in range(H):
+                _do_prev_linear = _do_prev_linear_buf[_n, _j]
+                dC = _dC_buf[_n, _j]
+                f = _f_seq[_t, _n, _j]
+                do_prev = _do_prev_linear  # (B11) fork sum: via a_h (F8) + via a_Ct (F5) + via a_i (F3) + via a_f (F1)
                 dC_prev = dC*f  # (B12) through C, cell state (F7)
-                do_next_buf[n, j] = do_prev
-                dC_next_buf[n, j] = dC_prev
+                _do_next_buf[_n, _j] = do_prev
+                _dC_next_buf[_n, _j] = dC_prev
 
 
-def forward(x, params, state0=None):
+def forward(x, params, state=None):
     """Run the cell over a sequence.
 
     x: (T, N, D) float32 or float64; params: dict of PARAM_SHAPES arrays of the same dtype;
-    state0: dict of (N, size) initial states per STATES, zeros when None.
+    state: dict of (N, size) initial states per STATES, zeros when None.
     Returns (outputs, state, cache): outputs maps each name in OUTPUTS to its (T, N, size) values
     at every step, state the final states (N, size), cache what backward() needs.
     """
-    sizes = _check_forward(x, params, state0)
-    T, N, D, H = sizes["T"], sizes["N"], sizes["D"], sizes["H"]
-    dtype = x.dtype
-    packed_x = np.concatenate([params["v_f"], params["v_i"], params["v_C"], params["v_o"]])  # (4*H, D): [v_f; v_i; v_C; v_o], one GEMM instead of 4
-    packed_o_prev = np.concatenate([params["u_f"], params["u_i"], params["u_C"], params["u_o"]])  # (4*H, H): [u_f; u_i; u_C; u_o], one GEMM instead of 4
-    proj_x = (_matmul(x.reshape(T * N, D), packed_x.T)).reshape(T, N, 4*H)  # (F1, F3, F5, F8) the products with x of every step: one GEMM over T*N rows
-    proj_x += np.concatenate([params["b_f"], params["b_i"], params["b_C"], params["b_o"]])  # biases of the same equations, added once for all steps
-    packed_o_prev_T = np.ascontiguousarray(packed_o_prev.T)  # a contiguous transpose: the per-step GEMM is faster on it than on the view
-    o_seq = np.empty((T + 1, N, H), dtype)  # o<0>, ..., o<T>
-    o_seq[0] = 0 if state0 is None else state0["o"]
-    C_seq = np.empty((T + 1, N, H), dtype)  # C<0>, ..., C<T>
-    C_seq[0] = 0 if state0 is None else state0["C"]
-    f_seq = np.empty((T, N, H), dtype)  # saved for the backward pass
-    i_seq = np.empty((T, N, H), dtype)  # saved for the backward pass
-    Ct_seq = np.empty((T, N, H), dtype)  # saved for the backward pass
-    h_seq = np.empty((T, N, H), dtype)  # saved for the backward pass
-    proj_o_prev = np.empty((N, 4*H), dtype)  # one step's recurrent products
-    _forward_steps(T, N, H, o_seq, packed_o_prev_T, proj_o_prev, proj_x, C_seq, f_seq, i_seq, Ct_seq, h_seq)
-    outputs = {"o": o_seq[1:]}
-    state = {"o": o_seq[T], "C": C_seq[T]}
-    cache = {"x": x, "packed_x": packed_x, "packed_o_prev": packed_o_prev, "o_seq": o_seq, "C_seq": C_seq, "f_seq": f_seq, "i_seq": i_seq, "Ct_seq": Ct_seq, "h_seq": h_seq, "params": params}
-    return outputs, state, cache
+    _x_seq, _params, _state0 = x, params, state   # generated names start with _: a spec name never shadows them
+    _sizes = _check_forward(_x_seq, _params, _state0)
+    _T, _N, D, H = _sizes["_T"], _sizes["_N"], _sizes["D"], _sizes["H"]
+    _dtype = _x_seq.dtype
+    _packed_x = np.concatenate([_params["v_f"], _params["v_i"], _params["v_C"], _params["v_o"]])  # (4*H, D): [v_f; v_i; v_C; v_o], one GEMM instead of 4
+    _packed_o_prev = np.concatenate([_params["u_f"], _params["u_i"], _params["u_C"], _params["u_o"]])  # (4*H, H): [u_f; u_i; u_C; u_o], one GEMM instead of 4
+    _proj_x = (_matmul(_x_seq.reshape(_T * _N, D), _packed_x.T)).reshape(_T, _N, 4*H)  # (F1, F3, F5, F8) the products with x of every step: one GEMM over T*N rows
+    _proj_x += np.concatenate([_params["b_f"], _params["b_i"], _params["b_C"], _params["b_o"]])  # biases of the same equations, added once for all steps
+    _packed_o_prev_T = np.ascontiguousarray(_packed_o_prev.T)  # a contiguous transpose: the per-step GEMM is faster on it than on the view
+    _o_seq = np.empty((_T + 1, _N, H), _dtype)  # o<0>, ..., o<T>
+    _o_seq[0] = 0 if _state0 is None else _state0["o"]
+    _C_seq = np.empty((_T + 1, _N, H), _dtype)  # C<0>, ..., C<T>
+    _C_seq[0] = 0 if _state0 is None else _state0["C"]
+    _f_seq = np.empty((_T, _N, H), _dtype)  # saved for the backward pass
+    _i_seq = np.empty((_T, _N, H), _dtype)  # saved for the backward pass
+    _Ct_seq = np.empty((_T, _N, H), _dtype)  # saved for the backward pass
+    _h_seq = np.empty((_T, _N, H), _dtype)  # saved for the backward pass
+    _proj_o_prev = np.empty((_N, 4*H), _dtype)  # one step's recurrent products
+    _forward_steps(_T, _N, H, _o_seq, _packed_o_prev_T, _proj_o_prev, _proj_x, _C_seq, _f_seq, _i_seq, _Ct_seq, _h_seq)
+    _outputs = {"o": _o_seq[1:]}
+    _state = {"o": _o_seq[_T], "C": _C_seq[_T]}
+    _cache = {"x": _x_seq, "_packed_x": _packed_x, "_packed_o_prev": _packed_o_prev, "_o_seq": _o_seq, "_C_seq": _C_seq, "_f_seq": _f_seq, "_i_seq": _i_seq, "_Ct_seq": _Ct_seq, "_h_seq": _h_seq, "params": _params}
+    return _outputs, _state, _cache
 
 
 def backward(d_outputs, cache, d_state=None):
@@ -331,45 +332,46 @@ def backward(d_outputs, cache, d_state=None):
     Returns grads: every parameter by name (its shape), "x" (T, N, D) and each
     initial state by its name in STATES (N, size).
     """
-    sizes = _check_backward(d_outputs, cache, d_state)
-    T, N, D, H = sizes["T"], sizes["N"], sizes["D"], sizes["H"]
-    params = cache["params"]
-    dtype = params["u_f"].dtype
-    x = cache["x"]
-    packed_x = cache["packed_x"]
-    packed_o_prev = cache["packed_o_prev"]
-    o_seq = cache["o_seq"]
-    C_seq = cache["C_seq"]
-    f_seq = cache["f_seq"]
-    i_seq = cache["i_seq"]
-    Ct_seq = cache["Ct_seq"]
-    h_seq = cache["h_seq"]
-    do_out_seq = np.ascontiguousarray(d_outputs["o"])
-    do_next_buf = np.zeros((N, H), dtype) if d_state is None else d_state["o"].copy()
-    dC_next_buf = np.zeros((N, H), dtype) if d_state is None else d_state["C"].copy()
-    dpre_seq = np.empty((T, N, 4*H), dtype)  # da_f, da_i, da_Ct, da_h of every step
-    do_prev_linear_buf = np.empty((N, H), dtype)  # one step's values between fused loops
-    dC_buf = np.empty((N, H), dtype)  # one step's values between fused loops
-    _backward_steps(T, N, H, do_next_buf, do_out_seq, C_seq, h_seq, dC_next_buf, i_seq, Ct_seq, f_seq, dpre_seq, dC_buf, packed_o_prev, do_prev_linear_buf)
-    dpre_flat = dpre_seq.reshape(T * N, 4*H)  # every step's da_f, da_i, da_Ct, da_h as rows
-    dpacked_x = _matmul(dpre_flat.T, x.reshape(T * N, D))  # gradients of v_f, v_i, v_C, v_o, summed over steps and batch
-    dx = (_matmul(dpre_flat, packed_x)).reshape(T, N, D)  # (B13) for every step at once, one GEMM
-    dpacked_o_prev = _matmul(dpre_flat.T, o_seq[:-1].reshape(T * N, H))  # gradients of u_f, u_i, u_C, u_o, summed over steps and batch
-    dpre_sum = dpre_seq.sum(axis=(0, 1))  # bias gradients: sums over steps and batch
+    _d_outputs, _cache, _d_state = d_outputs, cache, d_state   # a spec name never shadows them
+    _sizes = _check_backward(_d_outputs, _cache, _d_state)
+    _T, _N, D, H = _sizes["_T"], _sizes["_N"], _sizes["D"], _sizes["H"]
+    _params = _cache["params"]
+    _dtype = _params["u_f"].dtype
+    _x_seq = _cache["x"]
+    _packed_x = _cache["_packed_x"]
+    _packed_o_prev = _cache["_packed_o_prev"]
+    _o_seq = _cache["_o_seq"]
+    _C_seq = _cache["_C_seq"]
+    _f_seq = _cache["_f_seq"]
+    _i_seq = _cache["_i_seq"]
+    _Ct_seq = _cache["_Ct_seq"]
+    _h_seq = _cache["_h_seq"]
+    _do_out_seq = np.ascontiguousarray(_d_outputs["o"])
+    _do_next_buf = np.zeros((_N, H), _dtype) if _d_state is None else _d_state["o"].copy()
+    _dC_next_buf = np.zeros((_N, H), _dtype) if _d_state is None else _d_state["C"].copy()
+    _dpre_seq = np.empty((_T, _N, 4*H), _dtype)  # da_f, da_i, da_Ct, da_h of every step
+    _do_prev_linear_buf = np.empty((_N, H), _dtype)  # one step's values between fused loops
+    _dC_buf = np.empty((_N, H), _dtype)  # one step's values between fused loops
+    _backward_steps(_T, _N, H, _do_next_buf, _do_out_seq, _C_seq, _h_seq, _dC_next_buf, _i_seq, _Ct_seq, _f_seq, _dpre_seq, _dC_buf, _packed_o_prev, _do_prev_linear_buf)
+    _dpre_flat = _dpre_seq.reshape(_T * _N, 4*H)  # every step's da_f, da_i, da_Ct, da_h as rows
+    _dpacked_x = _matmul(_dpre_flat.T, _x_seq.reshape(_T * _N, D))  # gradients of v_f, v_i, v_C, v_o, summed over steps and batch
+    dx = (_matmul(_dpre_flat, _packed_x)).reshape(_T, _N, D)  # (B13) for every step at once, one GEMM
+    _dpacked_o_prev = _matmul(_dpre_flat.T, _o_seq[:-1].reshape(_T * _N, H))  # gradients of u_f, u_i, u_C, u_o, summed over steps and batch
+    _dpre_sum = _dpre_seq.sum(axis=(0, 1))  # bias gradients: sums over steps and batch
     return {
-        "u_f": dpacked_o_prev[:H],  # (B14)
-        "v_f": dpacked_x[:H],  # (B15)
-        "b_f": dpre_sum[:H],  # (B16)
-        "u_i": dpacked_o_prev[H:2*H],  # (B17)
-        "v_i": dpacked_x[H:2*H],  # (B18)
-        "b_i": dpre_sum[H:2*H],  # (B19)
-        "u_C": dpacked_o_prev[2*H:3*H],  # (B20)
-        "v_C": dpacked_x[2*H:3*H],  # (B21)
-        "b_C": dpre_sum[2*H:3*H],  # (B22)
-        "u_o": dpacked_o_prev[3*H:4*H],  # (B23)
-        "v_o": dpacked_x[3*H:4*H],  # (B24)
-        "b_o": dpre_sum[3*H:4*H],  # (B25)
+        "u_f": _dpacked_o_prev[:H],  # (B14)
+        "v_f": _dpacked_x[:H],  # (B15)
+        "b_f": _dpre_sum[:H],  # (B16)
+        "u_i": _dpacked_o_prev[H:2*H],  # (B17)
+        "v_i": _dpacked_x[H:2*H],  # (B18)
+        "b_i": _dpre_sum[H:2*H],  # (B19)
+        "u_C": _dpacked_o_prev[2*H:3*H],  # (B20)
+        "v_C": _dpacked_x[2*H:3*H],  # (B21)
+        "b_C": _dpre_sum[2*H:3*H],  # (B22)
+        "u_o": _dpacked_o_prev[3*H:4*H],  # (B23)
+        "v_o": _dpacked_x[3*H:4*H],  # (B24)
+        "b_o": _dpre_sum[3*H:4*H],  # (B25)
         "x": dx,  # (B13)
-        "o": do_next_buf,  # (B11)
-        "C": dC_next_buf,  # (B12)
+        "o": _do_next_buf,  # (B11)
+        "C": _dC_next_buf,  # (B12)
     }

@@ -74,7 +74,7 @@ DTYPES = (np.float32, np.float64)
 # where each size is read: (parameter, axis)
 _SIZE_OF = {"H": ("u_f", 0)}
 # what forward() puts in the cache
-_CACHE_KEYS = ("x", "packed_x", "packed_o_prev", "o_seq", "C_seq", "f_seq", "i_seq", "Ct_seq", "h_seq", "params")
+_CACHE_KEYS = ("x", "_packed_x", "_packed_o_prev", "_o_seq", "_C_seq", "_f_seq", "_i_seq", "_Ct_seq", "_h_seq", "params")
 
 
 def init_params(input_size, hidden_size, seed=0, dtype=np.float64):
@@ -105,13 +105,13 @@ def _check_names(label, given, expected):
 
 
 def _check_forward(x, params, state0):
-    """Check the arguments of forward(); return the sizes by name (T, N and the spec's)."""
+    """Check the arguments of forward(); return the sizes by name (_T, _N and the spec's)."""
     if not isinstance(x, np.ndarray) or x.ndim != 3:
         raise ValueError("x must be a (T, N, D) numpy array (time-major)")
     if x.dtype not in DTYPES:
         raise TypeError(f"x has dtype {x.dtype}: use float32 or float64")
     _check_names("params", params, PARAM_SHAPES)
-    sizes = {"T": x.shape[0], "N": x.shape[1], "D": x.shape[2]}
+    sizes = {"_T": x.shape[0], "_N": x.shape[1], "D": x.shape[2]}
     for size, (name, axis) in _SIZE_OF.items():
         value = params[name]
         if not isinstance(value, np.ndarray) or value.ndim != len(PARAM_SHAPES[name]):
@@ -120,9 +120,9 @@ def _check_forward(x, params, state0):
     for name, shape in PARAM_SHAPES.items():
         _check_array(f"params[{name!r}]", params[name], [sizes[s] for s in shape], x.dtype)
     if state0 is not None:
-        _check_names("state0", state0, STATES)
+        _check_names("state", state0, STATES)
         for name, size in STATES.items():
-            _check_array(f"state0[{name!r}]", state0[name], (sizes["N"], sizes[size]), x.dtype)
+            _check_array(f"state[{name!r}]", state0[name], (sizes["_N"], sizes[size]), x.dtype)
     return sizes
 
 
@@ -133,11 +133,11 @@ def _check_backward(d_outputs, cache, d_state):
     sizes = _check_forward(x, params, None)
     _check_names("d_outputs", d_outputs, OUTPUTS)
     for name, size in OUTPUTS.items():
-        _check_array(f"d_outputs[{name!r}]", d_outputs[name], (sizes["T"], sizes["N"], sizes[size]), x.dtype)
+        _check_array(f"d_outputs[{name!r}]", d_outputs[name], (sizes["_T"], sizes["_N"], sizes[size]), x.dtype)
     if d_state is not None:
         _check_names("d_state", d_state, STATES)
         for name, size in STATES.items():
-            _check_array(f"d_state[{name!r}]", d_state[name], (sizes["N"], sizes[size]), x.dtype)
+            _check_array(f"d_state[{name!r}]", d_state[name], (sizes["_N"], sizes[size]), x.dtype)
     return sizes
 
 
@@ -147,48 +147,49 @@ def _sigmoid(z):
     return 0.5 + 0.5 * np.tanh(0.5 * z)
 
 
-def forward(x, params, state0=None):
+def forward(x, params, state=None):
     """Run the cell over a sequence.
 
     x: (T, N, D) float32 or float64; params: dict of PARAM_SHAPES arrays of the same dtype;
-    state0: dict of (N, size) initial states per STATES, zeros when None.
+    state: dict of (N, size) initial states per STATES, zeros when None.
     Returns (outputs, state, cache): outputs maps each name in OUTPUTS to its (T, N, size) values
     at every step, state the final states (N, size), cache what backward() needs.
     """
-    sizes = _check_forward(x, params, state0)
-    T, N, D, H = sizes["T"], sizes["N"], sizes["D"], sizes["H"]
-    dtype = x.dtype
-    packed_x = np.concatenate([params["v_f"], params["v_i"], params["v_C"], params["v_o"]])  # (4*H, D): [v_f; v_i; v_C; v_o], one GEMM instead of 4
-    packed_o_prev = np.concatenate([params["u_f"], params["u_i"], params["u_C"], params["u_o"]])  # (4*H, H): [u_f; u_i; u_C; u_o], one GEMM instead of 4
-    proj_x = (x.reshape(T * N, D) @ packed_x.T).reshape(T, N, 4*H)  # (F1, F3, F5, F8) the products with x of every step: one GEMM over T*N rows
-    proj_x += np.concatenate([params["b_f"], params["b_i"], params["b_C"], params["b_o"]])  # biases of the same equations, added once for all steps
-    packed_o_prev_T = np.ascontiguousarray(packed_o_prev.T)  # a contiguous transpose: the per-step GEMM is faster on it than on the view
-    o_seq = np.empty((T + 1, N, H), dtype)  # o<0>, ..., o<T>
-    o_seq[0] = 0 if state0 is None else state0["o"]
-    C_seq = np.empty((T + 1, N, H), dtype)  # C<0>, ..., C<T>
-    C_seq[0] = 0 if state0 is None else state0["C"]
-    f_seq = np.empty((T, N, H), dtype)  # saved for the backward pass
-    i_seq = np.empty((T, N, H), dtype)  # saved for the backward pass
-    Ct_seq = np.empty((T, N, H), dtype)  # saved for the backward pass
-    h_seq = np.empty((T, N, H), dtype)  # saved for the backward pass
-    for t in range(T):
-        o_prev = o_seq[t]
-        C_prev = C_seq[t]
-        proj_o_prev = o_prev @ packed_o_prev_T  # (F1) [u_f; u_i; u_C; u_o] @ o_prev as one packed product
-        a_f = proj_o_prev[:, :H] + proj_x[t, :, :H]  # (F1) pre-activation of f
-        f_seq[t] = f = _sigmoid(a_f)  # (F2) forget gate
-        a_i = proj_o_prev[:, H:2*H] + proj_x[t, :, H:2*H]  # (F3) pre-activation of i
-        i_seq[t] = i = _sigmoid(a_i)  # (F4) input gate
-        a_Ct = proj_o_prev[:, 2*H:3*H] + proj_x[t, :, 2*H:3*H]  # (F5) pre-activation of Ct
-        Ct_seq[t] = Ct = np.tanh(a_Ct)  # (F6) candidate cell state (C tilde)
-        C_seq[t + 1] = C = C_prev*f + Ct*i  # (F7) cell state
-        a_h = proj_o_prev[:, 3*H:4*H] + proj_x[t, :, 3*H:4*H]  # (F8) pre-activation of h
-        h_seq[t] = h = _sigmoid(a_h)  # (F9) output gate (the book calls it h)
-        o_seq[t + 1] = o = h*np.tanh(C)  # (F10) output, fed back at the next step
-    outputs = {"o": o_seq[1:]}
-    state = {"o": o_seq[T], "C": C_seq[T]}
-    cache = {"x": x, "packed_x": packed_x, "packed_o_prev": packed_o_prev, "o_seq": o_seq, "C_seq": C_seq, "f_seq": f_seq, "i_seq": i_seq, "Ct_seq": Ct_seq, "h_seq": h_seq, "params": params}
-    return outputs, state, cache
+    _x_seq, _params, _state0 = x, params, state   # generated names start with _: a spec name never shadows them
+    _sizes = _check_forward(_x_seq, _params, _state0)
+    _T, _N, D, H = _sizes["_T"], _sizes["_N"], _sizes["D"], _sizes["H"]
+    _dtype = _x_seq.dtype
+    _packed_x = np.concatenate([_params["v_f"], _params["v_i"], _params["v_C"], _params["v_o"]])  # (4*H, D): [v_f; v_i; v_C; v_o], one GEMM instead of 4
+    _packed_o_prev = np.concatenate([_params["u_f"], _params["u_i"], _params["u_C"], _params["u_o"]])  # (4*H, H): [u_f; u_i; u_C; u_o], one GEMM instead of 4
+    _proj_x = (_x_seq.reshape(_T * _N, D) @ _packed_x.T).reshape(_T, _N, 4*H)  # (F1, F3, F5, F8) the products with x of every step: one GEMM over T*N rows
+    _proj_x += np.concatenate([_params["b_f"], _params["b_i"], _params["b_C"], _params["b_o"]])  # biases of the same equations, added once for all steps
+    _packed_o_prev_T = np.ascontiguousarray(_packed_o_prev.T)  # a contiguous transpose: the per-step GEMM is faster on it than on the view
+    _o_seq = np.empty((_T + 1, _N, H), _dtype)  # o<0>, ..., o<T>
+    _o_seq[0] = 0 if _state0 is None else _state0["o"]
+    _C_seq = np.empty((_T + 1, _N, H), _dtype)  # C<0>, ..., C<T>
+    _C_seq[0] = 0 if _state0 is None else _state0["C"]
+    _f_seq = np.empty((_T, _N, H), _dtype)  # saved for the backward pass
+    _i_seq = np.empty((_T, _N, H), _dtype)  # saved for the backward pass
+    _Ct_seq = np.empty((_T, _N, H), _dtype)  # saved for the backward pass
+    _h_seq = np.empty((_T, _N, H), _dtype)  # saved for the backward pass
+    for _t in range(_T):
+        o_prev = _o_seq[_t]
+        C_prev = _C_seq[_t]
+        _proj_o_prev = o_prev @ _packed_o_prev_T  # (F1) [u_f; u_i; u_C; u_o] @ o_prev as one packed product
+        a_f = _proj_o_prev[:, :H] + _proj_x[_t, :, :H]  # (F1) pre-activation of f
+        _f_seq[_t] = f = _sigmoid(a_f)  # (F2) forget gate
+        a_i = _proj_o_prev[:, H:2*H] + _proj_x[_t, :, H:2*H]  # (F3) pre-activation of i
+        _i_seq[_t] = i = _sigmoid(a_i)  # (F4) input gate
+        a_Ct = _proj_o_prev[:, 2*H:3*H] + _proj_x[_t, :, 2*H:3*H]  # (F5) pre-activation of Ct
+        _Ct_seq[_t] = Ct = np.tanh(a_Ct)  # (F6) candidate cell state (C tilde)
+        _C_seq[_t + 1] = C = C_prev*f + Ct*i  # (F7) cell state
+        a_h = _proj_o_prev[:, 3*H:4*H] + _proj_x[_t, :, 3*H:4*H]  # (F8) pre-activation of h
+        _h_seq[_t] = h = _sigmoid(a_h)  # (F9) output gate (the book calls it h)
+        _o_seq[_t + 1] = o = h*np.tanh(C)  # (F10) output, fed back at the next step
+    _outputs = {"o": _o_seq[1:]}
+    _state = {"o": _o_seq[_T], "C": _C_seq[_T]}
+    _cache = {"x": _x_seq, "_packed_x": _packed_x, "_packed_o_prev": _packed_o_prev, "_o_seq": _o_seq, "_C_seq": _C_seq, "_f_seq": _f_seq, "_i_seq": _i_seq, "_Ct_seq": _Ct_seq, "_h_seq": _h_seq, "params": _params}
+    return _outputs, _state, _cache
 
 
 def backward(d_outputs, cache, d_state=None):
@@ -200,63 +201,64 @@ def backward(d_outputs, cache, d_state=None):
     Returns grads: every parameter by name (its shape), "x" (T, N, D) and each
     initial state by its name in STATES (N, size).
     """
-    sizes = _check_backward(d_outputs, cache, d_state)
-    T, N, D, H = sizes["T"], sizes["N"], sizes["D"], sizes["H"]
-    params = cache["params"]
-    dtype = params["u_f"].dtype
-    x = cache["x"]
-    packed_x = cache["packed_x"]
-    packed_o_prev = cache["packed_o_prev"]
-    o_seq = cache["o_seq"]
-    C_seq = cache["C_seq"]
-    f_seq = cache["f_seq"]
-    i_seq = cache["i_seq"]
-    Ct_seq = cache["Ct_seq"]
-    h_seq = cache["h_seq"]
-    do_out_seq = d_outputs["o"]
-    do_next = np.zeros((N, H), dtype) if d_state is None else d_state["o"]
-    dC_next = np.zeros((N, H), dtype) if d_state is None else d_state["C"]
-    dpre_seq = np.empty((T, N, 4*H), dtype)  # da_f, da_i, da_Ct, da_h of every step
-    for t in reversed(range(T)):
-        do_out = do_out_seq[t]
-        C = C_seq[t + 1]
-        h = h_seq[t]
-        i = i_seq[t]
-        Ct = Ct_seq[t]
-        C_prev = C_seq[t]
-        f = f_seq[t]
+    _d_outputs, _cache, _d_state = d_outputs, cache, d_state   # a spec name never shadows them
+    _sizes = _check_backward(_d_outputs, _cache, _d_state)
+    _T, _N, D, H = _sizes["_T"], _sizes["_N"], _sizes["D"], _sizes["H"]
+    _params = _cache["params"]
+    _dtype = _params["u_f"].dtype
+    _x_seq = _cache["x"]
+    _packed_x = _cache["_packed_x"]
+    _packed_o_prev = _cache["_packed_o_prev"]
+    _o_seq = _cache["_o_seq"]
+    _C_seq = _cache["_C_seq"]
+    _f_seq = _cache["_f_seq"]
+    _i_seq = _cache["_i_seq"]
+    _Ct_seq = _cache["_Ct_seq"]
+    _h_seq = _cache["_h_seq"]
+    _do_out_seq = _d_outputs["o"]
+    do_next = np.zeros((_N, H), _dtype) if _d_state is None else _d_state["o"]
+    dC_next = np.zeros((_N, H), _dtype) if _d_state is None else _d_state["C"]
+    _dpre_seq = np.empty((_T, _N, 4*H), _dtype)  # da_f, da_i, da_Ct, da_h of every step
+    for _t in reversed(range(_T)):
+        do_out = _do_out_seq[_t]
+        C = _C_seq[_t + 1]
+        h = _h_seq[_t]
+        i = _i_seq[_t]
+        Ct = _Ct_seq[_t]
+        C_prev = _C_seq[_t]
+        f = _f_seq[_t]
         do = do_next + do_out  # (B1) fork sum: loss + next step
-        tanh_C = np.tanh(C)  # (B2, B4) common subexpression
-        dh = do*tanh_C  # (B2) through o, output, fed back at the next step (F10)
-        dpre_seq[t, :, 3*H:4*H] = da_h = dh*h*(1 - h)  # (B3) through h, output gate (the book calls it h) (F9)
-        dC = dC_next + do*h*(1 - tanh_C**2)  # (B4) fork sum: next step + via o (F10)
+        _tanh_C = np.tanh(C)  # (B2, B4) common subexpression
+        dh = _tanh_C*do  # (B2) through o, output, fed back at the next step (F10)
+        _dpre_seq[_t, :, 3*H:4*H] = da_h = dh*h*(1 - h)  # (B3) through h, output gate (the book calls it h) (F9)
+        dC = dC_next + do*h*(1 - _tanh_C**2)  # (B4) fork sum: next step + via o (F10)
         dCt = dC*i  # (B5) through C, cell state (F7)
-        dpre_seq[t, :, 2*H:3*H] = da_Ct = dCt*(1 - Ct**2)  # (B6) through Ct, candidate cell state (C tilde) (F6)
+        _dpre_seq[_t, :, 2*H:3*H] = da_Ct = dCt*(1 - Ct**2)  # (B6) through Ct, candidate cell state (C tilde) (F6)
         di = Ct*dC  # (B7) through C, cell state (F7)
-        dpre_seq[t, :, H:2*H] = da_i = di*i*(1 - i)  # (B8) through i, input gate (F4)
+        _dpre_seq[_t, :, H:2*H] = da_i = di*i*(1 - i)  # (B8) through i, input gate (F4)
         df = C_prev*dC  # (B9) through C, cell state (F7)
-        dpre_seq[t, :, :H] = da_f = df*f*(1 - f)  # (B10) through f, forget gate (F2)
-        do_prev = dpre_seq[t] @ packed_o_prev  # (B11) fork sum: via a_h (F8) + via a_Ct (F5) + via a_i (F3) + via a_f (F1)
+        _dpre_seq[_t, :, :H] = da_f = df*f*(1 - f)  # (B10) through f, forget gate (F2)
+        do_prev = _dpre_seq[_t] @ _packed_o_prev  # (B11) fork sum: via a_h (F8) + via a_Ct (F5) + via a_i (F3) + via a_f (F1)
         dC_prev = dC*f  # (B12) through C, cell state (F7)
         do_next, dC_next = do_prev, dC_prev
-    dpre_flat = dpre_seq.reshape(T * N, 4*H)  # every step's da_f, da_i, da_Ct, da_h as rows
-    dpacked_x = dpre_flat.T @ x.reshape(T * N, D)  # gradients of v_f, v_i, v_C, v_o, summed over steps and batch
-    dx = (dpre_flat @ packed_x).reshape(T, N, D)  # (B13) for every step at once, one GEMM
-    dpacked_o_prev = dpre_flat.T @ o_seq[:-1].reshape(T * N, H)  # gradients of u_f, u_i, u_C, u_o, summed over steps and batch
-    dpre_sum = dpre_seq.sum(axis=(0, 1))  # bias gradients: sums over steps and batch
+    _dpre_flat = _dpre_seq.reshape(_T * _N, 4*H)  # every step's da_f, da_i, da_Ct, da_h as rows
+    _dpacked_x = _dpre_flat.T @ _x_seq.reshape(_T * _N, D)  # gradients of v_f, v_i, v_C, v_o, summed over steps and batch
+    dx = (_dpre_flat @ _packed_x).reshape(_T, _N, D)  # (B13) for every step at once, one GEMM
+    _dpacked_o_prev = _dpre_flat.T @ _o_seq[:-1].reshape(_T * _N, H)  # gradients of u_f, u_i, u_C, u_o, summed over steps and batch
+    _dpre_sum = _dpre_seq.sum(axis=(0, 1))  # bias gradients: sums over steps and batch
     return {
-        "u_f": dpacked_o_prev[:H],  # (B14)
-        "v_f": dpacked_x[:H],  # (B15)
-        "b_f": dpre_sum[:H],  # (B16)
-        "u_i": dpacked_o_prev[H:2*H],  # (B17)
-        "v_i": dpacked_x[H:2*H],  # (B18)
-        "b_i": dpre_sum[H:2*H],  # (B19)
-        "u_C": dpacked_o_prev[2*H:3*H],  # (B20)
-        "v_C": dpacked_x[2*H:3*H],  # (B21)
-        "b_C": dpre_sum[2*H:3*H],  # (B22)
-        "u_o": dpacked_o_prev[3*H:4*H],  # (B23)
-        "v_o": dpacked_x[3*H:4*H],  # (B24)
-        "b_o": dpre_sum[3*H:4*H],  # (B25)
+        "u_f": _dpacked_o_prev[:H],  # (B14)
+        "v_f": _dpacked_x[:H],  # (B15)
+        "b_f": _dpre_sum[:H],  # (B16)
+        "u_i": _dpacked_o_prev[H:2*H],  # (B17)
+        "v_i": _dpacked_x[H:2*H],  # (B18)
+        "b_i": _dpre_sum[H:2*H],  # (B19)
+        "u_C": _dpacked_o_prev[2*H:3*H],  # (B20)
+        "v_C": _dpacked_x[2*H:3*H],  # (B21)
+        "b_C": _dpre_sum[2*H:3*H],  # (B22)
+        "u_o": _dpacked_o_prev[3*H:4*H],  # (B23)
+        "v_o": _dpacked_x[3*H:4*H],  # (B24)
+        "b_o": _dpre_sum[3*H:4*H],  # (B25)
         "x": dx,  # (B13)
         "o": do_next,  # (B11)
         "C": dC_next,  # (B12)

@@ -60,7 +60,7 @@ DTYPES = (np.float32, np.float64)
 # where each size is read: (parameter, axis)
 _SIZE_OF = {"H": ("W_r", 0)}
 # what forward() puts in the cache
-_CACHE_KEYS = ("x", "packed_x", "packed_h_prev", "packed_rh", "h_seq", "r_seq", "z_seq", "rh_seq", "n_seq", "params")
+_CACHE_KEYS = ("x", "_packed_x", "_packed_h_prev", "_packed_rh", "_h_seq", "_r_seq", "_z_seq", "_rh_seq", "_n_seq", "params")
 
 
 def init_params(input_size, hidden_size, seed=0, dtype=np.float64):
@@ -91,13 +91,13 @@ def _check_names(label, given, expected):
 
 
 def _check_forward(x, params, state0):
-    """Check the arguments of forward(); return the sizes by name (T, N and the spec's)."""
+    """Check the arguments of forward(); return the sizes by name (_T, _N and the spec's)."""
     if not isinstance(x, np.ndarray) or x.ndim != 3:
         raise ValueError("x must be a (T, N, D) numpy array (time-major)")
     if x.dtype not in DTYPES:
         raise TypeError(f"x has dtype {x.dtype}: use float32 or float64")
     _check_names("params", params, PARAM_SHAPES)
-    sizes = {"T": x.shape[0], "N": x.shape[1], "D": x.shape[2]}
+    sizes = {"_T": x.shape[0], "_N": x.shape[1], "D": x.shape[2]}
     for size, (name, axis) in _SIZE_OF.items():
         value = params[name]
         if not isinstance(value, np.ndarray) or value.ndim != len(PARAM_SHAPES[name]):
@@ -106,9 +106,9 @@ def _check_forward(x, params, state0):
     for name, shape in PARAM_SHAPES.items():
         _check_array(f"params[{name!r}]", params[name], [sizes[s] for s in shape], x.dtype)
     if state0 is not None:
-        _check_names("state0", state0, STATES)
+        _check_names("state", state0, STATES)
         for name, size in STATES.items():
-            _check_array(f"state0[{name!r}]", state0[name], (sizes["N"], sizes[size]), x.dtype)
+            _check_array(f"state[{name!r}]", state0[name], (sizes["_N"], sizes[size]), x.dtype)
     return sizes
 
 
@@ -119,11 +119,11 @@ def _check_backward(d_outputs, cache, d_state):
     sizes = _check_forward(x, params, None)
     _check_names("d_outputs", d_outputs, OUTPUTS)
     for name, size in OUTPUTS.items():
-        _check_array(f"d_outputs[{name!r}]", d_outputs[name], (sizes["T"], sizes["N"], sizes[size]), x.dtype)
+        _check_array(f"d_outputs[{name!r}]", d_outputs[name], (sizes["_T"], sizes["_N"], sizes[size]), x.dtype)
     if d_state is not None:
         _check_names("d_state", d_state, STATES)
         for name, size in STATES.items():
-            _check_array(f"d_state[{name!r}]", d_state[name], (sizes["N"], sizes[size]), x.dtype)
+            _check_array(f"d_state[{name!r}]", d_state[name], (sizes["_N"], sizes[size]), x.dtype)
     return sizes
 
 
@@ -200,112 +200,113 @@ def _matmul(a, b):
 
 
 @nb.njit(cache=True, error_model="numpy")
-def _forward_steps(T, N, H, h_seq, packed_h_prev_T, proj_h_prev, proj_x, r_seq, z_seq, rh_seq, packed_rh_T, proj_rh, n_seq):
+def _forward_steps(_T, _N, H, _h_seq, _packed_h_prev_T, _proj_h_prev, _proj_x, _r_seq, _z_seq, _rh_seq, _packed_rh_T, _proj_rh, _n_seq):
     """The time loop: per step the recurrent products as one GEMM, then fused elementwise loops."""
-    F = h_seq.dtype.type  # constants are F(c): float32 arrays, float32 arithmetic
-    for t in range(T):
-        np.dot(h_seq[t], packed_h_prev_T, proj_h_prev)  # (F1) [U_r; U_z] @ h_prev as one packed product
-        for row in range(N):
-            for j in range(H):
-                h_prev = h_seq[t, row, j]
-                a_r = proj_h_prev[row, j] + proj_x[t, row, j]  # (F1) pre-activation of r
+    _F = _h_seq.dtype.type  # constants are F(c): float32 arrays, float32 arithmetic
+    for _t in range(_T):
+        np.dot(_h_seq[_t], _packed_h_prev_T, _proj_h_prev)  # (F1) [U_r; U_z] @ h_prev as one packed product
+        for _n in range(_N):
+            for _j in range(H):
+                h_prev = _h_seq[_t, _n, _j]
+                a_r = _proj_h_prev[_n, _j] + _proj_x[_t, _n, _j]  # (F1) pre-activation of r
                 r = _sigmoid(a_r)  # (F2) reset gate
-                a_z = proj_h_prev[row, H + j] + proj_x[t, row, H + j]  # (F3) pre-activation of z
+                a_z = _proj_h_prev[_n, H + _j] + _proj_x[_t, _n, H + _j]  # (F3) pre-activation of z
                 z = _sigmoid(a_z)  # (F4) update gate
                 rh = h_prev*r  # (F5) reset applied before the product
-                r_seq[t, row, j] = r
-                z_seq[t, row, j] = z
-                rh_seq[t, row, j] = rh
-        np.dot(rh_seq[t], packed_rh_T, proj_rh)  # (F6) U_h @ rh
-        for row in range(N):
-            for j in range(H):
-                h_prev = h_seq[t, row, j]
-                z = z_seq[t, row, j]
-                a_n = proj_rh[row, j] + proj_x[t, row, 2*H + j]  # (F6) pre-activation of n
+                _r_seq[_t, _n, _j] = r
+                _z_seq[_t, _n, _j] = z
+                _rh_seq[_t, _n, _j] = rh
+        np.dot(_rh_seq[_t], _packed_rh_T, _proj_rh)  # (F6) U_h @ rh
+        for _n in range(_N):
+            for _j in range(H):
+                h_prev = _h_seq[_t, _n, _j]
+                z = _z_seq[_t, _n, _j]
+                a_n = _proj_rh[_n, _j] + _proj_x[_t, _n, 2*H + _j]  # (F6) pre-activation of n
                 n = _tanh(a_n)  # (F7) candidate state (h tilde)
-                h = h_prev*(F(1) - z) + n*z  # (F8) new hidden state
-                n_seq[t, row, j] = n
-                h_seq[t + 1, row, j] = h
+                h = h_prev*(_F(1) - z) + n*z  # (F8) new hidden state
+                _n_seq[_t, _n, _j] = n
+                _h_seq[_t + 1, _n, _j] = h
 
 
 @nb.njit(cache=True, error_model="numpy")
-def _backward_steps(T, N, H, dh_next_buf, dh_out_seq, z_seq, n_seq, dh_buf, dpre_seq, packed_rh, drh_linear_buf, h_seq, r_seq, drh_buf, packed_h_prev, dh_prev_linear_buf):
-    """The reverse time loop; the carried adjoints (dh_next_buf) are updated in place."""
-    F = dh_next_buf.dtype.type  # constants are F(c): float32 arrays, float32 arithmetic
-    for t in range(T - 1, -1, -1):
-        for row in range(N):
-            da_n_row = dpre_seq[t, row, 2*H:3*H]  # a view per adjoint: LLVM vectorizes stores to separate arrays
-            for j in range(H):
-                dh_next = dh_next_buf[row, j]
-                dh_out = dh_out_seq[t, row, j]
-                z = z_seq[t, row, j]
-                n = n_seq[t, row, j]
+def _backward_steps(_T, _N, H, _dh_next_buf, _dh_out_seq, _z_seq, _n_seq, _dh_buf, _dpre_seq, _packed_rh, _drh_linear_buf, _h_seq, _r_seq, _drh_buf, _packed_h_prev, _dh_prev_linear_buf):
+    """The reverse time loop; the carried adjoints (_dh_next_buf) are updated in place."""
+    _F = _dh_next_buf.dtype.type  # constants are F(c): float32 arrays, float32 arithmetic
+    for _t in range(_T - 1, -1, -1):
+        for _n in range(_N):
+            _da_n_row = _dpre_seq[_t, _n, 2*H:3*H]  # a view per adjoint: LLVM vectorizes stores to separate arrays
+            for _j in range(H):
+                dh_next = _dh_next_buf[_n, _j]
+                dh_out = _dh_out_seq[_t, _n, _j]
+                z = _z_seq[_t, _n, _j]
+                n = _n_seq[_t, _n, _j]
                 dh = dh_next + dh_out  # (B1) fork sum: loss + next step
                 dn = dh*z  # (B2) through h, new hidden state (F8)
-                da_n = dn*(F(1) - n**2)  # (B3) through n, candidate state (h tilde) (F7)
-                dh_buf[row, j] = dh
-                da_n_row[j] = da_n
-        np.dot(np.ascontiguousarray(dpre_seq[t, :, 2*H:3*H]), packed_rh, drh_linear_buf)  # (B4) U_hᵀ @ the adjoints of a_n
-        for row in range(N):
-            da_z_row = dpre_seq[t, row, H:2*H]  # a view per adjoint: LLVM vectorizes stores to separate arrays
-            da_r_row = dpre_seq[t, row, :H]
-            for j in range(H):
-                drh_linear = drh_linear_buf[row, j]
-                dh = dh_buf[row, j]
-                h_prev = h_seq[t, row, j]
-                n = n_seq[t, row, j]
-                z = z_seq[t, row, j]
-                r = r_seq[t, row, j]
-                drh = drh_linear  # (B4) through a_n (F6)
+                da_n = dn*(_F(1) - n**2)  # (B3) through n, candidate state (h tilde) (F7)
+                _dh_buf[_n, _j] = dh
+                _da_n_row[_j] = da_n
+        np.dot(np.ascontiguousarray(_dpre_seq[_t, :, 2*H:3*H]), _packed_rh, _drh_linear_buf)  # (B4) U_hᵀ @ the adjoints of a_n
+        for _n in range(_N):
+            _da_z_row = _dpre_seq[_t, _n, H:2*H]  # a view per adjoint: LLVM vectorizes stores to separate arrays
+            _da_r_row = _dpre_seq[_t, _n, :H]
+            for _j in range(H):
+                _drh_linear = _drh_linear_buf[_n, _j]
+                dh = _dh_buf[_n, _j]
+                h_prev = _h_seq[_t, _n, _j]
+                n = _n_seq[_t, _n, _j]
+                z = _z_seq[_t, _n, _j]
+                r = _r_seq[_t, _n, _j]
+                drh = _drh_linear  # (B4) through a_n (F6)
                 dz = dh*(-h_prev + n)  # (B5) through h, new hidden state (F8)
-                da_z = dz*z*(F(1) - z)  # (B6) through z, update gate (F4)
+                da_z = dz*z*(_F(1) - z)  # (B6) through z, update gate (F4)
                 dr = drh*h_prev  # (B7) through rh, reset applied before the product (F5)
-                da_r = dr*r*(F(1) - r)  # (B8) through r, reset gate (F2)
-                drh_buf[row, j] = drh
-                da_z_row[j] = da_z
-                da_r_row[j] = da_r
-        np.dot(np.ascontiguousarray(dpre_seq[t, :, :2*H]), packed_h_prev, dh_prev_linear_buf)  # (B9) [U_r; U_z]ᵀ @ the adjoints of a_r, a_z as one packed product
-        for row in range(N):
-            for j in range(H):
-                dh = dh_buf[row, j]
-                dh_prev_linear = dh_prev_linear_buf[row, j]
-                drh = drh_buf[row, j]
-                r = r_seq[t, row, j]
-                z = z_seq[t, row, j]
-                dh_prev = dh*(F(1) - z) + dh_prev_linear + drh*r  # (B9) fork sum: via h (F8) + via rh (F5) + via a_z (F3) + via a_r (F1)
-                dh_next_buf[row, j] = dh_prev
+                da_r = dr*r*(_F(1) - r)  # (B8) through r, reset gate (F2)
+                _drh_buf[_n, _j] = drh
+                _da_z_row[_j] = da_z
+                _da_r_row[_j] = da_r
+        np.dot(np.ascontiguousarray(_dpre_seq[_t, :, :2*H]), _packed_h_prev, _dh_prev_linear_buf)  # (B9) [U_r; U_z]ᵀ @ the adjoints of a_r, a_z as one packed product
+        for _n in range(_N):
+            for _j in range(H):
+                _dh_prev_linear = _dh_prev_linear_buf[_n, _j]
+                dh = _dh_buf[_n, _j]
+                drh = _drh_buf[_n, _j]
+                r = _r_seq[_t, _n, _j]
+                z = _z_seq[_t, _n, _j]
+                dh_prev = _dh_prev_linear + dh*(_F(1) - z) + drh*r  # (B9) fork sum: via h (F8) + via rh (F5) + via a_z (F3) + via a_r (F1)
+                _dh_next_buf[_n, _j] = dh_prev
 
 
-def forward(x, params, state0=None):
+def forward(x, params, state=None):
     """Run the cell over a sequence.
 
     x: (T, N, D) float32 or float64; params: dict of PARAM_SHAPES arrays of the same dtype;
-    state0: dict of (N, size) initial states per STATES, zeros when None.
+    state: dict of (N, size) initial states per STATES, zeros when None.
     Returns (outputs, state, cache): outputs maps each name in OUTPUTS to its (T, N, size) values
     at every step, state the final states (N, size), cache what backward() needs.
     """
-    sizes = _check_forward(x, params, state0)
-    T, N, D, H = sizes["T"], sizes["N"], sizes["D"], sizes["H"]
-    dtype = x.dtype
-    packed_x = np.concatenate([params["W_r"], params["W_z"], params["W_h"]])  # (3*H, D): [W_r; W_z; W_h], one GEMM instead of 3
-    packed_h_prev = np.concatenate([params["U_r"], params["U_z"]])  # (2*H, H): [U_r; U_z], one GEMM instead of 2
-    packed_rh = params["U_h"]  # (H, H)
-    proj_x = (_matmul(x.reshape(T * N, D), packed_x.T)).reshape(T, N, 3*H)  # (F1, F3, F6) the products with x of every step: one GEMM over T*N rows
-    packed_h_prev_T = np.ascontiguousarray(packed_h_prev.T)  # a contiguous transpose: the per-step GEMM is faster on it than on the view
-    packed_rh_T = np.ascontiguousarray(packed_rh.T)  # a contiguous transpose: the per-step GEMM is faster on it than on the view
-    h_seq = np.empty((T + 1, N, H), dtype)  # h<0>, ..., h<T>
-    h_seq[0] = 0 if state0 is None else state0["h"]
-    r_seq = np.empty((T, N, H), dtype)  # saved for the backward pass
-    z_seq = np.empty((T, N, H), dtype)  # saved for the backward pass
-    rh_seq = np.empty((T, N, H), dtype)  # saved for the backward pass
-    n_seq = np.empty((T, N, H), dtype)  # saved for the backward pass
-    proj_h_prev = np.empty((N, 2*H), dtype)  # one step's recurrent products
-    proj_rh = np.empty((N, H), dtype)  # one step's recurrent products
-    _forward_steps(T, N, H, h_seq, packed_h_prev_T, proj_h_prev, proj_x, r_seq, z_seq, rh_seq, packed_rh_T, proj_rh, n_seq)
-    outputs = {"h": h_seq[1:]}
-    state = {"h": h_seq[T]}
-    cache = {"x": x, "packed_x": packed_x, "packed_h_prev": packed_h_prev, "packed_rh": packed_rh, "h_seq": h_seq, "r_seq": r_seq, "z_seq": z_seq, "rh_seq": rh_seq, "n_seq": n_seq, "params": params}
-    return outputs, state, cache
+    _x_seq, _params, _state0 = x, params, state   # generated names start with _: a spec name never shadows them
+    _sizes = _check_forward(_x_seq, _params, _state0)
+    _T, _N, D, H = _sizes["_T"], _sizes["_N"], _sizes["D"], _sizes["H"]
+    _dtype = _x_seq.dtype
+    _packed_x = np.concatenate([_params["W_r"], _params["W_z"], _params["W_h"]])  # (3*H, D): [W_r; W_z; W_h], one GEMM instead of 3
+    _packed_h_prev = np.concatenate([_params["U_r"], _params["U_z"]])  # (2*H, H): [U_r; U_z], one GEMM instead of 2
+    _packed_rh = _params["U_h"]  # (H, H)
+    _proj_x = (_matmul(_x_seq.reshape(_T * _N, D), _packed_x.T)).reshape(_T, _N, 3*H)  # (F1, F3, F6) the products with x of every step: one GEMM over T*N rows
+    _packed_h_prev_T = np.ascontiguousarray(_packed_h_prev.T)  # a contiguous transpose: the per-step GEMM is faster on it than on the view
+    _packed_rh_T = np.ascontiguousarray(_packed_rh.T)  # a contiguous transpose: the per-step GEMM is faster on it than on the view
+    _h_seq = np.empty((_T + 1, _N, H), _dtype)  # h<0>, ..., h<T>
+    _h_seq[0] = 0 if _state0 is None else _state0["h"]
+    _r_seq = np.empty((_T, _N, H), _dtype)  # saved for the backward pass
+    _z_seq = np.empty((_T, _N, H), _dtype)  # saved for the backward pass
+    _rh_seq = np.empty((_T, _N, H), _dtype)  # saved for the backward pass
+    _n_seq = np.empty((_T, _N, H), _dtype)  # saved for the backward pass
+    _proj_h_prev = np.empty((_N, 2*H), _dtype)  # one step's recurrent products
+    _proj_rh = np.empty((_N, H), _dtype)  # one step's recurrent products
+    _forward_steps(_T, _N, H, _h_seq, _packed_h_prev_T, _proj_h_prev, _proj_x, _r_seq, _z_seq, _rh_seq, _packed_rh_T, _proj_rh, _n_seq)
+    _outputs = {"h": _h_seq[1:]}
+    _state = {"h": _h_seq[_T]}
+    _cache = {"x": _x_seq, "_packed_x": _packed_x, "_packed_h_prev": _packed_h_prev, "_packed_rh": _packed_rh, "_h_seq": _h_seq, "_r_seq": _r_seq, "_z_seq": _z_seq, "_rh_seq": _rh_seq, "_n_seq": _n_seq, "params": _params}
+    return _outputs, _state, _cache
 
 
 def backward(d_outputs, cache, d_state=None):
@@ -317,41 +318,42 @@ def backward(d_outputs, cache, d_state=None):
     Returns grads: every parameter by name (its shape), "x" (T, N, D) and each
     initial state by its name in STATES (N, size).
     """
-    sizes = _check_backward(d_outputs, cache, d_state)
-    T, N, D, H = sizes["T"], sizes["N"], sizes["D"], sizes["H"]
-    params = cache["params"]
-    dtype = params["W_r"].dtype
-    x = cache["x"]
-    packed_x = cache["packed_x"]
-    packed_h_prev = cache["packed_h_prev"]
-    packed_rh = cache["packed_rh"]
-    h_seq = cache["h_seq"]
-    r_seq = cache["r_seq"]
-    z_seq = cache["z_seq"]
-    rh_seq = cache["rh_seq"]
-    n_seq = cache["n_seq"]
-    dh_out_seq = np.ascontiguousarray(d_outputs["h"])
-    dh_next_buf = np.zeros((N, H), dtype) if d_state is None else d_state["h"].copy()
-    dpre_seq = np.empty((T, N, 3*H), dtype)  # da_r, da_z, da_n of every step
-    dh_prev_linear_buf = np.empty((N, H), dtype)  # one step's values between fused loops
-    drh_linear_buf = np.empty((N, H), dtype)  # one step's values between fused loops
-    dh_buf = np.empty((N, H), dtype)  # one step's values between fused loops
-    drh_buf = np.empty((N, H), dtype)  # one step's values between fused loops
-    _backward_steps(T, N, H, dh_next_buf, dh_out_seq, z_seq, n_seq, dh_buf, dpre_seq, packed_rh, drh_linear_buf, h_seq, r_seq, drh_buf, packed_h_prev, dh_prev_linear_buf)
-    dpre_flat = dpre_seq.reshape(T * N, 3*H)  # every step's da_r, da_z, da_n as rows
-    dpacked_x = _matmul(dpre_flat.T, x.reshape(T * N, D))  # gradients of W_r, W_z, W_h, summed over steps and batch
-    dx = (_matmul(dpre_flat, packed_x)).reshape(T, N, D)  # (B10) for every step at once, one GEMM
-    dpre_h_prev = np.ascontiguousarray(dpre_flat[:, :2*H])  # (T*N, 2*H): the adjoints of a_r, a_z, copied once: Numba's np.dot takes only contiguous arrays
-    dpacked_h_prev = _matmul(dpre_h_prev.T, h_seq[:-1].reshape(T * N, H))  # gradients of U_r, U_z, summed over steps and batch
-    dpre_rh = np.ascontiguousarray(dpre_flat[:, 2*H:3*H])  # (T*N, H): the adjoints of a_n, copied once: Numba's np.dot takes only contiguous arrays
-    dpacked_rh = _matmul(dpre_rh.T, rh_seq.reshape(T * N, H))  # gradients of U_h, summed over steps and batch
+    _d_outputs, _cache, _d_state = d_outputs, cache, d_state   # a spec name never shadows them
+    _sizes = _check_backward(_d_outputs, _cache, _d_state)
+    _T, _N, D, H = _sizes["_T"], _sizes["_N"], _sizes["D"], _sizes["H"]
+    _params = _cache["params"]
+    _dtype = _params["W_r"].dtype
+    _x_seq = _cache["x"]
+    _packed_x = _cache["_packed_x"]
+    _packed_h_prev = _cache["_packed_h_prev"]
+    _packed_rh = _cache["_packed_rh"]
+    _h_seq = _cache["_h_seq"]
+    _r_seq = _cache["_r_seq"]
+    _z_seq = _cache["_z_seq"]
+    _rh_seq = _cache["_rh_seq"]
+    _n_seq = _cache["_n_seq"]
+    _dh_out_seq = np.ascontiguousarray(_d_outputs["h"])
+    _dh_next_buf = np.zeros((_N, H), _dtype) if _d_state is None else _d_state["h"].copy()
+    _dpre_seq = np.empty((_T, _N, 3*H), _dtype)  # da_r, da_z, da_n of every step
+    _dh_prev_linear_buf = np.empty((_N, H), _dtype)  # one step's values between fused loops
+    _drh_linear_buf = np.empty((_N, H), _dtype)  # one step's values between fused loops
+    _dh_buf = np.empty((_N, H), _dtype)  # one step's values between fused loops
+    _drh_buf = np.empty((_N, H), _dtype)  # one step's values between fused loops
+    _backward_steps(_T, _N, H, _dh_next_buf, _dh_out_seq, _z_seq, _n_seq, _dh_buf, _dpre_seq, _packed_rh, _drh_linear_buf, _h_seq, _r_seq, _drh_buf, _packed_h_prev, _dh_prev_linear_buf)
+    _dpre_flat = _dpre_seq.reshape(_T * _N, 3*H)  # every step's da_r, da_z, da_n as rows
+    _dpacked_x = _matmul(_dpre_flat.T, _x_seq.reshape(_T * _N, D))  # gradients of W_r, W_z, W_h, summed over steps and batch
+    dx = (_matmul(_dpre_flat, _packed_x)).reshape(_T, _N, D)  # (B10) for every step at once, one GEMM
+    _dpre_h_prev = np.ascontiguousarray(_dpre_flat[:, :2*H])  # (T*N, 2*H): the adjoints of a_r, a_z, copied once: Numba's np.dot takes only contiguous arrays
+    _dpacked_h_prev = _matmul(_dpre_h_prev.T, _h_seq[:-1].reshape(_T * _N, H))  # gradients of U_r, U_z, summed over steps and batch
+    _dpre_rh = np.ascontiguousarray(_dpre_flat[:, 2*H:3*H])  # (T*N, H): the adjoints of a_n, copied once: Numba's np.dot takes only contiguous arrays
+    _dpacked_rh = _matmul(_dpre_rh.T, _rh_seq.reshape(_T * _N, H))  # gradients of U_h, summed over steps and batch
     return {
-        "W_r": dpacked_x[:H],  # (B11)
-        "U_r": dpacked_h_prev[:H],  # (B12)
-        "W_z": dpacked_x[H:2*H],  # (B13)
-        "U_z": dpacked_h_prev[H:2*H],  # (B14)
-        "W_h": dpacked_x[2*H:3*H],  # (B15)
-        "U_h": dpacked_rh,  # (B16)
+        "W_r": _dpacked_x[:H],  # (B11)
+        "U_r": _dpacked_h_prev[:H],  # (B12)
+        "W_z": _dpacked_x[H:2*H],  # (B13)
+        "U_z": _dpacked_h_prev[H:2*H],  # (B14)
+        "W_h": _dpacked_x[2*H:3*H],  # (B15)
+        "U_h": _dpacked_rh,  # (B16)
         "x": dx,  # (B10)
-        "h": dh_next_buf,  # (B9)
+        "h": _dh_next_buf,  # (B9)
     }

@@ -57,7 +57,7 @@ DTYPES = (np.float32, np.float64)
 # where each size is read: (parameter, axis)
 _SIZE_OF = {"H": ("W_r", 0)}
 # what forward() puts in the cache
-_CACHE_KEYS = ("x", "packed_x", "packed_h_prev", "packed_rh", "h_seq", "r_seq", "z_seq", "rh_seq", "n_seq", "params")
+_CACHE_KEYS = ("x", "_packed_x", "_packed_h_prev", "_packed_rh", "_h_seq", "_r_seq", "_z_seq", "_rh_seq", "_n_seq", "params")
 
 
 def init_params(input_size, hidden_size, seed=0, dtype=np.float64):
@@ -88,13 +88,13 @@ def _check_names(label, given, expected):
 
 
 def _check_forward(x, params, state0):
-    """Check the arguments of forward(); return the sizes by name (T, N and the spec's)."""
+    """Check the arguments of forward(); return the sizes by name (_T, _N and the spec's)."""
     if not isinstance(x, np.ndarray) or x.ndim != 3:
         raise ValueError("x must be a (T, N, D) numpy array (time-major)")
     if x.dtype not in DTYPES:
         raise TypeError(f"x has dtype {x.dtype}: use float32 or float64")
     _check_names("params", params, PARAM_SHAPES)
-    sizes = {"T": x.shape[0], "N": x.shape[1], "D": x.shape[2]}
+    sizes = {"_T": x.shape[0], "_N": x.shape[1], "D": x.shape[2]}
     for size, (name, axis) in _SIZE_OF.items():
         value = params[name]
         if not isinstance(value, np.ndarray) or value.ndim != len(PARAM_SHAPES[name]):
@@ -103,9 +103,9 @@ def _check_forward(x, params, state0):
     for name, shape in PARAM_SHAPES.items():
         _check_array(f"params[{name!r}]", params[name], [sizes[s] for s in shape], x.dtype)
     if state0 is not None:
-        _check_names("state0", state0, STATES)
+        _check_names("state", state0, STATES)
         for name, size in STATES.items():
-            _check_array(f"state0[{name!r}]", state0[name], (sizes["N"], sizes[size]), x.dtype)
+            _check_array(f"state[{name!r}]", state0[name], (sizes["_N"], sizes[size]), x.dtype)
     return sizes
 
 
@@ -116,11 +116,11 @@ def _check_backward(d_outputs, cache, d_state):
     sizes = _check_forward(x, params, None)
     _check_names("d_outputs", d_outputs, OUTPUTS)
     for name, size in OUTPUTS.items():
-        _check_array(f"d_outputs[{name!r}]", d_outputs[name], (sizes["T"], sizes["N"], sizes[size]), x.dtype)
+        _check_array(f"d_outputs[{name!r}]", d_outputs[name], (sizes["_T"], sizes["_N"], sizes[size]), x.dtype)
     if d_state is not None:
         _check_names("d_state", d_state, STATES)
         for name, size in STATES.items():
-            _check_array(f"d_state[{name!r}]", d_state[name], (sizes["N"], sizes[size]), x.dtype)
+            _check_array(f"d_state[{name!r}]", d_state[name], (sizes["_N"], sizes[size]), x.dtype)
     return sizes
 
 
@@ -130,45 +130,46 @@ def _sigmoid(z):
     return 0.5 + 0.5 * np.tanh(0.5 * z)
 
 
-def forward(x, params, state0=None):
+def forward(x, params, state=None):
     """Run the cell over a sequence.
 
     x: (T, N, D) float32 or float64; params: dict of PARAM_SHAPES arrays of the same dtype;
-    state0: dict of (N, size) initial states per STATES, zeros when None.
+    state: dict of (N, size) initial states per STATES, zeros when None.
     Returns (outputs, state, cache): outputs maps each name in OUTPUTS to its (T, N, size) values
     at every step, state the final states (N, size), cache what backward() needs.
     """
-    sizes = _check_forward(x, params, state0)
-    T, N, D, H = sizes["T"], sizes["N"], sizes["D"], sizes["H"]
-    dtype = x.dtype
-    packed_x = np.concatenate([params["W_r"], params["W_z"], params["W_h"]])  # (3*H, D): [W_r; W_z; W_h], one GEMM instead of 3
-    packed_h_prev = np.concatenate([params["U_r"], params["U_z"]])  # (2*H, H): [U_r; U_z], one GEMM instead of 2
-    packed_rh = params["U_h"]  # (H, H)
-    proj_x = (x.reshape(T * N, D) @ packed_x.T).reshape(T, N, 3*H)  # (F1, F3, F6) the products with x of every step: one GEMM over T*N rows
-    packed_h_prev_T = np.ascontiguousarray(packed_h_prev.T)  # a contiguous transpose: the per-step GEMM is faster on it than on the view
-    packed_rh_T = np.ascontiguousarray(packed_rh.T)  # a contiguous transpose: the per-step GEMM is faster on it than on the view
-    h_seq = np.empty((T + 1, N, H), dtype)  # h<0>, ..., h<T>
-    h_seq[0] = 0 if state0 is None else state0["h"]
-    r_seq = np.empty((T, N, H), dtype)  # saved for the backward pass
-    z_seq = np.empty((T, N, H), dtype)  # saved for the backward pass
-    rh_seq = np.empty((T, N, H), dtype)  # saved for the backward pass
-    n_seq = np.empty((T, N, H), dtype)  # saved for the backward pass
-    for t in range(T):
-        h_prev = h_seq[t]
-        proj_h_prev = h_prev @ packed_h_prev_T  # (F1) [U_r; U_z] @ h_prev as one packed product
-        a_r = proj_h_prev[:, :H] + proj_x[t, :, :H]  # (F1) pre-activation of r
-        r_seq[t] = r = _sigmoid(a_r)  # (F2) reset gate
-        a_z = proj_h_prev[:, H:2*H] + proj_x[t, :, H:2*H]  # (F3) pre-activation of z
-        z_seq[t] = z = _sigmoid(a_z)  # (F4) update gate
-        rh_seq[t] = rh = h_prev*r  # (F5) reset applied before the product
-        proj_rh = rh @ packed_rh_T  # (F6) U_h @ rh
-        a_n = proj_rh + proj_x[t, :, 2*H:3*H]  # (F6) pre-activation of n
-        n_seq[t] = n = np.tanh(a_n)  # (F7) candidate state (h tilde)
-        h_seq[t + 1] = h = h_prev*(1 - z) + n*z  # (F8) new hidden state
-    outputs = {"h": h_seq[1:]}
-    state = {"h": h_seq[T]}
-    cache = {"x": x, "packed_x": packed_x, "packed_h_prev": packed_h_prev, "packed_rh": packed_rh, "h_seq": h_seq, "r_seq": r_seq, "z_seq": z_seq, "rh_seq": rh_seq, "n_seq": n_seq, "params": params}
-    return outputs, state, cache
+    _x_seq, _params, _state0 = x, params, state   # generated names start with _: a spec name never shadows them
+    _sizes = _check_forward(_x_seq, _params, _state0)
+    _T, _N, D, H = _sizes["_T"], _sizes["_N"], _sizes["D"], _sizes["H"]
+    _dtype = _x_seq.dtype
+    _packed_x = np.concatenate([_params["W_r"], _params["W_z"], _params["W_h"]])  # (3*H, D): [W_r; W_z; W_h], one GEMM instead of 3
+    _packed_h_prev = np.concatenate([_params["U_r"], _params["U_z"]])  # (2*H, H): [U_r; U_z], one GEMM instead of 2
+    _packed_rh = _params["U_h"]  # (H, H)
+    _proj_x = (_x_seq.reshape(_T * _N, D) @ _packed_x.T).reshape(_T, _N, 3*H)  # (F1, F3, F6) the products with x of every step: one GEMM over T*N rows
+    _packed_h_prev_T = np.ascontiguousarray(_packed_h_prev.T)  # a contiguous transpose: the per-step GEMM is faster on it than on the view
+    _packed_rh_T = np.ascontiguousarray(_packed_rh.T)  # a contiguous transpose: the per-step GEMM is faster on it than on the view
+    _h_seq = np.empty((_T + 1, _N, H), _dtype)  # h<0>, ..., h<T>
+    _h_seq[0] = 0 if _state0 is None else _state0["h"]
+    _r_seq = np.empty((_T, _N, H), _dtype)  # saved for the backward pass
+    _z_seq = np.empty((_T, _N, H), _dtype)  # saved for the backward pass
+    _rh_seq = np.empty((_T, _N, H), _dtype)  # saved for the backward pass
+    _n_seq = np.empty((_T, _N, H), _dtype)  # saved for the backward pass
+    for _t in range(_T):
+        h_prev = _h_seq[_t]
+        _proj_h_prev = h_prev @ _packed_h_prev_T  # (F1) [U_r; U_z] @ h_prev as one packed product
+        a_r = _proj_h_prev[:, :H] + _proj_x[_t, :, :H]  # (F1) pre-activation of r
+        _r_seq[_t] = r = _sigmoid(a_r)  # (F2) reset gate
+        a_z = _proj_h_prev[:, H:2*H] + _proj_x[_t, :, H:2*H]  # (F3) pre-activation of z
+        _z_seq[_t] = z = _sigmoid(a_z)  # (F4) update gate
+        _rh_seq[_t] = rh = h_prev*r  # (F5) reset applied before the product
+        _proj_rh = rh @ _packed_rh_T  # (F6) U_h @ rh
+        a_n = _proj_rh + _proj_x[_t, :, 2*H:3*H]  # (F6) pre-activation of n
+        _n_seq[_t] = n = np.tanh(a_n)  # (F7) candidate state (h tilde)
+        _h_seq[_t + 1] = h = h_prev*(1 - z) + n*z  # (F8) new hidden state
+    _outputs = {"h": _h_seq[1:]}
+    _state = {"h": _h_seq[_T]}
+    _cache = {"x": _x_seq, "_packed_x": _packed_x, "_packed_h_prev": _packed_h_prev, "_packed_rh": _packed_rh, "_h_seq": _h_seq, "_r_seq": _r_seq, "_z_seq": _z_seq, "_rh_seq": _rh_seq, "_n_seq": _n_seq, "params": _params}
+    return _outputs, _state, _cache
 
 
 def backward(d_outputs, cache, d_state=None):
@@ -180,52 +181,53 @@ def backward(d_outputs, cache, d_state=None):
     Returns grads: every parameter by name (its shape), "x" (T, N, D) and each
     initial state by its name in STATES (N, size).
     """
-    sizes = _check_backward(d_outputs, cache, d_state)
-    T, N, D, H = sizes["T"], sizes["N"], sizes["D"], sizes["H"]
-    params = cache["params"]
-    dtype = params["W_r"].dtype
-    x = cache["x"]
-    packed_x = cache["packed_x"]
-    packed_h_prev = cache["packed_h_prev"]
-    packed_rh = cache["packed_rh"]
-    h_seq = cache["h_seq"]
-    r_seq = cache["r_seq"]
-    z_seq = cache["z_seq"]
-    rh_seq = cache["rh_seq"]
-    n_seq = cache["n_seq"]
-    dh_out_seq = d_outputs["h"]
-    dh_next = np.zeros((N, H), dtype) if d_state is None else d_state["h"]
-    dpre_seq = np.empty((T, N, 3*H), dtype)  # da_r, da_z, da_n of every step
-    for t in reversed(range(T)):
-        dh_out = dh_out_seq[t]
-        z = z_seq[t]
-        n = n_seq[t]
-        h_prev = h_seq[t]
-        r = r_seq[t]
+    _d_outputs, _cache, _d_state = d_outputs, cache, d_state   # a spec name never shadows them
+    _sizes = _check_backward(_d_outputs, _cache, _d_state)
+    _T, _N, D, H = _sizes["_T"], _sizes["_N"], _sizes["D"], _sizes["H"]
+    _params = _cache["params"]
+    _dtype = _params["W_r"].dtype
+    _x_seq = _cache["x"]
+    _packed_x = _cache["_packed_x"]
+    _packed_h_prev = _cache["_packed_h_prev"]
+    _packed_rh = _cache["_packed_rh"]
+    _h_seq = _cache["_h_seq"]
+    _r_seq = _cache["_r_seq"]
+    _z_seq = _cache["_z_seq"]
+    _rh_seq = _cache["_rh_seq"]
+    _n_seq = _cache["_n_seq"]
+    _dh_out_seq = _d_outputs["h"]
+    dh_next = np.zeros((_N, H), _dtype) if _d_state is None else _d_state["h"]
+    _dpre_seq = np.empty((_T, _N, 3*H), _dtype)  # da_r, da_z, da_n of every step
+    for _t in reversed(range(_T)):
+        dh_out = _dh_out_seq[_t]
+        z = _z_seq[_t]
+        n = _n_seq[_t]
+        h_prev = _h_seq[_t]
+        r = _r_seq[_t]
         dh = dh_next + dh_out  # (B1) fork sum: loss + next step
         dn = dh*z  # (B2) through h, new hidden state (F8)
-        dpre_seq[t, :, 2*H:3*H] = da_n = dn*(1 - n**2)  # (B3) through n, candidate state (h tilde) (F7)
-        drh = dpre_seq[t, :, 2*H:3*H] @ packed_rh  # (B4) through a_n (F6)
+        _dpre_seq[_t, :, 2*H:3*H] = da_n = dn*(1 - n**2)  # (B3) through n, candidate state (h tilde) (F7)
+        drh = _dpre_seq[_t, :, 2*H:3*H] @ _packed_rh  # (B4) through a_n (F6)
         dz = dh*(-h_prev + n)  # (B5) through h, new hidden state (F8)
-        dpre_seq[t, :, H:2*H] = da_z = dz*z*(1 - z)  # (B6) through z, update gate (F4)
+        _dpre_seq[_t, :, H:2*H] = da_z = dz*z*(1 - z)  # (B6) through z, update gate (F4)
         dr = drh*h_prev  # (B7) through rh, reset applied before the product (F5)
-        dpre_seq[t, :, :H] = da_r = dr*r*(1 - r)  # (B8) through r, reset gate (F2)
-        dh_prev = dh*(1 - z) + (dpre_seq[t, :, :2*H] @ packed_h_prev) + drh*r  # (B9) fork sum: via h (F8) + via rh (F5) + via a_z (F3) + via a_r (F1)
+        _dpre_seq[_t, :, :H] = da_r = dr*r*(1 - r)  # (B8) through r, reset gate (F2)
+        dh_prev = (_dpre_seq[_t, :, :2*H] @ _packed_h_prev) + dh*(1 - z) + drh*r  # (B9) fork sum: via h (F8) + via rh (F5) + via a_z (F3) + via a_r (F1)
         dh_next = dh_prev
-    dpre_flat = dpre_seq.reshape(T * N, 3*H)  # every step's da_r, da_z, da_n as rows
-    dpacked_x = dpre_flat.T @ x.reshape(T * N, D)  # gradients of W_r, W_z, W_h, summed over steps and batch
-    dx = (dpre_flat @ packed_x).reshape(T, N, D)  # (B10) for every step at once, one GEMM
-    dpre_h_prev = dpre_flat[:, :2*H]  # (T*N, 2*H): the adjoints of a_r, a_z
-    dpacked_h_prev = dpre_h_prev.T @ h_seq[:-1].reshape(T * N, H)  # gradients of U_r, U_z, summed over steps and batch
-    dpre_rh = dpre_flat[:, 2*H:3*H]  # (T*N, H): the adjoints of a_n
-    dpacked_rh = dpre_rh.T @ rh_seq.reshape(T * N, H)  # gradients of U_h, summed over steps and batch
+    _dpre_flat = _dpre_seq.reshape(_T * _N, 3*H)  # every step's da_r, da_z, da_n as rows
+    _dpacked_x = _dpre_flat.T @ _x_seq.reshape(_T * _N, D)  # gradients of W_r, W_z, W_h, summed over steps and batch
+    dx = (_dpre_flat @ _packed_x).reshape(_T, _N, D)  # (B10) for every step at once, one GEMM
+    _dpre_h_prev = _dpre_flat[:, :2*H]  # (T*N, 2*H): the adjoints of a_r, a_z
+    _dpacked_h_prev = _dpre_h_prev.T @ _h_seq[:-1].reshape(_T * _N, H)  # gradients of U_r, U_z, summed over steps and batch
+    _dpre_rh = _dpre_flat[:, 2*H:3*H]  # (T*N, H): the adjoints of a_n
+    _dpacked_rh = _dpre_rh.T @ _rh_seq.reshape(_T * _N, H)  # gradients of U_h, summed over steps and batch
     return {
-        "W_r": dpacked_x[:H],  # (B11)
-        "U_r": dpacked_h_prev[:H],  # (B12)
-        "W_z": dpacked_x[H:2*H],  # (B13)
-        "U_z": dpacked_h_prev[H:2*H],  # (B14)
-        "W_h": dpacked_x[2*H:3*H],  # (B15)
-        "U_h": dpacked_rh,  # (B16)
+        "W_r": _dpacked_x[:H],  # (B11)
+        "U_r": _dpacked_h_prev[:H],  # (B12)
+        "W_z": _dpacked_x[H:2*H],  # (B13)
+        "U_z": _dpacked_h_prev[H:2*H],  # (B14)
+        "W_h": _dpacked_x[2*H:3*H],  # (B15)
+        "U_h": _dpacked_rh,  # (B16)
         "x": dx,  # (B10)
         "h": dh_next,  # (B9)
     }

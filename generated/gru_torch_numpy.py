@@ -69,7 +69,7 @@ DTYPES = (np.float32, np.float64)
 # where each size is read: (parameter, axis)
 _SIZE_OF = {"H": ("W_ir", 0)}
 # what forward() puts in the cache
-_CACHE_KEYS = ("x", "packed_x", "packed_h_prev", "h_seq", "r_seq", "z_seq", "hn_seq", "n_seq", "params")
+_CACHE_KEYS = ("x", "_packed_x", "_packed_h_prev", "_h_seq", "_r_seq", "_z_seq", "_hn_seq", "_n_seq", "params")
 
 
 def init_params(input_size, hidden_size, seed=0, dtype=np.float64):
@@ -100,13 +100,13 @@ def _check_names(label, given, expected):
 
 
 def _check_forward(x, params, state0):
-    """Check the arguments of forward(); return the sizes by name (T, N and the spec's)."""
+    """Check the arguments of forward(); return the sizes by name (_T, _N and the spec's)."""
     if not isinstance(x, np.ndarray) or x.ndim != 3:
         raise ValueError("x must be a (T, N, D) numpy array (time-major)")
     if x.dtype not in DTYPES:
         raise TypeError(f"x has dtype {x.dtype}: use float32 or float64")
     _check_names("params", params, PARAM_SHAPES)
-    sizes = {"T": x.shape[0], "N": x.shape[1], "D": x.shape[2]}
+    sizes = {"_T": x.shape[0], "_N": x.shape[1], "D": x.shape[2]}
     for size, (name, axis) in _SIZE_OF.items():
         value = params[name]
         if not isinstance(value, np.ndarray) or value.ndim != len(PARAM_SHAPES[name]):
@@ -115,9 +115,9 @@ def _check_forward(x, params, state0):
     for name, shape in PARAM_SHAPES.items():
         _check_array(f"params[{name!r}]", params[name], [sizes[s] for s in shape], x.dtype)
     if state0 is not None:
-        _check_names("state0", state0, STATES)
+        _check_names("state", state0, STATES)
         for name, size in STATES.items():
-            _check_array(f"state0[{name!r}]", state0[name], (sizes["N"], sizes[size]), x.dtype)
+            _check_array(f"state[{name!r}]", state0[name], (sizes["_N"], sizes[size]), x.dtype)
     return sizes
 
 
@@ -128,11 +128,11 @@ def _check_backward(d_outputs, cache, d_state):
     sizes = _check_forward(x, params, None)
     _check_names("d_outputs", d_outputs, OUTPUTS)
     for name, size in OUTPUTS.items():
-        _check_array(f"d_outputs[{name!r}]", d_outputs[name], (sizes["T"], sizes["N"], sizes[size]), x.dtype)
+        _check_array(f"d_outputs[{name!r}]", d_outputs[name], (sizes["_T"], sizes["_N"], sizes[size]), x.dtype)
     if d_state is not None:
         _check_names("d_state", d_state, STATES)
         for name, size in STATES.items():
-            _check_array(f"d_state[{name!r}]", d_state[name], (sizes["N"], sizes[size]), x.dtype)
+            _check_array(f"d_state[{name!r}]", d_state[name], (sizes["_N"], sizes[size]), x.dtype)
     return sizes
 
 
@@ -142,44 +142,45 @@ def _sigmoid(z):
     return 0.5 + 0.5 * np.tanh(0.5 * z)
 
 
-def forward(x, params, state0=None):
+def forward(x, params, state=None):
     """Run the cell over a sequence.
 
     x: (T, N, D) float32 or float64; params: dict of PARAM_SHAPES arrays of the same dtype;
-    state0: dict of (N, size) initial states per STATES, zeros when None.
+    state: dict of (N, size) initial states per STATES, zeros when None.
     Returns (outputs, state, cache): outputs maps each name in OUTPUTS to its (T, N, size) values
     at every step, state the final states (N, size), cache what backward() needs.
     """
-    sizes = _check_forward(x, params, state0)
-    T, N, D, H = sizes["T"], sizes["N"], sizes["D"], sizes["H"]
-    dtype = x.dtype
-    packed_x = np.concatenate([params["W_ir"], params["W_iz"], params["W_in"]])  # (3*H, D): [W_ir; W_iz; W_in], one GEMM instead of 3
-    packed_h_prev = np.concatenate([params["W_hn"], params["W_hr"], params["W_hz"]])  # (3*H, H): [W_hn; W_hr; W_hz], one GEMM instead of 3
-    proj_x = (x.reshape(T * N, D) @ packed_x.T).reshape(T, N, 3*H)  # (F1, F3, F6) the products with x of every step: one GEMM over T*N rows
-    proj_x += np.concatenate([params["b_hr"] + params["b_ir"], params["b_hz"] + params["b_iz"], params["b_in"]])  # biases of the same equations, added once for all steps
-    packed_h_prev_T = np.ascontiguousarray(packed_h_prev.T)  # a contiguous transpose: the per-step GEMM is faster on it than on the view
-    b_hn = params["b_hn"]
-    h_seq = np.empty((T + 1, N, H), dtype)  # h<0>, ..., h<T>
-    h_seq[0] = 0 if state0 is None else state0["h"]
-    r_seq = np.empty((T, N, H), dtype)  # saved for the backward pass
-    z_seq = np.empty((T, N, H), dtype)  # saved for the backward pass
-    hn_seq = np.empty((T, N, H), dtype)  # saved for the backward pass
-    n_seq = np.empty((T, N, H), dtype)  # saved for the backward pass
-    for t in range(T):
-        h_prev = h_seq[t]
-        proj_h_prev = h_prev @ packed_h_prev_T  # (F1) [W_hn; W_hr; W_hz] @ h_prev as one packed product
-        a_r = proj_h_prev[:, H:2*H] + proj_x[t, :, :H]  # (F1) pre-activation of r
-        r_seq[t] = r = _sigmoid(a_r)  # (F2) reset gate
-        a_z = proj_h_prev[:, 2*H:3*H] + proj_x[t, :, H:2*H]  # (F3) pre-activation of z
-        z_seq[t] = z = _sigmoid(a_z)  # (F4) update gate
-        hn_seq[t] = hn = proj_h_prev[:, :H] + b_hn  # (F5) recurrent part of the candidate
-        a_n = proj_x[t, :, 2*H:3*H] + hn*r  # (F6) pre-activation of n
-        n_seq[t] = n = np.tanh(a_n)  # (F7) candidate: reset applied after the product
-        h_seq[t + 1] = h = h_prev*z + n*(1 - z)  # (F8) new hidden state
-    outputs = {"h": h_seq[1:]}
-    state = {"h": h_seq[T]}
-    cache = {"x": x, "packed_x": packed_x, "packed_h_prev": packed_h_prev, "h_seq": h_seq, "r_seq": r_seq, "z_seq": z_seq, "hn_seq": hn_seq, "n_seq": n_seq, "params": params}
-    return outputs, state, cache
+    _x_seq, _params, _state0 = x, params, state   # generated names start with _: a spec name never shadows them
+    _sizes = _check_forward(_x_seq, _params, _state0)
+    _T, _N, D, H = _sizes["_T"], _sizes["_N"], _sizes["D"], _sizes["H"]
+    _dtype = _x_seq.dtype
+    _packed_x = np.concatenate([_params["W_ir"], _params["W_iz"], _params["W_in"]])  # (3*H, D): [W_ir; W_iz; W_in], one GEMM instead of 3
+    _packed_h_prev = np.concatenate([_params["W_hn"], _params["W_hr"], _params["W_hz"]])  # (3*H, H): [W_hn; W_hr; W_hz], one GEMM instead of 3
+    _proj_x = (_x_seq.reshape(_T * _N, D) @ _packed_x.T).reshape(_T, _N, 3*H)  # (F1, F3, F6) the products with x of every step: one GEMM over T*N rows
+    _proj_x += np.concatenate([_params["b_hr"] + _params["b_ir"], _params["b_hz"] + _params["b_iz"], _params["b_in"]])  # biases of the same equations, added once for all steps
+    _packed_h_prev_T = np.ascontiguousarray(_packed_h_prev.T)  # a contiguous transpose: the per-step GEMM is faster on it than on the view
+    b_hn = _params["b_hn"]
+    _h_seq = np.empty((_T + 1, _N, H), _dtype)  # h<0>, ..., h<T>
+    _h_seq[0] = 0 if _state0 is None else _state0["h"]
+    _r_seq = np.empty((_T, _N, H), _dtype)  # saved for the backward pass
+    _z_seq = np.empty((_T, _N, H), _dtype)  # saved for the backward pass
+    _hn_seq = np.empty((_T, _N, H), _dtype)  # saved for the backward pass
+    _n_seq = np.empty((_T, _N, H), _dtype)  # saved for the backward pass
+    for _t in range(_T):
+        h_prev = _h_seq[_t]
+        _proj_h_prev = h_prev @ _packed_h_prev_T  # (F1) [W_hn; W_hr; W_hz] @ h_prev as one packed product
+        a_r = _proj_h_prev[:, H:2*H] + _proj_x[_t, :, :H]  # (F1) pre-activation of r
+        _r_seq[_t] = r = _sigmoid(a_r)  # (F2) reset gate
+        a_z = _proj_h_prev[:, 2*H:3*H] + _proj_x[_t, :, H:2*H]  # (F3) pre-activation of z
+        _z_seq[_t] = z = _sigmoid(a_z)  # (F4) update gate
+        _hn_seq[_t] = hn = _proj_h_prev[:, :H] + b_hn  # (F5) recurrent part of the candidate
+        a_n = _proj_x[_t, :, 2*H:3*H] + hn*r  # (F6) pre-activation of n
+        _n_seq[_t] = n = np.tanh(a_n)  # (F7) candidate: reset applied after the product
+        _h_seq[_t + 1] = h = h_prev*z + n*(1 - z)  # (F8) new hidden state
+    _outputs = {"h": _h_seq[1:]}
+    _state = {"h": _h_seq[_T]}
+    _cache = {"x": _x_seq, "_packed_x": _packed_x, "_packed_h_prev": _packed_h_prev, "_h_seq": _h_seq, "_r_seq": _r_seq, "_z_seq": _z_seq, "_hn_seq": _hn_seq, "_n_seq": _n_seq, "params": _params}
+    return _outputs, _state, _cache
 
 
 def backward(d_outputs, cache, d_state=None):
@@ -191,58 +192,59 @@ def backward(d_outputs, cache, d_state=None):
     Returns grads: every parameter by name (its shape), "x" (T, N, D) and each
     initial state by its name in STATES (N, size).
     """
-    sizes = _check_backward(d_outputs, cache, d_state)
-    T, N, D, H = sizes["T"], sizes["N"], sizes["D"], sizes["H"]
-    params = cache["params"]
-    dtype = params["W_ir"].dtype
-    x = cache["x"]
-    packed_x = cache["packed_x"]
-    packed_h_prev = cache["packed_h_prev"]
-    h_seq = cache["h_seq"]
-    r_seq = cache["r_seq"]
-    z_seq = cache["z_seq"]
-    hn_seq = cache["hn_seq"]
-    n_seq = cache["n_seq"]
-    dh_out_seq = d_outputs["h"]
-    dh_next = np.zeros((N, H), dtype) if d_state is None else d_state["h"]
-    dpre_seq = np.empty((T, N, 4*H), dtype)  # dhn, da_r, da_z, da_n of every step
-    for t in reversed(range(T)):
-        dh_out = dh_out_seq[t]
-        z = z_seq[t]
-        n = n_seq[t]
-        r = r_seq[t]
-        h_prev = h_seq[t]
-        hn = hn_seq[t]
+    _d_outputs, _cache, _d_state = d_outputs, cache, d_state   # a spec name never shadows them
+    _sizes = _check_backward(_d_outputs, _cache, _d_state)
+    _T, _N, D, H = _sizes["_T"], _sizes["_N"], _sizes["D"], _sizes["H"]
+    _params = _cache["params"]
+    _dtype = _params["W_ir"].dtype
+    _x_seq = _cache["x"]
+    _packed_x = _cache["_packed_x"]
+    _packed_h_prev = _cache["_packed_h_prev"]
+    _h_seq = _cache["_h_seq"]
+    _r_seq = _cache["_r_seq"]
+    _z_seq = _cache["_z_seq"]
+    _hn_seq = _cache["_hn_seq"]
+    _n_seq = _cache["_n_seq"]
+    _dh_out_seq = _d_outputs["h"]
+    dh_next = np.zeros((_N, H), _dtype) if _d_state is None else _d_state["h"]
+    _dpre_seq = np.empty((_T, _N, 4*H), _dtype)  # dhn, da_r, da_z, da_n of every step
+    for _t in reversed(range(_T)):
+        dh_out = _dh_out_seq[_t]
+        z = _z_seq[_t]
+        n = _n_seq[_t]
+        r = _r_seq[_t]
+        h_prev = _h_seq[_t]
+        hn = _hn_seq[_t]
         dh = dh_next + dh_out  # (B1) fork sum: loss + next step
         dn = dh*(1 - z)  # (B2) through h, new hidden state (F8)
-        dpre_seq[t, :, 3*H:4*H] = da_n = dn*(1 - n**2)  # (B3) through n, candidate: reset applied after the product (F7)
-        dpre_seq[t, :, :H] = dhn = da_n*r  # (B4) through a_n (F6)
+        _dpre_seq[_t, :, 3*H:4*H] = da_n = dn*(1 - n**2)  # (B3) through n, candidate: reset applied after the product (F7)
+        _dpre_seq[_t, :, :H] = dhn = da_n*r  # (B4) through a_n (F6)
         dz = dh*(h_prev - n)  # (B5) through h, new hidden state (F8)
-        dpre_seq[t, :, 2*H:3*H] = da_z = dz*z*(1 - z)  # (B6) through z, update gate (F4)
+        _dpre_seq[_t, :, 2*H:3*H] = da_z = dz*z*(1 - z)  # (B6) through z, update gate (F4)
         dr = da_n*hn  # (B7) through a_n (F6)
-        dpre_seq[t, :, H:2*H] = da_r = dr*r*(1 - r)  # (B8) through r, reset gate (F2)
-        dh_prev = dh*z + (dpre_seq[t, :, :3*H] @ packed_h_prev)  # (B9) fork sum: via h (F8) + via hn (F5) + via a_z (F3) + via a_r (F1)
+        _dpre_seq[_t, :, H:2*H] = da_r = dr*r*(1 - r)  # (B8) through r, reset gate (F2)
+        dh_prev = (_dpre_seq[_t, :, :3*H] @ _packed_h_prev) + dh*z  # (B9) fork sum: via h (F8) + via hn (F5) + via a_z (F3) + via a_r (F1)
         dh_next = dh_prev
-    dpre_flat = dpre_seq.reshape(T * N, 4*H)  # every step's dhn, da_r, da_z, da_n as rows
-    dpre_x = dpre_flat[:, H:4*H]  # (T*N, 3*H): the adjoints of a_r, a_z, a_n
-    dpacked_x = dpre_x.T @ x.reshape(T * N, D)  # gradients of W_ir, W_iz, W_in, summed over steps and batch
-    dx = (dpre_x @ packed_x).reshape(T, N, D)  # (B10) for every step at once, one GEMM
-    dpre_h_prev = dpre_flat[:, :3*H]  # (T*N, 3*H): the adjoints of hn, a_r, a_z
-    dpacked_h_prev = dpre_h_prev.T @ h_seq[:-1].reshape(T * N, H)  # gradients of W_hn, W_hr, W_hz, summed over steps and batch
-    dpre_sum = dpre_seq.sum(axis=(0, 1))  # bias gradients: sums over steps and batch
+    _dpre_flat = _dpre_seq.reshape(_T * _N, 4*H)  # every step's dhn, da_r, da_z, da_n as rows
+    _dpre_x = _dpre_flat[:, H:4*H]  # (T*N, 3*H): the adjoints of a_r, a_z, a_n
+    _dpacked_x = _dpre_x.T @ _x_seq.reshape(_T * _N, D)  # gradients of W_ir, W_iz, W_in, summed over steps and batch
+    dx = (_dpre_x @ _packed_x).reshape(_T, _N, D)  # (B10) for every step at once, one GEMM
+    _dpre_h_prev = _dpre_flat[:, :3*H]  # (T*N, 3*H): the adjoints of hn, a_r, a_z
+    _dpacked_h_prev = _dpre_h_prev.T @ _h_seq[:-1].reshape(_T * _N, H)  # gradients of W_hn, W_hr, W_hz, summed over steps and batch
+    _dpre_sum = _dpre_seq.sum(axis=(0, 1))  # bias gradients: sums over steps and batch
     return {
-        "W_ir": dpacked_x[:H],  # (B11)
-        "W_iz": dpacked_x[H:2*H],  # (B12)
-        "W_in": dpacked_x[2*H:3*H],  # (B13)
-        "W_hr": dpacked_h_prev[H:2*H],  # (B14)
-        "W_hz": dpacked_h_prev[2*H:3*H],  # (B15)
-        "W_hn": dpacked_h_prev[:H],  # (B16)
-        "b_ir": dpre_sum[H:2*H],  # (B17)
-        "b_iz": dpre_sum[2*H:3*H],  # (B18)
-        "b_in": dpre_sum[3*H:4*H],  # (B19)
-        "b_hr": dpre_sum[H:2*H],  # (B20)
-        "b_hz": dpre_sum[2*H:3*H],  # (B21)
-        "b_hn": dpre_sum[:H],  # (B22)
+        "W_ir": _dpacked_x[:H],  # (B11)
+        "W_iz": _dpacked_x[H:2*H],  # (B12)
+        "W_in": _dpacked_x[2*H:3*H],  # (B13)
+        "W_hr": _dpacked_h_prev[H:2*H],  # (B14)
+        "W_hz": _dpacked_h_prev[2*H:3*H],  # (B15)
+        "W_hn": _dpacked_h_prev[:H],  # (B16)
+        "b_ir": _dpre_sum[H:2*H],  # (B17)
+        "b_iz": _dpre_sum[2*H:3*H],  # (B18)
+        "b_in": _dpre_sum[3*H:4*H],  # (B19)
+        "b_hr": _dpre_sum[H:2*H],  # (B20)
+        "b_hz": _dpre_sum[2*H:3*H],  # (B21)
+        "b_hn": _dpre_sum[:H],  # (B22)
         "x": dx,  # (B10)
         "h": dh_next,  # (B9)
     }

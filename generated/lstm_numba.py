@@ -77,7 +77,7 @@ DTYPES = (np.float32, np.float64)
 # where each size is read: (parameter, axis)
 _SIZE_OF = {"H": ("W_i", 0)}
 # what forward() puts in the cache
-_CACHE_KEYS = ("x", "packed_x", "packed_h_prev", "h_seq", "c_seq", "i_seq", "f_seq", "g_seq", "o_seq", "params")
+_CACHE_KEYS = ("x", "_packed_x", "_packed_h_prev", "_h_seq", "_c_seq", "_i_seq", "_f_seq", "_g_seq", "_o_seq", "params")
 
 
 def init_params(input_size, hidden_size, seed=0, dtype=np.float64):
@@ -108,13 +108,13 @@ def _check_names(label, given, expected):
 
 
 def _check_forward(x, params, state0):
-    """Check the arguments of forward(); return the sizes by name (T, N and the spec's)."""
+    """Check the arguments of forward(); return the sizes by name (_T, _N and the spec's)."""
     if not isinstance(x, np.ndarray) or x.ndim != 3:
         raise ValueError("x must be a (T, N, D) numpy array (time-major)")
     if x.dtype not in DTYPES:
         raise TypeError(f"x has dtype {x.dtype}: use float32 or float64")
     _check_names("params", params, PARAM_SHAPES)
-    sizes = {"T": x.shape[0], "N": x.shape[1], "D": x.shape[2]}
+    sizes = {"_T": x.shape[0], "_N": x.shape[1], "D": x.shape[2]}
     for size, (name, axis) in _SIZE_OF.items():
         value = params[name]
         if not isinstance(value, np.ndarray) or value.ndim != len(PARAM_SHAPES[name]):
@@ -123,9 +123,9 @@ def _check_forward(x, params, state0):
     for name, shape in PARAM_SHAPES.items():
         _check_array(f"params[{name!r}]", params[name], [sizes[s] for s in shape], x.dtype)
     if state0 is not None:
-        _check_names("state0", state0, STATES)
+        _check_names("state", state0, STATES)
         for name, size in STATES.items():
-            _check_array(f"state0[{name!r}]", state0[name], (sizes["N"], sizes[size]), x.dtype)
+            _check_array(f"state[{name!r}]", state0[name], (sizes["_N"], sizes[size]), x.dtype)
     return sizes
 
 
@@ -136,11 +136,11 @@ def _check_backward(d_outputs, cache, d_state):
     sizes = _check_forward(x, params, None)
     _check_names("d_outputs", d_outputs, OUTPUTS)
     for name, size in OUTPUTS.items():
-        _check_array(f"d_outputs[{name!r}]", d_outputs[name], (sizes["T"], sizes["N"], sizes[size]), x.dtype)
+        _check_array(f"d_outputs[{name!r}]", d_outputs[name], (sizes["_T"], sizes["_N"], sizes[size]), x.dtype)
     if d_state is not None:
         _check_names("d_state", d_state, STATES)
         for name, size in STATES.items():
-            _check_array(f"d_state[{name!r}]", d_state[name], (sizes["N"], sizes[size]), x.dtype)
+            _check_array(f"d_state[{name!r}]", d_state[name], (sizes["_N"], sizes[size]), x.dtype)
     return sizes
 
 
@@ -217,109 +217,110 @@ def _matmul(a, b):
 
 
 @nb.njit(cache=True, error_model="numpy")
-def _forward_steps(T, N, H, h_seq, packed_h_prev_T, proj_h_prev, proj_x, c_seq, i_seq, f_seq, g_seq, o_seq):
+def _forward_steps(_T, _N, H, _h_seq, _packed_h_prev_T, _proj_h_prev, _proj_x, _c_seq, _i_seq, _f_seq, _g_seq, _o_seq):
     """The time loop: per step the recurrent products as one GEMM, then fused elementwise loops."""
-    for t in range(T):
-        np.dot(h_seq[t], packed_h_prev_T, proj_h_prev)  # (F1) [U_i; U_f; U_g; U_o] @ h_prev as one packed product
-        for n in range(N):
-            for j in range(H):
-                c_prev = c_seq[t, n, j]
-                a_i = proj_h_prev[n, j] + proj_x[t, n, j]  # (F1) pre-activation of i
+    for _t in range(_T):
+        np.dot(_h_seq[_t], _packed_h_prev_T, _proj_h_prev)  # (F1) [U_i; U_f; U_g; U_o] @ h_prev as one packed product
+        for _n in range(_N):
+            for _j in range(H):
+                c_prev = _c_seq[_t, _n, _j]
+                a_i = _proj_h_prev[_n, _j] + _proj_x[_t, _n, _j]  # (F1) pre-activation of i
                 i = _sigmoid(a_i)  # (F2) input gate
-                a_f = proj_h_prev[n, H + j] + proj_x[t, n, H + j]  # (F3) pre-activation of f
+                a_f = _proj_h_prev[_n, H + _j] + _proj_x[_t, _n, H + _j]  # (F3) pre-activation of f
                 f = _sigmoid(a_f)  # (F4) forget gate
-                a_g = proj_h_prev[n, 2*H + j] + proj_x[t, n, 2*H + j]  # (F5) pre-activation of g
+                a_g = _proj_h_prev[_n, 2*H + _j] + _proj_x[_t, _n, 2*H + _j]  # (F5) pre-activation of g
                 g = _tanh(a_g)  # (F6) candidate cell state
-                a_o = proj_h_prev[n, 3*H + j] + proj_x[t, n, 3*H + j]  # (F7) pre-activation of o
+                a_o = _proj_h_prev[_n, 3*H + _j] + _proj_x[_t, _n, 3*H + _j]  # (F7) pre-activation of o
                 o = _sigmoid(a_o)  # (F8) output gate
                 c = c_prev*f + g*i  # (F9) new cell state
                 h = o*_tanh(c)  # (F10) new hidden state
-                i_seq[t, n, j] = i
-                f_seq[t, n, j] = f
-                g_seq[t, n, j] = g
-                o_seq[t, n, j] = o
-                c_seq[t + 1, n, j] = c
-                h_seq[t + 1, n, j] = h
+                _i_seq[_t, _n, _j] = i
+                _f_seq[_t, _n, _j] = f
+                _g_seq[_t, _n, _j] = g
+                _o_seq[_t, _n, _j] = o
+                _c_seq[_t + 1, _n, _j] = c
+                _h_seq[_t + 1, _n, _j] = h
 
 
 @nb.njit(cache=True, error_model="numpy")
-def _backward_steps(T, N, H, dh_next_buf, dh_out_seq, c_seq, dc_next_buf, o_seq, i_seq, g_seq, f_seq, dc_buf, dpre_seq, packed_h_prev, dh_prev_linear_buf):
-    """The reverse time loop; the carried adjoints (dh_next_buf, dc_next_buf) are updated in place."""
-    F = dh_next_buf.dtype.type  # constants are F(c): float32 arrays, float32 arithmetic
-    for t in range(T - 1, -1, -1):
-        for n in range(N):
-            da_o_row = dpre_seq[t, n, 3*H:4*H]  # a view per adjoint: LLVM vectorizes stores to separate arrays
-            da_g_row = dpre_seq[t, n, 2*H:3*H]
-            da_f_row = dpre_seq[t, n, H:2*H]
-            da_i_row = dpre_seq[t, n, :H]
-            for j in range(H):
-                dh_next = dh_next_buf[n, j]
-                dh_out = dh_out_seq[t, n, j]
-                c = c_seq[t + 1, n, j]
-                dc_next = dc_next_buf[n, j]
-                o = o_seq[t, n, j]
-                i = i_seq[t, n, j]
-                g = g_seq[t, n, j]
-                c_prev = c_seq[t, n, j]
-                f = f_seq[t, n, j]
+def _backward_steps(_T, _N, H, _dh_next_buf, _dh_out_seq, _c_seq, _dc_next_buf, _o_seq, _i_seq, _g_seq, _f_seq, _dc_buf, _dpre_seq, _packed_h_prev, _dh_prev_linear_buf):
+    """The reverse time loop; the carried adjoints (_dh_next_buf, _dc_next_buf) are updated in place."""
+    _F = _dh_next_buf.dtype.type  # constants are F(c): float32 arrays, float32 arithmetic
+    for _t in range(_T - 1, -1, -1):
+        for _n in range(_N):
+            _da_o_row = _dpre_seq[_t, _n, 3*H:4*H]  # a view per adjoint: LLVM vectorizes stores to separate arrays
+            _da_g_row = _dpre_seq[_t, _n, 2*H:3*H]
+            _da_f_row = _dpre_seq[_t, _n, H:2*H]
+            _da_i_row = _dpre_seq[_t, _n, :H]
+            for _j in range(H):
+                dh_next = _dh_next_buf[_n, _j]
+                dh_out = _dh_out_seq[_t, _n, _j]
+                c = _c_seq[_t + 1, _n, _j]
+                dc_next = _dc_next_buf[_n, _j]
+                o = _o_seq[_t, _n, _j]
+                i = _i_seq[_t, _n, _j]
+                g = _g_seq[_t, _n, _j]
+                c_prev = _c_seq[_t, _n, _j]
+                f = _f_seq[_t, _n, _j]
                 dh = dh_next + dh_out  # (B1) fork sum: loss + next step
-                tanh_c = _tanh(c)  # (B2, B3) common subexpression
-                dc = dc_next + dh*o*(F(1) - tanh_c**2)  # (B2) fork sum: next step + via h (F10)
-                do = dh*tanh_c  # (B3) through h, new hidden state (F10)
-                da_o = do*o*(F(1) - o)  # (B4) through o, output gate (F8)
+                _tanh_c = _tanh(c)  # (B2, B3) common subexpression
+                dc = dc_next + dh*o*(_F(1) - _tanh_c**2)  # (B2) fork sum: next step + via h (F10)
+                do = _tanh_c*dh  # (B3) through h, new hidden state (F10)
+                da_o = do*o*(_F(1) - o)  # (B4) through o, output gate (F8)
                 dg = dc*i  # (B5) through c, new cell state (F9)
-                da_g = dg*(F(1) - g**2)  # (B6) through g, candidate cell state (F6)
+                da_g = dg*(_F(1) - g**2)  # (B6) through g, candidate cell state (F6)
                 df = c_prev*dc  # (B7) through c, new cell state (F9)
-                da_f = df*f*(F(1) - f)  # (B8) through f, forget gate (F4)
+                da_f = df*f*(_F(1) - f)  # (B8) through f, forget gate (F4)
                 di = dc*g  # (B9) through c, new cell state (F9)
-                da_i = di*i*(F(1) - i)  # (B10) through i, input gate (F2)
-                dc_buf[n, j] = dc
-                da_o_row[j] = da_o
-                da_g_row[j] = da_g
-                da_f_row[j] = da_f
-                da_i_row[j] = da_i
-        np.dot(dpre_seq[t], packed_h_prev, dh_prev_linear_buf)  # (B11) [U_i; U_f; U_g; U_o]ᵀ @ the adjoints of a_i, a_f, a_g, a_o as one packed product
-        for n in range(N):
-            for j in range(H):
-                dh_prev_linear = dh_prev_linear_buf[n, j]
-                dc = dc_buf[n, j]
-                f = f_seq[t, n, j]
-                dh_prev = dh_prev_linear  # (B11) fork sum: via a_o (F7) + via a_g (F5) + via a_f (F3) + via a_i (F1)
+                da_i = di*i*(_F(1) - i)  # (B10) through i, input gate (F2)
+                _dc_buf[_n, _j] = dc
+                _da_o_row[_j] = da_o
+                _da_g_row[_j] = da_g
+                _da_f_row[_j] = da_f
+                _da_i_row[_j] = da_i
+        np.dot(_dpre_seq[_t], _packed_h_prev, _dh_prev_linear_buf)  # (B11) [U_i; U_f; U_g; U_o]ᵀ @ the adjoints of a_i, a_f, a_g, a_o as one packed product
+        for _n in range(_N):
+            for _j in range(H):
+                _dh_prev_linear = _dh_prev_linear_buf[_n, _j]
+                dc = _dc_buf[_n, _j]
+                f = _f_seq[_t, _n, _j]
+                dh_prev = _dh_prev_linear  # (B11) fork sum: via a_o (F7) + via a_g (F5) + via a_f (F3) + via a_i (F1)
                 dc_prev = dc*f  # (B12) through c, new cell state (F9)
-                dh_next_buf[n, j] = dh_prev
-                dc_next_buf[n, j] = dc_prev
+                _dh_next_buf[_n, _j] = dh_prev
+                _dc_next_buf[_n, _j] = dc_prev
 
 
-def forward(x, params, state0=None):
+def forward(x, params, state=None):
     """Run the cell over a sequence.
 
     x: (T, N, D) float32 or float64; params: dict of PARAM_SHAPES arrays of the same dtype;
-    state0: dict of (N, size) initial states per STATES, zeros when None.
+    state: dict of (N, size) initial states per STATES, zeros when None.
     Returns (outputs, state, cache): outputs maps each name in OUTPUTS to its (T, N, size) values
     at every step, state the final states (N, size), cache what backward() needs.
     """
-    sizes = _check_forward(x, params, state0)
-    T, N, D, H = sizes["T"], sizes["N"], sizes["D"], sizes["H"]
-    dtype = x.dtype
-    packed_x = np.concatenate([params["W_i"], params["W_f"], params["W_g"], params["W_o"]])  # (4*H, D): [W_i; W_f; W_g; W_o], one GEMM instead of 4
-    packed_h_prev = np.concatenate([params["U_i"], params["U_f"], params["U_g"], params["U_o"]])  # (4*H, H): [U_i; U_f; U_g; U_o], one GEMM instead of 4
-    proj_x = (_matmul(x.reshape(T * N, D), packed_x.T)).reshape(T, N, 4*H)  # (F1, F3, F5, F7) the products with x of every step: one GEMM over T*N rows
-    proj_x += np.concatenate([params["b_i"], params["b_f"], params["b_g"], params["b_o"]])  # biases of the same equations, added once for all steps
-    packed_h_prev_T = np.ascontiguousarray(packed_h_prev.T)  # a contiguous transpose: the per-step GEMM is faster on it than on the view
-    h_seq = np.empty((T + 1, N, H), dtype)  # h<0>, ..., h<T>
-    h_seq[0] = 0 if state0 is None else state0["h"]
-    c_seq = np.empty((T + 1, N, H), dtype)  # c<0>, ..., c<T>
-    c_seq[0] = 0 if state0 is None else state0["c"]
-    i_seq = np.empty((T, N, H), dtype)  # saved for the backward pass
-    f_seq = np.empty((T, N, H), dtype)  # saved for the backward pass
-    g_seq = np.empty((T, N, H), dtype)  # saved for the backward pass
-    o_seq = np.empty((T, N, H), dtype)  # saved for the backward pass
-    proj_h_prev = np.empty((N, 4*H), dtype)  # one step's recurrent products
-    _forward_steps(T, N, H, h_seq, packed_h_prev_T, proj_h_prev, proj_x, c_seq, i_seq, f_seq, g_seq, o_seq)
-    outputs = {"h": h_seq[1:]}
-    state = {"h": h_seq[T], "c": c_seq[T]}
-    cache = {"x": x, "packed_x": packed_x, "packed_h_prev": packed_h_prev, "h_seq": h_seq, "c_seq": c_seq, "i_seq": i_seq, "f_seq": f_seq, "g_seq": g_seq, "o_seq": o_seq, "params": params}
-    return outputs, state, cache
+    _x_seq, _params, _state0 = x, params, state   # generated names start with _: a spec name never shadows them
+    _sizes = _check_forward(_x_seq, _params, _state0)
+    _T, _N, D, H = _sizes["_T"], _sizes["_N"], _sizes["D"], _sizes["H"]
+    _dtype = _x_seq.dtype
+    _packed_x = np.concatenate([_params["W_i"], _params["W_f"], _params["W_g"], _params["W_o"]])  # (4*H, D): [W_i; W_f; W_g; W_o], one GEMM instead of 4
+    _packed_h_prev = np.concatenate([_params["U_i"], _params["U_f"], _params["U_g"], _params["U_o"]])  # (4*H, H): [U_i; U_f; U_g; U_o], one GEMM instead of 4
+    _proj_x = (_matmul(_x_seq.reshape(_T * _N, D), _packed_x.T)).reshape(_T, _N, 4*H)  # (F1, F3, F5, F7) the products with x of every step: one GEMM over T*N rows
+    _proj_x += np.concatenate([_params["b_i"], _params["b_f"], _params["b_g"], _params["b_o"]])  # biases of the same equations, added once for all steps
+    _packed_h_prev_T = np.ascontiguousarray(_packed_h_prev.T)  # a contiguous transpose: the per-step GEMM is faster on it than on the view
+    _h_seq = np.empty((_T + 1, _N, H), _dtype)  # h<0>, ..., h<T>
+    _h_seq[0] = 0 if _state0 is None else _state0["h"]
+    _c_seq = np.empty((_T + 1, _N, H), _dtype)  # c<0>, ..., c<T>
+    _c_seq[0] = 0 if _state0 is None else _state0["c"]
+    _i_seq = np.empty((_T, _N, H), _dtype)  # saved for the backward pass
+    _f_seq = np.empty((_T, _N, H), _dtype)  # saved for the backward pass
+    _g_seq = np.empty((_T, _N, H), _dtype)  # saved for the backward pass
+    _o_seq = np.empty((_T, _N, H), _dtype)  # saved for the backward pass
+    _proj_h_prev = np.empty((_N, 4*H), _dtype)  # one step's recurrent products
+    _forward_steps(_T, _N, H, _h_seq, _packed_h_prev_T, _proj_h_prev, _proj_x, _c_seq, _i_seq, _f_seq, _g_seq, _o_seq)
+    _outputs = {"h": _h_seq[1:]}
+    _state = {"h": _h_seq[_T], "c": _c_seq[_T]}
+    _cache = {"x": _x_seq, "_packed_x": _packed_x, "_packed_h_prev": _packed_h_prev, "_h_seq": _h_seq, "_c_seq": _c_seq, "_i_seq": _i_seq, "_f_seq": _f_seq, "_g_seq": _g_seq, "_o_seq": _o_seq, "params": _params}
+    return _outputs, _state, _cache
 
 
 def backward(d_outputs, cache, d_state=None):
@@ -331,45 +332,46 @@ def backward(d_outputs, cache, d_state=None):
     Returns grads: every parameter by name (its shape), "x" (T, N, D) and each
     initial state by its name in STATES (N, size).
     """
-    sizes = _check_backward(d_outputs, cache, d_state)
-    T, N, D, H = sizes["T"], sizes["N"], sizes["D"], sizes["H"]
-    params = cache["params"]
-    dtype = params["W_i"].dtype
-    x = cache["x"]
-    packed_x = cache["packed_x"]
-    packed_h_prev = cache["packed_h_prev"]
-    h_seq = cache["h_seq"]
-    c_seq = cache["c_seq"]
-    i_seq = cache["i_seq"]
-    f_seq = cache["f_seq"]
-    g_seq = cache["g_seq"]
-    o_seq = cache["o_seq"]
-    dh_out_seq = np.ascontiguousarray(d_outputs["h"])
-    dh_next_buf = np.zeros((N, H), dtype) if d_state is None else d_state["h"].copy()
-    dc_next_buf = np.zeros((N, H), dtype) if d_state is None else d_state["c"].copy()
-    dpre_seq = np.empty((T, N, 4*H), dtype)  # da_i, da_f, da_g, da_o of every step
-    dh_prev_linear_buf = np.empty((N, H), dtype)  # one step's values between fused loops
-    dc_buf = np.empty((N, H), dtype)  # one step's values between fused loops
-    _backward_steps(T, N, H, dh_next_buf, dh_out_seq, c_seq, dc_next_buf, o_seq, i_seq, g_seq, f_seq, dc_buf, dpre_seq, packed_h_prev, dh_prev_linear_buf)
-    dpre_flat = dpre_seq.reshape(T * N, 4*H)  # every step's da_i, da_f, da_g, da_o as rows
-    dpacked_x = _matmul(dpre_flat.T, x.reshape(T * N, D))  # gradients of W_i, W_f, W_g, W_o, summed over steps and batch
-    dx = (_matmul(dpre_flat, packed_x)).reshape(T, N, D)  # (B13) for every step at once, one GEMM
-    dpacked_h_prev = _matmul(dpre_flat.T, h_seq[:-1].reshape(T * N, H))  # gradients of U_i, U_f, U_g, U_o, summed over steps and batch
-    dpre_sum = dpre_seq.sum(axis=(0, 1))  # bias gradients: sums over steps and batch
+    _d_outputs, _cache, _d_state = d_outputs, cache, d_state   # a spec name never shadows them
+    _sizes = _check_backward(_d_outputs, _cache, _d_state)
+    _T, _N, D, H = _sizes["_T"], _sizes["_N"], _sizes["D"], _sizes["H"]
+    _params = _cache["params"]
+    _dtype = _params["W_i"].dtype
+    _x_seq = _cache["x"]
+    _packed_x = _cache["_packed_x"]
+    _packed_h_prev = _cache["_packed_h_prev"]
+    _h_seq = _cache["_h_seq"]
+    _c_seq = _cache["_c_seq"]
+    _i_seq = _cache["_i_seq"]
+    _f_seq = _cache["_f_seq"]
+    _g_seq = _cache["_g_seq"]
+    _o_seq = _cache["_o_seq"]
+    _dh_out_seq = np.ascontiguousarray(_d_outputs["h"])
+    _dh_next_buf = np.zeros((_N, H), _dtype) if _d_state is None else _d_state["h"].copy()
+    _dc_next_buf = np.zeros((_N, H), _dtype) if _d_state is None else _d_state["c"].copy()
+    _dpre_seq = np.empty((_T, _N, 4*H), _dtype)  # da_i, da_f, da_g, da_o of every step
+    _dh_prev_linear_buf = np.empty((_N, H), _dtype)  # one step's values between fused loops
+    _dc_buf = np.empty((_N, H), _dtype)  # one step's values between fused loops
+    _backward_steps(_T, _N, H, _dh_next_buf, _dh_out_seq, _c_seq, _dc_next_buf, _o_seq, _i_seq, _g_seq, _f_seq, _dc_buf, _dpre_seq, _packed_h_prev, _dh_prev_linear_buf)
+    _dpre_flat = _dpre_seq.reshape(_T * _N, 4*H)  # every step's da_i, da_f, da_g, da_o as rows
+    _dpacked_x = _matmul(_dpre_flat.T, _x_seq.reshape(_T * _N, D))  # gradients of W_i, W_f, W_g, W_o, summed over steps and batch
+    dx = (_matmul(_dpre_flat, _packed_x)).reshape(_T, _N, D)  # (B13) for every step at once, one GEMM
+    _dpacked_h_prev = _matmul(_dpre_flat.T, _h_seq[:-1].reshape(_T * _N, H))  # gradients of U_i, U_f, U_g, U_o, summed over steps and batch
+    _dpre_sum = _dpre_seq.sum(axis=(0, 1))  # bias gradients: sums over steps and batch
     return {
-        "W_i": dpacked_x[:H],  # (B14)
-        "W_f": dpacked_x[H:2*H],  # (B15)
-        "W_g": dpacked_x[2*H:3*H],  # (B16)
-        "W_o": dpacked_x[3*H:4*H],  # (B17)
-        "U_i": dpacked_h_prev[:H],  # (B18)
-        "U_f": dpacked_h_prev[H:2*H],  # (B19)
-        "U_g": dpacked_h_prev[2*H:3*H],  # (B20)
-        "U_o": dpacked_h_prev[3*H:4*H],  # (B21)
-        "b_i": dpre_sum[:H],  # (B22)
-        "b_f": dpre_sum[H:2*H],  # (B23)
-        "b_g": dpre_sum[2*H:3*H],  # (B24)
-        "b_o": dpre_sum[3*H:4*H],  # (B25)
+        "W_i": _dpacked_x[:H],  # (B14)
+        "W_f": _dpacked_x[H:2*H],  # (B15)
+        "W_g": _dpacked_x[2*H:3*H],  # (B16)
+        "W_o": _dpacked_x[3*H:4*H],  # (B17)
+        "U_i": _dpacked_h_prev[:H],  # (B18)
+        "U_f": _dpacked_h_prev[H:2*H],  # (B19)
+        "U_g": _dpacked_h_prev[2*H:3*H],  # (B20)
+        "U_o": _dpacked_h_prev[3*H:4*H],  # (B21)
+        "b_i": _dpre_sum[:H],  # (B22)
+        "b_f": _dpre_sum[H:2*H],  # (B23)
+        "b_g": _dpre_sum[2*H:3*H],  # (B24)
+        "b_o": _dpre_sum[3*H:4*H],  # (B25)
         "x": dx,  # (B13)
-        "h": dh_next_buf,  # (B11)
-        "c": dc_next_buf,  # (B12)
+        "h": _dh_next_buf,  # (B11)
+        "c": _dc_next_buf,  # (B12)
     }

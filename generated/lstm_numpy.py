@@ -74,7 +74,7 @@ DTYPES = (np.float32, np.float64)
 # where each size is read: (parameter, axis)
 _SIZE_OF = {"H": ("W_i", 0)}
 # what forward() puts in the cache
-_CACHE_KEYS = ("x", "packed_x", "packed_h_prev", "h_seq", "c_seq", "i_seq", "f_seq", "g_seq", "o_seq", "params")
+_CACHE_KEYS = ("x", "_packed_x", "_packed_h_prev", "_h_seq", "_c_seq", "_i_seq", "_f_seq", "_g_seq", "_o_seq", "params")
 
 
 def init_params(input_size, hidden_size, seed=0, dtype=np.float64):
@@ -105,13 +105,13 @@ def _check_names(label, given, expected):
 
 
 def _check_forward(x, params, state0):
-    """Check the arguments of forward(); return the sizes by name (T, N and the spec's)."""
+    """Check the arguments of forward(); return the sizes by name (_T, _N and the spec's)."""
     if not isinstance(x, np.ndarray) or x.ndim != 3:
         raise ValueError("x must be a (T, N, D) numpy array (time-major)")
     if x.dtype not in DTYPES:
         raise TypeError(f"x has dtype {x.dtype}: use float32 or float64")
     _check_names("params", params, PARAM_SHAPES)
-    sizes = {"T": x.shape[0], "N": x.shape[1], "D": x.shape[2]}
+    sizes = {"_T": x.shape[0], "_N": x.shape[1], "D": x.shape[2]}
     for size, (name, axis) in _SIZE_OF.items():
         value = params[name]
         if not isinstance(value, np.ndarray) or value.ndim != len(PARAM_SHAPES[name]):
@@ -120,9 +120,9 @@ def _check_forward(x, params, state0):
     for name, shape in PARAM_SHAPES.items():
         _check_array(f"params[{name!r}]", params[name], [sizes[s] for s in shape], x.dtype)
     if state0 is not None:
-        _check_names("state0", state0, STATES)
+        _check_names("state", state0, STATES)
         for name, size in STATES.items():
-            _check_array(f"state0[{name!r}]", state0[name], (sizes["N"], sizes[size]), x.dtype)
+            _check_array(f"state[{name!r}]", state0[name], (sizes["_N"], sizes[size]), x.dtype)
     return sizes
 
 
@@ -133,11 +133,11 @@ def _check_backward(d_outputs, cache, d_state):
     sizes = _check_forward(x, params, None)
     _check_names("d_outputs", d_outputs, OUTPUTS)
     for name, size in OUTPUTS.items():
-        _check_array(f"d_outputs[{name!r}]", d_outputs[name], (sizes["T"], sizes["N"], sizes[size]), x.dtype)
+        _check_array(f"d_outputs[{name!r}]", d_outputs[name], (sizes["_T"], sizes["_N"], sizes[size]), x.dtype)
     if d_state is not None:
         _check_names("d_state", d_state, STATES)
         for name, size in STATES.items():
-            _check_array(f"d_state[{name!r}]", d_state[name], (sizes["N"], sizes[size]), x.dtype)
+            _check_array(f"d_state[{name!r}]", d_state[name], (sizes["_N"], sizes[size]), x.dtype)
     return sizes
 
 
@@ -147,48 +147,49 @@ def _sigmoid(z):
     return 0.5 + 0.5 * np.tanh(0.5 * z)
 
 
-def forward(x, params, state0=None):
+def forward(x, params, state=None):
     """Run the cell over a sequence.
 
     x: (T, N, D) float32 or float64; params: dict of PARAM_SHAPES arrays of the same dtype;
-    state0: dict of (N, size) initial states per STATES, zeros when None.
+    state: dict of (N, size) initial states per STATES, zeros when None.
     Returns (outputs, state, cache): outputs maps each name in OUTPUTS to its (T, N, size) values
     at every step, state the final states (N, size), cache what backward() needs.
     """
-    sizes = _check_forward(x, params, state0)
-    T, N, D, H = sizes["T"], sizes["N"], sizes["D"], sizes["H"]
-    dtype = x.dtype
-    packed_x = np.concatenate([params["W_i"], params["W_f"], params["W_g"], params["W_o"]])  # (4*H, D): [W_i; W_f; W_g; W_o], one GEMM instead of 4
-    packed_h_prev = np.concatenate([params["U_i"], params["U_f"], params["U_g"], params["U_o"]])  # (4*H, H): [U_i; U_f; U_g; U_o], one GEMM instead of 4
-    proj_x = (x.reshape(T * N, D) @ packed_x.T).reshape(T, N, 4*H)  # (F1, F3, F5, F7) the products with x of every step: one GEMM over T*N rows
-    proj_x += np.concatenate([params["b_i"], params["b_f"], params["b_g"], params["b_o"]])  # biases of the same equations, added once for all steps
-    packed_h_prev_T = np.ascontiguousarray(packed_h_prev.T)  # a contiguous transpose: the per-step GEMM is faster on it than on the view
-    h_seq = np.empty((T + 1, N, H), dtype)  # h<0>, ..., h<T>
-    h_seq[0] = 0 if state0 is None else state0["h"]
-    c_seq = np.empty((T + 1, N, H), dtype)  # c<0>, ..., c<T>
-    c_seq[0] = 0 if state0 is None else state0["c"]
-    i_seq = np.empty((T, N, H), dtype)  # saved for the backward pass
-    f_seq = np.empty((T, N, H), dtype)  # saved for the backward pass
-    g_seq = np.empty((T, N, H), dtype)  # saved for the backward pass
-    o_seq = np.empty((T, N, H), dtype)  # saved for the backward pass
-    for t in range(T):
-        h_prev = h_seq[t]
-        c_prev = c_seq[t]
-        proj_h_prev = h_prev @ packed_h_prev_T  # (F1) [U_i; U_f; U_g; U_o] @ h_prev as one packed product
-        a_i = proj_h_prev[:, :H] + proj_x[t, :, :H]  # (F1) pre-activation of i
-        i_seq[t] = i = _sigmoid(a_i)  # (F2) input gate
-        a_f = proj_h_prev[:, H:2*H] + proj_x[t, :, H:2*H]  # (F3) pre-activation of f
-        f_seq[t] = f = _sigmoid(a_f)  # (F4) forget gate
-        a_g = proj_h_prev[:, 2*H:3*H] + proj_x[t, :, 2*H:3*H]  # (F5) pre-activation of g
-        g_seq[t] = g = np.tanh(a_g)  # (F6) candidate cell state
-        a_o = proj_h_prev[:, 3*H:4*H] + proj_x[t, :, 3*H:4*H]  # (F7) pre-activation of o
-        o_seq[t] = o = _sigmoid(a_o)  # (F8) output gate
-        c_seq[t + 1] = c = c_prev*f + g*i  # (F9) new cell state
-        h_seq[t + 1] = h = o*np.tanh(c)  # (F10) new hidden state
-    outputs = {"h": h_seq[1:]}
-    state = {"h": h_seq[T], "c": c_seq[T]}
-    cache = {"x": x, "packed_x": packed_x, "packed_h_prev": packed_h_prev, "h_seq": h_seq, "c_seq": c_seq, "i_seq": i_seq, "f_seq": f_seq, "g_seq": g_seq, "o_seq": o_seq, "params": params}
-    return outputs, state, cache
+    _x_seq, _params, _state0 = x, params, state   # generated names start with _: a spec name never shadows them
+    _sizes = _check_forward(_x_seq, _params, _state0)
+    _T, _N, D, H = _sizes["_T"], _sizes["_N"], _sizes["D"], _sizes["H"]
+    _dtype = _x_seq.dtype
+    _packed_x = np.concatenate([_params["W_i"], _params["W_f"], _params["W_g"], _params["W_o"]])  # (4*H, D): [W_i; W_f; W_g; W_o], one GEMM instead of 4
+    _packed_h_prev = np.concatenate([_params["U_i"], _params["U_f"], _params["U_g"], _params["U_o"]])  # (4*H, H): [U_i; U_f; U_g; U_o], one GEMM instead of 4
+    _proj_x = (_x_seq.reshape(_T * _N, D) @ _packed_x.T).reshape(_T, _N, 4*H)  # (F1, F3, F5, F7) the products with x of every step: one GEMM over T*N rows
+    _proj_x += np.concatenate([_params["b_i"], _params["b_f"], _params["b_g"], _params["b_o"]])  # biases of the same equations, added once for all steps
+    _packed_h_prev_T = np.ascontiguousarray(_packed_h_prev.T)  # a contiguous transpose: the per-step GEMM is faster on it than on the view
+    _h_seq = np.empty((_T + 1, _N, H), _dtype)  # h<0>, ..., h<T>
+    _h_seq[0] = 0 if _state0 is None else _state0["h"]
+    _c_seq = np.empty((_T + 1, _N, H), _dtype)  # c<0>, ..., c<T>
+    _c_seq[0] = 0 if _state0 is None else _state0["c"]
+    _i_seq = np.empty((_T, _N, H), _dtype)  # saved for the backward pass
+    _f_seq = np.empty((_T, _N, H), _dtype)  # saved for the backward pass
+    _g_seq = np.empty((_T, _N, H), _dtype)  # saved for the backward pass
+    _o_seq = np.empty((_T, _N, H), _dtype)  # saved for the backward pass
+    for _t in range(_T):
+        h_prev = _h_seq[_t]
+        c_prev = _c_seq[_t]
+        _proj_h_prev = h_prev @ _packed_h_prev_T  # (F1) [U_i; U_f; U_g; U_o] @ h_prev as one packed product
+        a_i = _proj_h_prev[:, :H] + _proj_x[_t, :, :H]  # (F1) pre-activation of i
+        _i_seq[_t] = i = _sigmoid(a_i)  # (F2) input gate
+        a_f = _proj_h_prev[:, H:2*H] + _proj_x[_t, :, H:2*H]  # (F3) pre-activation of f
+        _f_seq[_t] = f = _sigmoid(a_f)  # (F4) forget gate
+        a_g = _proj_h_prev[:, 2*H:3*H] + _proj_x[_t, :, 2*H:3*H]  # (F5) pre-activation of g
+        _g_seq[_t] = g = np.tanh(a_g)  # (F6) candidate cell state
+        a_o = _proj_h_prev[:, 3*H:4*H] + _proj_x[_t, :, 3*H:4*H]  # (F7) pre-activation of o
+        _o_seq[_t] = o = _sigmoid(a_o)  # (F8) output gate
+        _c_seq[_t + 1] = c = c_prev*f + g*i  # (F9) new cell state
+        _h_seq[_t + 1] = h = o*np.tanh(c)  # (F10) new hidden state
+    _outputs = {"h": _h_seq[1:]}
+    _state = {"h": _h_seq[_T], "c": _c_seq[_T]}
+    _cache = {"x": _x_seq, "_packed_x": _packed_x, "_packed_h_prev": _packed_h_prev, "_h_seq": _h_seq, "_c_seq": _c_seq, "_i_seq": _i_seq, "_f_seq": _f_seq, "_g_seq": _g_seq, "_o_seq": _o_seq, "params": _params}
+    return _outputs, _state, _cache
 
 
 def backward(d_outputs, cache, d_state=None):
@@ -200,63 +201,64 @@ def backward(d_outputs, cache, d_state=None):
     Returns grads: every parameter by name (its shape), "x" (T, N, D) and each
     initial state by its name in STATES (N, size).
     """
-    sizes = _check_backward(d_outputs, cache, d_state)
-    T, N, D, H = sizes["T"], sizes["N"], sizes["D"], sizes["H"]
-    params = cache["params"]
-    dtype = params["W_i"].dtype
-    x = cache["x"]
-    packed_x = cache["packed_x"]
-    packed_h_prev = cache["packed_h_prev"]
-    h_seq = cache["h_seq"]
-    c_seq = cache["c_seq"]
-    i_seq = cache["i_seq"]
-    f_seq = cache["f_seq"]
-    g_seq = cache["g_seq"]
-    o_seq = cache["o_seq"]
-    dh_out_seq = d_outputs["h"]
-    dh_next = np.zeros((N, H), dtype) if d_state is None else d_state["h"]
-    dc_next = np.zeros((N, H), dtype) if d_state is None else d_state["c"]
-    dpre_seq = np.empty((T, N, 4*H), dtype)  # da_i, da_f, da_g, da_o of every step
-    for t in reversed(range(T)):
-        dh_out = dh_out_seq[t]
-        c = c_seq[t + 1]
-        o = o_seq[t]
-        i = i_seq[t]
-        g = g_seq[t]
-        c_prev = c_seq[t]
-        f = f_seq[t]
+    _d_outputs, _cache, _d_state = d_outputs, cache, d_state   # a spec name never shadows them
+    _sizes = _check_backward(_d_outputs, _cache, _d_state)
+    _T, _N, D, H = _sizes["_T"], _sizes["_N"], _sizes["D"], _sizes["H"]
+    _params = _cache["params"]
+    _dtype = _params["W_i"].dtype
+    _x_seq = _cache["x"]
+    _packed_x = _cache["_packed_x"]
+    _packed_h_prev = _cache["_packed_h_prev"]
+    _h_seq = _cache["_h_seq"]
+    _c_seq = _cache["_c_seq"]
+    _i_seq = _cache["_i_seq"]
+    _f_seq = _cache["_f_seq"]
+    _g_seq = _cache["_g_seq"]
+    _o_seq = _cache["_o_seq"]
+    _dh_out_seq = _d_outputs["h"]
+    dh_next = np.zeros((_N, H), _dtype) if _d_state is None else _d_state["h"]
+    dc_next = np.zeros((_N, H), _dtype) if _d_state is None else _d_state["c"]
+    _dpre_seq = np.empty((_T, _N, 4*H), _dtype)  # da_i, da_f, da_g, da_o of every step
+    for _t in reversed(range(_T)):
+        dh_out = _dh_out_seq[_t]
+        c = _c_seq[_t + 1]
+        o = _o_seq[_t]
+        i = _i_seq[_t]
+        g = _g_seq[_t]
+        c_prev = _c_seq[_t]
+        f = _f_seq[_t]
         dh = dh_next + dh_out  # (B1) fork sum: loss + next step
-        tanh_c = np.tanh(c)  # (B2, B3) common subexpression
-        dc = dc_next + dh*o*(1 - tanh_c**2)  # (B2) fork sum: next step + via h (F10)
-        do = dh*tanh_c  # (B3) through h, new hidden state (F10)
-        dpre_seq[t, :, 3*H:4*H] = da_o = do*o*(1 - o)  # (B4) through o, output gate (F8)
+        _tanh_c = np.tanh(c)  # (B2, B3) common subexpression
+        dc = dc_next + dh*o*(1 - _tanh_c**2)  # (B2) fork sum: next step + via h (F10)
+        do = _tanh_c*dh  # (B3) through h, new hidden state (F10)
+        _dpre_seq[_t, :, 3*H:4*H] = da_o = do*o*(1 - o)  # (B4) through o, output gate (F8)
         dg = dc*i  # (B5) through c, new cell state (F9)
-        dpre_seq[t, :, 2*H:3*H] = da_g = dg*(1 - g**2)  # (B6) through g, candidate cell state (F6)
+        _dpre_seq[_t, :, 2*H:3*H] = da_g = dg*(1 - g**2)  # (B6) through g, candidate cell state (F6)
         df = c_prev*dc  # (B7) through c, new cell state (F9)
-        dpre_seq[t, :, H:2*H] = da_f = df*f*(1 - f)  # (B8) through f, forget gate (F4)
+        _dpre_seq[_t, :, H:2*H] = da_f = df*f*(1 - f)  # (B8) through f, forget gate (F4)
         di = dc*g  # (B9) through c, new cell state (F9)
-        dpre_seq[t, :, :H] = da_i = di*i*(1 - i)  # (B10) through i, input gate (F2)
-        dh_prev = dpre_seq[t] @ packed_h_prev  # (B11) fork sum: via a_o (F7) + via a_g (F5) + via a_f (F3) + via a_i (F1)
+        _dpre_seq[_t, :, :H] = da_i = di*i*(1 - i)  # (B10) through i, input gate (F2)
+        dh_prev = _dpre_seq[_t] @ _packed_h_prev  # (B11) fork sum: via a_o (F7) + via a_g (F5) + via a_f (F3) + via a_i (F1)
         dc_prev = dc*f  # (B12) through c, new cell state (F9)
         dh_next, dc_next = dh_prev, dc_prev
-    dpre_flat = dpre_seq.reshape(T * N, 4*H)  # every step's da_i, da_f, da_g, da_o as rows
-    dpacked_x = dpre_flat.T @ x.reshape(T * N, D)  # gradients of W_i, W_f, W_g, W_o, summed over steps and batch
-    dx = (dpre_flat @ packed_x).reshape(T, N, D)  # (B13) for every step at once, one GEMM
-    dpacked_h_prev = dpre_flat.T @ h_seq[:-1].reshape(T * N, H)  # gradients of U_i, U_f, U_g, U_o, summed over steps and batch
-    dpre_sum = dpre_seq.sum(axis=(0, 1))  # bias gradients: sums over steps and batch
+    _dpre_flat = _dpre_seq.reshape(_T * _N, 4*H)  # every step's da_i, da_f, da_g, da_o as rows
+    _dpacked_x = _dpre_flat.T @ _x_seq.reshape(_T * _N, D)  # gradients of W_i, W_f, W_g, W_o, summed over steps and batch
+    dx = (_dpre_flat @ _packed_x).reshape(_T, _N, D)  # (B13) for every step at once, one GEMM
+    _dpacked_h_prev = _dpre_flat.T @ _h_seq[:-1].reshape(_T * _N, H)  # gradients of U_i, U_f, U_g, U_o, summed over steps and batch
+    _dpre_sum = _dpre_seq.sum(axis=(0, 1))  # bias gradients: sums over steps and batch
     return {
-        "W_i": dpacked_x[:H],  # (B14)
-        "W_f": dpacked_x[H:2*H],  # (B15)
-        "W_g": dpacked_x[2*H:3*H],  # (B16)
-        "W_o": dpacked_x[3*H:4*H],  # (B17)
-        "U_i": dpacked_h_prev[:H],  # (B18)
-        "U_f": dpacked_h_prev[H:2*H],  # (B19)
-        "U_g": dpacked_h_prev[2*H:3*H],  # (B20)
-        "U_o": dpacked_h_prev[3*H:4*H],  # (B21)
-        "b_i": dpre_sum[:H],  # (B22)
-        "b_f": dpre_sum[H:2*H],  # (B23)
-        "b_g": dpre_sum[2*H:3*H],  # (B24)
-        "b_o": dpre_sum[3*H:4*H],  # (B25)
+        "W_i": _dpacked_x[:H],  # (B14)
+        "W_f": _dpacked_x[H:2*H],  # (B15)
+        "W_g": _dpacked_x[2*H:3*H],  # (B16)
+        "W_o": _dpacked_x[3*H:4*H],  # (B17)
+        "U_i": _dpacked_h_prev[:H],  # (B18)
+        "U_f": _dpacked_h_prev[H:2*H],  # (B19)
+        "U_g": _dpacked_h_prev[2*H:3*H],  # (B20)
+        "U_o": _dpacked_h_prev[3*H:4*H],  # (B21)
+        "b_i": _dpre_sum[:H],  # (B22)
+        "b_f": _dpre_sum[H:2*H],  # (B23)
+        "b_g": _dpre_sum[2*H:3*H],  # (B24)
+        "b_o": _dpre_sum[3*H:4*H],  # (B25)
         "x": dx,  # (B13)
         "h": dh_next,  # (B11)
         "c": dc_next,  # (B12)

@@ -86,7 +86,7 @@ DTYPES = (np.float32, np.float64)
 # where each size is read: (parameter, axis)
 _SIZE_OF = {"P": ("W_hi", 1), "H": ("W_ii", 0)}
 # what forward() puts in the cache
-_CACHE_KEYS = ("x", "packed_x", "packed_h_prev", "packed_m", "h_seq", "c_seq", "i_seq", "f_seq", "g_seq", "o_seq", "m_seq", "params")
+_CACHE_KEYS = ("x", "_packed_x", "_packed_h_prev", "_packed_m", "_h_seq", "_c_seq", "_i_seq", "_f_seq", "_g_seq", "_o_seq", "_m_seq", "params")
 
 
 def init_params(input_size, hidden_size, seed=0, dtype=np.float64, cell_size=None):
@@ -119,13 +119,13 @@ def _check_names(label, given, expected):
 
 
 def _check_forward(x, params, state0):
-    """Check the arguments of forward(); return the sizes by name (T, N and the spec's)."""
+    """Check the arguments of forward(); return the sizes by name (_T, _N and the spec's)."""
     if not isinstance(x, np.ndarray) or x.ndim != 3:
         raise ValueError("x must be a (T, N, D) numpy array (time-major)")
     if x.dtype not in DTYPES:
         raise TypeError(f"x has dtype {x.dtype}: use float32 or float64")
     _check_names("params", params, PARAM_SHAPES)
-    sizes = {"T": x.shape[0], "N": x.shape[1], "D": x.shape[2]}
+    sizes = {"_T": x.shape[0], "_N": x.shape[1], "D": x.shape[2]}
     for size, (name, axis) in _SIZE_OF.items():
         value = params[name]
         if not isinstance(value, np.ndarray) or value.ndim != len(PARAM_SHAPES[name]):
@@ -134,9 +134,9 @@ def _check_forward(x, params, state0):
     for name, shape in PARAM_SHAPES.items():
         _check_array(f"params[{name!r}]", params[name], [sizes[s] for s in shape], x.dtype)
     if state0 is not None:
-        _check_names("state0", state0, STATES)
+        _check_names("state", state0, STATES)
         for name, size in STATES.items():
-            _check_array(f"state0[{name!r}]", state0[name], (sizes["N"], sizes[size]), x.dtype)
+            _check_array(f"state[{name!r}]", state0[name], (sizes["_N"], sizes[size]), x.dtype)
     return sizes
 
 
@@ -147,11 +147,11 @@ def _check_backward(d_outputs, cache, d_state):
     sizes = _check_forward(x, params, None)
     _check_names("d_outputs", d_outputs, OUTPUTS)
     for name, size in OUTPUTS.items():
-        _check_array(f"d_outputs[{name!r}]", d_outputs[name], (sizes["T"], sizes["N"], sizes[size]), x.dtype)
+        _check_array(f"d_outputs[{name!r}]", d_outputs[name], (sizes["_T"], sizes["_N"], sizes[size]), x.dtype)
     if d_state is not None:
         _check_names("d_state", d_state, STATES)
         for name, size in STATES.items():
-            _check_array(f"d_state[{name!r}]", d_state[name], (sizes["N"], sizes[size]), x.dtype)
+            _check_array(f"d_state[{name!r}]", d_state[name], (sizes["_N"], sizes[size]), x.dtype)
     return sizes
 
 
@@ -161,53 +161,54 @@ def _sigmoid(z):
     return 0.5 + 0.5 * np.tanh(0.5 * z)
 
 
-def forward(x, params, state0=None):
+def forward(x, params, state=None):
     """Run the cell over a sequence.
 
     x: (T, N, D) float32 or float64; params: dict of PARAM_SHAPES arrays of the same dtype;
-    state0: dict of (N, size) initial states per STATES, zeros when None.
+    state: dict of (N, size) initial states per STATES, zeros when None.
     Returns (outputs, state, cache): outputs maps each name in OUTPUTS to its (T, N, size) values
     at every step, state the final states (N, size), cache what backward() needs.
     """
-    sizes = _check_forward(x, params, state0)
-    T, N, D, P, H = sizes["T"], sizes["N"], sizes["D"], sizes["P"], sizes["H"]
-    dtype = x.dtype
-    packed_x = np.concatenate([params["W_ii"], params["W_if"], params["W_ig"], params["W_io"]])  # (4*H, D): [W_ii; W_if; W_ig; W_io], one GEMM instead of 4
-    packed_h_prev = np.concatenate([params["W_hi"], params["W_hf"], params["W_hg"], params["W_ho"]])  # (4*H, P): [W_hi; W_hf; W_hg; W_ho], one GEMM instead of 4
-    packed_m = params["W_hr"]  # (P, H)
-    proj_x = (x.reshape(T * N, D) @ packed_x.T).reshape(T, N, 4*H)  # (F1, F3, F5, F7) the products with x of every step: one GEMM over T*N rows
-    proj_x += np.concatenate([params["b_hi"] + params["b_ii"], params["b_hf"] + params["b_if"], params["b_hg"] + params["b_ig"], params["b_ho"] + params["b_io"]])  # biases of the same equations, added once for all steps
-    packed_h_prev_T = np.ascontiguousarray(packed_h_prev.T)  # a contiguous transpose: the per-step GEMM is faster on it than on the view
-    packed_m_T = np.ascontiguousarray(packed_m.T)  # a contiguous transpose: the per-step GEMM is faster on it than on the view
-    h_seq = np.empty((T + 1, N, P), dtype)  # h<0>, ..., h<T>
-    h_seq[0] = 0 if state0 is None else state0["h"]
-    c_seq = np.empty((T + 1, N, H), dtype)  # c<0>, ..., c<T>
-    c_seq[0] = 0 if state0 is None else state0["c"]
-    i_seq = np.empty((T, N, H), dtype)  # saved for the backward pass
-    f_seq = np.empty((T, N, H), dtype)  # saved for the backward pass
-    g_seq = np.empty((T, N, H), dtype)  # saved for the backward pass
-    o_seq = np.empty((T, N, H), dtype)  # saved for the backward pass
-    m_seq = np.empty((T, N, H), dtype)  # saved for the backward pass
-    for t in range(T):
-        h_prev = h_seq[t]
-        c_prev = c_seq[t]
-        proj_h_prev = h_prev @ packed_h_prev_T  # (F1) [W_hi; W_hf; W_hg; W_ho] @ h_prev as one packed product
-        a_i = proj_h_prev[:, :H] + proj_x[t, :, :H]  # (F1) pre-activation of i
-        i_seq[t] = i = _sigmoid(a_i)  # (F2) input gate
-        a_f = proj_h_prev[:, H:2*H] + proj_x[t, :, H:2*H]  # (F3) pre-activation of f
-        f_seq[t] = f = _sigmoid(a_f)  # (F4) forget gate
-        a_g = proj_h_prev[:, 2*H:3*H] + proj_x[t, :, 2*H:3*H]  # (F5) pre-activation of g
-        g_seq[t] = g = np.tanh(a_g)  # (F6) candidate cell state
-        a_o = proj_h_prev[:, 3*H:4*H] + proj_x[t, :, 3*H:4*H]  # (F7) pre-activation of o
-        o_seq[t] = o = _sigmoid(a_o)  # (F8) output gate
-        c_seq[t + 1] = c = c_prev*f + g*i  # (F9) new cell state
-        m_seq[t] = m = o*np.tanh(c)  # (F10) unprojected hidden state
-        proj_m = m @ packed_m_T  # (F11) W_hr @ m
-        h_seq[t + 1] = h = proj_m  # (F11) projected hidden state
-    outputs = {"h": h_seq[1:]}
-    state = {"h": h_seq[T], "c": c_seq[T]}
-    cache = {"x": x, "packed_x": packed_x, "packed_h_prev": packed_h_prev, "packed_m": packed_m, "h_seq": h_seq, "c_seq": c_seq, "i_seq": i_seq, "f_seq": f_seq, "g_seq": g_seq, "o_seq": o_seq, "m_seq": m_seq, "params": params}
-    return outputs, state, cache
+    _x_seq, _params, _state0 = x, params, state   # generated names start with _: a spec name never shadows them
+    _sizes = _check_forward(_x_seq, _params, _state0)
+    _T, _N, D, P, H = _sizes["_T"], _sizes["_N"], _sizes["D"], _sizes["P"], _sizes["H"]
+    _dtype = _x_seq.dtype
+    _packed_x = np.concatenate([_params["W_ii"], _params["W_if"], _params["W_ig"], _params["W_io"]])  # (4*H, D): [W_ii; W_if; W_ig; W_io], one GEMM instead of 4
+    _packed_h_prev = np.concatenate([_params["W_hi"], _params["W_hf"], _params["W_hg"], _params["W_ho"]])  # (4*H, P): [W_hi; W_hf; W_hg; W_ho], one GEMM instead of 4
+    _packed_m = _params["W_hr"]  # (P, H)
+    _proj_x = (_x_seq.reshape(_T * _N, D) @ _packed_x.T).reshape(_T, _N, 4*H)  # (F1, F3, F5, F7) the products with x of every step: one GEMM over T*N rows
+    _proj_x += np.concatenate([_params["b_hi"] + _params["b_ii"], _params["b_hf"] + _params["b_if"], _params["b_hg"] + _params["b_ig"], _params["b_ho"] + _params["b_io"]])  # biases of the same equations, added once for all steps
+    _packed_h_prev_T = np.ascontiguousarray(_packed_h_prev.T)  # a contiguous transpose: the per-step GEMM is faster on it than on the view
+    _packed_m_T = np.ascontiguousarray(_packed_m.T)  # a contiguous transpose: the per-step GEMM is faster on it than on the view
+    _h_seq = np.empty((_T + 1, _N, P), _dtype)  # h<0>, ..., h<T>
+    _h_seq[0] = 0 if _state0 is None else _state0["h"]
+    _c_seq = np.empty((_T + 1, _N, H), _dtype)  # c<0>, ..., c<T>
+    _c_seq[0] = 0 if _state0 is None else _state0["c"]
+    _i_seq = np.empty((_T, _N, H), _dtype)  # saved for the backward pass
+    _f_seq = np.empty((_T, _N, H), _dtype)  # saved for the backward pass
+    _g_seq = np.empty((_T, _N, H), _dtype)  # saved for the backward pass
+    _o_seq = np.empty((_T, _N, H), _dtype)  # saved for the backward pass
+    _m_seq = np.empty((_T, _N, H), _dtype)  # saved for the backward pass
+    for _t in range(_T):
+        h_prev = _h_seq[_t]
+        c_prev = _c_seq[_t]
+        _proj_h_prev = h_prev @ _packed_h_prev_T  # (F1) [W_hi; W_hf; W_hg; W_ho] @ h_prev as one packed product
+        a_i = _proj_h_prev[:, :H] + _proj_x[_t, :, :H]  # (F1) pre-activation of i
+        _i_seq[_t] = i = _sigmoid(a_i)  # (F2) input gate
+        a_f = _proj_h_prev[:, H:2*H] + _proj_x[_t, :, H:2*H]  # (F3) pre-activation of f
+        _f_seq[_t] = f = _sigmoid(a_f)  # (F4) forget gate
+        a_g = _proj_h_prev[:, 2*H:3*H] + _proj_x[_t, :, 2*H:3*H]  # (F5) pre-activation of g
+        _g_seq[_t] = g = np.tanh(a_g)  # (F6) candidate cell state
+        a_o = _proj_h_prev[:, 3*H:4*H] + _proj_x[_t, :, 3*H:4*H]  # (F7) pre-activation of o
+        _o_seq[_t] = o = _sigmoid(a_o)  # (F8) output gate
+        _c_seq[_t + 1] = c = c_prev*f + g*i  # (F9) new cell state
+        _m_seq[_t] = m = o*np.tanh(c)  # (F10) unprojected hidden state
+        _proj_m = m @ _packed_m_T  # (F11) W_hr @ m
+        _h_seq[_t + 1] = h = _proj_m  # (F11) projected hidden state
+    _outputs = {"h": _h_seq[1:]}
+    _state = {"h": _h_seq[_T], "c": _c_seq[_T]}
+    _cache = {"x": _x_seq, "_packed_x": _packed_x, "_packed_h_prev": _packed_h_prev, "_packed_m": _packed_m, "_h_seq": _h_seq, "_c_seq": _c_seq, "_i_seq": _i_seq, "_f_seq": _f_seq, "_g_seq": _g_seq, "_o_seq": _o_seq, "_m_seq": _m_seq, "params": _params}
+    return _outputs, _state, _cache
 
 
 def backward(d_outputs, cache, d_state=None):
@@ -219,74 +220,75 @@ def backward(d_outputs, cache, d_state=None):
     Returns grads: every parameter by name (its shape), "x" (T, N, D) and each
     initial state by its name in STATES (N, size).
     """
-    sizes = _check_backward(d_outputs, cache, d_state)
-    T, N, D, P, H = sizes["T"], sizes["N"], sizes["D"], sizes["P"], sizes["H"]
-    params = cache["params"]
-    dtype = params["W_ii"].dtype
-    x = cache["x"]
-    packed_x = cache["packed_x"]
-    packed_h_prev = cache["packed_h_prev"]
-    packed_m = cache["packed_m"]
-    h_seq = cache["h_seq"]
-    c_seq = cache["c_seq"]
-    i_seq = cache["i_seq"]
-    f_seq = cache["f_seq"]
-    g_seq = cache["g_seq"]
-    o_seq = cache["o_seq"]
-    m_seq = cache["m_seq"]
-    dh_out_seq = d_outputs["h"]
-    dh_next = np.zeros((N, P), dtype) if d_state is None else d_state["h"]
-    dc_next = np.zeros((N, H), dtype) if d_state is None else d_state["c"]
-    dpre_seq = np.empty((T, N, 4*H + P), dtype)  # da_i, da_f, da_g, da_o, dh of every step
-    for t in reversed(range(T)):
-        dh_out = dh_out_seq[t]
-        c = c_seq[t + 1]
-        o = o_seq[t]
-        i = i_seq[t]
-        g = g_seq[t]
-        c_prev = c_seq[t]
-        f = f_seq[t]
-        dpre_seq[t, :, 4*H:4*H + P] = dh = dh_next + dh_out  # (B1) fork sum: loss + next step
-        dm = dpre_seq[t, :, 4*H:4*H + P] @ packed_m  # (B2) through h, projected hidden state (F11)
-        tanh_c = np.tanh(c)  # (B3, B4) common subexpression
-        dc = dc_next + dm*o*(1 - tanh_c**2)  # (B3) fork sum: next step + via m (F10)
-        do = dm*tanh_c  # (B4) through m, unprojected hidden state (F10)
-        dpre_seq[t, :, 3*H:4*H] = da_o = do*o*(1 - o)  # (B5) through o, output gate (F8)
+    _d_outputs, _cache, _d_state = d_outputs, cache, d_state   # a spec name never shadows them
+    _sizes = _check_backward(_d_outputs, _cache, _d_state)
+    _T, _N, D, P, H = _sizes["_T"], _sizes["_N"], _sizes["D"], _sizes["P"], _sizes["H"]
+    _params = _cache["params"]
+    _dtype = _params["W_ii"].dtype
+    _x_seq = _cache["x"]
+    _packed_x = _cache["_packed_x"]
+    _packed_h_prev = _cache["_packed_h_prev"]
+    _packed_m = _cache["_packed_m"]
+    _h_seq = _cache["_h_seq"]
+    _c_seq = _cache["_c_seq"]
+    _i_seq = _cache["_i_seq"]
+    _f_seq = _cache["_f_seq"]
+    _g_seq = _cache["_g_seq"]
+    _o_seq = _cache["_o_seq"]
+    _m_seq = _cache["_m_seq"]
+    _dh_out_seq = _d_outputs["h"]
+    dh_next = np.zeros((_N, P), _dtype) if _d_state is None else _d_state["h"]
+    dc_next = np.zeros((_N, H), _dtype) if _d_state is None else _d_state["c"]
+    _dpre_seq = np.empty((_T, _N, 4*H + P), _dtype)  # da_i, da_f, da_g, da_o, dh of every step
+    for _t in reversed(range(_T)):
+        dh_out = _dh_out_seq[_t]
+        c = _c_seq[_t + 1]
+        o = _o_seq[_t]
+        i = _i_seq[_t]
+        g = _g_seq[_t]
+        c_prev = _c_seq[_t]
+        f = _f_seq[_t]
+        _dpre_seq[_t, :, 4*H:4*H + P] = dh = dh_next + dh_out  # (B1) fork sum: loss + next step
+        dm = _dpre_seq[_t, :, 4*H:4*H + P] @ _packed_m  # (B2) through h, projected hidden state (F11)
+        _tanh_c = np.tanh(c)  # (B3, B4) common subexpression
+        dc = dc_next + dm*o*(1 - _tanh_c**2)  # (B3) fork sum: next step + via m (F10)
+        do = _tanh_c*dm  # (B4) through m, unprojected hidden state (F10)
+        _dpre_seq[_t, :, 3*H:4*H] = da_o = do*o*(1 - o)  # (B5) through o, output gate (F8)
         dg = dc*i  # (B6) through c, new cell state (F9)
-        dpre_seq[t, :, 2*H:3*H] = da_g = dg*(1 - g**2)  # (B7) through g, candidate cell state (F6)
+        _dpre_seq[_t, :, 2*H:3*H] = da_g = dg*(1 - g**2)  # (B7) through g, candidate cell state (F6)
         df = c_prev*dc  # (B8) through c, new cell state (F9)
-        dpre_seq[t, :, H:2*H] = da_f = df*f*(1 - f)  # (B9) through f, forget gate (F4)
+        _dpre_seq[_t, :, H:2*H] = da_f = df*f*(1 - f)  # (B9) through f, forget gate (F4)
         di = dc*g  # (B10) through c, new cell state (F9)
-        dpre_seq[t, :, :H] = da_i = di*i*(1 - i)  # (B11) through i, input gate (F2)
-        dh_prev = dpre_seq[t, :, :4*H] @ packed_h_prev  # (B12) fork sum: via a_o (F7) + via a_g (F5) + via a_f (F3) + via a_i (F1)
+        _dpre_seq[_t, :, :H] = da_i = di*i*(1 - i)  # (B11) through i, input gate (F2)
+        dh_prev = _dpre_seq[_t, :, :4*H] @ _packed_h_prev  # (B12) fork sum: via a_o (F7) + via a_g (F5) + via a_f (F3) + via a_i (F1)
         dc_prev = dc*f  # (B13) through c, new cell state (F9)
         dh_next, dc_next = dh_prev, dc_prev
-    dpre_flat = dpre_seq.reshape(T * N, 4*H + P)  # every step's da_i, da_f, da_g, da_o, dh as rows
-    dpre_x = dpre_flat[:, :4*H]  # (T*N, 4*H): the adjoints of a_i, a_f, a_g, a_o
-    dpacked_x = dpre_x.T @ x.reshape(T * N, D)  # gradients of W_ii, W_if, W_ig, W_io, summed over steps and batch
-    dx = (dpre_x @ packed_x).reshape(T, N, D)  # (B14) for every step at once, one GEMM
-    dpacked_h_prev = dpre_x.T @ h_seq[:-1].reshape(T * N, P)  # gradients of W_hi, W_hf, W_hg, W_ho, summed over steps and batch
-    dpre_m = dpre_flat[:, 4*H:4*H + P]  # (T*N, P): the adjoints of h
-    dpacked_m = dpre_m.T @ m_seq.reshape(T * N, H)  # gradients of W_hr, summed over steps and batch
-    dpre_sum = dpre_seq.sum(axis=(0, 1))  # bias gradients: sums over steps and batch
+    _dpre_flat = _dpre_seq.reshape(_T * _N, 4*H + P)  # every step's da_i, da_f, da_g, da_o, dh as rows
+    _dpre_x = _dpre_flat[:, :4*H]  # (T*N, 4*H): the adjoints of a_i, a_f, a_g, a_o
+    _dpacked_x = _dpre_x.T @ _x_seq.reshape(_T * _N, D)  # gradients of W_ii, W_if, W_ig, W_io, summed over steps and batch
+    dx = (_dpre_x @ _packed_x).reshape(_T, _N, D)  # (B14) for every step at once, one GEMM
+    _dpacked_h_prev = _dpre_x.T @ _h_seq[:-1].reshape(_T * _N, P)  # gradients of W_hi, W_hf, W_hg, W_ho, summed over steps and batch
+    _dpre_m = _dpre_flat[:, 4*H:4*H + P]  # (T*N, P): the adjoints of h
+    _dpacked_m = _dpre_m.T @ _m_seq.reshape(_T * _N, H)  # gradients of W_hr, summed over steps and batch
+    _dpre_sum = _dpre_seq.sum(axis=(0, 1))  # bias gradients: sums over steps and batch
     return {
-        "W_ii": dpacked_x[:H],  # (B15)
-        "W_if": dpacked_x[H:2*H],  # (B16)
-        "W_ig": dpacked_x[2*H:3*H],  # (B17)
-        "W_io": dpacked_x[3*H:4*H],  # (B18)
-        "W_hi": dpacked_h_prev[:H],  # (B19)
-        "W_hf": dpacked_h_prev[H:2*H],  # (B20)
-        "W_hg": dpacked_h_prev[2*H:3*H],  # (B21)
-        "W_ho": dpacked_h_prev[3*H:4*H],  # (B22)
-        "b_ii": dpre_sum[:H],  # (B23)
-        "b_if": dpre_sum[H:2*H],  # (B24)
-        "b_ig": dpre_sum[2*H:3*H],  # (B25)
-        "b_io": dpre_sum[3*H:4*H],  # (B26)
-        "b_hi": dpre_sum[:H],  # (B27)
-        "b_hf": dpre_sum[H:2*H],  # (B28)
-        "b_hg": dpre_sum[2*H:3*H],  # (B29)
-        "b_ho": dpre_sum[3*H:4*H],  # (B30)
-        "W_hr": dpacked_m,  # (B31)
+        "W_ii": _dpacked_x[:H],  # (B15)
+        "W_if": _dpacked_x[H:2*H],  # (B16)
+        "W_ig": _dpacked_x[2*H:3*H],  # (B17)
+        "W_io": _dpacked_x[3*H:4*H],  # (B18)
+        "W_hi": _dpacked_h_prev[:H],  # (B19)
+        "W_hf": _dpacked_h_prev[H:2*H],  # (B20)
+        "W_hg": _dpacked_h_prev[2*H:3*H],  # (B21)
+        "W_ho": _dpacked_h_prev[3*H:4*H],  # (B22)
+        "b_ii": _dpre_sum[:H],  # (B23)
+        "b_if": _dpre_sum[H:2*H],  # (B24)
+        "b_ig": _dpre_sum[2*H:3*H],  # (B25)
+        "b_io": _dpre_sum[3*H:4*H],  # (B26)
+        "b_hi": _dpre_sum[:H],  # (B27)
+        "b_hf": _dpre_sum[H:2*H],  # (B28)
+        "b_hg": _dpre_sum[2*H:3*H],  # (B29)
+        "b_ho": _dpre_sum[3*H:4*H],  # (B30)
+        "W_hr": _dpacked_m,  # (B31)
         "x": dx,  # (B14)
         "h": dh_next,  # (B12)
         "c": dc_next,  # (B13)

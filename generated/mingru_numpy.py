@@ -45,7 +45,7 @@ DTYPES = (np.float32, np.float64)
 # where each size is read: (parameter, axis)
 _SIZE_OF = {"H": ("W_z", 0)}
 # what forward() puts in the cache
-_CACHE_KEYS = ("x", "packed_x", "h_seq", "z_seq", "hc_seq", "params")
+_CACHE_KEYS = ("x", "_packed_x", "_h_seq", "_z_seq", "_hc_seq", "params")
 
 
 def init_params(input_size, hidden_size, seed=0, dtype=np.float64):
@@ -76,13 +76,13 @@ def _check_names(label, given, expected):
 
 
 def _check_forward(x, params, state0):
-    """Check the arguments of forward(); return the sizes by name (T, N and the spec's)."""
+    """Check the arguments of forward(); return the sizes by name (_T, _N and the spec's)."""
     if not isinstance(x, np.ndarray) or x.ndim != 3:
         raise ValueError("x must be a (T, N, D) numpy array (time-major)")
     if x.dtype not in DTYPES:
         raise TypeError(f"x has dtype {x.dtype}: use float32 or float64")
     _check_names("params", params, PARAM_SHAPES)
-    sizes = {"T": x.shape[0], "N": x.shape[1], "D": x.shape[2]}
+    sizes = {"_T": x.shape[0], "_N": x.shape[1], "D": x.shape[2]}
     for size, (name, axis) in _SIZE_OF.items():
         value = params[name]
         if not isinstance(value, np.ndarray) or value.ndim != len(PARAM_SHAPES[name]):
@@ -91,9 +91,9 @@ def _check_forward(x, params, state0):
     for name, shape in PARAM_SHAPES.items():
         _check_array(f"params[{name!r}]", params[name], [sizes[s] for s in shape], x.dtype)
     if state0 is not None:
-        _check_names("state0", state0, STATES)
+        _check_names("state", state0, STATES)
         for name, size in STATES.items():
-            _check_array(f"state0[{name!r}]", state0[name], (sizes["N"], sizes[size]), x.dtype)
+            _check_array(f"state[{name!r}]", state0[name], (sizes["_N"], sizes[size]), x.dtype)
     return sizes
 
 
@@ -104,11 +104,11 @@ def _check_backward(d_outputs, cache, d_state):
     sizes = _check_forward(x, params, None)
     _check_names("d_outputs", d_outputs, OUTPUTS)
     for name, size in OUTPUTS.items():
-        _check_array(f"d_outputs[{name!r}]", d_outputs[name], (sizes["T"], sizes["N"], sizes[size]), x.dtype)
+        _check_array(f"d_outputs[{name!r}]", d_outputs[name], (sizes["_T"], sizes["_N"], sizes[size]), x.dtype)
     if d_state is not None:
         _check_names("d_state", d_state, STATES)
         for name, size in STATES.items():
-            _check_array(f"d_state[{name!r}]", d_state[name], (sizes["N"], sizes[size]), x.dtype)
+            _check_array(f"d_state[{name!r}]", d_state[name], (sizes["_N"], sizes[size]), x.dtype)
     return sizes
 
 
@@ -118,34 +118,35 @@ def _sigmoid(z):
     return 0.5 + 0.5 * np.tanh(0.5 * z)
 
 
-def forward(x, params, state0=None):
+def forward(x, params, state=None):
     """Run the cell over a sequence.
 
     x: (T, N, D) float32 or float64; params: dict of PARAM_SHAPES arrays of the same dtype;
-    state0: dict of (N, size) initial states per STATES, zeros when None.
+    state: dict of (N, size) initial states per STATES, zeros when None.
     Returns (outputs, state, cache): outputs maps each name in OUTPUTS to its (T, N, size) values
     at every step, state the final states (N, size), cache what backward() needs.
     """
-    sizes = _check_forward(x, params, state0)
-    T, N, D, H = sizes["T"], sizes["N"], sizes["D"], sizes["H"]
-    dtype = x.dtype
-    packed_x = np.concatenate([params["W_z"], params["W_h"]])  # (2*H, D): [W_z; W_h], one GEMM instead of 2
-    proj_x = (x.reshape(T * N, D) @ packed_x.T).reshape(T, N, 2*H)  # (F1, F3) the products with x of every step: one GEMM over T*N rows
-    proj_x += np.concatenate([params["b_z"], params["b_h"]])  # biases of the same equations, added once for all steps
-    h_seq = np.empty((T + 1, N, H), dtype)  # h<0>, ..., h<T>
-    h_seq[0] = 0 if state0 is None else state0["h"]
-    z_seq = np.empty((T, N, H), dtype)  # saved for the backward pass
-    hc_seq = np.empty((T, N, H), dtype)  # saved for the backward pass
-    for t in range(T):
-        h_prev = h_seq[t]
-        a_z = proj_x[t, :, :H]  # (F1) pre-activation of z
-        z_seq[t] = z = _sigmoid(a_z)  # (F2) update gate, from the input alone
-        hc_seq[t] = hc = proj_x[t, :, H:2*H]  # (F3) candidate state, no activation
-        h_seq[t + 1] = h = h_prev*(1 - z) + hc*z  # (F4) new hidden state
-    outputs = {"h": h_seq[1:]}
-    state = {"h": h_seq[T]}
-    cache = {"x": x, "packed_x": packed_x, "h_seq": h_seq, "z_seq": z_seq, "hc_seq": hc_seq, "params": params}
-    return outputs, state, cache
+    _x_seq, _params, _state0 = x, params, state   # generated names start with _: a spec name never shadows them
+    _sizes = _check_forward(_x_seq, _params, _state0)
+    _T, _N, D, H = _sizes["_T"], _sizes["_N"], _sizes["D"], _sizes["H"]
+    _dtype = _x_seq.dtype
+    _packed_x = np.concatenate([_params["W_z"], _params["W_h"]])  # (2*H, D): [W_z; W_h], one GEMM instead of 2
+    _proj_x = (_x_seq.reshape(_T * _N, D) @ _packed_x.T).reshape(_T, _N, 2*H)  # (F1, F3) the products with x of every step: one GEMM over T*N rows
+    _proj_x += np.concatenate([_params["b_z"], _params["b_h"]])  # biases of the same equations, added once for all steps
+    _h_seq = np.empty((_T + 1, _N, H), _dtype)  # h<0>, ..., h<T>
+    _h_seq[0] = 0 if _state0 is None else _state0["h"]
+    _z_seq = np.empty((_T, _N, H), _dtype)  # saved for the backward pass
+    _hc_seq = np.empty((_T, _N, H), _dtype)  # saved for the backward pass
+    for _t in range(_T):
+        h_prev = _h_seq[_t]
+        a_z = _proj_x[_t, :, :H]  # (F1) pre-activation of z
+        _z_seq[_t] = z = _sigmoid(a_z)  # (F2) update gate, from the input alone
+        _hc_seq[_t] = hc = _proj_x[_t, :, H:2*H]  # (F3) candidate state, no activation
+        _h_seq[_t + 1] = h = h_prev*(1 - z) + hc*z  # (F4) new hidden state
+    _outputs = {"h": _h_seq[1:]}
+    _state = {"h": _h_seq[_T]}
+    _cache = {"x": _x_seq, "_packed_x": _packed_x, "_h_seq": _h_seq, "_z_seq": _z_seq, "_hc_seq": _hc_seq, "params": _params}
+    return _outputs, _state, _cache
 
 
 def backward(d_outputs, cache, d_state=None):
@@ -157,38 +158,39 @@ def backward(d_outputs, cache, d_state=None):
     Returns grads: every parameter by name (its shape), "x" (T, N, D) and each
     initial state by its name in STATES (N, size).
     """
-    sizes = _check_backward(d_outputs, cache, d_state)
-    T, N, D, H = sizes["T"], sizes["N"], sizes["D"], sizes["H"]
-    params = cache["params"]
-    dtype = params["W_z"].dtype
-    x = cache["x"]
-    packed_x = cache["packed_x"]
-    h_seq = cache["h_seq"]
-    z_seq = cache["z_seq"]
-    hc_seq = cache["hc_seq"]
-    dh_out_seq = d_outputs["h"]
-    dh_next = np.zeros((N, H), dtype) if d_state is None else d_state["h"]
-    dpre_seq = np.empty((T, N, 2*H), dtype)  # da_z, dhc of every step
-    for t in reversed(range(T)):
-        dh_out = dh_out_seq[t]
-        z = z_seq[t]
-        h_prev = h_seq[t]
-        hc = hc_seq[t]
+    _d_outputs, _cache, _d_state = d_outputs, cache, d_state   # a spec name never shadows them
+    _sizes = _check_backward(_d_outputs, _cache, _d_state)
+    _T, _N, D, H = _sizes["_T"], _sizes["_N"], _sizes["D"], _sizes["H"]
+    _params = _cache["params"]
+    _dtype = _params["W_z"].dtype
+    _x_seq = _cache["x"]
+    _packed_x = _cache["_packed_x"]
+    _h_seq = _cache["_h_seq"]
+    _z_seq = _cache["_z_seq"]
+    _hc_seq = _cache["_hc_seq"]
+    _dh_out_seq = _d_outputs["h"]
+    dh_next = np.zeros((_N, H), _dtype) if _d_state is None else _d_state["h"]
+    _dpre_seq = np.empty((_T, _N, 2*H), _dtype)  # da_z, dhc of every step
+    for _t in reversed(range(_T)):
+        dh_out = _dh_out_seq[_t]
+        z = _z_seq[_t]
+        h_prev = _h_seq[_t]
+        hc = _hc_seq[_t]
         dh = dh_next + dh_out  # (B1) fork sum: loss + next step
-        dpre_seq[t, :, H:2*H] = dhc = dh*z  # (B2) through h, new hidden state (F4)
+        _dpre_seq[_t, :, H:2*H] = dhc = dh*z  # (B2) through h, new hidden state (F4)
         dz = dh*(-h_prev + hc)  # (B3) through h, new hidden state (F4)
-        dpre_seq[t, :, :H] = da_z = dz*z*(1 - z)  # (B4) through z, update gate, from the input alone (F2)
+        _dpre_seq[_t, :, :H] = da_z = dz*z*(1 - z)  # (B4) through z, update gate, from the input alone (F2)
         dh_prev = dh*(1 - z)  # (B5) through h, new hidden state (F4)
         dh_next = dh_prev
-    dpre_flat = dpre_seq.reshape(T * N, 2*H)  # every step's da_z, dhc as rows
-    dpacked_x = dpre_flat.T @ x.reshape(T * N, D)  # gradients of W_z, W_h, summed over steps and batch
-    dx = (dpre_flat @ packed_x).reshape(T, N, D)  # (B6) for every step at once, one GEMM
-    dpre_sum = dpre_seq.sum(axis=(0, 1))  # bias gradients: sums over steps and batch
+    _dpre_flat = _dpre_seq.reshape(_T * _N, 2*H)  # every step's da_z, dhc as rows
+    _dpacked_x = _dpre_flat.T @ _x_seq.reshape(_T * _N, D)  # gradients of W_z, W_h, summed over steps and batch
+    dx = (_dpre_flat @ _packed_x).reshape(_T, _N, D)  # (B6) for every step at once, one GEMM
+    _dpre_sum = _dpre_seq.sum(axis=(0, 1))  # bias gradients: sums over steps and batch
     return {
-        "W_z": dpacked_x[:H],  # (B7)
-        "W_h": dpacked_x[H:2*H],  # (B8)
-        "b_z": dpre_sum[:H],  # (B9)
-        "b_h": dpre_sum[H:2*H],  # (B10)
+        "W_z": _dpacked_x[:H],  # (B7)
+        "W_h": _dpacked_x[H:2*H],  # (B8)
+        "b_z": _dpre_sum[:H],  # (B9)
+        "b_h": _dpre_sum[H:2*H],  # (B10)
         "x": dx,  # (B6)
         "h": dh_next,  # (B5)
     }

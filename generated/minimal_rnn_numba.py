@@ -50,7 +50,7 @@ DTYPES = (np.float32, np.float64)
 # where each size is read: (parameter, axis)
 _SIZE_OF = {"H": ("u", 0), "O": ("w", 0)}
 # what forward() puts in the cache
-_CACHE_KEYS = ("x", "packed_x", "packed_s_prev", "packed_s", "s_seq", "o_seq", "params")
+_CACHE_KEYS = ("x", "_packed_x", "_packed_s_prev", "_packed_s", "_s_seq", "_o_seq", "params")
 
 
 def init_params(input_size, hidden_size, seed=0, dtype=np.float64, output_size=None):
@@ -83,13 +83,13 @@ def _check_names(label, given, expected):
 
 
 def _check_forward(x, params, state0):
-    """Check the arguments of forward(); return the sizes by name (T, N and the spec's)."""
+    """Check the arguments of forward(); return the sizes by name (_T, _N and the spec's)."""
     if not isinstance(x, np.ndarray) or x.ndim != 3:
         raise ValueError("x must be a (T, N, D) numpy array (time-major)")
     if x.dtype not in DTYPES:
         raise TypeError(f"x has dtype {x.dtype}: use float32 or float64")
     _check_names("params", params, PARAM_SHAPES)
-    sizes = {"T": x.shape[0], "N": x.shape[1], "D": x.shape[2]}
+    sizes = {"_T": x.shape[0], "_N": x.shape[1], "D": x.shape[2]}
     for size, (name, axis) in _SIZE_OF.items():
         value = params[name]
         if not isinstance(value, np.ndarray) or value.ndim != len(PARAM_SHAPES[name]):
@@ -98,9 +98,9 @@ def _check_forward(x, params, state0):
     for name, shape in PARAM_SHAPES.items():
         _check_array(f"params[{name!r}]", params[name], [sizes[s] for s in shape], x.dtype)
     if state0 is not None:
-        _check_names("state0", state0, STATES)
+        _check_names("state", state0, STATES)
         for name, size in STATES.items():
-            _check_array(f"state0[{name!r}]", state0[name], (sizes["N"], sizes[size]), x.dtype)
+            _check_array(f"state[{name!r}]", state0[name], (sizes["_N"], sizes[size]), x.dtype)
     return sizes
 
 
@@ -111,11 +111,11 @@ def _check_backward(d_outputs, cache, d_state):
     sizes = _check_forward(x, params, None)
     _check_names("d_outputs", d_outputs, OUTPUTS)
     for name, size in OUTPUTS.items():
-        _check_array(f"d_outputs[{name!r}]", d_outputs[name], (sizes["T"], sizes["N"], sizes[size]), x.dtype)
+        _check_array(f"d_outputs[{name!r}]", d_outputs[name], (sizes["_T"], sizes["_N"], sizes[size]), x.dtype)
     if d_state is not None:
         _check_names("d_state", d_state, STATES)
         for name, size in STATES.items():
-            _check_array(f"d_state[{name!r}]", d_state[name], (sizes["N"], sizes[size]), x.dtype)
+            _check_array(f"d_state[{name!r}]", d_state[name], (sizes["_N"], sizes[size]), x.dtype)
     return sizes
 
 
@@ -185,83 +185,84 @@ def _matmul(a, b):
 
 
 @nb.njit(cache=True, error_model="numpy")
-def _forward_steps(T, N, H, O, s_seq, packed_s_prev_T, proj_s_prev, proj_x, packed_s_T, proj_s, b_g_param, o_seq):
+def _forward_steps(_T, _N, H, O, _s_seq, _packed_s_prev_T, _proj_s_prev, _proj_x, _packed_s_T, _proj_s, _b_g_param, _o_seq):
     """The time loop: per step the recurrent products as one GEMM, then fused elementwise loops."""
-    for t in range(T):
-        np.dot(s_seq[t], packed_s_prev_T, proj_s_prev)  # (F1) v @ s_prev
-        for n in range(N):
-            for j in range(H):
-                a_s = proj_s_prev[n, j] + proj_x[t, n, j]  # (F1) pre-activation of s
+    for _t in range(_T):
+        np.dot(_s_seq[_t], _packed_s_prev_T, _proj_s_prev)  # (F1) v @ s_prev
+        for _n in range(_N):
+            for _j in range(H):
+                a_s = _proj_s_prev[_n, _j] + _proj_x[_t, _n, _j]  # (F1) pre-activation of s
                 s = _sigmoid(a_s)  # (F2)
-                s_seq[t + 1, n, j] = s
-        np.dot(s_seq[t + 1], packed_s_T, proj_s)  # (F3) w @ s
-        for n in range(N):
-            for j in range(O):
-                b_g = b_g_param[j]
-                a_o = proj_s[n, j] + b_g  # (F3) pre-activation of o
+                _s_seq[_t + 1, _n, _j] = s
+        np.dot(_s_seq[_t + 1], _packed_s_T, _proj_s)  # (F3) w @ s
+        for _n in range(_N):
+            for _j in range(O):
+                b_g = _b_g_param[_j]
+                a_o = _proj_s[_n, _j] + b_g  # (F3) pre-activation of o
                 o = _sigmoid(a_o)  # (F4)
-                o_seq[t, n, j] = o
+                _o_seq[_t, _n, _j] = o
 
 
 @nb.njit(cache=True, error_model="numpy")
-def _backward_steps(T, N, H, O, do_out_seq, o_seq, dpre_seq, packed_s, ds_linear_buf, ds_next_buf, s_seq, packed_s_prev, ds_prev_linear_buf):
-    """The reverse time loop; the carried adjoints (ds_next_buf) are updated in place."""
-    F = do_out_seq.dtype.type  # constants are F(c): float32 arrays, float32 arithmetic
-    for t in range(T - 1, -1, -1):
-        for n in range(N):
-            da_o_row = dpre_seq[t, n, H:H + O]  # a view per adjoint: LLVM vectorizes stores to separate arrays
-            for j in range(O):
-                do_out = do_out_seq[t, n, j]
-                o = o_seq[t, n, j]
+def _backward_steps(_T, _N, H, O, _do_out_seq, _o_seq, _dpre_seq, _packed_s, _ds_linear_buf, _ds_next_buf, _s_seq, _packed_s_prev, _ds_prev_linear_buf):
+    """The reverse time loop; the carried adjoints (_ds_next_buf) are updated in place."""
+    _F = _do_out_seq.dtype.type  # constants are F(c): float32 arrays, float32 arithmetic
+    for _t in range(_T - 1, -1, -1):
+        for _n in range(_N):
+            _da_o_row = _dpre_seq[_t, _n, H:H + O]  # a view per adjoint: LLVM vectorizes stores to separate arrays
+            for _j in range(O):
+                do_out = _do_out_seq[_t, _n, _j]
+                o = _o_seq[_t, _n, _j]
                 do = do_out  # (B1) upstream gradient
-                da_o = do*o*(F(1) - o)  # (B2) through o (F4)
-                da_o_row[j] = da_o
-        np.dot(np.ascontiguousarray(dpre_seq[t, :, H:H + O]), packed_s, ds_linear_buf)  # (B3) wᵀ @ the adjoints of a_o
-        for n in range(N):
-            da_s_row = dpre_seq[t, n, :H]  # a view per adjoint: LLVM vectorizes stores to separate arrays
-            for j in range(H):
-                ds_linear = ds_linear_buf[n, j]
-                ds_next = ds_next_buf[n, j]
-                s = s_seq[t + 1, n, j]
-                ds = ds_linear + ds_next  # (B3) fork sum: next step + via a_o (F3)
-                da_s = ds*s*(F(1) - s)  # (B4) through s (F2)
-                da_s_row[j] = da_s
-        np.dot(np.ascontiguousarray(dpre_seq[t, :, :H]), packed_s_prev, ds_prev_linear_buf)  # (B5) vᵀ @ the adjoints of a_s
-        for n in range(N):
-            for j in range(H):
-                ds_prev_linear = ds_prev_linear_buf[n, j]
-                ds_prev = ds_prev_linear  # (B5) through a_s (F1)
-                ds_next_buf[n, j] = ds_prev
+                da_o = do*o*(_F(1) - o)  # (B2) through o (F4)
+                _da_o_row[_j] = da_o
+        np.dot(np.ascontiguousarray(_dpre_seq[_t, :, H:H + O]), _packed_s, _ds_linear_buf)  # (B3) wᵀ @ the adjoints of a_o
+        for _n in range(_N):
+            _da_s_row = _dpre_seq[_t, _n, :H]  # a view per adjoint: LLVM vectorizes stores to separate arrays
+            for _j in range(H):
+                _ds_linear = _ds_linear_buf[_n, _j]
+                ds_next = _ds_next_buf[_n, _j]
+                s = _s_seq[_t + 1, _n, _j]
+                ds = _ds_linear + ds_next  # (B3) fork sum: next step + via a_o (F3)
+                da_s = ds*s*(_F(1) - s)  # (B4) through s (F2)
+                _da_s_row[_j] = da_s
+        np.dot(np.ascontiguousarray(_dpre_seq[_t, :, :H]), _packed_s_prev, _ds_prev_linear_buf)  # (B5) vᵀ @ the adjoints of a_s
+        for _n in range(_N):
+            for _j in range(H):
+                _ds_prev_linear = _ds_prev_linear_buf[_n, _j]
+                ds_prev = _ds_prev_linear  # (B5) through a_s (F1)
+                _ds_next_buf[_n, _j] = ds_prev
 
 
-def forward(x, params, state0=None):
+def forward(x, params, state=None):
     """Run the cell over a sequence.
 
     x: (T, N, D) float32 or float64; params: dict of PARAM_SHAPES arrays of the same dtype;
-    state0: dict of (N, size) initial states per STATES, zeros when None.
+    state: dict of (N, size) initial states per STATES, zeros when None.
     Returns (outputs, state, cache): outputs maps each name in OUTPUTS to its (T, N, size) values
     at every step, state the final states (N, size), cache what backward() needs.
     """
-    sizes = _check_forward(x, params, state0)
-    T, N, D, H, O = sizes["T"], sizes["N"], sizes["D"], sizes["H"], sizes["O"]
-    dtype = x.dtype
-    packed_x = params["u"]  # (H, D)
-    packed_s_prev = params["v"]  # (H, H)
-    packed_s = params["w"]  # (O, H)
-    proj_x = (_matmul(x.reshape(T * N, D), packed_x.T)).reshape(T, N, H)  # (F1) the products with x of every step: one GEMM over T*N rows
-    proj_x += params["b_f"]  # biases of the same equations, added once for all steps
-    packed_s_prev_T = np.ascontiguousarray(packed_s_prev.T)  # a contiguous transpose: the per-step GEMM is faster on it than on the view
-    packed_s_T = np.ascontiguousarray(packed_s.T)  # a contiguous transpose: the per-step GEMM is faster on it than on the view
-    s_seq = np.empty((T + 1, N, H), dtype)  # s<0>, ..., s<T>
-    s_seq[0] = 0 if state0 is None else state0["s"]
-    o_seq = np.empty((T, N, O), dtype)  # output
-    proj_s_prev = np.empty((N, H), dtype)  # one step's recurrent products
-    proj_s = np.empty((N, O), dtype)  # one step's recurrent products
-    _forward_steps(T, N, H, O, s_seq, packed_s_prev_T, proj_s_prev, proj_x, packed_s_T, proj_s, np.ascontiguousarray(params["b_g"]), o_seq)
-    outputs = {"o": o_seq}
-    state = {"s": s_seq[T]}
-    cache = {"x": x, "packed_x": packed_x, "packed_s_prev": packed_s_prev, "packed_s": packed_s, "s_seq": s_seq, "o_seq": o_seq, "params": params}
-    return outputs, state, cache
+    _x_seq, _params, _state0 = x, params, state   # generated names start with _: a spec name never shadows them
+    _sizes = _check_forward(_x_seq, _params, _state0)
+    _T, _N, D, H, O = _sizes["_T"], _sizes["_N"], _sizes["D"], _sizes["H"], _sizes["O"]
+    _dtype = _x_seq.dtype
+    _packed_x = _params["u"]  # (H, D)
+    _packed_s_prev = _params["v"]  # (H, H)
+    _packed_s = _params["w"]  # (O, H)
+    _proj_x = (_matmul(_x_seq.reshape(_T * _N, D), _packed_x.T)).reshape(_T, _N, H)  # (F1) the products with x of every step: one GEMM over T*N rows
+    _proj_x += _params["b_f"]  # biases of the same equations, added once for all steps
+    _packed_s_prev_T = np.ascontiguousarray(_packed_s_prev.T)  # a contiguous transpose: the per-step GEMM is faster on it than on the view
+    _packed_s_T = np.ascontiguousarray(_packed_s.T)  # a contiguous transpose: the per-step GEMM is faster on it than on the view
+    _s_seq = np.empty((_T + 1, _N, H), _dtype)  # s<0>, ..., s<T>
+    _s_seq[0] = 0 if _state0 is None else _state0["s"]
+    _o_seq = np.empty((_T, _N, O), _dtype)  # output
+    _proj_s_prev = np.empty((_N, H), _dtype)  # one step's recurrent products
+    _proj_s = np.empty((_N, O), _dtype)  # one step's recurrent products
+    _forward_steps(_T, _N, H, O, _s_seq, _packed_s_prev_T, _proj_s_prev, _proj_x, _packed_s_T, _proj_s, np.ascontiguousarray(_params["b_g"]), _o_seq)
+    _outputs = {"o": _o_seq}
+    _state = {"s": _s_seq[_T]}
+    _cache = {"x": _x_seq, "_packed_x": _packed_x, "_packed_s_prev": _packed_s_prev, "_packed_s": _packed_s, "_s_seq": _s_seq, "_o_seq": _o_seq, "params": _params}
+    return _outputs, _state, _cache
 
 
 def backward(d_outputs, cache, d_state=None):
@@ -273,36 +274,37 @@ def backward(d_outputs, cache, d_state=None):
     Returns grads: every parameter by name (its shape), "x" (T, N, D) and each
     initial state by its name in STATES (N, size).
     """
-    sizes = _check_backward(d_outputs, cache, d_state)
-    T, N, D, H, O = sizes["T"], sizes["N"], sizes["D"], sizes["H"], sizes["O"]
-    params = cache["params"]
-    dtype = params["u"].dtype
-    x = cache["x"]
-    packed_x = cache["packed_x"]
-    packed_s_prev = cache["packed_s_prev"]
-    packed_s = cache["packed_s"]
-    s_seq = cache["s_seq"]
-    o_seq = cache["o_seq"]
-    do_out_seq = np.ascontiguousarray(d_outputs["o"])
-    ds_next_buf = np.zeros((N, H), dtype) if d_state is None else d_state["s"].copy()
-    dpre_seq = np.empty((T, N, H + O), dtype)  # da_s, da_o of every step
-    ds_prev_linear_buf = np.empty((N, H), dtype)  # one step's values between fused loops
-    ds_linear_buf = np.empty((N, H), dtype)  # one step's values between fused loops
-    _backward_steps(T, N, H, O, do_out_seq, o_seq, dpre_seq, packed_s, ds_linear_buf, ds_next_buf, s_seq, packed_s_prev, ds_prev_linear_buf)
-    dpre_flat = dpre_seq.reshape(T * N, H + O)  # every step's da_s, da_o as rows
-    dpre_x = np.ascontiguousarray(dpre_flat[:, :H])  # (T*N, H): the adjoints of a_s, copied once: Numba's np.dot takes only contiguous arrays
-    dpacked_x = _matmul(dpre_x.T, x.reshape(T * N, D))  # gradients of u, summed over steps and batch
-    dx = (_matmul(dpre_x, packed_x)).reshape(T, N, D)  # (B6) for every step at once, one GEMM
-    dpacked_s_prev = _matmul(dpre_x.T, s_seq[:-1].reshape(T * N, H))  # gradients of v, summed over steps and batch
-    dpre_s = np.ascontiguousarray(dpre_flat[:, H:H + O])  # (T*N, O): the adjoints of a_o, copied once: Numba's np.dot takes only contiguous arrays
-    dpacked_s = _matmul(dpre_s.T, s_seq[1:].reshape(T * N, H))  # gradients of w, summed over steps and batch
-    dpre_sum = dpre_seq.sum(axis=(0, 1))  # bias gradients: sums over steps and batch
+    _d_outputs, _cache, _d_state = d_outputs, cache, d_state   # a spec name never shadows them
+    _sizes = _check_backward(_d_outputs, _cache, _d_state)
+    _T, _N, D, H, O = _sizes["_T"], _sizes["_N"], _sizes["D"], _sizes["H"], _sizes["O"]
+    _params = _cache["params"]
+    _dtype = _params["u"].dtype
+    _x_seq = _cache["x"]
+    _packed_x = _cache["_packed_x"]
+    _packed_s_prev = _cache["_packed_s_prev"]
+    _packed_s = _cache["_packed_s"]
+    _s_seq = _cache["_s_seq"]
+    _o_seq = _cache["_o_seq"]
+    _do_out_seq = np.ascontiguousarray(_d_outputs["o"])
+    _ds_next_buf = np.zeros((_N, H), _dtype) if _d_state is None else _d_state["s"].copy()
+    _dpre_seq = np.empty((_T, _N, H + O), _dtype)  # da_s, da_o of every step
+    _ds_prev_linear_buf = np.empty((_N, H), _dtype)  # one step's values between fused loops
+    _ds_linear_buf = np.empty((_N, H), _dtype)  # one step's values between fused loops
+    _backward_steps(_T, _N, H, O, _do_out_seq, _o_seq, _dpre_seq, _packed_s, _ds_linear_buf, _ds_next_buf, _s_seq, _packed_s_prev, _ds_prev_linear_buf)
+    _dpre_flat = _dpre_seq.reshape(_T * _N, H + O)  # every step's da_s, da_o as rows
+    _dpre_x = np.ascontiguousarray(_dpre_flat[:, :H])  # (T*N, H): the adjoints of a_s, copied once: Numba's np.dot takes only contiguous arrays
+    _dpacked_x = _matmul(_dpre_x.T, _x_seq.reshape(_T * _N, D))  # gradients of u, summed over steps and batch
+    dx = (_matmul(_dpre_x, _packed_x)).reshape(_T, _N, D)  # (B6) for every step at once, one GEMM
+    _dpacked_s_prev = _matmul(_dpre_x.T, _s_seq[:-1].reshape(_T * _N, H))  # gradients of v, summed over steps and batch
+    _dpre_s = np.ascontiguousarray(_dpre_flat[:, H:H + O])  # (T*N, O): the adjoints of a_o, copied once: Numba's np.dot takes only contiguous arrays
+    _dpacked_s = _matmul(_dpre_s.T, _s_seq[1:].reshape(_T * _N, H))  # gradients of w, summed over steps and batch
+    _dpre_sum = _dpre_seq.sum(axis=(0, 1))  # bias gradients: sums over steps and batch
     return {
-        "u": dpacked_x,  # (B7)
-        "v": dpacked_s_prev,  # (B8)
-        "b_f": dpre_sum[:H],  # (B9)
-        "w": dpacked_s,  # (B10)
-        "b_g": dpre_sum[H:H + O],  # (B11)
+        "u": _dpacked_x,  # (B7)
+        "v": _dpacked_s_prev,  # (B8)
+        "b_f": _dpre_sum[:H],  # (B9)
+        "w": _dpacked_s,  # (B10)
+        "b_g": _dpre_sum[H:H + O],  # (B11)
         "x": dx,  # (B6)
-        "s": ds_next_buf,  # (B5)
+        "s": _ds_next_buf,  # (B5)
     }

@@ -47,7 +47,7 @@ DTYPES = (np.float32, np.float64)
 # where each size is read: (parameter, axis)
 _SIZE_OF = {"H": ("u", 0), "O": ("w", 0)}
 # what forward() puts in the cache
-_CACHE_KEYS = ("x", "packed_x", "packed_s_prev", "packed_s", "s_seq", "o_seq", "params")
+_CACHE_KEYS = ("x", "_packed_x", "_packed_s_prev", "_packed_s", "_s_seq", "_o_seq", "params")
 
 
 def init_params(input_size, hidden_size, seed=0, dtype=np.float64, output_size=None):
@@ -80,13 +80,13 @@ def _check_names(label, given, expected):
 
 
 def _check_forward(x, params, state0):
-    """Check the arguments of forward(); return the sizes by name (T, N and the spec's)."""
+    """Check the arguments of forward(); return the sizes by name (_T, _N and the spec's)."""
     if not isinstance(x, np.ndarray) or x.ndim != 3:
         raise ValueError("x must be a (T, N, D) numpy array (time-major)")
     if x.dtype not in DTYPES:
         raise TypeError(f"x has dtype {x.dtype}: use float32 or float64")
     _check_names("params", params, PARAM_SHAPES)
-    sizes = {"T": x.shape[0], "N": x.shape[1], "D": x.shape[2]}
+    sizes = {"_T": x.shape[0], "_N": x.shape[1], "D": x.shape[2]}
     for size, (name, axis) in _SIZE_OF.items():
         value = params[name]
         if not isinstance(value, np.ndarray) or value.ndim != len(PARAM_SHAPES[name]):
@@ -95,9 +95,9 @@ def _check_forward(x, params, state0):
     for name, shape in PARAM_SHAPES.items():
         _check_array(f"params[{name!r}]", params[name], [sizes[s] for s in shape], x.dtype)
     if state0 is not None:
-        _check_names("state0", state0, STATES)
+        _check_names("state", state0, STATES)
         for name, size in STATES.items():
-            _check_array(f"state0[{name!r}]", state0[name], (sizes["N"], sizes[size]), x.dtype)
+            _check_array(f"state[{name!r}]", state0[name], (sizes["_N"], sizes[size]), x.dtype)
     return sizes
 
 
@@ -108,11 +108,11 @@ def _check_backward(d_outputs, cache, d_state):
     sizes = _check_forward(x, params, None)
     _check_names("d_outputs", d_outputs, OUTPUTS)
     for name, size in OUTPUTS.items():
-        _check_array(f"d_outputs[{name!r}]", d_outputs[name], (sizes["T"], sizes["N"], sizes[size]), x.dtype)
+        _check_array(f"d_outputs[{name!r}]", d_outputs[name], (sizes["_T"], sizes["_N"], sizes[size]), x.dtype)
     if d_state is not None:
         _check_names("d_state", d_state, STATES)
         for name, size in STATES.items():
-            _check_array(f"d_state[{name!r}]", d_state[name], (sizes["N"], sizes[size]), x.dtype)
+            _check_array(f"d_state[{name!r}]", d_state[name], (sizes["_N"], sizes[size]), x.dtype)
     return sizes
 
 
@@ -122,40 +122,41 @@ def _sigmoid(z):
     return 0.5 + 0.5 * np.tanh(0.5 * z)
 
 
-def forward(x, params, state0=None):
+def forward(x, params, state=None):
     """Run the cell over a sequence.
 
     x: (T, N, D) float32 or float64; params: dict of PARAM_SHAPES arrays of the same dtype;
-    state0: dict of (N, size) initial states per STATES, zeros when None.
+    state: dict of (N, size) initial states per STATES, zeros when None.
     Returns (outputs, state, cache): outputs maps each name in OUTPUTS to its (T, N, size) values
     at every step, state the final states (N, size), cache what backward() needs.
     """
-    sizes = _check_forward(x, params, state0)
-    T, N, D, H, O = sizes["T"], sizes["N"], sizes["D"], sizes["H"], sizes["O"]
-    dtype = x.dtype
-    packed_x = params["u"]  # (H, D)
-    packed_s_prev = params["v"]  # (H, H)
-    packed_s = params["w"]  # (O, H)
-    proj_x = (x.reshape(T * N, D) @ packed_x.T).reshape(T, N, H)  # (F1) the products with x of every step: one GEMM over T*N rows
-    proj_x += params["b_f"]  # biases of the same equations, added once for all steps
-    packed_s_prev_T = np.ascontiguousarray(packed_s_prev.T)  # a contiguous transpose: the per-step GEMM is faster on it than on the view
-    packed_s_T = np.ascontiguousarray(packed_s.T)  # a contiguous transpose: the per-step GEMM is faster on it than on the view
-    b_g = params["b_g"]
-    s_seq = np.empty((T + 1, N, H), dtype)  # s<0>, ..., s<T>
-    s_seq[0] = 0 if state0 is None else state0["s"]
-    o_seq = np.empty((T, N, O), dtype)  # output
-    for t in range(T):
-        s_prev = s_seq[t]
-        proj_s_prev = s_prev @ packed_s_prev_T  # (F1) v @ s_prev
-        a_s = proj_s_prev + proj_x[t]  # (F1) pre-activation of s
-        s_seq[t + 1] = s = _sigmoid(a_s)  # (F2)
-        proj_s = s @ packed_s_T  # (F3) w @ s
-        a_o = proj_s + b_g  # (F3) pre-activation of o
-        o_seq[t] = o = _sigmoid(a_o)  # (F4)
-    outputs = {"o": o_seq}
-    state = {"s": s_seq[T]}
-    cache = {"x": x, "packed_x": packed_x, "packed_s_prev": packed_s_prev, "packed_s": packed_s, "s_seq": s_seq, "o_seq": o_seq, "params": params}
-    return outputs, state, cache
+    _x_seq, _params, _state0 = x, params, state   # generated names start with _: a spec name never shadows them
+    _sizes = _check_forward(_x_seq, _params, _state0)
+    _T, _N, D, H, O = _sizes["_T"], _sizes["_N"], _sizes["D"], _sizes["H"], _sizes["O"]
+    _dtype = _x_seq.dtype
+    _packed_x = _params["u"]  # (H, D)
+    _packed_s_prev = _params["v"]  # (H, H)
+    _packed_s = _params["w"]  # (O, H)
+    _proj_x = (_x_seq.reshape(_T * _N, D) @ _packed_x.T).reshape(_T, _N, H)  # (F1) the products with x of every step: one GEMM over T*N rows
+    _proj_x += _params["b_f"]  # biases of the same equations, added once for all steps
+    _packed_s_prev_T = np.ascontiguousarray(_packed_s_prev.T)  # a contiguous transpose: the per-step GEMM is faster on it than on the view
+    _packed_s_T = np.ascontiguousarray(_packed_s.T)  # a contiguous transpose: the per-step GEMM is faster on it than on the view
+    b_g = _params["b_g"]
+    _s_seq = np.empty((_T + 1, _N, H), _dtype)  # s<0>, ..., s<T>
+    _s_seq[0] = 0 if _state0 is None else _state0["s"]
+    _o_seq = np.empty((_T, _N, O), _dtype)  # output
+    for _t in range(_T):
+        s_prev = _s_seq[_t]
+        _proj_s_prev = s_prev @ _packed_s_prev_T  # (F1) v @ s_prev
+        a_s = _proj_s_prev + _proj_x[_t]  # (F1) pre-activation of s
+        _s_seq[_t + 1] = s = _sigmoid(a_s)  # (F2)
+        _proj_s = s @ _packed_s_T  # (F3) w @ s
+        a_o = _proj_s + b_g  # (F3) pre-activation of o
+        _o_seq[_t] = o = _sigmoid(a_o)  # (F4)
+    _outputs = {"o": _o_seq}
+    _state = {"s": _s_seq[_T]}
+    _cache = {"x": _x_seq, "_packed_x": _packed_x, "_packed_s_prev": _packed_s_prev, "_packed_s": _packed_s, "_s_seq": _s_seq, "_o_seq": _o_seq, "params": _params}
+    return _outputs, _state, _cache
 
 
 def backward(d_outputs, cache, d_state=None):
@@ -167,43 +168,44 @@ def backward(d_outputs, cache, d_state=None):
     Returns grads: every parameter by name (its shape), "x" (T, N, D) and each
     initial state by its name in STATES (N, size).
     """
-    sizes = _check_backward(d_outputs, cache, d_state)
-    T, N, D, H, O = sizes["T"], sizes["N"], sizes["D"], sizes["H"], sizes["O"]
-    params = cache["params"]
-    dtype = params["u"].dtype
-    x = cache["x"]
-    packed_x = cache["packed_x"]
-    packed_s_prev = cache["packed_s_prev"]
-    packed_s = cache["packed_s"]
-    s_seq = cache["s_seq"]
-    o_seq = cache["o_seq"]
-    do_out_seq = d_outputs["o"]
-    ds_next = np.zeros((N, H), dtype) if d_state is None else d_state["s"]
-    dpre_seq = np.empty((T, N, H + O), dtype)  # da_s, da_o of every step
-    for t in reversed(range(T)):
-        do_out = do_out_seq[t]
-        o = o_seq[t]
-        s = s_seq[t + 1]
+    _d_outputs, _cache, _d_state = d_outputs, cache, d_state   # a spec name never shadows them
+    _sizes = _check_backward(_d_outputs, _cache, _d_state)
+    _T, _N, D, H, O = _sizes["_T"], _sizes["_N"], _sizes["D"], _sizes["H"], _sizes["O"]
+    _params = _cache["params"]
+    _dtype = _params["u"].dtype
+    _x_seq = _cache["x"]
+    _packed_x = _cache["_packed_x"]
+    _packed_s_prev = _cache["_packed_s_prev"]
+    _packed_s = _cache["_packed_s"]
+    _s_seq = _cache["_s_seq"]
+    _o_seq = _cache["_o_seq"]
+    _do_out_seq = _d_outputs["o"]
+    ds_next = np.zeros((_N, H), _dtype) if _d_state is None else _d_state["s"]
+    _dpre_seq = np.empty((_T, _N, H + O), _dtype)  # da_s, da_o of every step
+    for _t in reversed(range(_T)):
+        do_out = _do_out_seq[_t]
+        o = _o_seq[_t]
+        s = _s_seq[_t + 1]
         do = do_out  # (B1) upstream gradient
-        dpre_seq[t, :, H:H + O] = da_o = do*o*(1 - o)  # (B2) through o (F4)
-        ds = (dpre_seq[t, :, H:H + O] @ packed_s) + ds_next  # (B3) fork sum: next step + via a_o (F3)
-        dpre_seq[t, :, :H] = da_s = ds*s*(1 - s)  # (B4) through s (F2)
-        ds_prev = dpre_seq[t, :, :H] @ packed_s_prev  # (B5) through a_s (F1)
+        _dpre_seq[_t, :, H:H + O] = da_o = do*o*(1 - o)  # (B2) through o (F4)
+        ds = (_dpre_seq[_t, :, H:H + O] @ _packed_s) + ds_next  # (B3) fork sum: next step + via a_o (F3)
+        _dpre_seq[_t, :, :H] = da_s = ds*s*(1 - s)  # (B4) through s (F2)
+        ds_prev = _dpre_seq[_t, :, :H] @ _packed_s_prev  # (B5) through a_s (F1)
         ds_next = ds_prev
-    dpre_flat = dpre_seq.reshape(T * N, H + O)  # every step's da_s, da_o as rows
-    dpre_x = dpre_flat[:, :H]  # (T*N, H): the adjoints of a_s
-    dpacked_x = dpre_x.T @ x.reshape(T * N, D)  # gradients of u, summed over steps and batch
-    dx = (dpre_x @ packed_x).reshape(T, N, D)  # (B6) for every step at once, one GEMM
-    dpacked_s_prev = dpre_x.T @ s_seq[:-1].reshape(T * N, H)  # gradients of v, summed over steps and batch
-    dpre_s = dpre_flat[:, H:H + O]  # (T*N, O): the adjoints of a_o
-    dpacked_s = dpre_s.T @ s_seq[1:].reshape(T * N, H)  # gradients of w, summed over steps and batch
-    dpre_sum = dpre_seq.sum(axis=(0, 1))  # bias gradients: sums over steps and batch
+    _dpre_flat = _dpre_seq.reshape(_T * _N, H + O)  # every step's da_s, da_o as rows
+    _dpre_x = _dpre_flat[:, :H]  # (T*N, H): the adjoints of a_s
+    _dpacked_x = _dpre_x.T @ _x_seq.reshape(_T * _N, D)  # gradients of u, summed over steps and batch
+    dx = (_dpre_x @ _packed_x).reshape(_T, _N, D)  # (B6) for every step at once, one GEMM
+    _dpacked_s_prev = _dpre_x.T @ _s_seq[:-1].reshape(_T * _N, H)  # gradients of v, summed over steps and batch
+    _dpre_s = _dpre_flat[:, H:H + O]  # (T*N, O): the adjoints of a_o
+    _dpacked_s = _dpre_s.T @ _s_seq[1:].reshape(_T * _N, H)  # gradients of w, summed over steps and batch
+    _dpre_sum = _dpre_seq.sum(axis=(0, 1))  # bias gradients: sums over steps and batch
     return {
-        "u": dpacked_x,  # (B7)
-        "v": dpacked_s_prev,  # (B8)
-        "b_f": dpre_sum[:H],  # (B9)
-        "w": dpacked_s,  # (B10)
-        "b_g": dpre_sum[H:H + O],  # (B11)
+        "u": _dpacked_x,  # (B7)
+        "v": _dpacked_s_prev,  # (B8)
+        "b_f": _dpre_sum[:H],  # (B9)
+        "w": _dpacked_s,  # (B10)
+        "b_g": _dpre_sum[H:H + O],  # (B11)
         "x": dx,  # (B6)
         "s": ds_next,  # (B5)
     }

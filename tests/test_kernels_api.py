@@ -75,7 +75,7 @@ def test_entry_checks_give_clear_errors(backend):
         module.forward(x, {**params, "W_g": np.zeros((4, 5))})
     with pytest.raises(KeyError, match="missing \\['b_o'\\]"):
         module.forward(x, {k: v for k, v in params.items() if k != "b_o"})
-    with pytest.raises(ValueError, match=r"state0\['c'\] has shape"):
+    with pytest.raises(ValueError, match=r"state\['c'\] has shape"):
         module.forward(x, params, {"h": np.zeros((1, 4)), "c": np.zeros((2, 4))})
     _, _, cache = module.forward(x, params)
     with pytest.raises(ValueError, match=r"d_outputs\['h'\] has shape"):
