@@ -25,17 +25,26 @@ class GradCheck:
 
 def random_problem(module, T, N, input_size, hidden_size, seed=0, dtype=np.float64,
                    many_to_one=False):
-    """Params, x, state0, upstream weights for a module's cell, all of ``dtype``."""
+    """Params, x, state0, upstream weights for a module's cell, all of ``dtype``. x is one array,
+    or a dict by input name when the cell has several inputs; initial states are drawn inside
+    their declared domain (positive: 0.5 + |z|)."""
     rng = np.random.default_rng(seed)
     if module.INPUT_SIZE == module.HIDDEN_SIZE:   # x has the hidden size
         input_size = hidden_size
     params = module.init_params(input_size, hidden_size, seed=seed, dtype=dtype)
     # scale up so that gates leave their linear regime and mistakes cannot hide
     params = {k: (v * 2.0).astype(dtype) for k, v in params.items()}
-    sizes = {module.INPUT_SIZE: input_size, **{s: params[n].shape[a] for s, (n, a) in module._SIZE_OF.items()}}
-    x = rng.standard_normal((T, N, input_size)).astype(dtype)
+    # a size no parameter has is read from a second input: it gets the hidden size
+    sizes = {module.INPUT_SIZE: input_size, **{s: params[n].shape[a] if n in params else hidden_size
+                                               for s, (n, a) in module._SIZE_OF.items()}}
+    xs = {name: rng.standard_normal((T, N, sizes[size])).astype(dtype)
+          for name, size in module.INPUTS.items()}
+    x = xs if len(xs) > 1 else xs[module.INPUT]
     state0 = {s: (0.5 * rng.standard_normal((N, sizes[size]))).astype(dtype)
               for s, size in module.STATES.items()}
+    for s, domain in module.STATE_DOMAIN.items():
+        if domain == "positive":
+            state0[s] = (0.5 + np.abs(state0[s])).astype(dtype)
     d_outputs = {}
     for o, size in module.OUTPUTS.items():
         w = rng.standard_normal((T, N, sizes[size])).astype(dtype)
@@ -60,7 +69,9 @@ def check_gradients(module, T=3, N=2, input_size=3, hidden_size=4, seed=0, many_
     _, _, cache = module.forward(x, params, state0)
     grads = module.backward(d_outputs, cache, d_state)
     rng = np.random.default_rng(seed + 1)
-    arrays = {**{p: params[p] for p in params}, module.INPUT: x, **{s: state0[s] for s in state0}}
+    inputs = x if isinstance(x, dict) else {module.INPUT: x}
+    arrays = {**{p: params[p] for p in params if p not in module.BUFFERS}, **inputs,
+              **{s: state0[s] for s in state0}}
     results = []
     for name, array in arrays.items():
         analytic = grads[name]

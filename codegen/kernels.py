@@ -101,8 +101,6 @@ def _size_order(cell) -> list[str]:
 
 def _common_context(plan: Plan, spec_text: str, spec_label: str, command: str) -> dict:
     d, cell, q = plan.derivation, plan.cell, plan.derivation.quantities
-    if len(cell.inputs) != 1:
-        raise NotImplementedError("generated kernels take one input sequence x")
     size_order = _size_order(cell)
     hidden = _hidden_size(cell)
     extra_sizes = [(s, kw) for s, kw in _size_keywords(cell) if s not in (cell.input_size, hidden)]
@@ -117,14 +115,22 @@ def _common_context(plan: Plan, spec_text: str, spec_label: str, command: str) -
         "command": command,
         "input": cell.inputs[0],
         "input_seq": plan.names("_{}_seq", cell.inputs[0]),
+        "inputs": [(i, q[i].shape[0], plan.names("_{}_seq", i)) for i in cell.inputs],
+        "input_unpack": (", ".join(plan.names("_{}_seq", i) for i in cell.inputs) + " = "
+                         + ", ".join(f'_inputs["{i}"]' for i in cell.inputs)),
         "input_size": cell.input_size,
         "hidden_size": hidden,
         "sizes": [(s, cell.sizes[s]) for s in size_order],
         "size_sources": [(s, *plan.sizes[s][:2]) for s in size_order if s != cell.input_size],
         "extra_sizes": extra_sizes,
         "param_shapes": [(p, "(" + "".join(f'"{s}", ' for s in q[p].shape).rstrip(", ")
-                          + ("," if len(q[p].shape) == 1 else "") + ")") for p in cell.params],
+                          + ("," if len(q[p].shape) == 1 else "") + ")")
+                         for p in (*cell.params, *cell.initial.values())],
+        "buffers": [p for p in cell.params if not q[p].trainable],
+        "initial": list(cell.initial.items()),
         "states": [(s, q[s].shape[0]) for s in cell.states],
+        "state_init": [(s, q[s].init) for s in cell.states],
+        "state_domain": [(s, q[s].domain) for s in cell.states],
         "outputs": [(o, q[o].shape[0]) for o in cell.outputs],
         "forward_equations": [f"({eq.tag}) {eq.lhs} = {_plain(eq.rhs)}" for eq in d.forward],
         "backward_equations": [f"({eq.tag}) {eq.target} {'+=' if eq.accumulates else '='} "
@@ -158,7 +164,7 @@ class _Layout:
         self.plan = plan
         self.cell = plan.cell
         self.q = plan.derivation.quantities
-        self.x = self.cell.inputs[0]
+        self.inputs = self.cell.inputs
         self.names = plan.names
 
     def seq(self, name: str) -> str:
@@ -239,7 +245,10 @@ class _Layout:
         for s in self.cell.states:
             lines.append(Line(f"{self.seq(s)} = np.empty((_T + 1, _N, {self.size(s)}), _dtype)",
                               f"{s}<0>, ..., {s}<T>"))
-            lines.append(Line(f'{self.seq(s)}[0] = 0 if _state0 is None else _state0["{s}"]'))
+            init = {"zeros": "0", "ones": "1"}.get(self.q[s].init)
+            if init is None:   # a learnable initial value, broadcast over the batch
+                init = f'_params["{self.cell.initial[s]}"]'
+            lines.append(Line(f'{self.seq(s)}[0] = {init} if _state0 is None else _state0["{s}"]'))
         for name in (*self.plan.saved_seq, *self.plan.output_seq):
             why = "output" if name in self.plan.output_seq else "saved for the backward pass"
             lines.append(Line(f"{self.seq(name)} = np.empty((_T, _N, {self.size(name)}), _dtype)", why))
@@ -250,16 +259,18 @@ class _Layout:
         for o in self.cell.outputs:
             outputs.append((o, f"{self.seq(o)}[1:]" if o in self.cell.states else self.seq(o)))
         state = [(s, f"{self.seq(s)}[_T]") for s in self.cell.states]
-        cache = [("x", self.seq(self.x))]
+        cache = [("inputs", "_inputs")]
         cache += [(g.packed, g.packed) for g in self.plan.groups]
         cache += [(self.seq(s), self.seq(s)) for s in self.cell.states]
         cache += [(self.seq(n), self.seq(n)) for n in (*self.plan.saved_seq, *self.plan.output_seq)]
         cache.append(("params", "_params"))
+        if self.cell.initial:
+            cache.append(("initial", "_state0 is None"))
         return {"output_values": outputs, "final_state": state, "cache": cache,
                 "cache_keys": ", ".join(f'"{k}"' for k, _ in cache)}
 
     def backward_unpack(self) -> list[Line]:
-        lines = [Line(f'{self.seq(self.x)} = _cache["x"]')]
+        lines = [Line(f'{self.seq(x)} = _cache["inputs"]["{x}"]') for x in self.inputs]
         lines += [Line(f'{g.packed} = _cache["{g.packed}"]') for g in self.plan.groups]
         lines += [Line(f'{self.seq(s)} = _cache["{self.seq(s)}"]') for s in self.cell.states]
         lines += [Line(f'{self.seq(n)} = _cache["{self.seq(n)}"]') for n in (*self.plan.saved_seq, *self.plan.output_seq)]
@@ -306,7 +317,7 @@ class _Layout:
 
     def grads_entries(self) -> list[tuple[str, str, str]]:
         plan, out = self.plan, []
-        for p in self.cell.params:
+        for p in self.cell.trainable_params:
             eq = plan.derivation.backward_eq("d" + p)
             terms = []
             for part in plan.param_grads[p]:
@@ -321,16 +332,22 @@ class _Layout:
                     terms.append(f"d{p}")
             text = " + ".join(terms) if terms else f'np.zeros_like(_params["{p}"])'
             out.append((p, text, eq.tag))
-        if self.x in plan.input_linear:
-            dx = f"d{self.x}"          # the after-loop GEMM, plus the loop's part if any
-        elif self.x in plan.input_loop:
-            dx = self.seq(f"d{self.x}")
-        else:
-            dx = f"np.zeros_like({self.seq(self.x)})"
-        out.append((self.x, dx, plan.derivation.backward_eq("d" + self.x).tag))
+        for x in self.inputs:
+            if x in plan.input_linear:
+                dx = f"d{x}"          # the after-loop GEMM, plus the loop's part if any
+            elif x in plan.input_loop:
+                dx = self.seq(f"d{x}")
+            else:
+                dx = f"np.zeros_like({self.seq(x)})"
+            out.append((x, dx, plan.derivation.backward_eq("d" + x).tag))
         for s in self.cell.states:
             out.append((s, self.carried_variable(plan.derivation.carried[s]),
                          plan.derivation.backward_eq(f"d{s}_prev").tag))
+        for s, p in self.cell.initial.items():
+            # the initial state is p broadcast over the batch when no state was passed
+            out.append((p, f'{self.carried_variable(plan.derivation.carried[s])}.sum(axis=0) '
+                           f'if _cache["initial"] else np.zeros_like(_params["{p}"])',
+                        plan.derivation.backward_eq(f"d{s}_prev").tag))
         return out
 
     def carried_variable(self, name: str) -> str:
@@ -403,7 +420,8 @@ class _NumPyLayout(_Layout):
         return "".join(f"{target} = " for target in targets)
 
     def step_lines(self, steps, forward: bool) -> list[Line]:
-        names = {**{n: self.ref_text(r) for n, r in self.plan.refs.items()}, self.x: f"{self.seq(self.x)}[_t]"}
+        names = {**{n: self.ref_text(r) for n, r in self.plan.refs.items()},
+                 **{x: f"{self.seq(x)}[_t]" for x in self.inputs}}
         linear = {}
         for g in self.plan.groups:
             block = self.plan.dpre_block(g)
@@ -428,7 +446,7 @@ class _NumPyLayout(_Layout):
             else:
                 symbols = (st.loads if isinstance(st, Segment) else ((st.group.vector,) if forward else ()))
             for n in symbols:
-                if n not in defined and n not in wanted and n != self.x and self.load_text(n):
+                if n not in defined and n not in wanted and n not in self.inputs and self.load_text(n):
                     wanted.append(n)
         for n in wanted:
             lines.append(Line(f"{n} = {self.load_text(n)}"))
@@ -546,7 +564,8 @@ class _NumbaLayout(_Layout):
         return self.plan.derivation.carried[prev_adjoint[1:].removesuffix("_prev")]
 
     def kernel(self, steps, forward: bool) -> dict:
-        names = {**{n: self.ref_text(r) for n, r in self.plan.refs.items()}, self.x: self.load_text(self.x)}
+        names = {**{n: self.ref_text(r) for n, r in self.plan.refs.items()},
+                 **{x: self.load_text(x) for x in self.inputs}}
         printer = KernelNumbaPrinter(names)
         self.printers.append(printer)
         body = []   # (kind, payload)
@@ -586,7 +605,7 @@ class _NumbaLayout(_Layout):
             for n in st.loads:
                 text = self.load_text(n)
                 use(text)
-                if n != self.x:   # the input is read in place: x names the whole sequence
+                if n not in self.inputs:   # an input is read in place from its sequence
                     loads.append(Line(f"{n} = {text}"))
             stmts, stores, rows = [], [], []
             for s in st.stmts:

@@ -53,7 +53,8 @@ class Product:
 #: Names the templates write as they are (API locals, loop indices, run sizes, fixed buffers).
 FIXED_NAMES = ("_T", "_N", "_t", "_n", "_j", "_F", "_dtype", "_sizes", "_params", "_state0",
                "_lengths", "_cache", "_outputs", "_state", "_d_outputs", "_d_state", "_grads",
-               "_dpre_seq", "_dpre_flat", "_dpre_sum", "_acc")
+               "_dpre_seq", "_dpre_flat", "_dpre_sum", "_acc", "_inputs", "_input_dict",
+               "_input_label")
 
 
 class Namespace:
@@ -292,7 +293,8 @@ def lower(d: Derivation) -> Plan:
         loc["d" + name] = "input_grad"
 
     # -- sizes: where each is read at run time -----------------------------------------------
-    for name in (*cell.inputs, *cell.params):
+    # the first input, then the parameters, then other inputs: _check_forward reads them in turn
+    for name in (cell.inputs[0], *cell.params, *cell.inputs[1:]):
         for axis, size in enumerate(q[name].shape):
             if size not in plan.sizes:
                 plan.sizes[size] = (name, axis + (2 if name in cell.inputs else 0), q[name].role)

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import sympy as sp
 
 from derive.functions import FUNCTIONS, sigmoid
+from derive.linear import REDUCTIONS
 
 from .context import (KIND_WORD, Claim, Context, Token, local_derivative, product, transpose,
                       unprev)
@@ -43,7 +44,7 @@ GREEK = {"alpha", "beta", "gamma", "Gamma", "delta", "Delta", "epsilon", "vareps
 ACCENTS = {"tilde", "hat", "bar", "dot", "vec", "check", "breve", "acute", "grave"}
 ELEMENTWISE_CMDS = {"tanh": sp.tanh, "sigma": sigmoid, "exp": sp.exp, "log": sp.log,
                     "ln": sp.log, "cosh": sp.cosh, "sinh": sp.sinh, "sigmoid": sigmoid,
-                    "relu": FUNCTIONS["relu"], "softplus": FUNCTIONS["softplus"]}
+                    "relu": FUNCTIONS["relu"], "softplus": FUNCTIONS["softplus"], **REDUCTIONS}
 PRODUCT_OPS = {"*": "*", r"\cdot": "*", r"\odot": "odot", r"\otimes": "otimes", "/": "/"}
 ADJOINT_CMDS = {r"\diff", r"\partial", r"\delta", r"\nabla"}
 

@@ -23,7 +23,7 @@ import numpy as np
 import sympy as sp
 
 from derive.functions import relu, sigmoid, softplus
-from derive.linear import MatVec, MatVecT, Outer
+from derive.linear import REDUCTIONS, MatVec, MatVecT, Outer, RowMean
 
 from .nodes import HCat, Row, SumN, SumT, MatTranspose, VCat
 
@@ -206,6 +206,10 @@ def evaluate(expr, lookup, sum_steps=None):
         if isinstance(e, sp.Heaviside):
             z = ev(e.args[0])
             return np.where(z > 0, 1.0, np.where(z < 0, 0.0, float(e.args[1]) if len(e.args) > 1 else 0.5))
+        if isinstance(e, tuple(REDUCTIONS.values())):
+            v = np.asarray(ev(e.vector), dtype=float)
+            reduce = np.mean if isinstance(e, RowMean) else np.sum
+            return np.broadcast_to(reduce(v, axis=-1, keepdims=True), v.shape).copy()
         if isinstance(e, MatVec):
             return _matmul(ev(e.vector), ev(e.matrix).T, e)
         if isinstance(e, MatVecT):
