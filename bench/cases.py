@@ -51,9 +51,17 @@ class CaseData:
     torch_weights: dict[str, np.ndarray]
 
 
+def has_torch_counterpart(cell: str) -> bool:
+    """A built-in cell with a PyTorch module (``LAYOUTS``); any other cell is a spec path or name
+    whose kernels are timed against each other only."""
+    return cell in LAYOUTS
+
+
 def make_data(case: Case, seed: int = 0) -> CaseData:
     rng = np.random.default_rng(seed)
     dtype = np.dtype(case.dtype)
+    if not has_torch_counterpart(case.cell):   # the kernels draw their own (kernel_call)
+        return CaseData(np.empty(0, dtype), np.empty(0, dtype), {})
     rows = len(LAYOUTS[case.cell].gates) * case.H
     bound = 1.0 / np.sqrt(case.H)  # PyTorch's default initialisation range
     shapes = {"weight_ih_l0": (rows, case.D), "weight_hh_l0": (rows, case.H),

@@ -15,12 +15,14 @@ A method that cannot run here raises ``Unavailable`` with the reason, which the 
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import os
+import sys
 from typing import Callable
 
 import numpy as np
 
-from .cases import Case, CaseData
+from .cases import Case, CaseData, has_torch_counterpart
 from .layout import LAYOUTS
 
 METHODS = ("numpy", "numba", "torch", "bound")
@@ -31,8 +33,27 @@ class Unavailable(Exception):
     """The method cannot run in this environment; the message says why."""
 
 
+#: where ``bench.run`` wrote the kernels of cells given as spec files (``<folder>/<cell>_<backend>.py``)
+KERNELS_ENV = "CELLGRAD_BENCH_KERNELS"
+
+
 def kernel_module(cell: str, backend: str):
-    """Import ``generated.<cell>_<backend>``; Unavailable when it or its backend is missing."""
+    """Import ``generated.<cell>_<backend>``, or for a cell without a PyTorch counterpart the
+    module ``bench.run`` generated for it; Unavailable when it or its backend is missing."""
+    if not has_torch_counterpart(cell) and os.environ.get(KERNELS_ENV):
+        name = f"{cell}_{backend}"
+        path = os.path.join(os.environ[KERNELS_ENV], f"{name}.py")
+        if name in sys.modules:
+            return sys.modules[name]
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module  # Numba's cache finds a module's functions through sys.modules
+        try:
+            spec.loader.exec_module(module)
+        except ModuleNotFoundError as err:
+            del sys.modules[name]
+            raise Unavailable(f"{err.name} not installed") from None
+        return module
     name = f"generated.{cell}_{backend}"
     try:
         return importlib.import_module(name)
@@ -58,8 +79,15 @@ def import_torch():
 
 def kernel_call(case: Case, data: CaseData, backend: str) -> Callable[[], object]:
     module = kernel_module(case.cell, backend)
-    params = LAYOUTS[case.cell].kernel_params(data.torch_weights)
-    x, d_outputs = data.x, {"h": data.w}
+    if has_torch_counterpart(case.cell):
+        params = LAYOUTS[case.cell].kernel_params(data.torch_weights)
+        x, d_outputs = data.x, {"h": data.w}
+    else:  # D is the input size, H every other size
+        from codegen.gradcheck import random_problem
+        sizes = {s: case.H for s in module.SIZES} | {module.INPUT_SIZE: case.D}
+        params, x, _, d_outputs, _ = random_problem(module, case.T, case.N, sizes=sizes,
+                                                    dtype=np.dtype(case.dtype))
+        params = {k: v / 2 for k, v in params.items()}  # PyTorch's initialisation range
 
     def forward_backward():
         outputs, state, cache = module.forward(x, params)
@@ -94,10 +122,14 @@ class TorchModel:
 
 
 def torch_call(case: Case, data: CaseData) -> Callable[[], object]:
+    if not has_torch_counterpart(case.cell):
+        raise Unavailable("no PyTorch counterpart of this cell")
     return TorchModel(case, data).forward_backward
 
 
 def bound_call(case: Case, data: CaseData) -> Callable[[], object]:
+    if not has_torch_counterpart(case.cell):
+        raise Unavailable("the GEMM bound is modelled for " + ", ".join(LAYOUTS) + " only")
     T, N, D, H = case.size
     GH = len(LAYOUTS[case.cell].gates) * H
     dtype = np.dtype(case.dtype)

@@ -13,10 +13,9 @@ import platform
 import signal
 import subprocess
 import sys
-import tempfile
 
-from .cases import CELLS, DTYPES, QUICK_SIZE, SIZES, Case
-from .methods import METHODS
+from .cases import CELLS, DTYPES, QUICK_SIZE, SIZES, Case, has_torch_counterpart
+from .methods import KERNELS_ENV, METHODS
 from .report import render, session_title
 from .session import CORETYPE_VARS, ROOT, run_session
 
@@ -40,14 +39,32 @@ def _positive(text: str) -> int:
     return int(text)
 
 
+def cache_dir() -> str:
+    """The benchmark's own Numba cache (and the kernels of spec-file cells): written only by
+    benchmark workers, so a cache of another process cannot change what is timed, and kept
+    between runs, so that only the first run compiles."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "cellgrad", "bench")
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("cell", nargs="*", metavar="CELL_OR_SPEC",
+                        help="cells to time: built-in names or spec files; cells other than "
+                             f"{', '.join(CELLS)} have no PyTorch counterpart or GEMM bound and "
+                             f"time numpy against numba (default: {' '.join(CELLS)})")
     parser.add_argument("--quick", action="store_true",
                         help=f"smoke run: size {','.join(map(str, QUICK_SIZE))}, 3 repeats, one "
-                             "thread, OpenBLAS variables as set (under a minute)")
-    parser.add_argument("--cells", nargs="+", default=list(CELLS), choices=CELLS,
-                        help="cells with a PyTorch counterpart (default: all three)")
-    parser.add_argument("--sizes", nargs="+", type=_size, metavar="T,N,D,H")
-    parser.add_argument("--dtypes", nargs="+", default=list(DTYPES), choices=DTYPES)
+                             "thread, OpenBLAS variables as set; the three cells take about a "
+                             "minute on an idle 2-core machine, Numba compilation included, and "
+                             "several minutes on a busy one (docs/benchmarks.md)")
+    parser.add_argument("--cells", nargs="+", metavar="CELL_OR_SPEC", default=None,
+                        help="the same as the positional CELL_OR_SPEC (older spelling)")
+    parser.add_argument("--sizes", nargs="+", type=_size, metavar="T,N,D,H",
+                        help="sizes to time; for a spec file D is the input size and H every other "
+                             "size (default: " + " ".join(",".join(map(str, z)) for z in SIZES)
+                             + "; quick: " + ",".join(map(str, QUICK_SIZE)) + ")")
+    parser.add_argument("--dtypes", nargs="+", default=list(DTYPES), choices=DTYPES,
+                        help="dtypes to time")
     parser.add_argument("--repeats", type=_positive, help="timed samples per method and row (default 10, "
                         "quick 3)")
     parser.add_argument("--threads", nargs="+", choices=THREAD_MODES,
@@ -56,7 +73,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--coretype", nargs="+", choices=CORETYPES,
                         help="OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE as set, or unset for the "
                              "benchmark's workers only (default: both; quick: as-set)")
-    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
+    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS,
+                        help="what to time: the two generated backends, PyTorch autograd, and the "
+                             "GEMM-only lower bound")
     parser.add_argument("--burst", type=_positive, default=2,
                         help="consecutive calls per turn in the default-threads mode")
     parser.add_argument("--gap", type=float, default=0.1,
@@ -99,7 +118,36 @@ def _progress(row: dict) -> None:
     print(f"  {case.label()}: {times}", file=sys.stderr, flush=True)
 
 
+def prepare_cells(cells: list[str], folder: str) -> list[str]:
+    """Generate the kernels of every cell without a PyTorch counterpart into ``folder`` (by
+    content: unchanged kernels keep their Numba cache), tell the workers where (``KERNELS_ENV``),
+    and return the cells' names."""
+    from codegen.kernel_outputs import kernel_filename, kernel_text
+    from codegen.outputs import write_atomic
+    from derive import SpecError, load_cell
+    names = []
+    for cell in cells:
+        if has_torch_counterpart(cell):
+            names.append(cell)
+            continue
+        name = load_cell(cell).name
+        if has_torch_counterpart(name):
+            raise SpecError(f"the cell is named {name!r}, as a built-in cell the benchmark "
+                            "compares with PyTorch: give it another name", path=cell)
+        names.append(name)
+        for backend in ("numpy", "numba"):
+            text = kernel_text(cell, backend, f"cellgrad bench {cell}")
+            path = os.path.join(folder, kernel_filename(name, backend))
+            if not os.path.exists(path) or open(path, encoding="utf-8").read() != text:
+                write_atomic(path, text)
+    os.environ[KERNELS_ENV] = folder
+    return names
+
+
 def run(args) -> int:
+    cells = list(dict.fromkeys(args.cell + (args.cells or []))) or list(CELLS)
+    cache = cache_dir()
+    cells = prepare_cells(cells, os.path.join(cache, "kernels"))
     sizes = args.sizes or ([QUICK_SIZE] if args.quick else list(SIZES))
     repeats = args.repeats or (3 if args.quick else 10)
     threads = args.threads or (["one"] if args.quick else list(THREAD_MODES))
@@ -108,7 +156,7 @@ def run(args) -> int:
     if "unset" in coretypes and "as-set" in coretypes and not any(v in os.environ for v in CORETYPE_VARS):
         coretypes = ["as-set"]
         notes.append("OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE are not set here: one coretype session.")
-    cases = [Case(cell, *size, dtype) for cell in args.cells for size in sizes for dtype in args.dtypes]
+    cases = [Case(cell, *size, dtype) for cell in cells for size in sizes for dtype in args.dtypes]
     header = [f"# cellgrad benchmark, {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC",
               "", f"- machine: {_machine()}; Python {platform.python_version()}",
               f"- code: commit {_revision()}",
@@ -119,17 +167,17 @@ def run(args) -> int:
               *(f"- {n}" for n in notes), ""]
     print("\n".join(header), flush=True)
     sessions = []
-    with tempfile.TemporaryDirectory(prefix="cellgrad-bench-numba-") as numba_cache:
-        for coretype in coretypes:
-            for mode in threads:
-                session_args = dict(threads=mode, coretype=coretype, repeats=repeats,
-                                    burst=args.burst, gap=args.gap)
-                print(f"session: {session_title(session_args)}", file=sys.stderr, flush=True)
-                session = run_session(cases, args.methods, progress=_progress,
-                                      numba_cache=numba_cache, **session_args)
-                sessions.append(session)
-                print(render(session), f"Load average after this session: {_load()}", "",
-                      sep="\n", flush=True)
+    numba_cache = os.path.join(cache, "numba")
+    for coretype in coretypes:
+        for mode in threads:
+            session_args = dict(threads=mode, coretype=coretype, repeats=repeats,
+                                burst=args.burst, gap=args.gap)
+            print(f"session: {session_title(session_args)}", file=sys.stderr, flush=True)
+            session = run_session(cases, args.methods, progress=_progress,
+                                  numba_cache=numba_cache, **session_args)
+            sessions.append(session)
+            print(render(session), f"Load average after this session: {_load()}", "",
+                  sep="\n", flush=True)
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"header": header, "sessions": sessions}, f, indent=1)

@@ -16,8 +16,8 @@ import sympy as sp
 from derive import Derivation, spec_hash
 
 from .env import environment
-from .lower import GroupProduct, Plan, ProductGroup, Reduction, Ref, Segment, Stmt, lower
-from .numba_printer import KernelNumbaPrinter
+from .lower import GroupProduct, Plan, ProductGroup, Reduction, Ref, Segment, Stmt, lower, stacked_text
+from .numba_printer import KernelNumbaPrinter, helper_context
 from .numpy_printer import KernelNumPyPrinter
 
 
@@ -29,15 +29,19 @@ class Line:
 
 
 def render_kernel(d: Derivation, backend: str, spec_text: str, spec_label: str,
-                  command: str) -> str:
-    """The text of the generated module for ``backend`` ("numpy" or "numba")."""
+                  command: str, numba_cache: bool = True) -> str:
+    """The text of the generated module for ``backend`` ("numpy" or "numba").
+
+    ``numba_cache=False`` for a module that has no file (built in memory): Numba caches
+    compiled kernels beside their source file."""
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}: expected one of {', '.join(BACKENDS)}")
     plan = lower(d)
     context = _common_context(plan, spec_text, spec_label, command)
-    context.update(LAYOUTS[backend](plan).context())
-    template = environment().get_template(f"{backend}.py.j2")
-    return template.render(**context)
+    context["numba_cache"] = bool(numba_cache)
+    layout = LAYOUTS[backend](plan)
+    context.update(layout.context())
+    return layout.template(backend).render(**context)
 
 
 # -- shared between the backends --------------------------------------------------------------
@@ -160,11 +164,15 @@ def _linear_text(e) -> str:
 class _Layout:
     """What both backends share: pre-loop packing, the hoisted GEMM, the after-loop GEMMs."""
 
+    arrays = "numpy"   # the array library the generated module takes (a backend folder may differ)
+    every_cell = True  # False: may refuse a cell (NotImplementedError); regenerate then writes no file
+
     def __init__(self, plan: Plan):
         self.plan = plan
         self.cell = plan.cell
         self.q = plan.derivation.quantities
         self.inputs = self.cell.inputs
+        self.x = self.inputs[0]   # the first input (a backend taking one input sequence reads it)
         self.names = plan.names
 
     def seq(self, name: str) -> str:
@@ -178,6 +186,10 @@ class _Layout:
     def packed_T(self, g: ProductGroup) -> str:
         """The contiguous transpose of a packed matrix, for the per-step GEMM."""
         return self.names("{}_T", g.packed)
+
+    def template(self, backend: str):
+        """The module's template: templates/<backend>.py.j2 (a backend folder brings its own)."""
+        return environment().get_template(f"{backend}.py.j2")
 
     def size(self, name: str) -> str:
         return self.q[name].shape[0]
@@ -198,6 +210,8 @@ class _Layout:
     def vector_sequence(self, v: str) -> str:
         """All T steps of a group's vector as one (T, N, size) array."""
         loc = self.plan.locations.get(v)
+        if loc == "param":
+            return f'np.broadcast_to(_params["{v}"], (_T, _N, {self.size(v)}))'
         if loc == "prev_state":
             return f"{self.seq(v.removesuffix('_prev'))}[:-1]"
         if loc == "state":
@@ -220,6 +234,10 @@ class _Layout:
     def hoisted_lines(self) -> list[Line]:
         lines = []
         for g in self.plan.groups:
+            if g.constant:
+                product = self.matmul(g.packed, f'_params["{g.vector}"]')
+                lines.append(Line(f"{g.proj} = np.ascontiguousarray(np.broadcast_to({product}, (_N, {self.width(g)})))",
+                                  f"the products with the parameter {g.vector}: the same at every step"))
             if not g.hoisted:
                 continue
             rows = self.width(g)
@@ -263,7 +281,7 @@ class _Layout:
         cache += [(g.packed, g.packed) for g in self.plan.groups]
         cache += [(self.seq(s), self.seq(s)) for s in self.cell.states]
         cache += [(self.seq(n), self.seq(n)) for n in (*self.plan.saved_seq, *self.plan.output_seq)]
-        cache.append(("params", "_params"))
+        cache += [("params", "_params"), ("lengths", "_lengths")]
         if self.cell.initial:
             cache.append(("initial", "_state0 is None"))
         return {"output_values": outputs, "final_state": state, "cache": cache,
@@ -306,6 +324,9 @@ class _Layout:
             lines.append(Line(f"{self.dpacked(g)} = " + self.matmul(f"{stacked}.T", f"{self.vector_sequence(g.vector)}"
                                                                         f".reshape(_T * _N, {g.cols})"),
                               f"gradients of {', '.join(g.matrices)}, summed over steps and batch"))
+            if g.constant:
+                lines.append(Line(f"{g.linear} = ({self.matmul(stacked, g.packed)}).sum(axis=0)",
+                                  f"{stacked_text(g)}ᵀ @ the adjoints, summed over steps and batch"))
             if g.hoisted:
                 extra = f" + {self.seq('d' + g.vector)}" if g.vector in plan.input_loop else ""
                 lines.append(Line(f"d{g.vector} = ({self.matmul(stacked, g.packed)}).reshape(_T, _N, {g.cols}){extra}",
@@ -315,7 +336,8 @@ class _Layout:
             lines.append(Line("_dpre_sum = _dpre_seq.sum(axis=(0, 1))", "bias gradients: sums over steps and batch"))
         return lines
 
-    def grads_entries(self) -> list[tuple[str, str, str]]:
+    def grads_entries(self) -> dict[str, list[tuple[str, str, str]]]:
+        """(name, value, tag) of each gradient, by the part of Gradients it belongs to."""
         plan, out = self.plan, []
         for p in self.cell.trainable_params:
             eq = plan.derivation.backward_eq("d" + p)
@@ -328,10 +350,13 @@ class _Layout:
                 elif part[0] == "bias":
                     k = plan.dpre.index(part[1])
                     terms.append(f"_dpre_sum[{_block(plan.dpre_offset(k), self.size(part[1]))}]")
+                elif part[0] == "linear":
+                    terms.append(part[1].linear)
                 else:
                     terms.append(f"d{p}")
             text = " + ".join(terms) if terms else f'np.zeros_like(_params["{p}"])'
             out.append((p, text, eq.tag))
+        inputs = []
         for x in self.inputs:
             if x in plan.input_linear:
                 dx = f"d{x}"          # the after-loop GEMM, plus the loop's part if any
@@ -339,16 +364,15 @@ class _Layout:
                 dx = self.seq(f"d{x}")
             else:
                 dx = f"np.zeros_like({self.seq(x)})"
-            out.append((x, dx, plan.derivation.backward_eq("d" + x).tag))
-        for s in self.cell.states:
-            out.append((s, self.carried_variable(plan.derivation.carried[s]),
-                         plan.derivation.backward_eq(f"d{s}_prev").tag))
+            inputs.append((x, dx, plan.derivation.backward_eq("d" + x).tag))
+        state = [(s, self.carried_variable(plan.derivation.carried[s]), plan.derivation.backward_eq(f"d{s}_prev").tag)
+                 for s in self.cell.states]
         for s, p in self.cell.initial.items():
             # the initial state is p broadcast over the batch when no state was passed
             out.append((p, f'{self.carried_variable(plan.derivation.carried[s])}.sum(axis=0) '
                            f'if _cache["initial"] else np.zeros_like(_params["{p}"])',
                         plan.derivation.backward_eq(f"d{s}_prev").tag))
-        return out
+        return {"params": out, "inputs": inputs, "state": state}
 
     def carried_variable(self, name: str) -> str:
         return name
@@ -366,8 +390,10 @@ class _Layout:
             "dpre_width": _size_text(self.plan.width(self.plan.dpre)),
             "dpre_names": ", ".join("d" + n for n in self.plan.dpre),
             "after_loop": self.after_loop_lines(),
-            "transposed": [(g.packed, self.packed_T(g)) for g in self.plan.groups if not g.hoisted],
+            "transposed": [(g.packed, self.packed_T(g)) for g in self.plan.groups if g.per_step],
             "grads": self.grads_entries(),
+            "biases": [p for p, parts in self.plan.param_grads.items() if parts and all(x[0] == "bias" for x in parts)],
+            "state_seqs": [(s, self.seq(s)) for s in self.cell.states],
             "accumulators": [(p, self.size(p)) for p in self.loop_accumulators()],
             "input_loop": [(self.seq("d" + i), self.size(i)) for i in self.plan.input_loop],
             "upstream": [(o, self.seq(self.plan.derivation.upstream[o]), self.size(o)) for o in self.cell.outputs],
@@ -469,8 +495,9 @@ class _NumPyLayout(_Layout):
                     continue
                 if s.expr in [sp.Symbol(k) for k in linear]:
                     text = linear[s.expr.name]
-                elif s.expr.is_Number:
-                    text = f"np.full((_N, {s.size}), {s.expr}, _dtype)"
+                elif s.expr.is_Number or not {x.name for x in s.expr.free_symbols} - set(self.cell.params):
+                    # the same for every row (``lam = sigmoid(b)``): one (N, size) array like the others
+                    text = f"np.full((_N, {s.size}), {printer.doprint(s.expr)}, _dtype)"
                 else:
                     text = printer.doprint(s.expr)
                 # a stored value keeps its derivation name (``i_seq[_t] = i = ...``) for the reader
@@ -486,7 +513,7 @@ class _NumPyLayout(_Layout):
         ctx["backward_step"] = self.step_lines(self.plan.backward_steps, False)
         carried = [(self.plan.derivation.carried[s], f"d{s}_prev") for s in self.cell.states]
         ctx["carried_update"] = (", ".join(n for n, _ in carried) + " = " + ", ".join(p for _, p in carried))
-        ctx["helpers"] = sorted(set().union(*(p.helpers for p in self.printers)))
+        ctx.update(helper_context(self.printers))
         return ctx
 
     def params_in_loop(self, steps) -> list[str]:
@@ -507,6 +534,10 @@ class _NumbaLayout(_Layout):
     def buf(self, name: str) -> str:
         """One step's values of ``name`` between fused loops: ``_dh_next_buf``."""
         return self.names("{}_buf" if name.startswith("_") else "_{}_buf", name)
+
+    def gathered(self, g: ProductGroup) -> str:
+        """One step's adjoints of a group side by side, when dpre cannot hold every group so."""
+        return self.names("_dpre_{}_rows", g.vector)
 
     def param_array(self, name: str) -> str:
         array = self.names("_{}_param", name)
@@ -590,8 +621,15 @@ class _NumbaLayout(_Layout):
                     block = self.plan.dpre_block(g)
                     use("_dpre_seq"), use(g.packed), use(self.buf(g.linear))
                     if block is None:
-                        raise NotImplementedError("non-contiguous product groups in the numba backend")
-                    if _size_text(block[1] - block[0]) == _size_text(self.plan.width(self.plan.dpre)):
+                        # the group's adjoints are not side by side in dpre: gather them first
+                        src = self.gathered(g)
+                        use(src)
+                        for k, p in enumerate(g.products):
+                            column = self.plan.dpre_offset(self.plan.dpre.index(p.target))
+                            body.append(("gemm", Line(f"{src}[:, {_block(self.plan.group_offset(g, k), p.rows)}] = "
+                                                      f"_dpre_seq[_t, :, {_block(column, p.rows)}]",
+                                                      f"({st.tag}) d{p.target}")))
+                    elif _size_text(block[1] - block[0]) == _size_text(self.plan.width(self.plan.dpre)):
                         src = "_dpre_seq[_t]"
                     else:
                         src = f"np.ascontiguousarray(_dpre_seq[_t, :, {_block(block[0], self.width(g))}])"
@@ -696,6 +734,12 @@ class _NumbaLayout(_Layout):
         ctx = super().context()
         fwd = self.kernel(self.plan.forward_steps, True)
         bwd = self.kernel(self.plan.backward_steps, False)
+        # the steps past a sequence's end copy every state and hold every carried adjoint
+        fwd["arrays"] += [self.seq(s) for s in self.cell.states if self.seq(s) not in fwd["arrays"]]
+        carried = [self.carried_variable(self.plan.derivation.carried[s]) for s in self.cell.states]
+        bwd["arrays"] += [c for c in carried if c not in bwd["arrays"]]
+        ctx["held_carried"] = [(c, self.names("_{}_held", self.plan.derivation.carried[s]), self.size(s))
+                               for c, s in zip(carried, self.cell.states)]
         cell = self.cell
         sizes = _size_order(cell)
         ctx["forward_args"] = [self.argument(a) for a in fwd["arrays"]]
@@ -704,14 +748,13 @@ class _NumbaLayout(_Layout):
         ctx["backward_kernel"] = bwd
         ctx["kernel_sizes"] = [s for s in sizes if self._mentions(fwd, s) or self._mentions(bwd, s)]
         ctx["n"], ctx["j"] = self.n, self.j
-        ctx["forward_buffers"] = [(g.proj, self.width(g)) for g in self.plan.groups if not g.hoisted]
-        ctx["backward_buffers"] = ([(self.buf(g.linear), g.cols) for g in self.plan.groups if not g.hoisted]
+        ctx["forward_buffers"] = [(g.proj, self.width(g)) for g in self.plan.groups if g.per_step]
+        ctx["backward_buffers"] = ([(self.buf(g.linear), g.cols) for g in self.plan.groups if g.per_step]
+                                   + [(self.gathered(g), self.width(g)) for g in self.plan.groups
+                                      if g.per_step and self.plan.dpre_block(g) is None]
                                    + [(self.buf(n), size) for n, size in self.plan.scratch_backward])
         ctx["forward_scratch"] = [(self.buf(n), size) for n, size in self.plan.scratch_forward]
-        helpers = set().union(*(p.helpers for p in self.printers))
-        if helpers & {"sigmoid", "tanh", "softplus"}:
-            helpers.add("exp")
-        ctx["helpers"] = sorted(helpers)
+        ctx.update(helper_context(self.printers))
         return ctx
 
 
@@ -719,3 +762,13 @@ class _NumbaLayout(_Layout):
 #: entry here, one layout class (with its printer) and one template.
 LAYOUTS = {"numpy": _NumPyLayout, "numba": _NumbaLayout}
 BACKENDS = tuple(LAYOUTS)
+
+
+def register(name: str, layout) -> None:
+    """Add a backend; each folder of codegen/backends calls this when imported."""
+    global BACKENDS
+    LAYOUTS[name] = layout
+    BACKENDS = tuple(LAYOUTS)
+
+
+from . import backends  # noqa: E402,F401  the backend folders register themselves

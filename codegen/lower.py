@@ -53,8 +53,8 @@ class Product:
 #: Names the templates write as they are (API locals, loop indices, run sizes, fixed buffers).
 FIXED_NAMES = ("_T", "_N", "_t", "_n", "_j", "_F", "_dtype", "_sizes", "_params", "_state0",
                "_lengths", "_cache", "_outputs", "_state", "_d_outputs", "_d_state", "_grads",
-               "_dpre_seq", "_dpre_flat", "_dpre_sum", "_acc", "_inputs", "_input_dict",
-               "_input_label")
+               "_dpre_seq", "_dpre_flat", "_dpre_sum", "_active", "_held", "_stop", "_acc", "_inputs",
+               "_input_dict", "_input_label")
 
 
 class Namespace:
@@ -96,6 +96,12 @@ class ProductGroup:
     packed: str
     proj: str
     linear: str
+    constant: bool = False     # vector is a parameter: one product for all steps and rows
+
+    @property
+    def per_step(self) -> bool:
+        """Computed by a GEMM inside the time loop (the vector is recurrent or computed)."""
+        return not self.hoisted and not self.constant
 
     @property
     def matrices(self) -> tuple[str, ...]:
@@ -226,9 +232,10 @@ def _groups(d: Derivation, names: Namespace) -> tuple[ProductGroup, ...]:
             raise NotImplementedError(f"two products with vector {v} in one equation")
         hoisted = d.quantities[v].role == "input"
         groups.append(ProductGroup(v, members, hoisted, d.quantities[v].shape[0], names("_packed_{}", v),
-                                   names("_proj_{}", v), names("_d{}_linear", v)))
-    # hoisted groups first: their GEMM runs before the loop
-    return tuple(sorted(groups, key=lambda g: not g.hoisted))
+                                   names("_proj_{}", v), names("_d{}_linear", v),
+                                   constant=d.quantities[v].role == "param"))
+    # hoisted and constant groups first: their GEMM runs before the loop
+    return tuple(sorted(groups, key=lambda g: g.per_step))
 
 
 def _dpre_order(d: Derivation, groups) -> tuple[str, ...]:
@@ -317,7 +324,7 @@ def _lower_forward(plan: Plan) -> None:
     d, q, cell = plan.derivation, plan.derivation.quantities, plan.derivation.cell
     by_target = {(p.target, g.vector): (g, k) for g in plan.groups for k, p in enumerate(g.products)}
     hoisted_targets = {p.target for g in plan.groups if g.hoisted for p in g.products}
-    pending = [g for g in plan.groups if not g.hoisted]
+    pending = [g for g in plan.groups if g.per_step]
     defined = set(cell.inputs) | {f"{s}_prev" for s in cell.states} | set(cell.params)
     items: list = []
     for eq in d.forward:
@@ -326,7 +333,7 @@ def _lower_forward(plan: Plan) -> None:
         for g in list(pending):
             if any(m.vector.name == g.vector for m in products):
                 assert g.vector in defined, f"{g.vector} used before it is computed"
-                items.append(GroupProduct(g, eq.tag, f"{_stacked(g)} @ {g.vector}"
+                items.append(GroupProduct(g, eq.tag, f"{stacked_text(g)} @ {g.vector}"
                                           + (" as one packed product" if len(g.products) > 1 else "")))
                 pending.remove(g)
         terms = []
@@ -357,7 +364,7 @@ def _lower_forward(plan: Plan) -> None:
     plan.forward_steps, plan.scratch_forward = _segments(plan, items, forward=True)
 
 
-def _stacked(g: ProductGroup) -> str:
+def stacked_text(g: ProductGroup) -> str:
     return g.matrices[0] if len(g.matrices) == 1 else f"[{'; '.join(g.matrices)}]"
 
 
@@ -395,7 +402,7 @@ def _lower_backward(plan: Plan) -> None:
             if g.hoisted:
                 plan.input_linear[eq.of] = g
             else:
-                items.append(GroupProduct(g, eq.tag, f"{_stacked(g)}ᵀ @ the adjoints of "
+                items.append(GroupProduct(g, eq.tag, f"{stacked_text(g)}ᵀ @ the adjoints of "
                                           f"{', '.join(p.target for p in g.products)}"
                                           + (" as one packed product" if len(g.products) > 1 else "")))
                 terms.append(sp.Symbol(g.linear))
@@ -453,7 +460,9 @@ def _backward_note(eq, plan: Plan) -> str:
 
 def _param_grad(plan: Plan, eq) -> list:
     """How a parameter's gradient is formed: ('gemm', group, k) rows of a group's weight
-    gradient, ('bias', target) a column sum of dpre, ('loop', expr) accumulated per step."""
+    gradient, ('bias', target) a column sum of dpre, ('linear', group) the transposed products
+    of a parameter vector under @ (summed over steps and batch after the loop), ('loop', expr)
+    accumulated per step."""
     parts, loop = [], []
     dpre = set(plan.dpre)
     for term in sp.Add.make_args(eq.expr):
@@ -464,6 +473,10 @@ def _param_grad(plan: Plan, eq) -> list:
             parts.append(("gemm", g, k))
         elif isinstance(term, sp.Symbol) and term.name.startswith("d") and term.name[1:] in dpre:
             parts.append(("bias", term.name[1:]))
+        elif isinstance(term, MatVecT):
+            g = plan.group(eq.of)          # a parameter vector under @: constant products
+            if ("linear", g) not in parts:
+                parts.append(("linear", g))
         else:
             loop.append(term)
     if loop:

@@ -6,7 +6,8 @@ then each operand of its equation receives a branch:
 
 * elementwise operands: ``adjoint * d(rhs)/d(operand)``, differentiated by SymPy and rewritten
   in saved forward values (``sigmoid(a_f)`` becomes ``f``);
-* ``W @ v``: the transpose rules, ``W^T da`` for v and ``da v^T`` for W;
+* ``W @ v``: the node's own transpose rules (``derive.linear``), ``W^T da`` for v and
+  ``da v^T`` for W;
 * ``mean(v)``, ``sum(v)``: the transpose rule, the same reduction of the adjoint.
 
 Parameters declared in ``[buffers]`` (not trainable) receive no branch and no adjoint.
@@ -24,7 +25,7 @@ import sympy as sp
 
 from .cell import Cell, adjoint_name, carried_name, upstream_name
 from .derivation import BackwardEq, Branch, Derivation, ForwardEq
-from .linear import REDUCTIONS, MatVec, MatVecT, Outer
+from .linear import REDUCTIONS, MatVec
 from .normalize import normalize
 
 
@@ -115,11 +116,8 @@ def _all_branches(eq: ForwardEq, adj: sp.Symbol, quantities, saved_values):
         coefficient = sp.diff(flat, placeholders[m])
         # Normalization puts every product in an affine equation with coefficient 1.
         assert coefficient == 1, f"{eq.lhs}: product {m} has coefficient {coefficient}"
-        vector = m.vector
-        yield vector.name, Branch(eq.tag, eq.lhs, f"transpose of {m.matrix.name} @ {vector.name}",
-                                  None, MatVecT(m.matrix, adj))
-        yield m.matrix.name, Branch(eq.tag, eq.lhs, f"outer product rule of {m.matrix.name} @ {vector.name}",
-                                    None, Outer(adj, vector))
+        for operand, rule, expr in m.transpose(adj):
+            yield operand, Branch(eq.tag, eq.lhs, rule, None, expr)
 
     for sym in sorted(flat.free_symbols - set(placeholders.values()), key=lambda s: s.name):
         q = quantities.get(sym.name)

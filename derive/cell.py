@@ -95,6 +95,8 @@ class Cell:
     def trainable_params(self) -> tuple[str, ...]:
         """The parameters that get a gradient ([params], not [buffers])."""
         return tuple(p for p in self.params if self.quantities[p].trainable)
+    #: [functions]: name -> SymPy builder, an alias of a table function or a row of the spec's own
+    functions: dict = field(default_factory=dict, repr=False)
 
     def shape(self, name: str) -> tuple[str, ...]:
         return self.quantities[name].shape

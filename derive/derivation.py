@@ -111,6 +111,30 @@ class Derivation:
         """``dh_prev`` and friends: the adjoints step t hands to step t-1 as its ``dh_next``."""
         return tuple(eq for eq in self.backward if eq.role == "prev_state")
 
+    # -- display: a short repr, and the tagged equations in a notebook ----------------------------
+    def __repr__(self) -> str:
+        bptt = "full BPTT" if self.truncate is None else f"{self.truncate}-step truncated BPTT"
+        return (f"<Derivation of {self.cell.name}: {len(self.forward)} forward and "
+                f"{len(self.backward)} backward equations, {len(self.forks)} fork sums, {bptt}>")
+
+    def _repr_markdown_(self) -> str:
+        """The cell's equations in LaTeX, each with its tag, for Jupyter and other notebooks; the
+        spec's names, elementwise products as ⊙ (``cellgrad doc`` writes the full document)."""
+        latex = lambda e: sp.latex(e, mul_symbol=r" \odot ")
+
+        def block(lhs: str, op: str, rhs, tag: str) -> str:
+            return rf"$$ {latex(sp.Symbol(lhs))} {op} {latex(rhs)} \tag{{{tag}}} $$"
+
+        lines = [f"**{self.cell.name}**" + (f": {self.cell.description}" if self.cell.description else ""),
+                 "", "Forward, step t:", ""]
+        lines += [block(eq.lhs, "=", eq.rhs, eq.tag) for eq in self.forward]
+        bptt = "" if self.truncate is None else f", {self.truncate}-step truncated"
+        lines += ["", f"Backward, step t{bptt} (fork sums: "
+                  f"{', '.join(eq.target for eq in self.forks) or 'none'}):", ""]
+        lines += [block(eq.target, r"\mathrel{+}=" if eq.accumulates else "=", eq.expr, eq.tag)
+                  for eq in self.backward]
+        return "\n".join(lines)
+
     def consumers(self, name: str) -> list[str]:
         """Where a value goes: forward equations reading it, 'loss' and 'next step' as they apply."""
         users = [eq.lhs for eq in self.forward if sp.Symbol(name) in eq.rhs.free_symbols]

@@ -12,6 +12,8 @@ of an equation of its own, over a named vector (``var = mean((a - mu)**2)`` beco
 
 from __future__ import annotations
 
+import itertools
+
 import sympy as sp
 
 from .cell import Cell, Equation, Quantity, adjoint_name
@@ -27,16 +29,38 @@ def normalize(cell: Cell) -> tuple[list[Equation], dict[str, Quantity]]:
     out: list[Equation] = []
     for eq in cell.equations:
         new_eqs: list[Equation] = []
-        rhs = _Extractor(cell, eq, taken, introduced, new_eqs).run()
-        out.extend(new_eqs)
-        out.append(Equation(eq.lhs, rhs, eq.text, eq.line))
+        extractor = _Extractor(cell, eq, taken, introduced, new_eqs)
+        rhs = extractor.run()
+        done = [*new_eqs, Equation(eq.lhs, rhs, eq.text, eq.line)]
+        for e in done:
+            out.extend(_one_product_per_vector(e, extractor))
     return out, introduced
+
+
+def _one_product_per_vector(eq: Equation, extractor: "_Extractor") -> list[Equation]:
+    """``y = W1 x + W2 x``: every product of one equation has a vector of its own, so the kernels
+    stack the matrices of one vector (one row block per equation). A second product with the
+    same vector becomes a pre-activation of its own (``a_y = W2 x``; ``y = W1 x + a_y``)."""
+    seen: set[sp.Expr] = set()
+    moved: dict[sp.Expr, sp.Symbol] = {}
+    before = len(extractor.new_eqs)
+    for term in sp.Add.make_args(eq.rhs):
+        if isinstance(term, MatVec):
+            if term.vector in seen:
+                moved[term] = extractor.define(extractor.fresh(f"a_{eq.lhs}"), term,
+                                               f"pre-activation of {eq.lhs}")
+            seen.add(term.vector)
+    if not moved:
+        return [eq]
+    added = extractor.new_eqs[before:]
+    return [*added, Equation(eq.lhs, eq.rhs.xreplace(moved), eq.text, eq.line, eq.introduced)]
 
 
 class _Extractor:
     def __init__(self, cell, eq, taken, introduced, new_eqs):
         self.cell, self.eq, self.taken = cell, eq, taken
         self.introduced, self.new_eqs = introduced, new_eqs
+        self.named: dict = {}   # what this equation already named
 
     def run(self) -> sp.Expr:
         rhs = self.eq.rhs
@@ -71,7 +95,7 @@ class _Extractor:
         flat = e.xreplace(placeholders)
         if all(sp.diff(flat, d) == 1 for d in placeholders.values()):
             return e
-        counter = iter(range(1, len(placeholders) + 1))
+        counter = itertools.count(1)
         return self.extract(e, lambda: f"{base}_{next(counter)}")
 
     def extract(self, e: sp.Expr, next_name) -> sp.Expr:
@@ -80,10 +104,10 @@ class _Extractor:
             if not any(isinstance(t, MatVec) for t in affine):
                 affine = []
             rest = [self.extract(t, next_name) for t in e.args if t not in affine]
-            head = [self.introduce(next_name(), sp.Add(*affine))] if affine else []
+            head = [self.introduce(next_name, sp.Add(*affine))] if affine else []
             return sp.Add(*head, *rest)
         if isinstance(e, MatVec):
-            return self.introduce(next_name(), e)
+            return self.introduce(next_name, e)
         if not e.args:
             return e
         return e.func(*(self.extract(arg, next_name) for arg in e.args))
@@ -100,9 +124,13 @@ class _Extractor:
         self.taken.update({name, adjoint_name(name)})
         return name
 
-    def introduce(self, base: str, rhs: sp.Expr) -> sp.Symbol:
-        """A new quantity ``base`` (made unique) defined by ``rhs``: a pre-activation."""
-        return self.define(self.fresh(base), rhs, f"pre-activation of {self.eq.lhs}")
+    def introduce(self, base, rhs: sp.Expr) -> sp.Symbol:
+        """A new quantity ``base`` (made unique; a callable gives it on demand) defined by ``rhs``:
+        a pre-activation. The same product twice in one equation is named once."""
+        if rhs not in self.named:
+            name = self.fresh(base if isinstance(base, str) else base())
+            self.named[rhs] = self.define(name, rhs, f"pre-activation of {self.eq.lhs}")
+        return self.named[rhs]
 
     def define(self, name: str, rhs: sp.Expr, doc: str) -> sp.Symbol:
         self.introduced[name] = Quantity(name, "intermediate", (self.shape_of(rhs),), doc)
@@ -112,10 +140,13 @@ class _Extractor:
     def name_vector(self, vector: sp.Expr) -> sp.Symbol:
         """Name the operand of ``U @ (expression)`` or ``mean(expression)``; its own products and
         reductions are normalized first."""
-        name = self.fresh(f"{self.eq.lhs}_in")
-        operand = Equation(name, vector, self.eq.text, self.eq.line)
-        rhs = _Extractor(self.cell, operand, self.taken, self.introduced, self.new_eqs).run()
-        return self.define(name, rhs, f"operand of a product in {self.eq.lhs}")
+        key = ("operand", vector)
+        if key not in self.named:
+            name = self.fresh(f"{self.eq.lhs}_in")
+            operand = Equation(name, vector, self.eq.text, self.eq.line)
+            rhs = _Extractor(self.cell, operand, self.taken, self.introduced, self.new_eqs).run()
+            self.named[key] = self.define(name, rhs, f"operand of a product in {self.eq.lhs}")
+        return self.named[key]
 
     def shape_of(self, e: sp.Expr) -> str:
         if isinstance(e, MatVec):

@@ -16,6 +16,12 @@ An entry in ``[symbols]`` for a composed name (``dh_prev = 'dh_{\\mathrm{prev}}'
 written. A notation with ``auto = true`` (cellgrad's ``default``) invents a symbol for any name it
 does not list; every other notation must list what a cell needs, or rendering stops with an
 error that names the missing names and the notation file.
+
+The same file says how formulas written in it read (``derive.verify``): ``current_step``
+(``"t+1"`` when the document's step computes s_{t+1}), ``pdf_hyphens``, ``scalar``, and the
+tables ``[read]`` (other spellings with their meaning in the cell's names), ``[adjoints]``,
+``[targets]`` and ``[losses]``; a symbol written transposed (``U_f = '\\hat{w}_f^T'``) makes
+its base the transpose. Built-in notations are such files and nothing else.
 """
 
 from __future__ import annotations
@@ -27,12 +33,22 @@ from pathlib import Path
 
 import sympy as sp
 
+from . import limits
+
 NOTATIONS_DIR = Path(__file__).parent / "notations"
 
 #: how the time index attaches to a symbol, per ``time`` setting; ``{t}`` is t, t-1 or t+1.
 TIME_STYLES = ("angle", "sub", "paren", "none")
 
 PLACEHOLDER = "#"
+
+#: the tables that say how a document's formulas read (derive.verify uses them; see the guide)
+READING_TABLES = ("read", "adjoints", "losses", "targets")
+#: what a derivative of a loss symbol means: the whole-sequence loss, the loss of one step,
+#: the sum of the losses from a step on, or the loss of one unrolled block (seed 003)
+LOSS_KINDS = ("total", "step", "tail", "block")
+#: which written index is the step the forward equations compute (t, or t+1 as in seed 001)
+CURRENT_STEPS = {"t": 0, "t+1": 1}
 
 _ALLOWED = re.compile(r"[A-Za-z0-9\\{}_^ ',.()\[\]|+\-*/=:;!<>~#]*")
 _COMMAND = re.compile(r"\\([A-Za-z]+|[,;:! ])")
@@ -58,23 +74,38 @@ def builtin_notations() -> list[str]:
 
 def notation_path(name_or_path: str | Path) -> Path:
     """The file of a built-in notation name, or ``name_or_path`` itself when it is a path."""
-    candidate = Path(name_or_path)
-    if candidate.suffix == ".toml" or candidate.exists():
-        if not candidate.is_file():
-            raise NotationError("no such notation file", path=str(candidate))
-        return candidate
-    path = NOTATIONS_DIR / f"{name_or_path}.toml"
-    if not path.is_file():
-        raise NotationError(f"unknown notation {str(name_or_path)!r}: not a built-in notation "
+    try:
+        limits.check_argument(str(name_or_path), "notation name or path")
+        candidate = Path(name_or_path)
+        if candidate.suffix == ".toml" or candidate.exists():
+            if not candidate.is_file():
+                raise NotationError("no such notation file", path=str(candidate))
+            return candidate
+        path = NOTATIONS_DIR / f"{name_or_path}.toml"
+        found = path.is_file()
+    except (limits.LimitError, OSError) as exc:   # OSError: a name too long for the file system
+        raise NotationError(getattr(exc, "problem", None) or f"cannot look up the notation file: "
+                            f"{exc.strerror}", path=limits.clip(str(name_or_path), 80)) from None
+    if not found:
+        raise NotationError(f"unknown notation {limits.short(str(name_or_path))}: not a built-in notation "
                             f"({', '.join(builtin_notations())}) and not a file path",
-                            path=str(name_or_path))
+                            path=limits.clip(str(name_or_path), 80))
     return path
 
 
 def load_notation(name_or_path: str | Path) -> "Notation":
     """Load a built-in notation by name (``coursera``) or a notation file by path."""
     path = notation_path(name_or_path)
-    return parse_notation(path.read_text(encoding="utf-8"), path=str(path))
+    try:
+        text = limits.read_text(path, limits.NOTATION_BYTES, "notation file")
+        limits.scan_toml(text)
+    except limits.LimitError as exc:
+        raise NotationError(exc.problem, path=str(path)) from None
+    except OSError as exc:
+        raise NotationError(f"cannot read notation file: {exc.strerror}", path=str(path)) from None
+    except UnicodeDecodeError:
+        raise NotationError("notation file is not UTF-8 text", path=str(path)) from None
+    return parse_notation(text, path=str(path))
 
 
 def parse_notation(text: str, path: str = "<notation>") -> "Notation":
@@ -88,9 +119,10 @@ def parse_notation(text: str, path: str = "<notation>") -> "Notation":
     def line_of(key: str, section: str | None = None) -> int | None:
         return _line_of(text, key, section)
 
-    unknown = set(data) - {"notation", "symbols"}
+    unknown = set(data) - {"notation", "symbols", *READING_TABLES}
     if unknown:
-        raise NotationError(f"unknown table(s) {sorted(unknown)}; expected [notation] and [symbols]",
+        raise NotationError(f"unknown table(s) {sorted(unknown)}; expected [notation], [symbols] "
+                            f"and optionally {', '.join(f'[{t}]' for t in READING_TABLES)}",
                             path=path)
     meta = data.get("notation")
     if not isinstance(meta, dict):
@@ -116,7 +148,7 @@ def parse_notation(text: str, path: str = "<notation>") -> "Notation":
         return value
 
     known_meta = {"name", "description", "time", "cells", "auto", "adjoint", "upstream", "carried",
-                  "loss", "product"}
+                  "loss", "product", "current_step", "pdf_hyphens", "scalar"}
     extra = set(meta) - known_meta
     if extra:
         key = sorted(extra)[0]
@@ -131,9 +163,18 @@ def parse_notation(text: str, path: str = "<notation>") -> "Notation":
     if not isinstance(cells, list) or not all(isinstance(c, str) for c in cells):
         raise NotationError("cells must be a list of cell names", path=path,
                             line=line_of("cells", "notation"))
-    auto = meta.get("auto", False)
-    if not isinstance(auto, bool):
-        raise NotationError("auto must be true or false", path=path, line=line_of("auto", "notation"))
+    flags = {}
+    for key in ("auto", "pdf_hyphens", "scalar"):
+        flags[key] = meta.get(key, False)
+        if not isinstance(flags[key], bool):
+            raise NotationError(f"{key} must be true or false", path=path,
+                                line=line_of(key, "notation"))
+    current_step = meta.get("current_step", "t")
+    if current_step not in CURRENT_STEPS:
+        raise NotationError(f"current_step = {current_step!r}: expected one of "
+                            f"{', '.join(map(repr, CURRENT_STEPS))}", path=path,
+                            line=line_of("current_step", "notation"))
+    tables = {t: _reading_table(data, t, text, path) for t in READING_TABLES}
     loss = text_field("loss", "E")
     _check_latex(loss, "[notation] loss", path, line_of("loss", "notation"))
     product = text_field("product", r"\odot")
@@ -154,11 +195,34 @@ def parse_notation(text: str, path: str = "<notation>") -> "Notation":
                                 path=path, line=line_of(key, "symbols"))
         seen[norm] = key
     return Notation(name=name, description=str(meta.get("description", "")), time=time,
-                    cells=tuple(cells), auto=auto,
+                    cells=tuple(cells), auto=flags["auto"],
                     adjoint=text_field("adjoint", r"\delta #", template=True),
                     upstream=text_field("upstream", r"\hat{\delta} #", template=True),
                     carried=text_field("carried", r"\bar{\delta} #", template=True),
-                    loss=loss, product=product, symbols=dict(symbols), path=path)
+                    loss=loss, product=product, symbols=dict(symbols), path=path,
+                    current_step=CURRENT_STEPS[current_step], pdf_hyphens=flags["pdf_hyphens"],
+                    scalar=flags["scalar"], **tables)
+
+
+def _reading_table(data: dict, table: str, text: str, path: str) -> dict[str, str]:
+    """One of the reading tables: written LaTeX symbol = meaning (checked as LaTeX)."""
+    entries = data.get(table, {})
+    if not isinstance(entries, dict):
+        raise NotationError(f"[{table}] must be a table of 'symbol' = '...'", path=path)
+    for key, value in entries.items():
+        line = _line_of(text, key, table)
+        if not isinstance(value, str):
+            raise NotationError(f"[{table}] {key!r} must be a string", path=path, line=line)
+        _check_latex(key, f"[{table}] symbol", path, line)
+        if table == "losses" and value not in LOSS_KINDS:
+            raise NotationError(f"[losses] {key!r} = {value!r}: expected one of "
+                                f"{', '.join(LOSS_KINDS)}", path=path, line=line)
+        if table in ("read", "adjoints", "targets") and not re.fullmatch(r"[A-Za-z0-9_ +\-*/(),.]+",
+                                                                          value):
+            raise NotationError(f"[{table}] {key!r} = {value!r}: the meaning is written in the "
+                                f"cell's names (SymPy syntax: i*g, HCat(U_f, W_f), o - do_out)",
+                                path=path, line=line)
+    return dict(entries)
 
 
 @dataclass(frozen=True)
@@ -177,6 +241,13 @@ class Notation:
     product: str            # the elementwise product sign: \odot, or \ast (*) as seed 000 writes it
     symbols: dict[str, str]
     path: str = field(default="<notation>", compare=False)
+    current_step: int = 0       # 1: the document's current step is t+1
+    pdf_hyphens: bool = False   # c-t means c_t (a PDF extraction turned _ into -)
+    scalar: bool = False        # the document treats every size as 1
+    read: dict[str, str] = field(default_factory=dict)       # symbol -> meaning in cell names
+    adjoints: dict[str, str] = field(default_factory=dict)   # symbol whose d-form means this
+    losses: dict[str, str] = field(default_factory=dict)     # loss symbol -> LOSS_KINDS entry
+    targets: dict[str, str] = field(default_factory=dict)    # target y -> output o, ½(o - y)²
 
     # -- base symbols -------------------------------------------------------------------------
     def symbol(self, name: str) -> str:
@@ -193,6 +264,11 @@ class Notation:
         """``symbol`` at time ``step`` (``"t"``, ``"t-1"``, ``"t+1"``), or as is for None."""
         if step is None or self.time == "none":
             return symbol
+        if self.current_step:                 # the document calls the current step t+1
+            m = re.fullmatch(r"t([+-]\d+)?", step)
+            if m:
+                k = int(m.group(1) or 0) + self.current_step
+                step = "t" if k == 0 else f"t{k:+d}"
         if self.time == "angle":
             return rf"{symbol}^{{\langle {step} \rangle}}"
         if self.time == "paren":

@@ -20,9 +20,11 @@ import sympy as sp
 
 from .cell import (PREV_SUFFIX, Cell, Equation, Quantity, adjoint_name, carried_name, initial_name,
                    prev_name, upstream_name)
+from . import limits, ops
 from .errors import SpecError
-from .functions import FUNCTIONS
+from .limits import LimitError, short
 from .linear import REDUCTIONS, MatVec
+from .ops import FUNCTIONS
 
 NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 
@@ -58,8 +60,10 @@ class _Source:
         self.path = path
         self.lines = text.splitlines()
 
-    def error(self, problem: str, line: int | None = None, equation: str | None = None):
-        return SpecError(problem, path=self.path, line=line, equation=equation)
+    def error(self, problem: str, line: int | None = None, equation: str | None = None,
+              column: int | None = None, equation_column: int | None = None):
+        return SpecError(problem, path=self.path, line=line, equation=equation, column=column,
+                         equation_column=equation_column)
 
     def line_of_key(self, key: str, section: str | None = None) -> int | None:
         in_section = section is None
@@ -77,10 +81,13 @@ class _Source:
 
 
 def load_spec(path: str | Path) -> Cell:
-    """Load and check the spec file at ``path``."""
-    path = Path(path)
+    """Load and check the spec file at ``path`` (a regular file of at most ``limits.SPEC_BYTES``)."""
     try:
-        text = path.read_text(encoding="utf-8")
+        limits.check_argument(str(path), "spec path")
+        path = Path(path)
+        text = limits.read_text(path, limits.SPEC_BYTES, "spec file")
+    except LimitError as exc:
+        raise SpecError(exc.problem, path=limits.clip(str(path), 80)) from None
     except OSError as exc:
         raise SpecError(f"cannot read spec file: {exc.strerror}", path=str(path)) from None
     except UnicodeDecodeError:
@@ -93,6 +100,12 @@ def spec_hash(text: str) -> str:
 
 
 def parse_spec(text: str, path: str | None = None) -> Cell:
+    try:
+        limits.check_size(len(text.encode("utf-8", "surrogatepass")), limits.SPEC_BYTES, "spec")
+        limits.scan_toml(text)                     # tomllib recurses into nested [ and {
+    except LimitError as exc:
+        line, column = limits.line_column(text, exc.pos) if exc.pos is not None else (None, None)
+        raise SpecError(exc.problem, path=path, line=line, column=column) from None
     src = _Source(text, path)
     if not text.strip():
         raise src.error("the spec file is empty")
@@ -101,7 +114,29 @@ def parse_spec(text: str, path: str | None = None) -> Cell:
     except tomllib.TOMLDecodeError as exc:
         match = re.search(r"line (\d+)", str(exc))
         raise src.error(f"not valid TOML: {exc}", line=int(match.group(1)) if match else None) from None
+    except ValueError as exc:               # an integer of more than 4,300 digits
+        raise src.error(f"not valid TOML: {limits.clip(str(exc), 120)}") from None
     return _Builder(src, data).build()
+
+
+def register_function(name: str, definition: str | None = None, *, op: ops.Op | None = None) -> ops.Op:
+    """Add a function to the op table for every cell loaded from now on: either ``definition``,
+    an expression of ``z`` over known functions read as a spec's ``[functions]`` entry is
+    (``register_function("softsign", "z / (1 + abs(z))")``), or a full row ``op``."""
+    if (definition is None) == (op is None):
+        raise TypeError("register_function takes a definition or op=, not both or neither")
+    if name in FUNCTIONS:
+        raise ValueError(f"function {name!r} is already in the op table")
+    if op is None:
+        builder = _Builder(_Source("", None), {})
+        builder.define_function(name, definition)
+        if name not in builder.functions or builder.aliases.get(name) != name:
+            raise SpecError(f"the definition of {name!r} names one function: register it under "
+                            "its own name instead")
+        op = ops.op_of(builder.functions[name](ops.ARGUMENT))
+    elif op.name != name:
+        raise ValueError(f"the row is named {op.name!r}, not {name!r}")
+    return ops.register(op)
 
 
 class _Builder:
@@ -112,6 +147,8 @@ class _Builder:
         self.sizes: dict[str, str] = {}
         self.aliases: dict[str, str] = {}
         self.constants: dict[str, float] = {}
+        self.functions: dict = {}      # [functions] name -> SymPy builder
+        self.columns: dict[str, int] = {}   # equation text -> its column in the file
 
     # -- small helpers ----------------------------------------------------------------------
     def table(self, name: str, required: bool = True) -> dict:
@@ -125,13 +162,16 @@ class _Builder:
         return value
 
     def check_name(self, name: str, section: str, what: str) -> None:
-        line = self.src.line_of_key(name, section)
+        line = lambda: self.src.line_of_key(name, section)  # noqa: E731 (only on error: O(lines))
+        if isinstance(name, str) and len(name) > limits.NAME_CHARS:
+            raise self.src.error(f"{what} name {short(name)} in [{section}] is too long: "
+                                 f"{len(name):,} characters (limit {limits.NAME_CHARS})", line=line())
         if not isinstance(name, str) or not NAME_RE.match(name) or "__" in name:
             raise self.src.error(
-                f"invalid {what} name {name!r} in [{section}]: use letters, digits and single "
-                "underscores, starting with a letter", line=line)
-        if name in RESERVED:
-            raise self.src.error(f"{what} name {name!r} in [{section}] is a reserved word", line=line)
+                f"invalid {what} name {short(name)} in [{section}]: use letters, digits and single "
+                "underscores, starting with a letter", line=line())
+        if name in RESERVED or name in FUNCTIONS:
+            raise self.src.error(f"{what} name {name!r} in [{section}] is a reserved word", line=line())
 
     def check_text(self, value, key: str, section: str) -> str:
         if not isinstance(value, str) or not TEXT_RE.match(value):
@@ -142,6 +182,9 @@ class _Builder:
 
     def add(self, q: Quantity, section: str) -> None:
         self.check_name(q.name, section, q.role)
+        if len(self.quantities) + len(self.sizes) + len(self.aliases) >= limits.NAMES:
+            raise self.src.error(f"too many names declared (limit {limits.NAMES})",
+                                 line=self.src.line_of_key(q.name, section))
         if (q.name in self.quantities or q.name in self.sizes or q.name in self.aliases
                 or q.name in self.constants):
             raise self.src.error(f"duplicate name {q.name!r}: declared more than once",
@@ -149,28 +192,30 @@ class _Builder:
         self.quantities[q.name] = q
 
     def shape_of(self, value, name: str, section: str, ndim: tuple[int, ...]) -> tuple[str, ...]:
-        line = self.src.line_of_key(name, section)
+        line = lambda: self.src.line_of_key(name, section)  # noqa: E731 (only on error: O(lines))
         shape = (value,) if isinstance(value, str) else value
         if (not isinstance(shape, list | tuple) or len(shape) not in ndim
                 or not all(isinstance(s, str) for s in shape)):
             want = " or ".join({1: '"H"', 2: '["H", "D"]'}[n] for n in ndim)
-            raise self.src.error(f"{name!r} in [{section}] needs a shape like {want}", line=line)
+            raise self.src.error(f"{name!r} in [{section}] needs a shape like {want}", line=line())
         for size in shape:
             if size not in self.sizes:
-                raise self.src.error(f"{name!r} in [{section}] uses unknown size {size!r} "
-                                     f"(declare it in [sizes])", line=line)
+                raise self.src.error(f"{name!r} in [{section}] uses unknown size {short(size)} "
+                                     f"(declare it in [sizes])", line=line())
         return tuple(shape)
 
     # -- the build --------------------------------------------------------------------------
     def build(self) -> Cell:
         unknown = sorted(set(self.data) - SECTIONS)
         if unknown:
-            raise self.src.error(f"unknown table [{unknown[0]}] (expected: {', '.join(sorted(SECTIONS))})",
+            raise self.src.error(f"unknown table [{limits.clip(unknown[0])}] (expected: "
+                                 f"{', '.join(sorted(SECTIONS))})",
                                  line=self.src.line_of_key(unknown[0]))
         meta = self.table("cell")
         name = meta.get("name")
-        if not isinstance(name, str) or not NAME_RE.match(name):
-            raise self.src.error("[cell] needs a name made of letters, digits and underscores",
+        if not isinstance(name, str) or not NAME_RE.match(name) or len(name) > limits.NAME_CHARS:
+            raise self.src.error("[cell] needs a name made of letters, digits and underscores "
+                                 f"(at most {limits.NAME_CHARS} characters)",
                                  line=self.src.line_of_key("name", "cell"))
         description = self.check_text(meta.get("description", ""), "description", "cell")
 
@@ -192,15 +237,10 @@ class _Builder:
             self.constants[const] = value
 
         for alias, target in self.table("functions", required=False).items():
-            self.check_name(alias, "functions", "function alias")
             if alias in self.constants:
                 raise self.src.error(f"duplicate name {alias!r}: declared more than once",
                                      line=self.src.line_of_key(alias, "functions"))
-            if target not in FUNCTIONS:
-                raise self.src.error(f"function alias {alias!r} names unknown function {target!r} "
-                                     f"(known: {', '.join(sorted(FUNCTIONS))})",
-                                     line=self.src.line_of_key(alias, "functions"))
-            self.aliases[alias] = target
+            self.define_function(alias, target)
 
         inputs = self.declare("inputs", "input", (1,))
         states = self.declare("states", "state", (1,))
@@ -243,7 +283,7 @@ class _Builder:
                                  line=self.src.line_of_key("outputs", "step"))
         for out in outputs:
             if out not in defined:
-                raise self.src.error(f"output {out!r} is not computed by any equation",
+                raise self.src.error(f"output {short(out)} is not computed by any equation",
                                      line=self.src.line_of_key("outputs", "step"))
         if len(set(outputs)) != len(outputs):
             raise self.src.error("an output is listed twice", line=self.src.line_of_key("outputs", "step"))
@@ -252,7 +292,44 @@ class _Builder:
         return Cell(name=name, description=description, path=self.src.path, sizes=dict(self.sizes),
                     quantities=dict(self.quantities), inputs=inputs, states=states, params=params,
                     outputs=tuple(outputs), equations=tuple(equations), source_text=self.src.text,
-                    constants=dict(self.constants), initial=initial)
+                    functions=dict(self.functions), constants=dict(self.constants),
+                    initial=initial)
+
+    def define_function(self, name: str, text) -> None:
+        """``f = "sigmoid"`` (an alias) or ``softsign = "z / (1 + abs(z))"``: a function of one
+        argument ``z`` over known functions, read by the equation parser (never executed); SymPy
+        differentiates it and every stage expands it where it is used."""
+        self.check_name(name, "functions", "function")
+        line = self.src.line_of_key(name, "functions")
+        if not isinstance(text, str):
+            raise self.src.error(f"function {name!r} in [functions] must be a string: a known "
+                                 'function\'s name or an expression of z, e.g. "z / (1 + abs(z))"',
+                                 line=line)
+        known = {**FUNCTIONS, **self.functions}
+        if text.strip() in known:
+            self.aliases[name] = text.strip()
+            self.functions[name] = known[text.strip()]
+            return
+        if NAME_RE.match(text.strip()) and text.strip() != ops.ARGUMENT.name:
+            raise self.src.error(f"function alias {name!r} names unknown function {short(text.strip())} "
+                                 f"(known: {', '.join(sorted(known))})", line=line)
+        parser = _EquationParser(self, arguments={ops.ARGUMENT.name: ("Z",)})
+        parser.text, parser.line = f"{name}(z) = {text}", line
+        try:
+            limits.scan_equation(text)
+        except LimitError as exc:
+            raise parser.fail(exc.problem) from None
+        try:
+            tree = ast.parse(text.strip(), mode="eval")
+        except SyntaxError as exc:
+            raise parser.fail(f"cannot parse the definition of {name}: {exc.msg}") from None
+        body, shape = parser.expr(tree.body)
+        if ops.ARGUMENT not in body.free_symbols:
+            raise parser.fail(f"the definition of {name} does not use its argument z")
+        if body.has(sp.zoo, sp.oo, sp.nan):
+            raise parser.fail(f"the definition of {name} is not finite")
+        self.aliases[name] = name
+        self.functions[name] = ops.define(name, body).sympy
 
     def declare(self, section: str, role: str, ndim: tuple[int, ...],
                 trainable: bool = True) -> tuple[str, ...]:
@@ -299,16 +376,20 @@ class _Builder:
             raise self.src.error("[step] needs equations = '''...''' with one equation per line",
                                  line=key_line)
         cursor = (key_line or 1) - 1  # find each equation's line by scanning forward from the key
+        block_lines = block.splitlines()
+        window = cursor + len(block_lines) + 1      # the block's lines in the file, no further
+        texts = [t for t in (raw.split("#", 1)[0].strip() for raw in block_lines) if t]
+        if len(texts) > limits.EQUATIONS:
+            raise self.src.error(f"too many equations: {len(texts):,} (limit {limits.EQUATIONS})",
+                                 line=key_line)
         parser = _EquationParser(self)
         parsed: dict[str, tuple[str, int | None, ast.expr]] = {}
-        for raw in block.splitlines():
-            text = raw.split("#", 1)[0].strip()
-            if not text:
-                continue
+        for text in texts:
             line = None
-            for number in range(cursor, len(self.src.lines)):
+            for number in range(cursor, min(window, len(self.src.lines))):
                 if text in self.src.lines[number]:
                     line, cursor = number + 1, number + 1
+                    self.columns[text] = self.src.lines[number].index(text) + 1
                     break
             lhs, value = parser.split(text, line)
             if lhs in parsed:
@@ -376,16 +457,35 @@ class _Builder:
 class _EquationParser:
     """ast -> SymPy for one equation, checking names and element shapes on the way."""
 
-    def __init__(self, builder: _Builder):
+    def __init__(self, builder: _Builder, arguments: dict[str, tuple[str, ...]] | None = None):
         self.b = builder
+        self.arguments = arguments or {}   # a function definition's argument: name -> shape
+        self.operators = 0      # in the equations read so far
 
     def split(self, text: str, line: int | None) -> tuple[str, ast.expr]:
-        """Syntax and left side only: ``name = expression``."""
+        """Syntax and left side only: ``name = expression``. The limits are checked first: ``ast``
+        and the tree walk below recurse."""
         self.text, self.line = text, line
+        try:
+            self.operators += limits.scan_equation(text)
+        except LimitError as exc:
+            raise self.fail(exc.problem, exc.pos) from None
+        if self.operators > limits.SPEC_OPERATORS:
+            raise self.fail(f"the equations have too many operators: {self.operators:,} so far "
+                            f"(limit {limits.SPEC_OPERATORS:,} in one spec)")
+        for mark, why in ((";", "one equation per line, without ';'"),
+                          ("\\", "an equation is one line, without '\\' continuations")):
+            if mark in text:
+                raise self.fail(f"{mark!r} is not part of the spec language: {why}", text.index(mark))
+        odd = next((i for i, ch in enumerate(text) if not " " <= ch <= "~" and ch != "\t"), None)
+        if odd is not None:          # Python would read ｔａｎｈ as tanh and ℎ as h (NFKC)
+            raise self.fail(f"character {text[odd]!r} (U+{ord(text[odd]):04X}) is not part of the spec "
+                            "language: equations are printable ASCII", odd)
         try:
             tree = ast.parse(text, mode="exec")
         except SyntaxError as exc:
-            raise self.fail(f"cannot parse equation: {exc.msg}") from None
+            offset = exc.offset - 1 if exc.offset and exc.lineno == 1 else None
+            raise self.fail(f"cannot parse equation: {exc.msg}", offset) from None
         if (len(tree.body) != 1 or not isinstance(tree.body[0], ast.Assign)
                 or len(tree.body[0].targets) != 1):
             raise self.fail("an equation must read 'name = expression'")
@@ -412,6 +512,10 @@ class _EquationParser:
         rhs, shape = self.expr(value)
         if rhs.has(sp.zoo, sp.oo, sp.nan):
             raise self.fail("the right side is not finite (a division by zero or an infinite constant)")
+        try:
+            limits.check_numbers(rhs)          # products of constants: 1e300 * 1e300
+        except LimitError as exc:
+            raise self.fail(exc.problem) from None
         if len(shape) != 1:
             raise self.fail("the right side must be a vector")
         existing = self.b.quantities.get(lhs)
@@ -422,23 +526,41 @@ class _EquationParser:
             self.b.quantities[lhs] = Quantity(lhs, "intermediate", shape)
         return Equation(lhs=lhs, rhs=rhs, text=text, line=line)
 
-    def fail(self, problem: str) -> SpecError:
-        return self.b.src.error(problem, line=self.line, equation=self.text)
+    def fail(self, problem: str, offset: int | ast.AST | None = None) -> SpecError:
+        """The error at ``offset`` of the equation (a character offset or an ``ast`` node)."""
+        if isinstance(offset, ast.AST):
+            offset = len(self.text.encode("utf-8")[:offset.col_offset].decode("utf-8", "ignore"))
+        start = self.b.columns.get(self.text)
+        column = start + offset if start is not None and offset is not None else None
+        return self.b.src.error(problem, line=self.line, equation=self.text, column=column,
+                                equation_column=offset)
 
     def expr(self, node: ast.AST) -> tuple[sp.Expr, tuple[str, ...]]:
         """Return (SymPy expression, element shape); () is a plain number."""
         if isinstance(node, ast.Constant):
             if isinstance(node.value, bool) or not isinstance(node.value, int | float):
-                raise self.fail(f"only numbers are allowed as constants, not {node.value!r}")
-            if not math.isfinite(node.value):
-                raise self.fail(f"the constant {ast.unparse(node)} is not a finite number")
-            return sp.nsimplify(node.value) if isinstance(node.value, float) else sp.Integer(node.value), ()
+                raise self.fail(f"only numbers are allowed as constants, not {short(node.value)}", node)
+            if isinstance(node.value, float) and not math.isfinite(node.value):
+                raise self.fail(f"the constant {ast.unparse(node)} is not a finite number", node)
+            if isinstance(node.value, float) and node.value == 0 and any(
+                    d in "123456789" for d in re.split("[eE]", ast.get_source_segment(self.text, node))[0]):
+                raise self.fail(f"the constant {ast.get_source_segment(self.text, node)} is too small: "
+                                "it rounds to 0", node)
+            # the decimal the user wrote, exactly (nsimplify would turn 1e-300 into 0)
+            number = sp.Rational(repr(node.value)) if isinstance(node.value, float) else sp.Integer(node.value)
+            try:
+                limits.check_number(number)
+            except LimitError as exc:
+                raise self.fail(exc.problem, node) from None
+            return number, ()
         if isinstance(node, ast.Name):
-            return self.name(node.id)
+            return self.name(node.id, node)
         if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub | ast.UAdd):
             value, shape = self.expr(node.operand)
             self.elementwise(shape, "unary minus")
             return (-value if isinstance(node.op, ast.USub) else value), shape
+        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add | ast.Sub | ast.Mult):
+            return self.chain(node)
         if isinstance(node, ast.BinOp):
             return self.binop(node)
         if isinstance(node, ast.Call):
@@ -449,9 +571,14 @@ class _EquationParser:
                 ast.JoinedStr: "strings", ast.NamedExpr: "assignment expressions"}
         kind = next((v for k, v in what.items() if isinstance(node, k)), type(node).__name__)
         raise self.fail(f"{kind} not allowed in an equation (use names, numbers, + - * / ** @ and "
-                        "known functions)")
+                        "known functions)", node)
 
-    def name(self, ident: str) -> tuple[sp.Expr, tuple[str, ...]]:
+    def name(self, ident: str, node: ast.AST | None = None) -> tuple[sp.Expr, tuple[str, ...]]:
+        if self.arguments:
+            if ident in self.arguments:
+                return sp.Symbol(ident), self.arguments[ident]
+            raise self.fail(f"unknown name {short(ident)}: a function's definition may only use its "
+                            f"argument {', '.join(self.arguments)}, numbers and known functions", node)
         if ident in self.b.constants:
             value = self.b.constants[ident]
             return (sp.nsimplify(value) if isinstance(value, float) else sp.Integer(value)), ()
@@ -460,16 +587,40 @@ class _EquationParser:
             q = None  # the initial value of a state is not a per-step quantity
         if q is None:
             if ident in FUNCTIONS or ident in REDUCTIONS or ident in self.b.aliases:
-                raise self.fail(f"function {ident!r} used without a call")
+                raise self.fail(f"function {ident!r} used without a call", node)
             known = sorted(n for n, qq in self.b.quantities.items()
                            if qq.role not in ("intermediate", "initial"))
-            raise self.fail(f"unknown name {ident!r} (declared: {', '.join(known)}; "
-                            "quantities defined by other equations are known too)")
+            listed = ", ".join(known[:12]) + (f", … ({len(known)} in all)" if len(known) > 12 else "")
+            raise self.fail(f"unknown name {short(ident)} (declared: {listed}; "
+                            "quantities defined by other equations are known too)", node)
         return q.symbol, q.shape
 
     def elementwise(self, shape, what: str) -> None:
         if len(shape) == 2:
             raise self.fail(f"a matrix cannot take part in {what}: matrices appear only on the left of @")
+
+    def chain(self, node: ast.BinOp):
+        """``a + b - c + ...`` or ``a * b * ...`` as one SymPy Add or Mul: built pairwise, SymPy
+        re-flattens the growing sum at every step (quadratic time), and the tree walk would
+        recurse once per operator."""
+        ops = (ast.Add, ast.Sub) if isinstance(node.op, ast.Add | ast.Sub) else (ast.Mult,)
+        links = []                                  # (operator node, right operand), right to left
+        while isinstance(node, ast.BinOp) and isinstance(node.op, ops):
+            links.append(node)
+            node = node.left
+        value, shape = self.expr(node)
+        values = [value]
+        for link in reversed(links):
+            symbol = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*"}[type(link.op)]
+            right, rshape = self.expr(link.right)
+            self.elementwise(shape, symbol)
+            self.elementwise(rshape, symbol)
+            if shape and rshape and shape != rshape:
+                raise self.fail(f"size mismatch in {limits.clip(ast.unparse(link))}: {shape[0]} "
+                                f"{symbol} {rshape[0]}", link)
+            shape = shape or rshape
+            values.append(-right if symbol == "-" else right)
+        return (sp.Mul(*values) if ops == (ast.Mult,) else sp.Add(*values)), shape
 
     def binop(self, node: ast.BinOp):
         ops = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.Pow: "**", ast.MatMult: "@"}
@@ -484,17 +635,22 @@ class _EquationParser:
             if len(rshape) != 1:
                 raise self.fail("the right operand of @ must be a vector")
             if lshape[1] != rshape[0]:
-                raise self.fail(f"shape mismatch in {ast.unparse(node)}: {node.left.id} is "
+                raise self.fail(f"shape mismatch in {limits.clip(ast.unparse(node))}: {node.left.id} is "
                                 f"{lshape[0]}x{lshape[1]} but the vector has size {rshape[0]}")
             return MatVec(left, right), (lshape[0],)
         self.elementwise(lshape, symbol)
         self.elementwise(rshape, symbol)
         if symbol == "**":
-            if rshape != () or not isinstance(node.right, ast.Constant):
-                raise self.fail("the exponent of ** must be a number")
-            return left ** right, lshape
+            constant = node.right.operand if isinstance(node.right, ast.UnaryOp) else node.right
+            if rshape != () or not isinstance(constant, ast.Constant):     # 2, -1 or 0.5
+                raise self.fail("the exponent of ** must be a number", node.right)
+            try:
+                return limits.power(left, right), lshape
+            except LimitError as exc:
+                raise self.fail(exc.problem, node.right) from None
         if lshape and rshape and lshape != rshape:
-            raise self.fail(f"size mismatch in {ast.unparse(node)}: {lshape[0]} {symbol} {rshape[0]}")
+            raise self.fail(f"size mismatch in {limits.clip(ast.unparse(node))}: {lshape[0]} {symbol} "
+                            f"{rshape[0]}", node)
         shape = lshape or rshape
         result = {"+": lambda: left + right, "-": lambda: left - right, "*": lambda: left * right,
                   "/": lambda: left / right}[symbol]()
@@ -507,16 +663,30 @@ class _EquationParser:
         if not isinstance(node.func, ast.Name):
             raise self.fail("only known functions called by name are allowed (no attribute access)")
         fname = node.func.id
-        target = self.b.aliases.get(fname, fname)
-        if target not in FUNCTIONS and target not in REDUCTIONS:
-            known = ", ".join(sorted({*FUNCTIONS, *REDUCTIONS}))
-            raise self.fail(f"unknown function {fname!r} (known: {known}; aliases go in [functions])")
-        if node.keywords or len(node.args) != 1:
-            raise self.fail(f"{fname}() takes exactly one argument")
-        arg, shape = self.expr(node.args[0])
-        self.elementwise(shape, f"{fname}()")
+        if fname in REDUCTIONS:
+            if node.keywords or len(node.args) != 1:
+                raise self.fail(f"{fname}() takes exactly one argument")
+            arg, shape = self.expr(node.args[0])
+            self.elementwise(shape, f"{fname}()")
+            if shape == ():
+                raise self.fail(f"{fname}() of a plain number: write the number instead")
+            return REDUCTIONS[fname](arg), shape
+        func = self.b.functions.get(fname) or FUNCTIONS.get(fname)
+        if func is None:
+            raise self.fail(f"unknown function {short(fname)} (known: {', '.join(sorted({*FUNCTIONS, *REDUCTIONS}))}; "
+                            "aliases and definitions go in [functions])", node)
+        arity = ops.arity_of(func)
+        if node.keywords or len(node.args) != arity:
+            raise self.fail(f"{fname}() takes exactly {'one argument' if arity == 1 else f'{arity} arguments'}")
+        args, shape = [], ()
+        for a in node.args:
+            arg, arg_shape = self.expr(a)
+            self.elementwise(arg_shape, f"{fname}()")
+            if shape and arg_shape and arg_shape != shape:
+                raise self.fail(f"size mismatch in {limits.clip(ast.unparse(node))}: {shape[0]} and "
+                                f"{arg_shape[0]}", node)
+            args.append(arg)
+            shape = shape or arg_shape
         if shape == ():
-            raise self.fail(f"{fname}() of a plain number: write the number instead")
-        if target in REDUCTIONS:
-            return REDUCTIONS[target](arg), shape
-        return FUNCTIONS[target](arg), shape
+            raise self.fail(f"{fname}() of plain numbers: write the number instead")
+        return func(*args), shape

@@ -24,6 +24,8 @@ Layout: sequences are time-major (T, N, size); parameter matrices are (rows, col
 Sizes: D = input size, H = hidden size.
 """
 
+from typing import NamedTuple
+
 import numpy as np
 
 CELL = "mingru"
@@ -49,21 +51,56 @@ INITIAL = {}
 # parameters that are passed like the others but not trained: backward() returns no gradient
 BUFFERS = ()
 OUTPUTS = {"h": "H"}
+# parameters that only add to a pre-activation (a layer without biases fixes them at zero)
+BIASES = ("b_z", "b_h")
 DTYPES = (np.float32, np.float64)
 # where each size is read: (parameter, axis)
 _SIZE_OF = {"H": ("W_z", 0)}
 # what forward() puts in the cache
-_CACHE_KEYS = ("inputs", "_packed_x", "_h_seq", "_z_seq", "_hc_seq", "params")
+_CACHE_KEYS = ("inputs", "_packed_x", "_h_seq", "_z_seq", "_hc_seq", "params", "lengths")
+
+
+class Gradients(NamedTuple):
+    """What backward() returns: the parameters' gradients apart from the inputs' and initial states'."""
+    params: dict   # parameter name -> dL/dparameter, of its shape
+    inputs: dict   # input name -> dL/dinput, (T, N, size)
+    state: dict    # state name -> dL/d(initial state), (N, size)
+
+
+_Gradients = Gradients   # the name backward() reads: a spec name never shadows it
 
 
 def init_params(input_size, hidden_size, seed=0, dtype=np.float64):
     """Parameters drawn uniformly from (-1/sqrt(hidden_size), 1/sqrt(hidden_size)), as PyTorch does.
     """
+    dtype = _check_init({"input_size": input_size, "hidden_size": hidden_size}, seed, dtype)
     sizes = {"D": input_size, "H": hidden_size}
     rng = np.random.default_rng(seed)
     bound = 1.0 / np.sqrt(hidden_size)
     return {name: rng.uniform(-bound, bound, tuple(sizes[s] for s in shape)).astype(dtype)
             for name, shape in PARAM_SHAPES.items()}
+
+
+def _check_init(sizes, seed, dtype):
+    """Check init_params' arguments before NumPy sees them; return the dtype's scalar type."""
+    for keyword, value in sizes.items():
+        if value is None and keyword not in ("input_size", "hidden_size"):
+            continue                          # an extra size left to default to hidden_size
+        if isinstance(value, bool | np.bool_) or not isinstance(value, int | np.integer):
+            raise TypeError(f"init_params: {keyword} must be a positive int, not {type(value).__name__}")
+        if not 0 < value < 2 ** 31:
+            raise ValueError(f"init_params: {keyword} must be a positive int below 2**31, not {value}")
+    if seed is not None and (isinstance(seed, bool | np.bool_) or not isinstance(seed, int | np.integer)):
+        raise TypeError(f"init_params: seed must be None or an int >= 0, not {type(seed).__name__}")
+    if seed is not None and seed < 0:
+        raise ValueError(f"init_params: seed must be None or an int >= 0, not {seed}")
+    try:
+        kind = np.dtype(dtype).type
+    except (TypeError, ValueError):
+        kind = None
+    if kind not in DTYPES:
+        raise TypeError(f"init_params: dtype must be float32 or float64, not {str(dtype)[:40]}")
+    return kind
 
 
 def _check_array(label, value, shape, dtype):
@@ -95,7 +132,7 @@ def _input_dict(x):
     return dict(x)
 
 
-def _check_forward(inputs, params, state0):
+def _check_forward(inputs, params, state0, lengths):
     """Check the arguments of forward(); return the sizes by name (_T, _N and the spec's)."""
     for name, size in INPUTS.items():
         value = inputs[name]
@@ -119,14 +156,24 @@ def _check_forward(inputs, params, state0):
         _check_names("state", state0, STATES)
         for name, size in STATES.items():
             _check_array(f"state[{name!r}]", state0[name], (sizes["_N"], sizes[size]), x.dtype)
+    if lengths is not None:
+        if not isinstance(lengths, np.ndarray) or lengths.shape != (sizes["_N"],) or lengths.dtype.kind not in "iu":
+            raise ValueError(f"lengths must be a ({sizes['_N']},) integer numpy array (one length per sequence)")
+        if lengths.size and (lengths.min() < 0 or lengths.max() > sizes["_T"]):
+            raise ValueError(f"lengths must lie in [0, T] = [0, {sizes['_T']}]; got {lengths.min()} to {lengths.max()}")
     return sizes
+
+
+def _active_steps(T, lengths):
+    """(T, N, 1) booleans: whether step t lies within sequence n (None: every step does)."""
+    return None if lengths is None else (np.arange(T)[:, None] < lengths)[:, :, None]
 
 
 def _check_backward(d_outputs, cache, d_state):
     """Check the arguments of backward(); return the sizes by name."""
     _check_names("cache", cache, _CACHE_KEYS)
     params = cache["params"]
-    sizes = _check_forward(cache["inputs"], params, None)
+    sizes = _check_forward(cache["inputs"], params, None, cache["lengths"])
     x = cache["inputs"][INPUT]
     _check_names("d_outputs", d_outputs, OUTPUTS)
     for name, size in OUTPUTS.items():
@@ -144,20 +191,25 @@ def _sigmoid(z):
     return 0.5 + 0.5 * np.tanh(0.5 * z)
 
 
-def forward(x, params, state=None):
+def forward(x, params, state=None, lengths=None):
     """Run the cell over a sequence.
 
     x: (T, N, D) float32 or float64; params: dict of PARAM_SHAPES arrays of the same dtype;
     state: dict of (N, size) initial states per STATES; when None, each state starts at its
-    STATE_INIT value (zeros).
+    STATE_INIT value (zeros); lengths: (N,) integers
+    in [0, T], sequence n's steps are 0..lengths[n]-1 (None: all T).
     Returns (outputs, state, cache): outputs maps each name in OUTPUTS to its (T, N, size) values
-    at every step, state the final states (N, size), cache what backward() needs.
+    at every step (zero past a sequence's end), state the final states (N, size) (each sequence's
+    own last), cache what backward() needs.
     """
-    _inputs, _params, _state0 = _input_dict(x), params, state   # generated names start with _: a spec name never shadows them
-    _sizes = _check_forward(_inputs, _params, _state0)
+    _inputs, _params, _state0, _lengths = _input_dict(x), params, state, lengths   # generated names start with _: a spec name never shadows them
+    _sizes = _check_forward(_inputs, _params, _state0, _lengths)
     _x_seq = _inputs["x"]
     _T, _N, D, H = _sizes["_T"], _sizes["_N"], _sizes["D"], _sizes["H"]
     _dtype = _x_seq.dtype
+    _active = _active_steps(_T, _lengths)
+    if _lengths is not None:  # steps past a sequence's end read zeros: nothing non-finite there reaches a gradient
+        _x_seq = np.where(_active, _x_seq, 0)
     _packed_x = np.concatenate([_params["W_z"], _params["W_h"]])  # (2*H, D): [W_z; W_h], one GEMM instead of 2
     _proj_x = (_x_seq.reshape(_T * _N, D) @ _packed_x.T).reshape(_T, _N, 2*H)  # (F1, F3) the products with x of every step: one GEMM over T*N rows
     _proj_x += np.concatenate([_params["b_z"], _params["b_h"]])  # biases of the same equations, added once for all steps
@@ -171,9 +223,13 @@ def forward(x, params, state=None):
         _z_seq[_t] = z = _sigmoid(a_z)  # (F2) update gate, from the input alone
         _hc_seq[_t] = hc = _proj_x[_t, :, H:2*H]  # (F3) candidate state, no activation
         _h_seq[_t + 1] = h = h_prev*(1 - z) + hc*z  # (F4) new hidden state
+        if _lengths is not None:  # past a sequence's end its states stay
+            _h_seq[_t + 1] = np.where(_active[_t], _h_seq[_t + 1], _h_seq[_t])
     _outputs = {"h": _h_seq[1:]}
+    if _lengths is not None:  # outputs past a sequence's end are zero
+        _outputs = {_name: np.where(_active, _value, 0) for _name, _value in _outputs.items()}
     _state = {"h": _h_seq[_T]}
-    _cache = {"inputs": _inputs, "_packed_x": _packed_x, "_h_seq": _h_seq, "_z_seq": _z_seq, "_hc_seq": _hc_seq, "params": _params}
+    _cache = {"inputs": _inputs, "_packed_x": _packed_x, "_h_seq": _h_seq, "_z_seq": _z_seq, "_hc_seq": _hc_seq, "params": _params, "lengths": _lengths}
     return _outputs, _state, _cache
 
 
@@ -183,8 +239,9 @@ def backward(d_outputs, cache, d_state=None):
     d_outputs: dict mapping each name in OUTPUTS to dL/d(output) at every step, (T, N, size)
     (many-to-one: zeros except the last step); cache: from forward(); d_state: dict of
     dL/d(final state), (N, size) per STATES, zeros when None.
-    Returns grads: every parameter by name (its shape) except the BUFFERS, each input by its
-    name in INPUTS (T, N, size) and each initial state by its name in STATES (N, size).
+    Returns Gradients(params, inputs, state): every parameter by name (its shape) except the
+    BUFFERS, each input by its name in INPUTS (T, N, size) and each initial state by its name in
+    STATES (N, size).
     """
     _d_outputs, _cache, _d_state = d_outputs, cache, d_state   # a spec name never shadows them
     _sizes = _check_backward(_d_outputs, _cache, _d_state)
@@ -196,10 +253,15 @@ def backward(d_outputs, cache, d_state=None):
     _h_seq = _cache["_h_seq"]
     _z_seq = _cache["_z_seq"]
     _hc_seq = _cache["_hc_seq"]
-    _dh_out_seq = _d_outputs["h"]
+    _lengths = _cache["lengths"]
+    _active = _active_steps(_T, _lengths)
+    _dh_out_seq = _d_outputs["h"] if _lengths is None else np.where(_active, _d_outputs["h"], 0)
     dh_next = np.zeros((_N, H), _dtype) if _d_state is None else _d_state["h"]
     _dpre_seq = np.empty((_T, _N, 2*H), _dtype)  # da_z, dhc of every step
     for _t in reversed(range(_T)):
+        if _lengths is not None:  # past a sequence's end the step is the identity: hold its adjoints, run the step on zeros
+            _held = (dh_next,)
+            dh_next = np.where(_active[_t], dh_next, 0)
         dh_out = _dh_out_seq[_t]
         z = _z_seq[_t]
         h_prev = _h_seq[_t]
@@ -210,15 +272,19 @@ def backward(d_outputs, cache, d_state=None):
         _dpre_seq[_t, :, :H] = da_z = dz*z*(1 - z)  # (B4) through z, update gate, from the input alone (F2)
         dh_prev = dh*(1 - z)  # (B5) through h, new hidden state (F4)
         dh_next = dh_prev
+        if _lengths is not None:
+            dh_next = np.where(_active[_t], dh_next, _held[0])
     _dpre_flat = _dpre_seq.reshape(_T * _N, 2*H)  # every step's da_z, dhc as rows
     _dpacked_x = _dpre_flat.T @ _x_seq.reshape(_T * _N, D)  # gradients of W_z, W_h, summed over steps and batch
     dx = (_dpre_flat @ _packed_x).reshape(_T, _N, D)  # (B6) for every step at once, one GEMM
     _dpre_sum = _dpre_seq.sum(axis=(0, 1))  # bias gradients: sums over steps and batch
-    return {
-        "W_z": _dpacked_x[:H],  # (B7)
-        "W_h": _dpacked_x[H:2*H],  # (B8)
-        "b_z": _dpre_sum[:H],  # (B9)
-        "b_h": _dpre_sum[H:2*H],  # (B10)
-        "x": dx,  # (B6)
-        "h": dh_next,  # (B5)
-    }
+    return _Gradients(
+        params={
+            "W_z": _dpacked_x[:H],  # (B7)
+            "W_h": _dpacked_x[H:2*H],  # (B8)
+            "b_z": _dpre_sum[:H],  # (B9)
+            "b_h": _dpre_sum[H:2*H],  # (B10)
+        },
+        inputs={"x": dx},  # (B6)
+        state={"h": dh_next},  # (B5)
+    )

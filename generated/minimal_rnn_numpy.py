@@ -25,6 +25,8 @@ Layout: sequences are time-major (T, N, size); parameter matrices are (rows, col
 Sizes: D = input size, H = hidden size, O = output size.
 """
 
+from typing import NamedTuple
+
 import numpy as np
 
 CELL = "minimal_rnn"
@@ -51,11 +53,23 @@ INITIAL = {}
 # parameters that are passed like the others but not trained: backward() returns no gradient
 BUFFERS = ()
 OUTPUTS = {"o": "O"}
+# parameters that only add to a pre-activation (a layer without biases fixes them at zero)
+BIASES = ("b_f", "b_g")
 DTYPES = (np.float32, np.float64)
 # where each size is read: (parameter, axis)
 _SIZE_OF = {"H": ("u", 0), "O": ("w", 0)}
 # what forward() puts in the cache
-_CACHE_KEYS = ("inputs", "_packed_x", "_packed_s_prev", "_packed_s", "_s_seq", "_o_seq", "params")
+_CACHE_KEYS = ("inputs", "_packed_x", "_packed_s_prev", "_packed_s", "_s_seq", "_o_seq", "params", "lengths")
+
+
+class Gradients(NamedTuple):
+    """What backward() returns: the parameters' gradients apart from the inputs' and initial states'."""
+    params: dict   # parameter name -> dL/dparameter, of its shape
+    inputs: dict   # input name -> dL/dinput, (T, N, size)
+    state: dict    # state name -> dL/d(initial state), (N, size)
+
+
+_Gradients = Gradients   # the name backward() reads: a spec name never shadows it
 
 
 def init_params(input_size, hidden_size, seed=0, dtype=np.float64, output_size=None):
@@ -63,11 +77,34 @@ def init_params(input_size, hidden_size, seed=0, dtype=np.float64, output_size=N
 
     ``output_size`` (O) defaults to hidden_size.
     """
+    dtype = _check_init({"input_size": input_size, "hidden_size": hidden_size, "output_size": output_size}, seed, dtype)
     sizes = {"D": input_size, "H": hidden_size, "O": hidden_size if output_size is None else output_size}
     rng = np.random.default_rng(seed)
     bound = 1.0 / np.sqrt(hidden_size)
     return {name: rng.uniform(-bound, bound, tuple(sizes[s] for s in shape)).astype(dtype)
             for name, shape in PARAM_SHAPES.items()}
+
+
+def _check_init(sizes, seed, dtype):
+    """Check init_params' arguments before NumPy sees them; return the dtype's scalar type."""
+    for keyword, value in sizes.items():
+        if value is None and keyword not in ("input_size", "hidden_size"):
+            continue                          # an extra size left to default to hidden_size
+        if isinstance(value, bool | np.bool_) or not isinstance(value, int | np.integer):
+            raise TypeError(f"init_params: {keyword} must be a positive int, not {type(value).__name__}")
+        if not 0 < value < 2 ** 31:
+            raise ValueError(f"init_params: {keyword} must be a positive int below 2**31, not {value}")
+    if seed is not None and (isinstance(seed, bool | np.bool_) or not isinstance(seed, int | np.integer)):
+        raise TypeError(f"init_params: seed must be None or an int >= 0, not {type(seed).__name__}")
+    if seed is not None and seed < 0:
+        raise ValueError(f"init_params: seed must be None or an int >= 0, not {seed}")
+    try:
+        kind = np.dtype(dtype).type
+    except (TypeError, ValueError):
+        kind = None
+    if kind not in DTYPES:
+        raise TypeError(f"init_params: dtype must be float32 or float64, not {str(dtype)[:40]}")
+    return kind
 
 
 def _check_array(label, value, shape, dtype):
@@ -99,7 +136,7 @@ def _input_dict(x):
     return dict(x)
 
 
-def _check_forward(inputs, params, state0):
+def _check_forward(inputs, params, state0, lengths):
     """Check the arguments of forward(); return the sizes by name (_T, _N and the spec's)."""
     for name, size in INPUTS.items():
         value = inputs[name]
@@ -123,14 +160,24 @@ def _check_forward(inputs, params, state0):
         _check_names("state", state0, STATES)
         for name, size in STATES.items():
             _check_array(f"state[{name!r}]", state0[name], (sizes["_N"], sizes[size]), x.dtype)
+    if lengths is not None:
+        if not isinstance(lengths, np.ndarray) or lengths.shape != (sizes["_N"],) or lengths.dtype.kind not in "iu":
+            raise ValueError(f"lengths must be a ({sizes['_N']},) integer numpy array (one length per sequence)")
+        if lengths.size and (lengths.min() < 0 or lengths.max() > sizes["_T"]):
+            raise ValueError(f"lengths must lie in [0, T] = [0, {sizes['_T']}]; got {lengths.min()} to {lengths.max()}")
     return sizes
+
+
+def _active_steps(T, lengths):
+    """(T, N, 1) booleans: whether step t lies within sequence n (None: every step does)."""
+    return None if lengths is None else (np.arange(T)[:, None] < lengths)[:, :, None]
 
 
 def _check_backward(d_outputs, cache, d_state):
     """Check the arguments of backward(); return the sizes by name."""
     _check_names("cache", cache, _CACHE_KEYS)
     params = cache["params"]
-    sizes = _check_forward(cache["inputs"], params, None)
+    sizes = _check_forward(cache["inputs"], params, None, cache["lengths"])
     x = cache["inputs"][INPUT]
     _check_names("d_outputs", d_outputs, OUTPUTS)
     for name, size in OUTPUTS.items():
@@ -148,20 +195,25 @@ def _sigmoid(z):
     return 0.5 + 0.5 * np.tanh(0.5 * z)
 
 
-def forward(x, params, state=None):
+def forward(x, params, state=None, lengths=None):
     """Run the cell over a sequence.
 
     x: (T, N, D) float32 or float64; params: dict of PARAM_SHAPES arrays of the same dtype;
     state: dict of (N, size) initial states per STATES; when None, each state starts at its
-    STATE_INIT value (zeros).
+    STATE_INIT value (zeros); lengths: (N,) integers
+    in [0, T], sequence n's steps are 0..lengths[n]-1 (None: all T).
     Returns (outputs, state, cache): outputs maps each name in OUTPUTS to its (T, N, size) values
-    at every step, state the final states (N, size), cache what backward() needs.
+    at every step (zero past a sequence's end), state the final states (N, size) (each sequence's
+    own last), cache what backward() needs.
     """
-    _inputs, _params, _state0 = _input_dict(x), params, state   # generated names start with _: a spec name never shadows them
-    _sizes = _check_forward(_inputs, _params, _state0)
+    _inputs, _params, _state0, _lengths = _input_dict(x), params, state, lengths   # generated names start with _: a spec name never shadows them
+    _sizes = _check_forward(_inputs, _params, _state0, _lengths)
     _x_seq = _inputs["x"]
     _T, _N, D, H, O = _sizes["_T"], _sizes["_N"], _sizes["D"], _sizes["H"], _sizes["O"]
     _dtype = _x_seq.dtype
+    _active = _active_steps(_T, _lengths)
+    if _lengths is not None:  # steps past a sequence's end read zeros: nothing non-finite there reaches a gradient
+        _x_seq = np.where(_active, _x_seq, 0)
     _packed_x = _params["u"]  # (H, D)
     _packed_s_prev = _params["v"]  # (H, H)
     _packed_s = _params["w"]  # (O, H)
@@ -181,9 +233,13 @@ def forward(x, params, state=None):
         _proj_s = s @ _packed_s_T  # (F3) w @ s
         a_o = _proj_s + b_g  # (F3) pre-activation of o
         _o_seq[_t] = o = _sigmoid(a_o)  # (F4)
+        if _lengths is not None:  # past a sequence's end its states stay
+            _s_seq[_t + 1] = np.where(_active[_t], _s_seq[_t + 1], _s_seq[_t])
     _outputs = {"o": _o_seq}
+    if _lengths is not None:  # outputs past a sequence's end are zero
+        _outputs = {_name: np.where(_active, _value, 0) for _name, _value in _outputs.items()}
     _state = {"s": _s_seq[_T]}
-    _cache = {"inputs": _inputs, "_packed_x": _packed_x, "_packed_s_prev": _packed_s_prev, "_packed_s": _packed_s, "_s_seq": _s_seq, "_o_seq": _o_seq, "params": _params}
+    _cache = {"inputs": _inputs, "_packed_x": _packed_x, "_packed_s_prev": _packed_s_prev, "_packed_s": _packed_s, "_s_seq": _s_seq, "_o_seq": _o_seq, "params": _params, "lengths": _lengths}
     return _outputs, _state, _cache
 
 
@@ -193,8 +249,9 @@ def backward(d_outputs, cache, d_state=None):
     d_outputs: dict mapping each name in OUTPUTS to dL/d(output) at every step, (T, N, size)
     (many-to-one: zeros except the last step); cache: from forward(); d_state: dict of
     dL/d(final state), (N, size) per STATES, zeros when None.
-    Returns grads: every parameter by name (its shape) except the BUFFERS, each input by its
-    name in INPUTS (T, N, size) and each initial state by its name in STATES (N, size).
+    Returns Gradients(params, inputs, state): every parameter by name (its shape) except the
+    BUFFERS, each input by its name in INPUTS (T, N, size) and each initial state by its name in
+    STATES (N, size).
     """
     _d_outputs, _cache, _d_state = d_outputs, cache, d_state   # a spec name never shadows them
     _sizes = _check_backward(_d_outputs, _cache, _d_state)
@@ -207,10 +264,15 @@ def backward(d_outputs, cache, d_state=None):
     _packed_s = _cache["_packed_s"]
     _s_seq = _cache["_s_seq"]
     _o_seq = _cache["_o_seq"]
-    _do_out_seq = _d_outputs["o"]
+    _lengths = _cache["lengths"]
+    _active = _active_steps(_T, _lengths)
+    _do_out_seq = _d_outputs["o"] if _lengths is None else np.where(_active, _d_outputs["o"], 0)
     ds_next = np.zeros((_N, H), _dtype) if _d_state is None else _d_state["s"]
     _dpre_seq = np.empty((_T, _N, H + O), _dtype)  # da_s, da_o of every step
     for _t in reversed(range(_T)):
+        if _lengths is not None:  # past a sequence's end the step is the identity: hold its adjoints, run the step on zeros
+            _held = (ds_next,)
+            ds_next = np.where(_active[_t], ds_next, 0)
         do_out = _do_out_seq[_t]
         o = _o_seq[_t]
         s = _s_seq[_t + 1]
@@ -220,6 +282,8 @@ def backward(d_outputs, cache, d_state=None):
         _dpre_seq[_t, :, :H] = da_s = ds*s*(1 - s)  # (B4) through s (F2)
         ds_prev = _dpre_seq[_t, :, :H] @ _packed_s_prev  # (B5) through a_s (F1)
         ds_next = ds_prev
+        if _lengths is not None:
+            ds_next = np.where(_active[_t], ds_next, _held[0])
     _dpre_flat = _dpre_seq.reshape(_T * _N, H + O)  # every step's da_s, da_o as rows
     _dpre_x = _dpre_flat[:, :H]  # (T*N, H): the adjoints of a_s
     _dpacked_x = _dpre_x.T @ _x_seq.reshape(_T * _N, D)  # gradients of u, summed over steps and batch
@@ -228,12 +292,14 @@ def backward(d_outputs, cache, d_state=None):
     _dpre_s = _dpre_flat[:, H:H + O]  # (T*N, O): the adjoints of a_o
     _dpacked_s = _dpre_s.T @ _s_seq[1:].reshape(_T * _N, H)  # gradients of w, summed over steps and batch
     _dpre_sum = _dpre_seq.sum(axis=(0, 1))  # bias gradients: sums over steps and batch
-    return {
-        "u": _dpacked_x,  # (B7)
-        "v": _dpacked_s_prev,  # (B8)
-        "b_f": _dpre_sum[:H],  # (B9)
-        "w": _dpacked_s,  # (B10)
-        "b_g": _dpre_sum[H:H + O],  # (B11)
-        "x": dx,  # (B6)
-        "s": ds_next,  # (B5)
-    }
+    return _Gradients(
+        params={
+            "u": _dpacked_x,  # (B7)
+            "v": _dpacked_s_prev,  # (B8)
+            "b_f": _dpre_sum[:H],  # (B9)
+            "w": _dpacked_s,  # (B10)
+            "b_g": _dpre_sum[H:H + O],  # (B11)
+        },
+        inputs={"x": dx},  # (B6)
+        state={"s": ds_next},  # (B5)
+    )

@@ -20,6 +20,10 @@ Layout: sequences are time-major (T, N, size); parameter matrices are (rows, col
 Sizes: D = input size, H = hidden size.
 """
 
+import sys
+import threading
+from typing import NamedTuple
+
 import numba as nb
 import numpy as np
 from numba import types
@@ -48,21 +52,56 @@ INITIAL = {}
 # parameters that are passed like the others but not trained: backward() returns no gradient
 BUFFERS = ()
 OUTPUTS = {"h": "H"}
+# parameters that only add to a pre-activation (a layer without biases fixes them at zero)
+BIASES = ("b_ih", "b_hh")
 DTYPES = (np.float32, np.float64)
 # where each size is read: (parameter, axis)
 _SIZE_OF = {"H": ("W", 0)}
 # what forward() puts in the cache
-_CACHE_KEYS = ("inputs", "_packed_x", "_packed_h_prev", "_h_seq", "params")
+_CACHE_KEYS = ("inputs", "_packed_x", "_packed_h_prev", "_h_seq", "params", "lengths")
+
+
+class Gradients(NamedTuple):
+    """What backward() returns: the parameters' gradients apart from the inputs' and initial states'."""
+    params: dict   # parameter name -> dL/dparameter, of its shape
+    inputs: dict   # input name -> dL/dinput, (T, N, size)
+    state: dict    # state name -> dL/d(initial state), (N, size)
+
+
+_Gradients = Gradients   # the name backward() reads: a spec name never shadows it
 
 
 def init_params(input_size, hidden_size, seed=0, dtype=np.float64):
     """Parameters drawn uniformly from (-1/sqrt(hidden_size), 1/sqrt(hidden_size)), as PyTorch does.
     """
+    dtype = _check_init({"input_size": input_size, "hidden_size": hidden_size}, seed, dtype)
     sizes = {"D": input_size, "H": hidden_size}
     rng = np.random.default_rng(seed)
     bound = 1.0 / np.sqrt(hidden_size)
     return {name: rng.uniform(-bound, bound, tuple(sizes[s] for s in shape)).astype(dtype)
             for name, shape in PARAM_SHAPES.items()}
+
+
+def _check_init(sizes, seed, dtype):
+    """Check init_params' arguments before NumPy sees them; return the dtype's scalar type."""
+    for keyword, value in sizes.items():
+        if value is None and keyword not in ("input_size", "hidden_size"):
+            continue                          # an extra size left to default to hidden_size
+        if isinstance(value, bool | np.bool_) or not isinstance(value, int | np.integer):
+            raise TypeError(f"init_params: {keyword} must be a positive int, not {type(value).__name__}")
+        if not 0 < value < 2 ** 31:
+            raise ValueError(f"init_params: {keyword} must be a positive int below 2**31, not {value}")
+    if seed is not None and (isinstance(seed, bool | np.bool_) or not isinstance(seed, int | np.integer)):
+        raise TypeError(f"init_params: seed must be None or an int >= 0, not {type(seed).__name__}")
+    if seed is not None and seed < 0:
+        raise ValueError(f"init_params: seed must be None or an int >= 0, not {seed}")
+    try:
+        kind = np.dtype(dtype).type
+    except (TypeError, ValueError):
+        kind = None
+    if kind not in DTYPES:
+        raise TypeError(f"init_params: dtype must be float32 or float64, not {str(dtype)[:40]}")
+    return kind
 
 
 def _check_array(label, value, shape, dtype):
@@ -94,7 +133,7 @@ def _input_dict(x):
     return dict(x)
 
 
-def _check_forward(inputs, params, state0):
+def _check_forward(inputs, params, state0, lengths):
     """Check the arguments of forward(); return the sizes by name (_T, _N and the spec's)."""
     for name, size in INPUTS.items():
         value = inputs[name]
@@ -118,14 +157,24 @@ def _check_forward(inputs, params, state0):
         _check_names("state", state0, STATES)
         for name, size in STATES.items():
             _check_array(f"state[{name!r}]", state0[name], (sizes["_N"], sizes[size]), x.dtype)
+    if lengths is not None:
+        if not isinstance(lengths, np.ndarray) or lengths.shape != (sizes["_N"],) or lengths.dtype.kind not in "iu":
+            raise ValueError(f"lengths must be a ({sizes['_N']},) integer numpy array (one length per sequence)")
+        if lengths.size and (lengths.min() < 0 or lengths.max() > sizes["_T"]):
+            raise ValueError(f"lengths must lie in [0, T] = [0, {sizes['_T']}]; got {lengths.min()} to {lengths.max()}")
     return sizes
+
+
+def _active_steps(T, lengths):
+    """(T, N, 1) booleans: whether step t lies within sequence n (None: every step does)."""
+    return None if lengths is None else (np.arange(T)[:, None] < lengths)[:, :, None]
 
 
 def _check_backward(d_outputs, cache, d_state):
     """Check the arguments of backward(); return the sizes by name."""
     _check_names("cache", cache, _CACHE_KEYS)
     params = cache["params"]
-    sizes = _check_forward(cache["inputs"], params, None)
+    sizes = _check_forward(cache["inputs"], params, None, cache["lengths"])
     x = cache["inputs"][INPUT]
     _check_names("d_outputs", d_outputs, OUTPUTS)
     for name, size in OUTPUTS.items():
@@ -203,8 +252,9 @@ def _matmul(a, b):
 
 
 @nb.njit(cache=True, error_model="numpy")
-def _forward_steps(_T, _N, H, _h_seq, _packed_h_prev_T, _proj_h_prev, _proj_x):
-    """The time loop: per step the recurrent products as one GEMM, then fused elementwise loops."""
+def _forward_steps(_T, _N, H, _stop, _h_seq, _packed_h_prev_T, _proj_h_prev, _proj_x):
+    """The time loop: per step the recurrent products as one GEMM, then fused elementwise loops;
+    past the end of sequence n (_t >= _stop[n]) its states stay."""
     for _t in range(_T):
         np.dot(_h_seq[_t], _packed_h_prev_T, _proj_h_prev)  # (F1) U @ h_prev
         for _n in range(_N):
@@ -212,13 +262,23 @@ def _forward_steps(_T, _N, H, _h_seq, _packed_h_prev_T, _proj_h_prev, _proj_x):
                 a_h = _proj_h_prev[_n, _j] + _proj_x[_t, _n, _j]  # (F1) pre-activation of h
                 h = _tanh(a_h)  # (F2)
                 _h_seq[_t + 1, _n, _j] = h
+        for _n in range(_N):
+            if _t >= _stop[_n]:
+                _h_seq[_t + 1, _n] = _h_seq[_t, _n]
 
 
 @nb.njit(cache=True, error_model="numpy")
-def _backward_steps(_T, _N, H, _dh_next_buf, _dh_out_seq, _h_seq, _dpre_seq, _packed_h_prev, _dh_prev_linear_buf):
-    """The reverse time loop; the carried adjoints (_dh_next_buf) are updated in place."""
+def _backward_steps(_T, _N, H, _stop, _dh_next_held, _dh_next_buf, _dh_out_seq, _h_seq, _dpre_seq, _packed_h_prev, _dh_prev_linear_buf):
+    """The reverse time loop; the carried adjoints (_dh_next_buf) are updated in place.
+
+    Past the end of sequence n (_t >= _stop[n]) the step is the identity: its carried adjoints
+    are held, the step runs on zeros (adding nothing anywhere) and they are put back."""
     _F = _dh_next_buf.dtype.type  # constants are F(c): float32 arrays, float32 arithmetic
     for _t in range(_T - 1, -1, -1):
+        for _n in range(_N):
+            if _t >= _stop[_n]:
+                _dh_next_held[_n] = _dh_next_buf[_n]
+                _dh_next_buf[_n] = 0
         for _n in range(_N):
             _da_h_row = _dpre_seq[_t, _n, :H]  # a view per adjoint: LLVM vectorizes stores to separate arrays
             for _j in range(H):
@@ -234,22 +294,31 @@ def _backward_steps(_T, _N, H, _dh_next_buf, _dh_out_seq, _h_seq, _dpre_seq, _pa
                 _dh_prev_linear = _dh_prev_linear_buf[_n, _j]
                 dh_prev = _dh_prev_linear  # (B3) through a_h (F1)
                 _dh_next_buf[_n, _j] = dh_prev
+        for _n in range(_N):
+            if _t >= _stop[_n]:
+                _dh_next_buf[_n] = _dh_next_held[_n]
 
 
-def forward(x, params, state=None):
+def forward(x, params, state=None, lengths=None):
     """Run the cell over a sequence.
 
     x: (T, N, D) float32 or float64; params: dict of PARAM_SHAPES arrays of the same dtype;
     state: dict of (N, size) initial states per STATES; when None, each state starts at its
-    STATE_INIT value (zeros).
+    STATE_INIT value (zeros); lengths: (N,) integers
+    in [0, T], sequence n's steps are 0..lengths[n]-1 (None: all T).
     Returns (outputs, state, cache): outputs maps each name in OUTPUTS to its (T, N, size) values
-    at every step, state the final states (N, size), cache what backward() needs.
+    at every step (zero past a sequence's end), state the final states (N, size) (each sequence's
+    own last), cache what backward() needs.
     """
-    _inputs, _params, _state0 = _input_dict(x), params, state   # generated names start with _: a spec name never shadows them
-    _sizes = _check_forward(_inputs, _params, _state0)
+    _inputs, _params, _state0, _lengths = _input_dict(x), params, state, lengths   # generated names start with _: a spec name never shadows them
+    _sizes = _check_forward(_inputs, _params, _state0, _lengths)
     _x_seq = _inputs["x"]
+    _compile(_x_seq.dtype)
     _T, _N, D, H = _sizes["_T"], _sizes["_N"], _sizes["D"], _sizes["H"]
     _dtype = _x_seq.dtype
+    _active = _active_steps(_T, _lengths)
+    if _lengths is not None:  # steps past a sequence's end read zeros: nothing non-finite there reaches a gradient
+        _x_seq = np.where(_active, _x_seq, 0)
     _packed_x = _params["W"]  # (H, D)
     _packed_h_prev = _params["U"]  # (H, H)
     _proj_x = (_matmul(_x_seq.reshape(_T * _N, D), _packed_x.T)).reshape(_T, _N, H)  # (F1) the products with x of every step: one GEMM over T*N rows
@@ -258,10 +327,13 @@ def forward(x, params, state=None):
     _h_seq = np.empty((_T + 1, _N, H), _dtype)  # h<0>, ..., h<T>
     _h_seq[0] = 0 if _state0 is None else _state0["h"]
     _proj_h_prev = np.empty((_N, H), _dtype)  # one step's recurrent products
-    _forward_steps(_T, _N, H, _h_seq, _packed_h_prev_T, _proj_h_prev, _proj_x)
+    _stop = np.full(_N, _T, np.int64) if _lengths is None else _lengths.astype(np.int64)
+    _forward_steps(_T, _N, H, _stop, _h_seq, _packed_h_prev_T, _proj_h_prev, _proj_x)
     _outputs = {"h": _h_seq[1:]}
+    if _lengths is not None:  # outputs past a sequence's end are zero
+        _outputs = {_name: np.where(_active, _value, 0) for _name, _value in _outputs.items()}
     _state = {"h": _h_seq[_T]}
-    _cache = {"inputs": _inputs, "_packed_x": _packed_x, "_packed_h_prev": _packed_h_prev, "_h_seq": _h_seq, "params": _params}
+    _cache = {"inputs": _inputs, "_packed_x": _packed_x, "_packed_h_prev": _packed_h_prev, "_h_seq": _h_seq, "params": _params, "lengths": _lengths}
     return _outputs, _state, _cache
 
 
@@ -271,8 +343,9 @@ def backward(d_outputs, cache, d_state=None):
     d_outputs: dict mapping each name in OUTPUTS to dL/d(output) at every step, (T, N, size)
     (many-to-one: zeros except the last step); cache: from forward(); d_state: dict of
     dL/d(final state), (N, size) per STATES, zeros when None.
-    Returns grads: every parameter by name (its shape) except the BUFFERS, each input by its
-    name in INPUTS (T, N, size) and each initial state by its name in STATES (N, size).
+    Returns Gradients(params, inputs, state): every parameter by name (its shape) except the
+    BUFFERS, each input by its name in INPUTS (T, N, size) and each initial state by its name in
+    STATES (N, size).
     """
     _d_outputs, _cache, _d_state = d_outputs, cache, d_state   # a spec name never shadows them
     _sizes = _check_backward(_d_outputs, _cache, _d_state)
@@ -283,21 +356,61 @@ def backward(d_outputs, cache, d_state=None):
     _packed_x = _cache["_packed_x"]
     _packed_h_prev = _cache["_packed_h_prev"]
     _h_seq = _cache["_h_seq"]
-    _dh_out_seq = np.ascontiguousarray(_d_outputs["h"])
+    _lengths = _cache["lengths"]
+    _active = _active_steps(_T, _lengths)
+    _stop = np.full(_N, _T, np.int64) if _lengths is None else _lengths.astype(np.int64)
+    _dh_out_seq = np.ascontiguousarray(_d_outputs["h"] if _lengths is None else np.where(_active, _d_outputs["h"], 0))
     _dh_next_buf = np.zeros((_N, H), _dtype) if _d_state is None else _d_state["h"].copy()
     _dpre_seq = np.empty((_T, _N, H), _dtype)  # da_h of every step
     _dh_prev_linear_buf = np.empty((_N, H), _dtype)  # one step's values between fused loops
-    _backward_steps(_T, _N, H, _dh_next_buf, _dh_out_seq, _h_seq, _dpre_seq, _packed_h_prev, _dh_prev_linear_buf)
+    _dh_next_held = np.empty((_N, H), _dtype)  # a carried adjoint held over a step past a sequence's end
+    _backward_steps(_T, _N, H, _stop, _dh_next_held, _dh_next_buf, _dh_out_seq, _h_seq, _dpre_seq, _packed_h_prev, _dh_prev_linear_buf)
     _dpre_flat = _dpre_seq.reshape(_T * _N, H)  # every step's da_h as rows
     _dpacked_x = _matmul(_dpre_flat.T, _x_seq.reshape(_T * _N, D))  # gradients of W, summed over steps and batch
     dx = (_matmul(_dpre_flat, _packed_x)).reshape(_T, _N, D)  # (B4) for every step at once, one GEMM
     _dpacked_h_prev = _matmul(_dpre_flat.T, _h_seq[:-1].reshape(_T * _N, H))  # gradients of U, summed over steps and batch
     _dpre_sum = _dpre_seq.sum(axis=(0, 1))  # bias gradients: sums over steps and batch
-    return {
-        "W": _dpacked_x,  # (B5)
-        "U": _dpacked_h_prev,  # (B6)
-        "b_ih": _dpre_sum[:H],  # (B7)
-        "b_hh": _dpre_sum[:H],  # (B8)
-        "x": dx,  # (B4)
-        "h": _dh_next_buf,  # (B3)
-    }
+    return _Gradients(
+        params={
+            "W": _dpacked_x,  # (B5)
+            "U": _dpacked_h_prev,  # (B6)
+            "b_ih": _dpre_sum[:H],  # (B7)
+            "b_hh": _dpre_sum[:H],  # (B8)
+        },
+        inputs={"x": dx},  # (B4)
+        state={"h": _dh_next_buf},  # (B3)
+    )
+
+
+
+_COMPILED = set()
+_NOTICE_AFTER = 5.0  # seconds; a load from Numba's cache takes 1-2 s
+
+
+def warmup(dtypes=DTYPES):
+    """Compile the kernels for each dtype now rather than in the first forward() of that dtype.
+    Numba caches them in __pycache__ next to this file, so later processes load them quickly."""
+    for _dtype in dtypes:
+        _compile(np.dtype(_dtype))
+
+
+def _compile(_dtype):
+    """Run a tiny forward and backward once per process and dtype, so that Numba compiles (or
+    loads from its cache) every kernel; say so on stderr when that takes over _NOTICE_AFTER."""
+    if _dtype in _COMPILED:
+        return
+    _COMPILED.add(_dtype)
+    _message = (f"compiling the numba kernels of {CELL} ({_dtype}), about 15-60 s "
+                "the first time; cached afterwards")
+    _notice = threading.Timer(_NOTICE_AFTER, print, (_message,), {"file": sys.stderr, "flush": True})
+    _notice.start()
+    try:
+        _params = {_name: np.zeros((2,) * len(_shape), _dtype) for _name, _shape in PARAM_SHAPES.items()}
+        _x = {_name: np.zeros((2, 2, 2), _dtype) for _name in INPUTS}
+        _outputs, _, _cache = forward(_x if len(_x) > 1 else _x[INPUT], _params)
+        backward({_name: np.zeros_like(_value) for _name, _value in _outputs.items()}, _cache)
+    except BaseException:
+        _COMPILED.discard(_dtype)
+        raise
+    finally:
+        _notice.cancel()

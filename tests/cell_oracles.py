@@ -29,10 +29,12 @@ def import_kernel(d: Derivation, backend: str, folder: Path, spec_text: str = ""
     return module
 
 
-def failed_gradients(module, seed: int = 0, T: int = 3, N: int = 2) -> list[str]:
-    """The gradients that disagree with central finite differences (float64), as table rows."""
+def failed_gradients(module, seed: int = 0, T: int = 3, N: int = 2,
+                     modes: tuple[bool, ...] = (False, True)) -> list[str]:
+    """The gradients that disagree with central finite differences (float64), as table rows;
+    ``modes``: many-to-one or not (upstream gradients at every step, or at the last only)."""
     bad = []
-    for many_to_one in (False, True):
+    for many_to_one in modes:
         for r in check_gradients(module, T=T, N=N, seed=seed, many_to_one=many_to_one):
             if not r.ok:
                 bad.append(f"{r.name}: rel {r.rel_err:.1e}, dot {r.dot_rel_err:.1e}"

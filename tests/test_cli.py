@@ -65,4 +65,4 @@ def test_readme_documents_every_command_and_its_examples_run(tmp_path):
     example = re.search(r"```python\n(import numpy.*?)```", readme, re.S).group(1)
     namespace: dict = {}
     exec(compile(example, "README.md", "exec"), namespace)  # the repository's own example code
-    assert namespace["grads"]["W_f"].shape == (32, 16)
+    assert namespace["grads"].params["W_f"].shape == (32, 16)

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from cell_oracles import failed_gradients, forward_mismatch, import_kernel
+from kernel_modules import BACKENDS as NUMPY_BACKENDS
 from codegen.kernels import BACKENDS, render_kernel
 from codegen.lower import Namespace
 from derive import builtin_cells, derive, load_cell
@@ -22,7 +23,7 @@ COLLIDE = Path(__file__).parent / "specs" / "names" / "collide.toml"
 SPEC_SCOPES = ("forward", "backward", "_forward_steps", "_backward_steps")
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("backend", NUMPY_BACKENDS)   # the triton backend: tests/test_triton_kernels.py
 def test_spec_names_equal_to_old_generated_names_give_right_kernels(backend, tmp_path):
     """tanh_c, proj_x, packed_x, h_seq, dpre_seq, tmp1 and the API's own names (x, params,
     cache, state, dtype, outputs, grads, T, N) as spec names."""

@@ -55,3 +55,19 @@ def test_generate_rejects_an_unknown_backend(tmp_path):
     result = subprocess.run([sys.executable, "-m", "cellgrad", "generate", "lstm", "--backend", "cuda",
                              "--out", str(tmp_path)], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode != 0 and "invalid choice" in result.stderr
+
+
+@pytest.mark.parametrize("broken, where", [("x = 1\nraise RuntimeError('boom')\n", "line 2: raise RuntimeError"),
+                                           ("def f(:\n", "SyntaxError")])
+def test_generate_refuses_a_module_that_does_not_import(tmp_path, monkeypatch, capsys, broken, where):
+    import argparse
+
+    import codegen.kernel_outputs
+    from cellgrad.commands import generate as command
+
+    monkeypatch.setattr(codegen.kernel_outputs, "kernel_text", lambda *args: broken)
+    args = argparse.Namespace(cell="rnn", backend="numpy", out=str(tmp_path))
+    assert command.run(args) == 4  # exit 4: a bug in cellgrad (README, exit codes)
+    err = capsys.readouterr().err
+    assert "does not import, so it was not written" in err and where in err
+    assert list(tmp_path.iterdir()) == []

@@ -15,7 +15,7 @@ def run(module, dtype, T=6, N=3, D=5, H=7, seed=3):
     outputs, state, cache = module.forward(x, params, state0)
     grads = module.backward(d_outputs, cache, d_state)
     return {**{f"out:{k}": v for k, v in outputs.items()}, **{f"state:{k}": v for k, v in state.items()},
-            **{f"grad:{k}": v for k, v in grads.items()}}
+            **{f"grad:{k}": v for part in grads for k, v in part.items()}}
 
 
 def rel_err(a, b):

@@ -31,7 +31,7 @@ def test_finite_difference_check_catches_a_wrong_gradient(monkeypatch):
 
     def skewed(d_outputs, cache, d_state=None):
         grads = original(d_outputs, cache, d_state)
-        grads["U_f"] = grads["U_f"] * 1.001
+        grads.params["U_f"] = grads.params["U_f"] * 1.001
         return grads
 
     monkeypatch.setattr(module, "backward", skewed)

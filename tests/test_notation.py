@@ -41,10 +41,11 @@ def test_each_lstm_notation_names_every_lstm_quantity(notation, lstm):
 def test_book_notation_renders_the_books_cells():
     book = load_notation("book")
     rnn = book.latex_table(derive(load_cell("minimal_rnn")))
+    # the book's current step is t+1: s_{t+1} = f(u x_{t+1} + v s_t + b_f)
     assert (rnn["s"], rnn["s_prev"], rnn["u"], rnn["ds_next"]) == \
-        ("s_{t}", "s_{t-1}", "u", r"\bar{\delta} s_{t}")
+        ("s_{t+1}", "s_{t}", "u", r"\bar{\delta} s_{t+1}")
     lstm = book.latex_table(derive(load_cell("book_lstm")))
-    assert (lstm["Ct"], lstm["C_prev"], lstm["a_Ct"]) == (r"\tilde{C}_{t}", "C_{t-1}", "z_{C,t}")
+    assert (lstm["Ct"], lstm["C_prev"], lstm["a_Ct"]) == (r"\tilde{C}_{t+1}", "C_{t}", "z_{C,t+1}")
 
 
 def test_coursera_symbols_follow_seed_000(lstm):

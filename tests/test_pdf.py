@@ -99,6 +99,23 @@ def test_every_tag_is_in_the_pdf_text(built, cell):
     assert "Truncated BPTT" in text and "Forks of the computation graph" in text
 
 
+@pytest.mark.parametrize("cell", builtin_cells())
+def test_no_line_sticks_out_more_than_10pt(built, cell):
+    """TeX reports each line wider than the text block; up to 10 pt is invisible in print."""
+    log = built[cell].with_suffix(".log").read_text(errors="replace")
+    wide = [float(w) for w in re.findall(r"^Overfull \\hbox \(([\d.]+)pt too wide\)", log, re.M)]
+    assert all(w <= 10 for w in wide), f"{cell}: lines too wide by {sorted(wide)[-3:]} pt"
+
+
+@pytest.mark.parametrize("cell", builtin_cells())
+def test_text_mode_shows_angle_brackets(built, cell):
+    """In text mode the OT1 font prints < and > as ¡ and ¿ unless they are escaped."""
+    text = subprocess.run(["pdftotext", str(built[cell]), "-"], capture_output=True, text=True,
+                          check=True).stdout
+    assert "¡" not in text and "¿" not in text, f"{cell}: a raw < or > in text mode"
+    assert "<t>" in text or cell not in ("lstm", "rnn"), "the notation line shows time as <t>"
+
+
 @pytest.mark.parametrize("stem", ["lstm", "lstm_coursera", "minimal_rnn"])
 def test_pages_render_to_non_blank_images(built, stem, tmp_path):
     pdf = built[stem]

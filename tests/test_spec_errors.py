@@ -8,6 +8,7 @@ the message must contain.
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -83,7 +84,10 @@ def expected_line(path: Path, marker: str | None) -> int | None:
 def check_message(message: str, path: Path, marker: str | None, problem: str) -> None:
     first = message.splitlines()[0]
     line = expected_line(path, marker)
-    where = f"{path}:{line}: " if line is not None else f"{path}: "
+    where = f"{path}:{line}:" if line is not None else f"{path}:"
+    assert first.startswith(where), f"{first!r} should start with {where!r}"
+    column = re.match(r"(\d+:)? ", first[len(where):]) if line is not None else None
+    where += column.group() if column else " "   # file:line: or file:line:column:
     assert first.startswith(where), f"{first!r} should start with {where!r}"
     stated = first[len(where):]  # not the file name, not the quoted equation: the problem itself
     assert problem in stated, f"{problem!r} not in {stated!r}"

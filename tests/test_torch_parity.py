@@ -62,9 +62,9 @@ def test_kernels_match_torch_autograd(cell, backend, many_to_one):
     assert rel_err(outputs["h"], out.detach().numpy()) <= 1e-10
     for s in states:
         assert rel_err(state[s], final[s][0].detach().numpy()) <= 1e-10, s
-        assert rel_err(grads[s], s0[s].grad.numpy()[0]) <= 1e-10, f"d{s}0"
-    assert rel_err(grads["x"], xt.grad.numpy()) <= 1e-10
-    for name, value in grads_to_torch(cell, grads).items():
+        assert rel_err(grads.state[s], s0[s].grad.numpy()[0]) <= 1e-10, f"d{s}0"
+    assert rel_err(grads.inputs["x"], xt.grad.numpy()) <= 1e-10
+    for name, value in grads_to_torch(cell, grads.params).items():
         assert rel_err(value, getattr(net, name).grad.numpy()) <= 1e-10, name
 
 

@@ -3,6 +3,7 @@ reader gives (tests/fixtures/seed_formulas.toml). The verifier never sees the ex
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -16,15 +17,21 @@ from derive.verify import verify
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "fixtures" / "seed_formulas.toml"
-SEEDS = ROOT.parent / "shared" / "seeds"
+SEEDS = Path(os.environ.get("CELLGRAD_SEEDS") or ROOT.parent / "shared" / "seeds")
 ENTRIES = tomllib.loads(FIXTURES.read_text(encoding="utf-8"))["formula"]
 VERDICTS = {"holds", "does not hold", "unreadable"}
+
+
+def notation_of(entry) -> str:
+    """A built-in notation name, or a notation file relative to the repository root."""
+    name = entry["notation"]
+    return str(ROOT / name) if name.endswith(".toml") else name
 
 
 @pytest.mark.parametrize("entry", ENTRIES, ids=[e["id"] for e in ENTRIES])
 def test_seed_formula_verdict(entry):
     v = verify(entry["cell"], entry["latex"], quantity=entry.get("quantity") or None,
-               notation=entry["notation"])
+               notation=notation_of(entry))
     assert v.verdict == entry["expect"], (v.detail, v.diagnosis_text)
     if entry.get("diagnosis"):
         assert entry["diagnosis"] in [d.kind for d in v.diagnosis], v.diagnosis_text
@@ -77,3 +84,17 @@ def test_docs_show_the_current_seed_table():
     result = subprocess.run([sys.executable, "-m", "cellgrad", "verify", "--seeds"],
                             capture_output=True, text=True, cwd=ROOT)
     assert result.stdout.strip() in doc, "regenerate the table: cellgrad verify --seeds"
+
+
+@pytest.mark.parametrize("builtin", ["coursera", "cs231n", "shg", "book"])
+def test_a_builtin_notation_passed_as_a_file_reads_exactly_as_by_name(builtin):
+    """Built-in notations are plain files: the file path and the name give the same verdicts."""
+    from derive.notation import notation_path
+    path = str(notation_path(builtin))
+    family = {"coursera": "000", "cs231n": "002", "shg": "004", "book": "001"}[builtin]
+    entries = [e for e in ENTRIES if e["id"].startswith(family)][:8]
+    for e in entries:
+        by_name = verify(e["cell"], e["latex"], quantity=e.get("quantity") or None, notation=builtin)
+        by_file = verify(e["cell"], e["latex"], quantity=e.get("quantity") or None, notation=path)
+        assert (by_name.verdict, by_name.claim, by_name.correct) == \
+            (by_file.verdict, by_file.claim, by_file.correct), e["id"]

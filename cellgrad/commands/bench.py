@@ -11,8 +11,16 @@ import importlib.util
 import sys
 from pathlib import Path
 
+from . import Example, error
+
 NAME = "bench"
 HELP = "benchmark the generated kernels against PyTorch and the GEMM-only bound"
+EXAMPLES = (
+    Example("cellgrad bench --quick", "smoke run of rnn, lstm, gru_torch at one size", slow=True),
+    Example("cellgrad bench lstm --dtypes float32 --sizes 50,32,128,128", "one row", slow=True),
+    Example("cellgrad bench my_cell.toml --quick", "your cell's kernels (no PyTorch counterpart)",
+            slow=True),
+)
 
 _CHECKOUT = Path(__file__).resolve().parents[2]
 
@@ -35,7 +43,5 @@ def add_arguments(parser):
 def run(args) -> int:
     module = _bench_run()
     if module is None:
-        print("cellgrad: error: the benchmark needs a source checkout (bench/ next to cellgrad/)",
-              file=sys.stderr)
-        return 2
+        return error("the benchmark needs a source checkout (bench/ next to cellgrad/)", 3)
     return module.run(args)

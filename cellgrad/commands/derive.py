@@ -6,14 +6,22 @@ import sympy as sp
 
 from derive import Derivation, derive, load_cell
 
+from . import Example
+from .check import _positive  # K >= 1 steps, as check's -T
+
 NAME = "derive"
 HELP = "print the forward and backward (BPTT) equations of a cell, fork sums marked"
+EXAMPLES = (
+    Example("cellgrad derive lstm", "the LSTM's forward and BPTT equations"),
+    Example("cellgrad derive my_cell.toml", "a spec file of your own"),
+    Example("cellgrad derive minimal_rnn --truncate 1", "1-step truncated BPTT"),
+)
 
 
 def add_arguments(parser):
     parser.add_argument("cell", metavar="CELL_OR_SPEC", help="built-in cell name or path to a spec file")
-    parser.add_argument("--truncate", type=int, metavar="K", default=None,
-                        help="truncated BPTT: propagate each loss back K steps only")
+    parser.add_argument("--truncate", type=_positive, metavar="K", default=None,
+                        help="truncated BPTT: propagate each loss back K steps only (default: full BPTT)")
 
 
 def run(args) -> int:

@@ -2,22 +2,32 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-from derive.notation import NotationError
+from codegen.outputs import write_atomic
+from derive.notation import NotationError, builtin_notations
+
+from . import Example, error
+from .check import _positive  # K >= 1 steps, as check's -T
 
 NAME = "doc"
 HELP = "write the derivation document of a cell (LaTeX, Markdown or PDF), in a chosen notation"
 
 TEX_PACKAGES = ("texlive-latex-base texlive-latex-recommended texlive-latex-extra "
                 "texlive-fonts-recommended latexmk")
-NO_TEX = ("cellgrad doc --format pdf needs a TeX engine: neither latexmk nor pdflatex is on PATH.\n"
-          f"On Debian/Ubuntu: sudo apt-get install --no-install-recommends {TEX_PACKAGES}\n"
-          "(or write the LaTeX source with --format tex and compile it elsewhere).")
+NO_TEX = ("--format pdf needs a TeX engine, and neither latexmk nor pdflatex is on PATH; on "
+          f"Debian/Ubuntu: sudo apt-get install --no-install-recommends {TEX_PACKAGES} (or write "
+          "the LaTeX source with --format tex and compile it elsewhere)")
+EXAMPLES = (
+    Example("cellgrad doc lstm --notation coursera --out lstm.md", "Markdown in the Coursera notation"),
+    Example("cellgrad doc my_cell.toml --format tex --out my_cell.tex", "LaTeX source of your cell"),
+    Example("cellgrad doc gru --format pdf --out gru.pdf", "a PDF (needs TeX)", slow=True),
+)
 
 
 class TexError(RuntimeError):
@@ -27,10 +37,11 @@ class TexError(RuntimeError):
 def add_arguments(parser):
     parser.add_argument("cell", metavar="CELL_OR_SPEC", help="built-in cell name or path to a spec file")
     parser.add_argument("--format", choices=("tex", "md", "pdf"), default="md",
-                        help="document format (default: md)")
+                        help="document format")
     parser.add_argument("--notation", metavar="NAME_OR_FILE", default="default",
-                        help="built-in notation (default, coursera, cs231n, shg, book) or a notation file")
-    parser.add_argument("--truncate", type=int, metavar="K", default=None,
+                        help=f"a built-in notation ({', '.join(builtin_notations())}; see "
+                             "`cellgrad notations`) or a notation file")
+    parser.add_argument("--truncate", type=_positive, metavar="K", default=None,
                         help="document K-step truncated BPTT instead of full BPTT")
     parser.add_argument("--out", metavar="FILE", default=None,
                         help="output file (default: standard output; required for pdf)")
@@ -43,23 +54,33 @@ def run(args) -> int:
     try:
         text = document_text(args.cell, fmt, args.notation, truncate=args.truncate)
     except NotationError as err:
-        print(f"cellgrad: error: {err}", file=sys.stderr)
-        return 2
+        return error(err)
     if args.format == "pdf":
         if not args.out:
-            print("cellgrad: error: --format pdf needs --out FILE", file=sys.stderr)
-            return 2
+            return error("--format pdf needs --out FILE")
         try:
             compile_pdf(text, Path(args.out))
         except TexError as err:
-            print(f"cellgrad: error: {err}", file=sys.stderr)
-            return 3
+            return error(err, 3)
+        print(args.out)
         return 0
     if args.out:
-        Path(args.out).write_text(text, encoding="utf-8")
+        write_atomic(Path(args.out), text)
+        print(args.out)
     else:
         sys.stdout.write(text)
     return 0
+
+
+def tex_problem(log: str) -> str:
+    """TeX's first error message (its '!' line) and the source line number it stopped at."""
+    lines = log.splitlines()
+    for k, line in enumerate(lines):
+        if line.startswith("!"):
+            where = next((m.group(1) for m in map(re.compile(r"^l\.(\d+)").match, lines[k:k + 20]) if m),
+                         None)
+            return line.lstrip("! ").strip() + (f" at derivation.tex line {where}" if where else "")
+    return lines[-1].strip() if lines else "no log"
 
 
 def tex_engine() -> list[str] | None:
@@ -72,7 +93,8 @@ def tex_engine() -> list[str] | None:
 
 
 def compile_pdf(tex: str, out: Path) -> Path:
-    """Compile LaTeX source to ``out`` in a scratch directory; raise TexError with the log tail."""
+    """Compile LaTeX source to ``out`` in a scratch directory; raise TexError naming TeX's first
+    error and the source line it stopped at."""
     engine = tex_engine()
     if engine is None:
         raise TexError(NO_TEX)
@@ -84,8 +106,8 @@ def compile_pdf(tex: str, out: Path) -> Path:
             done = subprocess.run(engine + [source.name], cwd=work, capture_output=True, text=True)
             if done.returncode != 0:
                 log = Path(work) / "derivation.log"
-                tail = log.read_text(errors="replace")[-3000:] if log.exists() else done.stdout[-3000:]
-                raise TexError(f"{engine[0]} failed (exit {done.returncode}):\n{tail}")
-        out.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(Path(work) / "derivation.pdf", out)
+                text = log.read_text(errors="replace") if log.exists() else done.stdout
+                raise TexError(f"{engine[0]} failed (exit {done.returncode}): {tex_problem(text)} "
+                               "(write the source with --format tex to see the whole log)")
+        write_atomic(out, (Path(work) / "derivation.pdf").read_bytes())
     return out

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
-import os
 import sys
-import tempfile
 from pathlib import Path
 
+from codegen.outputs import write_atomic
+
+from . import Example
+
 NAME = "regenerate"
-HELP = "rebuild generated/ (and the other generated files) for the built-in cells"
+HELP = "rebuild generated/ and docs/derivations/ from the built-in cells (a source checkout's files)"
+EXAMPLES = (
+    Example("cellgrad regenerate --check", "name stale, missing or extra files; write nothing", slow=True),
+    Example("cellgrad regenerate", "rewrite the files that changed", slow=True),
+)
 
 #: folder -> file pattern whose files all come from regenerate: a match it does not produce is extra
 MANAGED = {"generated": "*.py", "docs/derivations": "*"}
@@ -18,25 +24,12 @@ KEEP = {"generated/__init__.py"}
 def add_arguments(parser):
     parser.add_argument("--check", action="store_true",
                         help="write nothing; exit 1 naming stale, missing or extra files")
-    parser.add_argument("--root", default=None, help="repository root (default: the checkout "
-                        "this cellgrad runs from)")
+    parser.add_argument("--root", metavar="DIR", default=None, help="repository root (default: "
+                        "the checkout this cellgrad runs from)")
 
 
 def repo_root() -> Path:
     return Path(__file__).resolve().parents[2]
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write via a temporary file in the same folder and os.replace: never a half-written file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
 
 
 def differences(root: Path, files: dict[str, str]) -> list[tuple[str, str]]:

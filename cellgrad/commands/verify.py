@@ -2,7 +2,11 @@
 
     cellgrad verify lstm --quantity dc --formula 'dc_next + dh*o*(1 - tanh(c)**2)'
     cellgrad verify lstm --notation coursera --formula '\\mathrm{d}\\Gamma_f = \\mathrm{d}c * c^{<t-1>}'
-    cellgrad verify --seeds            # every formula of the seed documents, a table per document
+    cellgrad verify --examples         # every formula of the example documents, a table per document
+    cellgrad verify --document notes.md --notation mine.toml   # every formula of a document
+
+The example documents are the five BPTT write-ups the project started from (the code calls them
+seeds); their formulas are transcribed in tests/fixtures/seed_formulas.toml.
 
 Exit status: 0 holds, 1 does not hold, 2 unreadable formula or bad request (one line on stderr).
 """
@@ -15,11 +19,23 @@ import sys
 import tomllib
 from pathlib import Path
 
+from . import Example
+
 NAME = "verify"
 HELP = "check a hand-written gradient formula against the derived one (proof or counterexample)"
 
 SEED_FIXTURES = Path(__file__).resolve().parents[2] / "tests" / "fixtures" / "seed_formulas.toml"
+EXAMPLES = (
+    Example("cellgrad verify lstm --quantity dc --formula 'dh*o*(1 - tanh(c)**2)'",
+            "does not hold (exit 1): a branch is missing", exit=1),
+    Example("cellgrad verify lstm --notation coursera --formula "
+            "'\\mathrm{d}\\Gamma_f^{<t>} = \\mathrm{d}c^{<t>} * c^{<t-1>}'", "holds, by proof"),
+    Example("cellgrad verify --document ../shared/seeds/002_231094383e360fa9.txt "
+            "--notation docs/notations/seed_002.toml",
+            "every formula of one document, judged, in a table", slow=True),
+)
 EXIT = {"holds": 0, "does not hold": 1, "unreadable": 2}
+DOCUMENT_BYTES = 2_000_000
 
 
 def add_arguments(parser):
@@ -31,14 +47,21 @@ def add_arguments(parser):
     parser.add_argument("--formula", metavar="TEXT_OR_FILE",
                         help="LaTeX or SymPy syntax, or a file holding it")
     parser.add_argument("--notation", metavar="NAME_OR_FILE", default=None,
-                        help="how the formula names things: default, coursera, cs231n, shg, book, "
-                             "kang, or a notation file")
+                        help="how the formula names things: a built-in notation or a notation file "
+                             "(`cellgrad notations` lists them; default: the cell's own names)")
     parser.add_argument("--scalar", action="store_true", default=None,
-                        help="every size is 1 (documents that treat u, v, w as numbers)")
+                        help="every size is 1 (documents that treat u, v, w as numbers; default: "
+                             "as the notation says)")
     parser.add_argument("--json", action="store_true", help="print the verdict as JSON")
-    parser.add_argument("--seeds", nargs="?", const=str(SEED_FIXTURES), metavar="FIXTURES",
-                        help="verify every formula of the seed documents and print a table per "
-                             "document (default fixtures: tests/fixtures/seed_formulas.toml)")
+    parser.add_argument("--document", metavar="FILE",
+                        help="find every formula of a Markdown, LaTeX or plain-text document, judge "
+                             "each gradient claim and print a table (CELL_OR_SPEC optional: the "
+                             "notation's cells are tried in order)")
+    parser.add_argument("--examples", "--seeds", dest="seeds", nargs="?", const=str(SEED_FIXTURES),
+                        metavar="FIXTURES",
+                        help="verify every formula of the example documents and print a table per "
+                             "document (FIXTURES default: tests/fixtures/seed_formulas.toml; "
+                             "--seeds is the old name)")
 
 
 def _fail(message: str) -> int:
@@ -51,8 +74,10 @@ def run(args) -> int:
     try:
         if args.seeds is not None:
             return _seeds(Path(args.seeds), args.json)
+        if args.document is not None:
+            return _document(args)
         if not args.cell or not args.formula:
-            return _fail("verify needs CELL_OR_SPEC and --formula (or --seeds)")
+            return _fail("verify needs CELL_OR_SPEC and --formula (or --examples)")
         return _one(args)
     except VerifyError as err:
         return _fail(str(err))
@@ -106,19 +131,42 @@ def render(v) -> str:
     return "\n".join(lines)
 
 
+def _document(args) -> int:
+    """The verdict on every formula of a document, one Markdown table (or JSON)."""
+    from derive import limits
+    from derive.verify.document import document_table, verify_document
+    path = Path(args.document)
+    try:
+        text = limits.read_text(path, DOCUMENT_BYTES, "document")
+    except limits.LimitError as exc:
+        return _fail(f"{path}: {exc.problem}")
+    except OSError as exc:
+        return _fail(f"{path}: cannot read the document: {exc.strerror}")
+    except UnicodeDecodeError:
+        return _fail(f"{path}: the document is not UTF-8 text")
+    rows = verify_document(text, notation=args.notation, cells=[args.cell] if args.cell else None)
+    if args.json:
+        print(json.dumps([r.to_json() for r in rows], indent=2, ensure_ascii=False))
+    else:
+        print(document_table(rows, f"{path.name} (notation {args.notation or 'default'})"))
+    return 0
+
+
 def _seeds(path: Path, as_json: bool) -> int:
-    """The verdicts on every seed formula, one Markdown table per document. The fixtures'
+    """The verdicts on every formula of the example documents, one Markdown table per document. The fixtures'
     expectations are not read: this is what the verifier finds on its own."""
     from derive.verify import verify
     if not path.is_file():
-        return _fail(f"no seed fixtures at {path}")
+        return _fail(f"no example-document fixtures at {path}")
     try:
         entries = tomllib.loads(path.read_text(encoding="utf-8"))["formula"]
     except (tomllib.TOMLDecodeError, KeyError) as err:
-        return _fail(f"{path}: not a seed fixture file ({err})")
+        return _fail(f"{path}: not an example-document fixture file ({err})")
+    root = path.resolve().parents[2]          # notation files are named from the repository root
     results = []
     for e in entries:
-        v = verify(e["cell"], e["latex"], quantity=e.get("quantity") or None, notation=e["notation"])
+        notation = str(root / e["notation"]) if e["notation"].endswith(".toml") else e["notation"]
+        v = verify(e["cell"], e["latex"], quantity=e.get("quantity") or None, notation=notation)
         results.append((e, v))
     if as_json:
         print(json.dumps([{"id": e["id"], "source": e["source"], "line": e["line"], **v.to_json()}

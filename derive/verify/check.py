@@ -33,8 +33,9 @@ from .errors import VerifyError
 from .nodes import FORMULA_NODES, HCat, SumN, SumT
 from .context import Claim, Context
 from .parse import parse_formula, parse_quantity
-from .render import render_correct
-from .sequence import Evaluator, OutOfRange, ShapeMismatch, StepFree, simulate, split_symbol
+from .render import cell_text, render_correct
+from .sequence import (Evaluator, OutOfRange, ShapeMismatch, StepFree, simulate, split_symbol,
+                       target_name)
 from .vocabulary import get_reading
 
 DRAWS = 3          # random sequences per verdict
@@ -62,6 +63,23 @@ class Verdict:
     @property
     def diagnosis_text(self) -> str:
         return "; ".join(f"{d.kind}: {d.text}" for d in self.diagnosis)
+
+    def __repr__(self) -> str:
+        why = self.diagnosis_text or self.detail
+        why = why if len(why) <= 100 else why[:99] + "…"
+        return f"<Verdict: {self.verdict}" + (f" ({why})" if why else "") + ">"
+
+    def _repr_markdown_(self) -> str:
+        """For notebooks: the verdict, how it was reached, the diagnosis and the correct formula."""
+        lines = [f"**{self.verdict}**" + (f", by {self.how}" if self.how else "")
+                 + (f": {self.detail}" if self.detail else "")]
+        if self.claim:
+            lines += ["", "claim, in the cell's names: `" + " = ".join(self.claim) + "`"]
+        lines += [f"- {d.kind}: {d.text}" for d in self.diagnosis]
+        if self.verdict == "does not hold" and self.correct:
+            left = f" of `{self.claim[0]}`" if self.claim else ""
+            lines += ["", f"correct right side{left}:", "", f"$$ {self.correct} $$"]
+        return "\n".join(lines)
 
 
 @lru_cache(maxsize=32)
@@ -125,7 +143,7 @@ def _check(ctx: Context, claim: Claim, scalar: bool, draws: int, notation) -> Ve
             fixed.append(side)
         sides = fixed
     lhs = sides[0]
-    shown = [sp.sstr(s) for s in sides]
+    shown = [cell_text(s) for s in sides]
     correct_latex, correct_cell = render_correct(ctx, lhs, notation)
     runs = [simulate(d, seed=seed, T=STEPS, N=BATCH, scalar=scalar) for seed in range(draws)]
 
@@ -154,7 +172,9 @@ def _check(ctx: Context, claim: Claim, scalar: bool, draws: int, notation) -> Ve
                            diagnosis=diagnose(ctx, lhs, side, runs, whole=whole,
                                               at_last=claim.at_last, scalar=scalar))
         if not ok:
-            return Verdict("does not hold", detail=f"{what} differs from the derived gradient",
+            truth = "the derived gradient" if _speaks_of_adjoints(ctx, lhs) else \
+                "the cell's forward pass"
+            return Verdict("does not hold", detail=f"{what} differs from {truth}",
                            diagnosis=diagnose(ctx, lhs, side, runs, whole=whole,
                                               at_last=claim.at_last, scalar=scalar),
                            counterexample=info["counterexample"], correct=correct_latex,
@@ -171,6 +191,16 @@ def _check(ctx: Context, claim: Claim, scalar: bool, draws: int, notation) -> Ve
                f"batch {BATCH}; no symbolic proof")
     return Verdict("holds", how=how, correct=correct_latex, correct_cell=correct_cell, claim=shown,
                    whole_sequence=whole)
+
+
+def _speaks_of_adjoints(ctx: Context, e) -> bool:
+    """The left side is a gradient (an adjoint, or a local derivative), not a forward value."""
+    if e.atoms(sp.Derivative) or not e.free_symbols:
+        return True
+    forward = {eq.lhs for eq in ctx.d.forward} | set(ctx.cell.inputs) | set(ctx.cell.params) | \
+        {s + "_prev" for s in ctx.cell.states}
+    return not all(split_symbol(s.name)[0] in forward for s in e.free_symbols) or \
+        not isinstance(e, sp.Symbol)
 
 
 def _agrees_everywhere(runs, lhs, rhs, whole: bool, at_last: bool, scalar: bool):
@@ -250,6 +280,8 @@ def _ground(ctx: Context, e):
         if new == e:
             break
         e = new
+    e = e.xreplace({sp.Symbol(target_name(o)): sp.Symbol(o) - sp.Symbol(up)
+                    for o, up in ctx.d.upstream.items()})
     pre = {eq.rhs: sp.Symbol(eq.lhs) for eq in ctx.d.forward if eq.introduced}
     e = e.xreplace(pre)
     return e.xreplace(ctx.saved)

@@ -10,17 +10,17 @@ a vector beside a transposed vector an outer product, two vectors an elementwise
 from __future__ import annotations
 
 import re
-import tomllib
 from dataclasses import dataclass
 
 import sympy as sp
 
-from derive.functions import FUNCTIONS, sigmoid
+from derive import ops
+from derive.ops import FUNCTIONS, sigmoid
 from derive.linear import MatVec, MatVecT, Outer
 
 from .errors import VerifyError
-from .nodes import HCat, MatTranspose, Row, VCat
-from .sequence import shifted, split_symbol
+from .nodes import HCat, MatTranspose, Row, VCat, VStack
+from .sequence import shifted, split_symbol, target_name
 from .vocabulary import Entry, Reading, default_reading
 
 
@@ -59,13 +59,14 @@ class Context:
         for key, entry in base.symbols.items():
             self.symbols.setdefault(key, entry)
         self.losses = dict(self.reading.losses) or dict(base.losses)
-        self.unsupported = dict(self.reading.unsupported)
-        self.functions = {**{k: FUNCTIONS[v] for k, v in _cell_function_aliases(self.cell).items()},
-                          "sigmoid": sigmoid}
+        # words read as functions: the cell's own [functions], the ones it uses, and sigmoid
+        used = {ops.op_of(f) for eq in derivation.forward for f in eq.rhs.atoms(sp.Function)}
+        self.functions = {**{op.name: op.sympy for op in used if op is not None},
+                          **getattr(self.cell, "functions", {}), "sigmoid": sigmoid}
         self.names = set(derivation.quantities) | {eq.target for eq in derivation.backward} | \
             set(derivation.carried.values()) | set(derivation.upstream.values()) | \
-            {s + "_prev" for s in self.cell.states}
-        self.bases = {re.split(r"[_^]", k)[0] for k in [*self.symbols, *self.losses, *self.unsupported]}
+            {s + "_prev" for s in self.cell.states} | {target_name(o) for o in derivation.upstream}
+        self.bases = {re.split(r"[_^]", k)[0] for k in [*self.symbols, *self.losses]}
         self.bases |= {k for k in self.functions if k not in self.symbols}
         self.forward_of = {eq.lhs: eq.rhs for eq in derivation.forward}
         self.saved = {eq.rhs: sp.Symbol(eq.lhs) for eq in derivation.forward
@@ -77,11 +78,11 @@ class Context:
             if text is None:
                 continue
             names = set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", text)) - {
-                "HCat", "VCat", "MatTranspose", "Row", "SumT", "SumN", "MatVec", "MatVecT", "Outer",
+                "HCat", "VCat", "VStack", "MatTranspose", "Row", "SumT", "SumN", "MatVec", "MatVecT", "Outer",
                 *FUNCTIONS}
             known = set(self.d.quantities) | {eq.target for eq in self.d.backward} | \
                 set(self.d.carried.values()) | set(self.d.upstream.values()) | \
-                {s + "_prev" for s in self.d.cell.states}
+                {s + "_prev" for s in self.d.cell.states} | {target_name(o) for o in self.d.upstream}
             if not names <= known:
                 return False
         return True
@@ -122,7 +123,7 @@ class Context:
             return "num"
         if isinstance(e, Row):
             return "row"
-        if isinstance(e, (MatTranspose, HCat, Outer)):
+        if isinstance(e, (MatTranspose, HCat, VStack, Outer)):
             return "mat"
         if isinstance(e, (MatVec, MatVecT, VCat)):
             return "vec"
@@ -151,11 +152,6 @@ class Context:
         return SympySyntaxParser(text, self).parse_expr_only()
 
 
-def _cell_function_aliases(cell) -> dict[str, str]:
-    try:
-        return dict(tomllib.loads(cell.source_text).get("functions", {})) if cell.source_text else {}
-    except tomllib.TOMLDecodeError:
-        return {}
 
 
 def product(ctx: Context, a, b, op: str, where: str):
@@ -192,6 +188,8 @@ def product(ctx: Context, a, b, op: str, where: str):
         return MatVec(b.args[0], v) if isinstance(b, MatTranspose) else MatVecT(b, v)
     if ka == "vec" and kb == "row":
         return Outer(a, b.args[0])
+    if ka == "row" and kb == "vec":                   # x^T da, rows as samples: sum_n x_n da_n^T
+        return Outer(a.args[0], b)
     fail()
 
 
@@ -216,35 +214,64 @@ def unprev(ctx: Context, name: str) -> tuple[str, int]:
     return name, 0
 
 
-def local_derivative(ctx: Context, of: str, a: int, wrt: str, b: int, where: str):
-    """∂(of at t+a)/∂(wrt at t+b) through the forward equations of one step."""
+def local_derivative(ctx: Context, of, a: int, wrt: str, b: int, where: str):
+    """∂(of at t+a)/∂(wrt at t+b) through the forward equations of one step, the step's other
+    inputs held fixed. ``of`` is a cell name or an expression at step t (a document's own
+    intermediate, k = i g)."""
     wrt_base, kb = unprev(ctx, wrt)
     b += kb
-    of_base, ka = unprev(ctx, of)
-    a += ka
+    if wrt_base in ctx.cell.params:
+        b = a                               # a parameter is the same at every step
+    if isinstance(of, str):
+        of_base, ka = unprev(ctx, of)
+        a += ka
+        if of_base not in ctx.forward_of:
+            raise VerifyError(f"{of_base} is not computed by the cell's forward step", where)
+        expr = sp.Symbol(of_base)
+    else:
+        expr = of
+        if any("@" in s.name or "#" in s.name for s in expr.free_symbols):
+            raise VerifyError("a derivative of an expression across steps", where)
     if a == b:
         leaf = wrt_base
     elif a == b + 1 and ctx.is_state(wrt_base):
         leaf = wrt_base + "_prev"
     else:
         raise VerifyError("a derivative across more than one step", where)
-    if of_base not in ctx.forward_of:
-        raise VerifyError(f"{of_base} is not computed by the cell's forward step", where)
     target = sp.Symbol(leaf)
     depends = _dependents(ctx, leaf)
-    expr = sp.Symbol(of_base)
     for _ in range(len(ctx.forward_of) + 1):
         subs = {s: ctx.forward_of[s.name] for s in expr.free_symbols
                 if s.name in depends and s != target and s.name in ctx.forward_of}
         if not subs:
             break
         expr = expr.xreplace(subs)
-    for node in expr.atoms(MatVec):
-        if target in node.free_symbols:
-            raise VerifyError("this derivative is a matrix (Jacobian); write it through an adjoint",
-                              where)
-    value = sp.diff(expr, target).xreplace(ctx.saved)
-    return ctx.shift_expr(value, a)
+    if ctx.reading.scalar:                  # every size is 1: W v is the number W times v
+        expr = expr.replace(lambda e: isinstance(e, MatVec), lambda e: e.args[0] * e.args[1])
+        value = _products_back(ctx, sp.diff(expr, target))
+    else:
+        for node in expr.atoms(MatVec, MatVecT):
+            if target in node.free_symbols:
+                raise VerifyError("this derivative is a matrix (Jacobian); write it through an "
+                                  "adjoint", where)
+        value = sp.diff(expr, target)
+    return ctx.shift_expr(value.xreplace(ctx.saved), a)
+
+
+def _products_back(ctx: Context, e):
+    """A product with a matrix factor as the matrix-vector product it stands for (sizes 1)."""
+    if not e.args:
+        return e
+    args = [_products_back(ctx, a) for a in e.args]
+    if isinstance(e, sp.Mul):
+        mats = [a for a in args if isinstance(a, sp.Symbol) and ctx.is_matrix(a.name)]
+        rest = [a for a in args if a not in mats]
+        if mats and rest:
+            value = sp.Mul(*rest)
+            for m in mats:
+                value = MatVec(m, value)
+            return value
+    return e.func(*args)
 
 
 def _dependents(ctx: Context, leaf: str) -> set[str]:

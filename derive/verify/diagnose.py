@@ -10,6 +10,9 @@ computation. The variants are the mistakes the documents make:
 * ``sigma' as sigma`` / ``sigma' as 1-sigma`` / ``tanh' as 1-tanh``: a derivative written wrong;
 * ``sign flip``: the whole result or one branch negated;
 * ``wrong factor``: one symbol where another quantity is needed (di where i is needed);
+* ``tanh' as (1-tanh)^2``: 1 − tanh² c written as (1 − tanh c)²;
+* ``missing transpose``: W v where W^T v belongs (or the reverse);
+* ``wrong time index``: a value one step off (c where c_prev belongs);
 * ``block order``: a concatenated gradient [dU | dW] written with its blocks swapped;
 * ``missing sum``: a whole-sequence gradient written as one step's term (found by ``check``).
 """
@@ -20,7 +23,8 @@ from dataclasses import dataclass
 
 import sympy as sp
 
-from derive.functions import sigmoid
+from derive.linear import MatVec, MatVecT
+from derive.ops import sigmoid
 
 from .compare import agree
 from .nodes import HCat, SumT
@@ -129,8 +133,41 @@ def diagnose(ctx, lhs, rhs, runs, *, whole: bool, at_last: bool, scalar: bool) -
         if values.matches(make, lhs):
             return [Diagnosis(kind, text)]
 
-    found = _wrong_factor(ctx, values, lhs, rhs)
+    found = _missing_transpose(values, lhs, rhs) or _wrong_time(ctx, values, lhs, rhs) or \
+        _wrong_factor(ctx, values, lhs, rhs)
     return [found] if found else []
+
+
+def _missing_transpose(values: _Values, lhs, rhs) -> Diagnosis | None:
+    """One matrix product of the right side with the matrix transposed makes it hold."""
+    for node in sorted(rhs.atoms(MatVec, MatVecT), key=sp.default_sort_key):
+        other = (MatVecT if isinstance(node, MatVec) else MatVec)(*node.args)
+        if values.matches_rhs(rhs.xreplace({node: other}), lhs):
+            m = node.args[0]
+            said = f"{m}^T" if isinstance(node, MatVec) else f"{m}"
+            wrote = f"{m}" if isinstance(node, MatVec) else f"{m}^T"
+            return Diagnosis("missing transpose", f"{wrote} is used where {said} is needed "
+                             f"(the product {wrote} {node.args[1]})")
+    return None
+
+
+def _wrong_time(ctx, values: _Values, lhs, rhs) -> Diagnosis | None:
+    """One symbol of the right side taken one step off (c where c_prev is meant) makes it hold."""
+    for sym in sorted(rhs.free_symbols, key=lambda s: s.name):
+        base, variant, shift = split_symbol(sym.name)
+        if base in ctx.cell.params or (base.startswith("d") and base[1:] in ctx.cell.params):
+            continue
+        for k in (-1, 1):
+            try:
+                moved = ctx.shift_expr(sym, k)
+            except ValueError:
+                continue
+            if moved == sym:
+                continue
+            if values.matches_rhs(rhs.xreplace({sym: moved}), lhs):
+                return Diagnosis("wrong time index", f"{sym} is used where {moved} is needed "
+                                 f"(one step {'later' if k == 1 else 'earlier'})")
+    return None
 
 
 def _truncation(values: _Values, lhs, whole: bool) -> Diagnosis | None:
@@ -188,6 +225,8 @@ def _expression_slips(lhs):
                     v = (-other).base
                     yield ("tanh' as 1-tanh", f"tanh′ written as 1 − tanh for {v}",
                            lhs - term + term.xreplace({factor: 1 - v}))
+                    yield ("tanh' as (1-tanh)^2", f"tanh′ = 1 − tanh² written as (1 − tanh)² for {v}",
+                           lhs - term + term.xreplace({factor: (1 - v) ** 2}))
                 if other.could_extract_minus_sign() and (-other) in factors:
                     v = -other
                     rest = list(factors)
@@ -262,6 +301,9 @@ def _variants(d, needed: set[str]):
                     new = eq.expr - term + sp.Mul(*factors).xreplace({square: 1 - v})
                     yield ("tanh' as 1-tanh", f"tanh′ written as 1 − tanh for {v} in {eq.target} "
                            f"({eq.tag})", replaced(index, new))
+                    new = eq.expr - term + sp.Mul(*factors).xreplace({square: (1 - v) ** 2})
+                    yield ("tanh' as (1-tanh)^2", f"tanh′ = 1 − tanh² written as (1 − tanh)² for "
+                           f"{v} in {eq.target} ({eq.tag})", replaced(index, new))
         if eq.is_fork:
             for branch in eq.branches:
                 yield ("sign flip", f"the branch {_describe(branch, d.carried, d.upstream)} of "

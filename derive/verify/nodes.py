@@ -43,6 +43,14 @@ class HCat(sp.Function):
         return r"\left[" + r" \mid ".join(printer._print(a) for a in self.args) + r"\right]"
 
 
+class VStack(sp.Function):
+    """Matrices stacked by rows: a stacked gate array (cs231n's Wx of shape (D, 4H) is the
+    transpose of the four (H, D) gate matrices stacked)."""
+
+    def _latex(self, printer, exp=None):
+        return r"\left[" + ", ".join(printer._print(a) for a in self.args) + r"\right]"
+
+
 class MatTranspose(sp.Function):
     """A matrix transposed."""
 
@@ -61,4 +69,4 @@ class Row(sp.Function):
         return rf"{printer.parenthesize(self.args[0], 1000)}^{{\top}}"
 
 
-FORMULA_NODES = (SumT, SumN, VCat, HCat, MatTranspose, Row)
+FORMULA_NODES = (SumT, SumN, VCat, HCat, VStack, MatTranspose, Row)

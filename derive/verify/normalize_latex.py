@@ -4,6 +4,7 @@ Each rewrite is one entry below, with the form it accepts. What is not rewritten
 understood by the parser is an error there, never silently dropped. The rewrites only change
 *spelling*, never meaning:
 
+* ``\\_`` (an escaped underscore in a name: ``a_{m\\_1}``) -> ``_``;
 * math delimiters ``$``/``$$``, full-width CJK punctuation (（）， ＝ ＋ －) -> ASCII;
 * ``\\left``/``\\right``/``\\big`` sizing, spacing (``\\,``, ``\\!``, ``\\quad``, ``~``), ``\\therefore``,
   ``\\bullet``, ``\\displaystyle``, fonts (``\\mathbf{c}``, ``\\mathsf``, ``\\boldsymbol``,
@@ -13,15 +14,22 @@ understood by the parser is an error there, never silently dropped. The rewrites
 * ``\\begin{array}{c} a \\\\ x \\end{array}`` (a stacked column) -> ``[a, x]``;
 * ``\\begin{aligned}``, ``&`` and ``\\\\`` of a derivation chain -> one line ``A = B = C``;
 * comments ``\\# eq 3`` and prose ``\\quad \\text{as ...}`` -> removed; ``\\text{prev}`` -> ``prev``;
-* ``\\overset{(N,H)}{X}`` shape notes and ``\\underline{X}`` -> ``X``;
+* ``\\overset{(N,H)}{X}`` shape notes and ``\\overline{X}`` -> ``X`` (``\\underline{X}`` is kept:
+  in PDF extractions it is the numerator of a fraction whose denominator was lost, and the
+  parser says so);
+* ``\\mid``, ``\\vert``, ``\\lvert``, ``\\rvert`` -> ``|`` (``[U | W]``, ``|x|``);
 * ``\\times``, ``\\ast``, ``\\star`` -> ``*``; ``\\circ`` -> ``\\odot``; ``^{\\prime}`` -> ``'``;
-* ``tanh``/``sigmoid`` written without a backslash -> ``\\tanh``/``\\sigmoid``;
+* a function the op table reads written without a backslash (``tanh``) -> ``\\tanh``;
+* a time index whose ``)`` is missing before a closing brace, ``\\frac{dL(t)}{di(t}``, is
+  closed (``(t}`` can mean nothing else);
 * optionally (PDF extractions that turned ``_`` into ``-``, seed 002): ``c-t`` -> ``c_t``.
 """
 
 from __future__ import annotations
 
 import re
+
+from derive import ops
 
 FULL_WIDTH = str.maketrans({"（": "(", "）": ")", "，": ",", "＝": "=", "＋": "+", "－": "-",
                             "［": "[", "］": "]", "：": ":", "；": ";", "　": " ", "−": "-",
@@ -43,16 +51,24 @@ COMMENT = re.compile(r"\\#.*?(?=\\\\|$)", re.S)
 PROSE = re.compile(r"\\quad\s*\\text\s*\{.*?(?=\\\\|$)", re.S)
 TEXT = re.compile(r"\\(?:text|mbox|textnormal)\s*\{([^{}]*)\}")
 OVERSET = re.compile(r"\\(?:overset|underset|stackrel)\s*\{[^{}]*\}\s*")
-UNDERLINE = re.compile(r"\\(?:underline|overline)\s*\{([^{}]*)\}")
+UNDERLINE = re.compile(r"\\overline\s*\{([^{}]*)\}")
 WIDE = re.compile(r"\\wide(tilde|hat)\b")
-BARE_FUNCTION = re.compile(r"(?<![\\A-Za-z])(tanh|sigmoid|sigma|exp|log|cosh)(?![A-Za-z])")
+
+
+def _bare_functions() -> re.Pattern:
+    """Function names written without a backslash: every LaTeX name the op table reads."""
+    names = sorted((n for n in ops.latex_reads() if n.isalpha()), key=lambda n: (-len(n), n))
+    return re.compile(r"(?<![\\A-Za-z])(" + "|".join(names) + r")(?![A-Za-z])")
+
+
+UNCLOSED_TIME = re.compile(r"\((\s*[tT]\s*(?:[+-]\s*\d+)?\s*)\}")
 HYPHEN_NAME = re.compile(r"(?<=[A-Za-z])-(?=[A-Za-z])")
 
 
 def normalize_latex(text: str, *, hyphen_subscripts: bool = False) -> str:
     """The formula in the form ``derive.verify.parse`` reads (see the module docstring)."""
     s = text.translate(FULL_WIDTH)
-    s = s.replace("$", " ")
+    s = s.replace("$", " ").replace(r"\_", "_")
     s = COMMENT.sub(" ", s)
     s = PROSE.sub(" ", s)
     s = re.sub(r"\\mathrm\s*\{\s*d\s*\}|\{\\rm\s+d\s*\}|\\operatorname\s*\{\s*d\s*\}", r"\\diff ", s)
@@ -75,13 +91,15 @@ def normalize_latex(text: str, *, hyphen_subscripts: bool = False) -> str:
     s = BARE_TIME_SUP.sub(lambda m: "@{" + m.group(1).replace(" ", "") + "}", s)
     s = re.sub(r"\\(?:times|ast|star)(?![A-Za-z])", "*", s)
     s = re.sub(r"\\circ(?![A-Za-z])", r"\\odot", s)
+    s = re.sub(r"\\(?:mid|vert|lvert|rvert)(?![A-Za-z])", "|", s)
     s = re.sub(r"\^\s*\{\s*\\prime\s*\}|\^\s*\\prime(?![A-Za-z])", "'", s)
     s = re.sub(r"\\lt(?![A-Za-z])", "<", s)
     s = re.sub(r"\\gt(?![A-Za-z])", ">", s)
     s = re.sub(r"\\operatorname", "", s)
-    s = BARE_FUNCTION.sub(lambda m: "\\" + ("sigma" if m.group(1) == "sigmoid" else m.group(1)), s)
+    s = _bare_functions().sub(lambda m: "\\" + m.group(1), s)
     if hyphen_subscripts:
         s = HYPHEN_NAME.sub("_", s)
+    s = UNCLOSED_TIME.sub(r"(\1)}", s)
     s = re.sub(r"\s+", " ", s).strip()
     s = re.sub(r"[,.;]\s*$", "", s).strip()
     return s

@@ -19,18 +19,19 @@ shifted ones as ``f@+1`` (f at step t+1), and loss-only adjoints as ``dc#k1``.
 
 from __future__ import annotations
 
+import difflib
 import re
 from dataclasses import dataclass
 
 import sympy as sp
 
-from derive.functions import FUNCTIONS, sigmoid
-from derive.linear import REDUCTIONS
+from derive import limits, ops
+from derive.limits import LimitError
 
 from .context import (KIND_WORD, Claim, Context, Token, local_derivative, product, transpose,
                       unprev)
 from .errors import VerifyError, excerpt
-from .nodes import HCat, MatTranspose, SumN, SumT, VCat
+from .nodes import HCat, MatTranspose, SumN, SumT, VCat, VStack
 from .normalize_latex import normalize_latex
 from .sequence import shifted, split_symbol
 from .sympy_syntax import SympySyntaxParser
@@ -42,9 +43,6 @@ GREEK = {"alpha", "beta", "gamma", "Gamma", "delta", "Delta", "epsilon", "vareps
          "theta", "lambda", "mu", "nu", "xi", "pi", "rho", "tau", "phi", "varphi", "chi", "psi",
          "omega", "Omega", "Lambda", "Phi", "Psi", "Theta", "zeta", "kappa"}
 ACCENTS = {"tilde", "hat", "bar", "dot", "vec", "check", "breve", "acute", "grave"}
-ELEMENTWISE_CMDS = {"tanh": sp.tanh, "sigma": sigmoid, "exp": sp.exp, "log": sp.log,
-                    "ln": sp.log, "cosh": sp.cosh, "sinh": sp.sinh, "sigmoid": sigmoid,
-                    "relu": FUNCTIONS["relu"], "softplus": FUNCTIONS["softplus"], **REDUCTIONS}
 PRODUCT_OPS = {"*": "*", r"\cdot": "*", r"\odot": "odot", r"\otimes": "otimes", "/": "/"}
 ADJOINT_CMDS = {r"\diff", r"\partial", r"\delta", r"\nabla"}
 
@@ -54,7 +52,9 @@ def tokenize(text: str) -> list[Token]:
     while pos < len(text):
         m = TOKEN_RE.match(text, pos)
         if not m:
-            raise VerifyError(f"unexpected character {text[pos]!r}", excerpt(text, pos))
+            err = VerifyError(f"unexpected character {text[pos]!r}", excerpt(text, pos))
+            err.pos = pos
+            raise err
         if m.lastgroup != "space":
             tokens.append(Token(m.lastgroup, m.group(), m.start(), m.end()))
         pos = m.end()
@@ -73,16 +73,23 @@ class Atom:
     prime: bool
     start: int
     end: int
+    value: object = None        # the top of a derivative of an expression: ∂(u x + v s)/∂v
 
 
 class LatexParser:
     def __init__(self, text: str, ctx: Context):
         self.ctx = ctx
+        self.original = text
         self.text = normalize_latex(text, hyphen_subscripts=ctx.reading.hyphen_subscripts)
         if not self.text:
             raise VerifyError("empty formula")
-        self.tokens = tokenize(self.text)
+        self._blocks = None
+        try:
+            self.tokens = tokenize(self.text)
+        except VerifyError as err:
+            raise VerifyError(err.problem, self.excerpt(err.pos, err.pos + 1)) from None
         self.i = 0
+        self.bars = 0               # open [ ] or | | : a bar inside closes or separates
         self.at_last = False
         self.offsets = self._time_mode()
 
@@ -97,7 +104,34 @@ class LatexParser:
 
     def where(self, tok: Token | None = None, end: int | None = None) -> str:
         tok = tok or self.peek()
-        return excerpt(self.text, tok.pos, end or tok.end)
+        return self.excerpt(tok.pos, end or tok.end)
+
+    def excerpt(self, start: int, end: int) -> str:
+        """The excerpt of what the user typed (not the normalized text) around [start, end)."""
+        return excerpt(self.original, self.to_original(start), self.to_original(end, True))
+
+    @property
+    def blocks(self):
+        """Matching blocks of the normalized and the typed text, computed on the first error only:
+        SequenceMatcher is quadratic, so a long formula gets its heuristic (autojunk)."""
+        if self._blocks is None:
+            if self.text == self.original:
+                self._blocks = [(0, 0, len(self.text)), (len(self.text), len(self.text), 0)]
+            else:
+                self._blocks = difflib.SequenceMatcher(None, self.text, self.original,
+                                                       autojunk=len(self.original) > 2000
+                                                       ).get_matching_blocks()
+        return self._blocks
+
+    def to_original(self, pos: int, is_end: bool = False) -> int:
+        """A position in the normalized text mapped to the same place in the typed text."""
+        best = 0
+        for a, b, size in self.blocks:
+            if a <= pos < a + size or (is_end and a < pos <= a + size):
+                return b + pos - a
+            if a + size <= pos:
+                best = b + size
+        return min(best, len(self.original))
 
     def fail(self, problem: str, tok: Token | None = None, end: int | None = None):
         raise VerifyError(problem, self.where(tok, end))
@@ -119,7 +153,7 @@ class LatexParser:
             if tok.kind == "time":
                 raws.append(tok.text[2:-1])
             elif tok.text == "_" and n + 1 < len(toks):
-                raws.append(self._group_text(n + 1)[0])
+                raws.append(self._group_text(n + 1)[0].rpartition(",")[2])
             elif tok.text == "(" and n + 2 < len(toks) and toks[n + 1].text in ("t", "T"):
                 j, raw = n + 1, ""
                 while j < len(toks) and toks[j].text != ")" and j < n + 5:
@@ -135,10 +169,9 @@ class LatexParser:
                     absolute.append(int(raw))
         if "free" in kinds and "absolute" in kinds:
             raise VerifyError("the formula mixes the free step t with absolute steps "
-                              f"({', '.join(map(str, sorted(set(absolute))))})", self.text)
-        if "free" in kinds and "last" in kinds:
-            raise VerifyError("the formula mixes the free step t with the last step T", self.text)
-        self.at_last = kinds == {"last"}
+                              f"({', '.join(map(str, sorted(set(absolute))))})", self.original)
+        # t beside T in a statement about the last step (dl(T)/dh(T) * o(t)): t is that step
+        self.at_last = "last" in kinds
         return {"anchor": max(absolute) if absolute else None}
 
     def _group_text(self, n: int) -> tuple[str, int]:
@@ -161,7 +194,9 @@ class LatexParser:
         m = TIME_RE.match(raw)
         if m:
             off = int(m["off"] or 0)
-            return off if m["var"] == "T" else off - self.ctx.reading.step_label
+            if m["var"] == "T" or self.at_last:
+                return off
+            return off - self.ctx.reading.step_label
         if raw.isdigit() and self.offsets["anchor"] is not None:
             return int(raw) - self.offsets["anchor"]
         self.fail(f"unreadable time index {raw!r}", tok)
@@ -193,6 +228,8 @@ class LatexParser:
     def starts_factor(self, tok: Token) -> bool:
         if tok.kind in ("word", "num"):
             return True
+        if tok.text == "|":             # |x| beside a factor, unless it closes |...| or splits [A | B]
+            return self.bars == 0
         if tok.text in ("(", "[", "{"):
             return True
         if tok.kind == "cmd":
@@ -280,7 +317,10 @@ class LatexParser:
                     self.fail("an exponent must be a number", hat)
                 if self.ctx.kind(value) in ("mat", "row"):
                     self.fail("power of a matrix", hat)
-                value = value ** exponent
+                try:
+                    value = limits.power(value, exponent)
+                except LimitError as exc:
+                    self.fail(exc.problem, hat)
         if self.peek().text == "'":
             self.fail("a prime belongs to a function (\\sigma'(z), \\tanh'(z))", tok)
         return value
@@ -313,24 +353,44 @@ class LatexParser:
             value = self.expr()
             self.expect("}")
             return value
+        if tok.text == "|":                      # |z|: the op table's abs, elementwise
+            self.next()
+            self.bars += 1
+            value = self.expr()
+            self.expect("|")
+            self.bars -= 1
+            if self.ctx.kind(value) not in ("vec", "num"):
+                self.fail("|x| of a matrix", tok)
+            return ops.FUNCTIONS["abs"](value)
         if tok.text == "[":
             self.next()
+            self.bars += 1
             items = [self.expr()]
-            while self.peek().text == ",":
-                self.next()
+            seps = set()
+            while self.peek().text in (",", ";", "|"):
+                seps.add(self.next().text)
                 items.append(self.expr())
             self.expect("]")
+            self.bars -= 1
             if len(items) == 1:
                 return items[0]
-            if any(self.ctx.kind(v) != "vec" for v in items):
-                self.fail("[a, b] stacks vectors only", tok)
+            if seps == {"|"}:                      # [U | W]: matrices side by side
+                if any(self.ctx.kind(v) != "mat" for v in items):
+                    self.fail("[A | B] puts matrices side by side only", tok)
+                return HCat(*items)
+            if "|" in seps or any(self.ctx.kind(v) != "vec" for v in items):
+                self.fail("[a, b] and [a; b] stack vectors only", tok)
             return VCat(*items)
         if tok.kind == "cmd":
             name = tok.text[1:]
             if tok.text == r"\frac":
                 return self.frac()
-            if name in ELEMENTWISE_CMDS:
-                return self.call(ELEMENTWISE_CMDS[name], tok)
+            if tok.text == r"\underline":
+                self.fail("\\underline{...} here is the numerator of a fraction whose bar and "
+                          "denominator were lost (a PDF extraction): write the fraction", tok)
+            functions = {**ops.latex_reads(), **self.ctx.functions}   # the cell's own too
+            if name in functions:
+                return self.call(functions[name], tok)
             if tok.text in ADJOINT_CMDS:
                 self.next()
                 if not self.starts_atom(self.peek()):
@@ -370,20 +430,34 @@ class LatexParser:
                 power = self.group_expr()
             else:
                 break
+        arity = ops.arity_of(func)
         nxt = self.peek()
         if nxt.text in ("(", "{"):
             self.next()
-            arg = self.expr()
+            args = [self.expr()]
+            while nxt.text == "(" and self.peek().text == "," and len(args) < arity:
+                self.next()
+                args.append(self.expr())
             self.expect(")" if nxt.text == "(" else "}")
-        elif self.starts_atom(nxt):
-            arg = self.resolve(self.atom())
+        elif self.starts_atom(nxt) and arity == 1:
+            args = [self.resolve(self.atom())]
         else:
             self.fail("a function without an argument", tok)
-        if self.ctx.kind(arg) not in ("vec", "num"):
+        if len(args) != arity:
+            self.fail(f"{tok.text.lstrip(chr(92))} takes {arity} arguments", tok)
+        if any(self.ctx.kind(a) not in ("vec", "num") for a in args):
             self.fail("an elementwise function of a matrix", tok)
-        z = sp.Dummy("z")
-        value = sp.diff(func(z), z).subs(z, arg) if prime else func(arg)
-        return value ** power if power is not None else value
+        if prime:
+            if arity != 1:
+                self.fail("a prime on a function of several arguments", tok)
+            z = sp.Dummy("z")
+            value = sp.diff(func(z), z).subs(z, args[0])
+        else:
+            value = func(*args)
+        try:
+            return limits.power(value, power) if power is not None else value
+        except LimitError as exc:
+            self.fail(exc.problem, tok)
 
     def starts_atom(self, tok: Token) -> bool:
         return tok.kind == "word" or (tok.kind == "cmd" and tok.text[1:] in GREEK | ACCENTS)
@@ -417,8 +491,12 @@ class LatexParser:
                     self._split_current(1)
                     j = self.i + 1
                 self.i = j
+                label, comma, last = raw.rpartition(",")
                 if TIME_RE.match(raw):
                     time = self._set_time(time, raw, nxt)
+                elif comma and label and TIME_RE.match(last):      # W_{f,t}: label f at step t
+                    key += f"_{{{label}}}"
+                    time = self._set_time(time, last, nxt)
                 else:
                     key += f"_{{{raw}}}"
             elif nxt.kind == "time":
@@ -498,15 +576,13 @@ class LatexParser:
     def resolve(self, atom: Atom):
         """The SymPy value of a symbol read in the formula."""
         ctx = self.ctx
-        where = excerpt(self.text, atom.start, atom.end)
-        if atom.key in ctx.unsupported:
-            raise VerifyError(f"{atom.key}: {ctx.unsupported[atom.key]}", where)
+        where = self.excerpt(atom.start, atom.end)
         if atom.key in ctx.losses:
             raise VerifyError(f"the loss {atom.key} appears outside a derivative", where)
         entry = ctx.symbols.get(atom.key)
         if entry is None and not atom.adjoint and atom.key.startswith("d") and len(atom.key) > 1:
             rest = atom.key[1:]                  # "da" read as one name: d + a
-            if rest in ctx.symbols or rest in ctx.unsupported:
+            if rest in ctx.symbols:
                 return self.resolve(Atom(rest, atom.time, True, atom.prime, atom.start, atom.end))
         if entry is None:
             raise VerifyError(f"unknown symbol {atom.key} in notation {ctx.reading.name} "
@@ -530,7 +606,7 @@ class LatexParser:
     def external(self, atom: Atom, kind: str):
         """The adjoint a state receives from step t+1 (carried), or an output from the loss."""
         ctx = self.ctx
-        where = excerpt(self.text, atom.start, atom.end)
+        where = self.excerpt(atom.start, atom.end)
         entry = ctx.symbols.get(atom.key)
         value = ctx.sympy_value(entry.forward) if entry and entry.forward else None
         if not isinstance(value, sp.Symbol):
@@ -551,8 +627,8 @@ class LatexParser:
                 return sp.Symbol(ctx.adjoint(value.name, k))
             except ValueError:
                 raise VerifyError(f"{key} stands for {value.name}, which has no adjoint", where) from None
-        if isinstance(value, (HCat, MatTranspose)) and all(isinstance(a, sp.Symbol) for a in value.args):
-            return value.func(*(sp.Symbol(ctx.adjoint(a.name, 0)) for a in value.args))
+        if isinstance(value, (HCat, VCat, VStack, MatTranspose)):
+            return value.func(*(self._adjoint_of(a, k, where, key) for a in value.args))
         raise VerifyError(f"{key} stands for an expression and has no adjoint", where)
 
     # derivatives -----------------------------------------------------------------------------
@@ -560,7 +636,12 @@ class LatexParser:
         tok = self.expect(r"\frac")
         if self._is_derivative():
             self.expect("{")
-            top = self.operand()
+            if self._top_without_d():              # \frac{\frac{1}{2}(o - y)^2}{\partial w}: ∂ left out
+                start = self.peek()
+                value = self.expr()
+                top = Atom("", None, False, False, start.pos, self.tokens[self.i - 1].end, value)
+            else:
+                top = self.operand()
             self.expect("}")
             self.expect("{")
             bottom = self.operand()
@@ -580,7 +661,12 @@ class LatexParser:
         def is_d(t):
             return t is not None and (t.text in (r"\partial", r"\diff") or
                                       (t.kind == "word" and t.text.startswith("d")))
-        return is_d(first_top) and is_d(first_bottom)
+        return (is_d(first_top) or self._top_without_d(1)) and first_bottom is not None and \
+            (first_bottom.text == r"\partial" or is_d(first_bottom) and is_d(first_top))
+
+    def _top_without_d(self, k: int = 0) -> bool:
+        """A derivative's top written without its ∂ before an expression (a typo a reader skips)."""
+        return self.peek(k).text in (r"\frac", "(")
 
     def operand(self) -> Atom:
         tok = self.next()
@@ -588,8 +674,10 @@ class LatexParser:
             self.i -= 1
             self._split_current(1)
             self.next()
-        if self.peek().text in ("(", "{"):
-            self.fail("the derivative of an expression; name the quantity instead", self.peek())
+        if self._starts_expression():
+            start = self.peek()
+            value = self.expr()
+            return Atom("", None, False, False, start.pos, self.tokens[self.i - 1].end, value)
         if not self.starts_atom(self.peek()):
             self.fail("expected the quantity after ∂ / d", self.peek())
         tok = self.peek()
@@ -614,15 +702,46 @@ class LatexParser:
             return Atom(tok.text, time, False, False, tok.pos, self.tokens[self.i - 1].end)
         return self.atom()
 
+    def _starts_expression(self) -> bool:
+        """After ∂ or d: an expression (``(``, ``\\frac``, a function, a product), not one symbol."""
+        tok, nxt = self.peek(), self.peek(1)
+        if tok.text in ("(", "{") or tok.kind == "num" or tok.text == r"\frac":
+            return True
+        if tok.kind == "cmd" and tok.text[1:] in {**ops.latex_reads(), **self.ctx.functions}:
+            return True
+        if tok.kind == "word" and nxt.text == "(" and tok.text in self.ctx.functions and \
+                tok.text not in self.ctx.symbols:
+            return True
+        if tok.kind == "word" and tok.text not in self.ctx.losses:     # ∂ ws_{t+1}: w times s
+            save = (self.i, list(self.tokens))
+            try:
+                self.atom()
+                more = self.starts_factor(self.peek()) or self.peek().text in ("+", "-", "*")
+            except VerifyError:
+                more = False
+            self.i, self.tokens = save
+            return more
+        return False
+
     def derivative(self, top: Atom, bottom: Atom, tok: Token):
         ctx = self.ctx
-        where = excerpt(self.text, tok.pos, self.tokens[self.i - 1].end)
+        where = self.excerpt(tok.pos, self.tokens[self.i - 1].end)
         if bottom.key in ctx.losses:
             raise VerifyError("a derivative with respect to the loss", where)
+        if top.value is not None:
+            entry = ctx.symbols.get(bottom.key)
+            if entry is None or entry.forward is None:
+                raise VerifyError(f"unknown symbol {bottom.key} in notation {ctx.reading.name} "
+                                  f"for cell {ctx.cell.name}", where)
+            wrt = ctx.sympy_value(entry.forward)
+            if not isinstance(wrt, sp.Symbol):
+                raise VerifyError(f"a derivative with respect to {bottom.key}, which is not one "
+                                  f"quantity", where)
+            if ctx.kind(top.value) not in ("vec", "num"):
+                raise VerifyError("a derivative of a matrix", where)
+            return local_derivative(ctx, top.value, 0, wrt.name, bottom.time or 0, where)
         entry = ctx.symbols.get(bottom.key)
         if entry is None or entry.forward is None:
-            if bottom.key in ctx.unsupported:
-                raise VerifyError(f"{bottom.key}: {ctx.unsupported[bottom.key]}", where)
             raise VerifyError(f"unknown symbol {bottom.key} in notation {ctx.reading.name} "
                               f"for cell {ctx.cell.name}", where)
         wrt = ctx.sympy_value(entry.forward)
@@ -637,9 +756,11 @@ class LatexParser:
             raise VerifyError(f"unknown symbol {top.key} in notation {ctx.reading.name} "
                               f"for cell {ctx.cell.name}", where)
         of = ctx.sympy_value(top_entry.forward)
-        if not isinstance(of, sp.Symbol):
-            raise VerifyError(f"a derivative of {top.key}, which is not one quantity", where)
-        return local_derivative(ctx, of.name, top.time or 0, wrt.name, tau, where)
+        if isinstance(of, sp.Symbol):
+            return local_derivative(ctx, of.name, top.time or 0, wrt.name, tau, where)
+        if ctx.kind(of) not in ("vec", "num"):
+            raise VerifyError(f"a derivative of {top.key}, which is not an elementwise value", where)
+        return local_derivative(ctx, of, top.time or 0, wrt.name, tau, where)
 
     def loss_derivative(self, kind: str, top: Atom, wrt: sp.Symbol, tau: int, where: str):
         ctx = self.ctx
@@ -690,19 +811,58 @@ def looks_like_latex(text: str) -> bool:
 
 
 def parse_formula(text: str, ctx: Context) -> Claim:
-    """LaTeX (anything with a backslash, a brace or ^) or SymPy syntax, into a ``Claim``."""
+    """LaTeX (anything with a backslash, a brace or ^) or SymPy syntax, into a ``Claim``.
+
+    The limits (``derive.limits``: length, nesting, names, signs, line breaks) are checked
+    first, in one pass: both readers recurse."""
     text = text.strip()
     if not text:
         raise VerifyError("empty formula")
-    if looks_like_latex(text):
-        return LatexParser(text, ctx).parse()
-    try:
-        return SympySyntaxParser(text, ctx).parse()
-    except VerifyError as sympy_error:         # "dc i" is LaTeX without a backslash
+    _within_limits(text)
+    with _bounded_recursion(text):
+        if looks_like_latex(text):
+            claim = LatexParser(text, ctx).parse()
+        else:
+            try:
+                claim = SympySyntaxParser(text, ctx).parse()
+            except VerifyError as sympy_error:         # "dc i" is LaTeX without a backslash
+                try:
+                    claim = LatexParser(text, ctx).parse()
+                except VerifyError:
+                    raise sympy_error from None
+    for side in claim.sides:
         try:
-            return LatexParser(text, ctx).parse()
-        except VerifyError:
-            raise sympy_error from None
+            limits.check_numbers(side)             # products of numbers: 10^{300} 10^{300}
+        except LimitError as exc:
+            raise VerifyError(exc.problem) from None
+    return claim
+
+
+def _within_limits(text: str) -> None:
+    try:
+        limits.scan_formula(text)
+    except LimitError as exc:
+        line, column = limits.line_column(text, exc.pos or 0)
+        place = f"line {line}, column {column}" if "\n" in text else f"column {column}"
+        raise VerifyError(exc.problem, f"{place}: {limits.quote(text, exc.pos)}") from None
+
+
+class _bounded_recursion:
+    """The scan bounds the nesting the readers recurse on; should a form it does not count
+    still recurse too deeply, the reader stops with the same kind of message, not a traceback."""
+
+    def __init__(self, text: str):
+        self.text = text
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, exc, tb):
+        if kind is RecursionError:
+            raise VerifyError(f"the formula nests too deeply to read (limits: "
+                              f"{limits.FORMULA_NESTING} levels of brackets, "
+                              f"{limits.SIGNS_IN_A_ROW} signs in a row)") from None
+        return False
 
 
 def parse_quantity(name: str, ctx: Context):
@@ -715,8 +875,10 @@ def parse_quantity(name: str, ctx: Context):
         return sp.Symbol(name)
     if name in d.quantities and "d" + name in targets:
         return sp.Symbol("d" + name)
+    _within_limits(name)
     try:
-        claim = LatexParser(name, ctx).parse()
+        with _bounded_recursion(name):
+            claim = LatexParser(name, ctx).parse()
     except VerifyError:
         claim = None
     if claim is not None and len(claim.sides) == 1:
@@ -734,5 +896,5 @@ def parse_quantity(name: str, ctx: Context):
                 return value
             if all("d" + n in targets for n in names):
                 return HCat(*(sp.Symbol("d" + n) for n in names))
-    raise VerifyError(f"cell {ctx.cell.name} has no quantity {name!r} (quantities: "
+    raise VerifyError(f"cell {ctx.cell.name} has no quantity {limits.short(name)} (quantities: "
                       f"{', '.join(sorted(d.quantities))}; adjoints: {', '.join(sorted(targets))})")

@@ -9,14 +9,13 @@ expression's meaning in cell names. LaTeX comes from ``sympy.latex`` with the sy
 
 from __future__ import annotations
 
+import re
+
 import sympy as sp
+from sympy.printing.str import StrPrinter
 
 from .nodes import HCat, SumT
 from .sequence import split_symbol
-
-#: reading tables whose printing notation has another name
-PRINTING = {"kang": "coursera"}
-
 
 def correct_expression(ctx, lhs):
     whole = isinstance(lhs, SumT)
@@ -44,8 +43,7 @@ def correct_expression(ctx, lhs):
 
 def latex_names(ctx, notation) -> dict:
     from derive.notation import NotationError, load_notation
-    name = notation if notation not in (None,) else "default"
-    name = PRINTING.get(str(name), str(name))
+    name = ctx.reading.path or (notation if notation is not None else "default")
     for candidate in (name, "default"):
         try:
             table = load_notation(candidate)
@@ -72,4 +70,65 @@ def render_correct(ctx, lhs, notation) -> tuple[str, str]:
             pass
         inner = names.get(sp.Symbol(base), sp.latex(sp.Symbol(base)))
         names[sym] = rf"\left.{inner}\right|_{{{step}}}" if shift else inner
-    return sp.latex(expr, symbol_names=names), sp.sstr(expr)
+    grouped = {sym: _grouped(latex) for sym, latex in names.items()}
+    text = sp.latex(expr, symbol_names=grouped)
+    for latex, group in {(names[s], g) for s, g in grouped.items() if g != names[s]}:
+        text = re.sub(re.escape(group) + r"(?!\s*\^)", lambda m: latex, text)   # braces only before ^
+    return text, cell_text(expr)
+
+
+def _grouped(latex: str) -> str:
+    r"""A symbol with a superscript of its own in braces, so a transpose or power after it is
+    valid LaTeX: ``{h^{\langle t-1 \rangle}}^{\top}``, not ``h^{\langle t-1 \rangle}^{\top}``."""
+    depth = 0
+    for ch in latex:
+        depth += (ch == "{") - (ch == "}")
+        if ch == "^" and depth == 0:
+            return "{" + latex + "}"
+    return latex
+
+
+class _CellPrinter(StrPrinter):
+    """SymPy syntax in the cell's names that ``--formula`` reads back: ``U_f.T @ da_f``,
+    ``outer(da_f, x)``, ``sum_t(...)``, ``hcat(dU_f, dW_f)``; no internal node names."""
+
+    def _group(self, e):
+        text = self._print(e)
+        return text if isinstance(e, (sp.Symbol, sp.Function)) or e.is_Atom else f"({text})"
+
+    def _print_MatVec(self, e):
+        return f"{self._group(e.args[0])} @ {self._group(e.args[1])}"
+
+    def _print_MatVecT(self, e):
+        return f"{self._group(e.args[0])}.T @ {self._group(e.args[1])}"
+
+    def _print_Outer(self, e):
+        return f"outer({self._print(e.args[0])}, {self._print(e.args[1])})"
+
+    def _print_MatTranspose(self, e):
+        return f"{self._group(e.args[0])}.T"
+
+    _print_Row = _print_MatTranspose
+
+    def _call(self, name, e):
+        return f"{name}({', '.join(self._print(a) for a in e.args)})"
+
+    def _print_SumT(self, e):
+        return self._call("sum_t", e)
+
+    def _print_SumN(self, e):
+        return self._call("sum_n", e)
+
+    def _print_HCat(self, e):
+        return self._call("hcat", e)
+
+    def _print_VCat(self, e):
+        return self._call("cat", e)
+
+    def _print_VStack(self, e):
+        return self._call("vstack", e)
+
+
+def cell_text(expr) -> str:
+    """``expr`` in SymPy syntax over the cell's names, as ``--formula`` reads it."""
+    return _CellPrinter().doprint(expr)

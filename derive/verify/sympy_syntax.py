@@ -11,19 +11,22 @@ import re
 
 import sympy as sp
 
-from derive.functions import FUNCTIONS
+from derive import limits, ops
+from derive.limits import LimitError
+from derive.ops import FUNCTIONS
 from derive.linear import MatVec, MatVecT, Outer
 
 from .context import Claim, Context, Token, product, transpose
 from .errors import VerifyError, excerpt
-from .nodes import HCat, MatTranspose, Row, SumN, SumT, VCat
+from .nodes import HCat, MatTranspose, Row, SumN, SumT, VCat, VStack
 from .sequence import split_symbol
 
 PLAIN_TOKEN_RE = re.compile(r"(?P<name>[A-Za-z_][A-Za-z0-9_]*(?:#k1)?(?:@[+-]\d+)?)"
                             r"|(?P<num>\d+(?:\.\d+)?)|(?P<op>\*\*|[-+*/^@(),=]|\.T)|(?P<space>\s+)")
-PLAIN_FUNCTIONS = {"HCat": HCat, "VCat": VCat, "MatTranspose": MatTranspose, "Row": Row, "SumT": SumT,
+PLAIN_FUNCTIONS = {"HCat": HCat, "VCat": VCat, "VStack": VStack, "MatTranspose": MatTranspose, "Row": Row, "SumT": SumT,
                    "SumN": SumN, "MatVec": MatVec, "MatVecT": MatVecT, "Outer": Outer,
-                   "outer": Outer, "sum_t": SumT, "sum_n": SumN, "cat": VCat}
+                   "outer": Outer, "sum_t": SumT, "sum_n": SumN, "cat": VCat, "hcat": HCat,
+                   "vstack": VStack}
 
 
 class SympySyntaxParser:
@@ -69,11 +72,11 @@ class SympySyntaxParser:
         return value
 
     def expr(self):
-        value = self.term()
+        terms = [self.term()]                  # one Add: pairwise sums are quadratic in SymPy
         while self.peek().text in ("+", "-"):
             sign = -1 if self.next().text == "-" else 1
-            value = value + sign * self.term()
-        return value
+            terms.append(sign * self.term())
+        return sp.Add(*terms)
 
     def term(self):
         value = self.unary()
@@ -102,7 +105,10 @@ class SympySyntaxParser:
             exponent = self.unary()
             if self.ctx.kind(exponent) != "num":
                 self.fail("an exponent must be a number")
-            return base ** exponent
+            try:
+                return limits.power(base, exponent)
+            except LimitError as exc:
+                self.fail(exc.problem)
         return base
 
     def postfix(self):
@@ -141,11 +147,12 @@ class SympySyntaxParser:
         if self.next().text != ")":
             self.fail("expected ')'", self.tokens[self.i - 1])
         name = tok.text
-        if name in FUNCTIONS or name in self.ctx.functions:
-            func = FUNCTIONS.get(name) or self.ctx.functions[name]
-            if len(args) != 1:
-                self.fail(f"{name} takes one argument", tok)
-            return func(args[0])
+        func = self.ctx.functions.get(name) or FUNCTIONS.get(name) or ops.STANDARD_LATEX.get(name)
+        if func is not None:
+            arity = ops.arity_of(func)
+            if len(args) != arity:
+                self.fail(f"{name} takes {arity} argument{'s' if arity > 1 else ''}", tok)
+            return func(*args)
         if name in PLAIN_FUNCTIONS:
             return PLAIN_FUNCTIONS[name](*args)
         self.fail(f"unknown function {name!r}", tok)

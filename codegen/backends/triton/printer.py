@@ -1,0 +1,97 @@
+"""Print elementwise SymPy expressions as Triton block code (``_tl.`` calls on (BLOCK,) tensors).
+
+Triton has no ``**`` and no ``tanh``: integer powers print as products, ``tanh`` as a jitted
+helper on ``_tl.sigmoid``. A function this printer has no spelling for is refused by name when the
+module is generated, never printed as a call that would fail (or differ) on the GPU.
+"""
+
+from __future__ import annotations
+
+import sympy as sp
+from sympy.printing.precedence import PRECEDENCE, precedence
+
+from codegen.numpy_printer import KernelNumPyPrinter
+from derive import ops
+
+
+class TritonPrinter(KernelNumPyPrinter):
+    """``names`` maps symbol names to code text; ``helpers`` collects the jitted helpers used."""
+
+    #: SymPy function classes printed here; anything else is refused in ``doprint``
+    FUNCTIONS = {"exp", "log", "tanh", "sigmoid", "relu", "softplus", "Heaviside", "Abs", "Max", "Min"}
+
+    def _code_of(self, op):
+        """The op table's Triton spelling of a row, if it has one (``derive/ops.py``)."""
+        return op.code.get("triton")
+
+    def doprint(self, expr, assign_to=None):
+        expr = sp.sympify(expr)
+        while any(getattr(ops.op_of(f), "definition", None) is not None for f in expr.atoms(sp.Function)):
+            expr = expr.replace(lambda e: getattr(ops.op_of(e), "definition", None) is not None,
+                                ops.expand)
+        for f in expr.atoms(sp.Function):
+            if "triton" in getattr(ops.op_of(f), "code", {}):
+                continue
+            if type(f).__name__ not in self.FUNCTIONS:
+                raise NotImplementedError(f"the triton backend has no spelling for {type(f).__name__}")
+        return super().doprint(expr, assign_to)
+
+    def _call(self, name, expr):
+        return f"{name}({', '.join(self._print(a) for a in expr.args)})"
+
+    def _helper(self, name, expr):
+        self.helpers.add(name)
+        return self._call(f"_{name}", expr)
+
+    def _print_exp(self, expr):
+        return self._call("_tl.exp", expr)
+
+    def _print_log(self, expr):
+        return self._call("_tl.log", expr)
+
+    def _print_sigmoid(self, expr):
+        return self._call("_tl.sigmoid", expr)
+
+    def _print_tanh(self, expr):
+        return self._helper("tanh", expr)
+
+    def _print_softplus(self, expr):
+        return self._helper("softplus", expr)
+
+    def _print_relu(self, expr):
+        return f"_tl.maximum({self._print(expr.args[0])}, 0.0)"
+
+    def _print_Heaviside(self, expr):
+        # derive writes relu' as Heaviside(relu(z), 0): 1 where z > 0, else 0
+        return f"_tl.where({self._print(expr.args[0])} > 0, 1.0, 0.0)"
+
+    def _print_Abs(self, expr):
+        return self._call("_tl.abs", expr)
+
+    def _pairwise(self, name, args):
+        first, *rest = args
+        return self._print(first) if not rest else f"{name}({self._print(first)}, {self._pairwise(name, rest)})"
+
+    def _print_Max(self, expr):
+        return self._pairwise("_tl.maximum", expr.args)
+
+    def _print_Min(self, expr):
+        return self._pairwise("_tl.minimum", expr.args)
+
+    def _print_Rational(self, expr):
+        return repr(float(expr))
+
+    def _print_Half(self, expr):
+        return "0.5"
+
+    def _print_Pow(self, expr, rational=False):
+        base, exp = expr.base, expr.exp
+        if exp == sp.S.Half:
+            return f"_tl.sqrt({self._print(base)})"
+        if exp == -sp.S.Half:
+            return f"1.0 / _tl.sqrt({self._print(base)})"
+        if exp.is_Integer and exp != 0:
+            factor = self.parenthesize(base, PRECEDENCE["Mul"], strict=True)
+            product = " * ".join([factor] * abs(int(exp)))
+            return product if exp > 0 else f"1.0 / ({product})"
+        return f"_tl.exp({self.parenthesize(exp, PRECEDENCE['Mul'], strict=True)} * _tl.log({self._print(base)}))"

@@ -1,0 +1,213 @@
+"""cellgrad.torch.CellRNN against PyTorch's own nn.LSTM / nn.GRU / nn.RNN with the same weights
+(CellRNN.from_torch): outputs, final states and every gradient (input, initial states, each
+parameter), over layers, directions, batch_first and packed sequences of unsorted lengths;
+float64 to 1e-10, float32 to 1e-4. Cells PyTorch lacks: torch.autograd.gradcheck. Without torch
+these skip, except in CI (CI=true), where they fail."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+if os.environ.get("CI") == "true":
+    import torch            # CI installs torch: a missing one fails, never skips
+else:
+    torch = pytest.importorskip("torch")
+
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence  # noqa: E402
+
+from cellgrad.torch import CellRNN, kernel_function, kernel_module  # noqa: E402
+from codegen.torch_weights import grads_to_torch  # noqa: E402
+from derive import builtin_cells  # noqa: E402
+
+T, N, D, H = 6, 4, 3, 5
+LENGTHS = [3, 6, 1, 4]        # unsorted
+
+
+def numpy(a):
+    return a.detach().numpy() if isinstance(a, torch.Tensor) else np.asarray(a)
+
+
+def rel_err(a, b):
+    a, b = numpy(a).astype(np.float64), numpy(b).astype(np.float64)
+    return float(np.linalg.norm(a - b) / max(np.linalg.norm(b), 1e-30))
+
+
+def as_tuple(state):
+    return state if isinstance(state, tuple) else (state,)
+
+
+def run(net, x, hx, packed, batch_first):
+    """Loss <w, output> + <v, final states> and its gradients, by torch autograd through ``net``."""
+    x = x.detach().requires_grad_()
+    hx = tuple(h.detach().requires_grad_() for h in hx)
+    inp = x
+    if packed:
+        inp = pack_padded_sequence(x, torch.tensor(LENGTHS), batch_first=batch_first, enforce_sorted=False)
+    out, final = net(inp, hx if len(hx) > 1 else hx[0])
+    if packed:
+        out, _ = pad_packed_sequence(out, batch_first=batch_first, total_length=T)
+    gen = torch.Generator().manual_seed(7)
+    loss = (out * torch.randn(out.shape, generator=gen, dtype=out.dtype)).sum()
+    for f in as_tuple(final):
+        loss = loss + (f * torch.randn(f.shape, generator=gen, dtype=f.dtype)).sum()
+    params = dict(net.named_parameters())
+    grads = torch.autograd.grad(loss, [x, *hx, *params.values()])
+    return {"output": out, **{f"final {k}": f for k, f in enumerate(as_tuple(final))},
+            "dx": grads[0], **{f"dh0 {k}": g for k, g in enumerate(grads[1:1 + len(hx)])},
+            **dict(zip(params, grads[1 + len(hx):]))}
+
+
+CASES = [  # (torch module, num_layers, bidirectional, batch_first, packed, bias)
+    ("LSTM", 1, False, False, False, True),
+    ("LSTM", 2, True, True, True, True),
+    ("LSTM", 3, False, False, True, False),
+    ("GRU", 1, True, False, True, True),
+    ("GRU", 2, False, True, False, False),
+    ("GRU", 3, True, False, False, True),
+    ("RNN", 1, False, True, True, True),
+    ("RNN", 2, True, False, True, False),
+    ("RNN", 3, False, False, False, True),
+]
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["float64", "float32"])
+@pytest.mark.parametrize("kind,layers,bidirectional,batch_first,packed,bias", CASES)
+def test_cellrnn_matches_torch(kind, layers, bidirectional, batch_first, packed, bias, dtype):
+    torch.manual_seed(layers)
+    net = getattr(torch.nn, kind)(D, H, num_layers=layers, bidirectional=bidirectional,
+                                  batch_first=batch_first, bias=bias, dtype=dtype)
+    ours = CellRNN.from_torch(net, backend="numpy" if dtype == torch.float64 else "numba")
+    x = torch.randn((N, T, D) if batch_first else (T, N, D), dtype=dtype)
+    n_states = 2 if kind == "LSTM" else 1
+    hx = tuple(torch.randn(layers * (1 + bidirectional), N, H, dtype=dtype) for _ in range(n_states))
+    want = run(net, x, hx, packed, batch_first)
+    got = run(ours, x, hx, packed, batch_first)
+    tol = 1e-10 if dtype == torch.float64 else 1e-4
+    cell = {"LSTM": "lstm", "GRU": "gru_torch", "RNN": "rnn"}[kind]
+    for key in [k for k in want if not k.startswith(("weight", "bias"))]:
+        assert got[key].dtype == dtype
+        assert rel_err(got[key], want[key]) <= tol, key
+    for layer in range(layers):     # every parameter's gradient, stacked as torch stacks them
+        for direction in range(1 + bidirectional):
+            end = f"_l{layer}" + ("_reverse" if direction else "")
+            kernel_grads = {name[: -len(end)]: g.numpy() for name, g in got.items() if name.endswith(end)}
+            kernel_grads.update({name: np.zeros(v.shape) for name, v in ours.layer_params(layer, direction).items()
+                                 if name not in kernel_grads})     # bias=False: zero buffers
+            for name, value in grads_to_torch(cell, kernel_grads, layer, direction, bias).items():
+                assert rel_err(value, want[name]) <= tol, name
+
+
+def test_parameters_are_named_after_the_spec_and_bias_false_fixes_biases():
+    rnn = CellRNN("lstm", D, H, num_layers=2, bidirectional=True, bias=False, backend="numpy")
+    names = dict(rnn.named_parameters())
+    assert "W_f_l1_reverse" in names and "U_o_l0" in names and not any(n.startswith("b_") for n in names)
+    assert not rnn.b_i_l0.any() and "b_i_l0" in dict(rnn.named_buffers())
+    assert names["W_i_l1"].shape == (H, 2 * H)             # layer 1 reads both directions
+
+
+def test_round_trip_through_torch_keeps_the_function():
+    torch.manual_seed(3)
+    ours = CellRNN("gru_torch", D, H, num_layers=2, bidirectional=True, backend="numpy", dtype=torch.float64)
+    net = ours.to_torch()
+    assert isinstance(net, torch.nn.GRU) and net.bidirectional and net.num_layers == 2
+    x = torch.randn(T, N, D, dtype=torch.float64)
+    assert rel_err(ours(x)[0], net(x)[0]) <= 1e-12
+    back = CellRNN.from_torch(net, backend="numpy")
+    assert all(torch.equal(a, b) for a, b in zip(back.parameters(), ours.parameters()))
+
+
+def test_lstm_biases_go_to_bias_ih_on_the_way_back():
+    ours = CellRNN("lstm", D, H, backend="numpy", dtype=torch.float64)
+    net = ours.to_torch()
+    assert torch.equal(net.bias_ih_l0.detach(), torch.cat([ours.b_i_l0, ours.b_f_l0, ours.b_g_l0, ours.b_o_l0]).detach())
+    assert not net.bias_hh_l0.any()
+
+
+@pytest.mark.skipif("lstmp" not in builtin_cells(), reason="the lstmp cell is not built in yet")
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_proj_size_runs_as_the_lstmp_cell(bidirectional):
+    torch.manual_seed(5)
+    net = torch.nn.LSTM(D, H, num_layers=2, proj_size=2, bidirectional=bidirectional, dtype=torch.float64)
+    ours = CellRNN.from_torch(net, backend="numpy")
+    x = torch.randn(T, N, D, dtype=torch.float64)
+    hx = (torch.randn(2 * (1 + bidirectional), N, 2, dtype=torch.float64),
+          torch.randn(2 * (1 + bidirectional), N, H, dtype=torch.float64))
+    want, got = run(net, x, hx, True, False), run(ours, x, hx, True, False)
+    for key in [k for k in want if not k.startswith(("weight", "bias"))]:
+        assert rel_err(got[key], want[key]) <= 1e-10, key
+    assert rel_err(ours.to_torch()(x)[0], net(x)[0]) <= 1e-12
+
+
+@pytest.mark.parametrize("cell", ["peephole_lstm", "gru", "minimal_rnn"])
+def test_cells_torch_lacks_pass_gradcheck(cell):
+    torch.manual_seed(0)
+    rnn = CellRNN(cell, 2, 3, num_layers=2, bidirectional=True, backend="numpy", dtype=torch.float64)
+    x = torch.randn(4, 3, 2, dtype=torch.float64, requires_grad=True)
+    lengths = torch.tensor([2, 4, 1])
+    names = [n for n, _ in rnn.named_parameters()]
+
+    def f(x, *values):   # the module with its parameters replaced by ``values``, which gradcheck perturbs
+        packed = pack_padded_sequence(x, lengths, enforce_sorted=False)
+        out, final = torch.func.functional_call(rnn, dict(zip(names, values)), (packed,))
+        return (pad_packed_sequence(out)[0], *as_tuple(final))
+
+    values = [p.detach().clone().requires_grad_() for p in rnn.parameters()]
+    assert torch.autograd.gradcheck(f, (x, *values), eps=1e-6, atol=1e-7, rtol=1e-6)
+
+
+def test_refusals_are_clear():
+    rnn = CellRNN("rnn", D, H, backend="numpy", dtype=torch.float64)
+    with pytest.raises(RuntimeError, match="CPU tensors: the input is on meta"):
+        rnn(torch.empty(T, N, D, dtype=torch.float64, device="meta"))
+    with pytest.raises(TypeError, match="dtype torch.float32 but the parameters torch.float64"):
+        rnn(torch.zeros(T, N, D))
+    with pytest.raises(ValueError, match=r"the initial h has shape \(2, 4, 5\), expected \(1, 4, 5\)"):
+        rnn(torch.zeros(T, N, D, dtype=torch.float64), torch.zeros(2, N, H, dtype=torch.float64))
+    with pytest.raises(ValueError, match="tanh"):
+        CellRNN.from_torch(torch.nn.RNN(D, H, nonlinearity="relu"))
+    with pytest.raises(ValueError, match="PyTorch has no module computing the peephole_lstm cell"):
+        CellRNN("peephole_lstm", D, H, backend="numpy").to_torch()
+    x = torch.randn(T, N, D, dtype=torch.float64, requires_grad=True)
+    (g,) = torch.autograd.grad(rnn(x)[0].pow(2).sum(), x, create_graph=True)
+    with pytest.raises(RuntimeError, match="differentiate twice"):
+        g.sum().backward()
+
+
+def test_kernel_function_shares_memory_with_numpy():
+    module = kernel_module("lstm", "numpy")
+    function = kernel_function(module)
+    assert kernel_function(module) is function and issubclass(function, torch.autograd.Function)
+    params = [torch.from_numpy(v) for v in module.init_params(D, H).values()]
+    x = torch.randn(T, N, D, dtype=torch.float64)
+    h, h_n, c_n = function.apply(x, None, torch.zeros(N, H, dtype=torch.float64),
+                                 torch.zeros(N, H, dtype=torch.float64), *params)
+    assert h.shape == (T, N, H) and torch.equal(h[-1], h_n)
+    assert h.numpy().base is not None                    # a view of the kernel's own buffer: no copy
+
+
+def test_unbatched_input_as_torch_takes_it():
+    torch.manual_seed(1)
+    net = torch.nn.LSTM(D, H, num_layers=2, dtype=torch.float64)
+    ours = CellRNN.from_torch(net, backend="numpy")
+    x = torch.randn(T, D, dtype=torch.float64)
+    (o1, (h1, c1)), (o2, (h2, c2)) = net(x), ours(x)
+    assert o2.shape == o1.shape and h2.shape == h1.shape
+    assert rel_err(o2, o1) <= 1e-10 and rel_err(c2, c1) <= 1e-10
+
+
+def test_dropout_acts_between_layers_in_training_only():
+    torch.manual_seed(2)
+    net = torch.nn.GRU(D, H, num_layers=2, dropout=0.5, dtype=torch.float64)
+    ours = CellRNN.from_torch(net, backend="numpy")
+    assert ours.dropout == 0.5
+    x = torch.randn(T, N, D, dtype=torch.float64)
+    net.eval(), ours.eval()
+    assert rel_err(ours(x)[0], net(x)[0]) <= 1e-10          # no dropout in eval mode
+    ours.train()
+    torch.manual_seed(4)
+    first = ours(x)[0]
+    torch.manual_seed(4)
+    assert torch.equal(ours(x)[0], first) and rel_err(first, net(x)[0]) > 1e-3

@@ -1,0 +1,78 @@
+"""Everything verify prints reads back: the correct formula it prints, fed back in with the same
+left side and notation, holds; claims and correct formulas use no internal node names; an
+unreadable formula is quoted as the user typed it."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from derive.verify import verify
+
+ROOT = Path(__file__).resolve().parents[1]
+ENTRIES = tomllib.loads((ROOT / "tests" / "fixtures" / "seed_formulas.toml").read_text("utf-8"))["formula"]
+WRONG = [e for e in ENTRIES if e["expect"] == "does not hold"]
+INTERNAL = re.compile(r"\b(HCat|VCat|VStack|MatVecT?|Outer|SumT|SumN|MatTranspose|Row)\(")
+
+
+def notation_of(entry) -> str:
+    name = entry["notation"]
+    return str(ROOT / name) if name.endswith(".toml") else name
+
+
+def left_side(latex: str) -> str:
+    """The text before the first '=' outside braces."""
+    depth = 0
+    for n, ch in enumerate(latex):
+        depth += (ch == "{") - (ch == "}")
+        if ch == "=" and depth == 0:
+            return latex[:n]
+    raise AssertionError(f"no left side in {latex!r}")
+
+
+@pytest.mark.parametrize("entry", WRONG, ids=[e["id"] for e in WRONG])
+def test_the_printed_correct_formula_holds_when_fed_back(entry):
+    quantity = entry.get("quantity") or None
+    v = verify(entry["cell"], entry["latex"], quantity=quantity, notation=notation_of(entry))
+    assert v.verdict == "does not hold" and v.correct, v.detail
+    formula = v.correct if quantity else f"{left_side(entry['latex'])} = {v.correct}"
+    again = verify(entry["cell"], formula, quantity=quantity, notation=notation_of(entry))
+    assert again.verdict == "holds", (formula, again.detail)
+    in_cell_names = verify(entry["cell"], f"{v.claim[0]} = {v.correct_cell}")
+    assert in_cell_names.verdict == "holds", (v.claim[0], v.correct_cell, in_cell_names.detail)
+    for text in [*v.claim, v.correct_cell]:
+        assert not INTERNAL.search(text), text
+
+
+@pytest.mark.parametrize("typed, shown", [
+    (r"\mathrm{d}c^{<t>} = \mathrm{d}z^{<t>}", r"\mathrm{d}⟪z^{<t>}⟫"),
+    (r"\mathrm{d}c^{\left\langle t\right\rangle} = \mathrm{d}c^{\left\langle t\right\rangle} + )",
+     "+ ⟪)⟫"),
+])
+def test_an_unreadable_formula_is_quoted_as_typed(typed, shown):
+    v = verify("lstm", typed, notation="coursera")
+    assert v.verdict == "unreadable"
+    assert shown in v.detail and "@{" not in v.detail and r"\diff" not in v.detail, v.detail
+
+
+@pytest.mark.parametrize("formula, quantity, kind", [
+    ("dc_next + dh*o*(1 - tanh(c))**2", "dc", "tanh' as (1-tanh)^2"),
+    (r"\delta c = \bar{\delta} c + \delta h\, o\, (1 - \tanh c)^2", None, "tanh' as (1-tanh)^2"),
+    ("U_f @ da_f + U_i.T @ da_i + U_g.T @ da_g + U_o.T @ da_o", "dh_prev", "missing transpose"),
+    ("dc*c", "df", "wrong time index"),
+])
+def test_new_diagnoses(formula, quantity, kind):
+    v = verify("lstm", formula, quantity=quantity)
+    assert v.verdict == "does not hold"
+    assert kind in [d.kind for d in v.diagnosis], v.diagnosis_text
+
+
+def test_absolute_value_and_block_concatenation_read():
+    assert verify("lstm", r"\delta f = \delta c\, c^{<t-1>} |f| / f").verdict == "holds"    # f > 0
+    assert verify("lstm", r"\delta f = \delta c\, |c^{<t-1>}|").verdict == "does not hold"
+    v = verify("lstm", r"\mathrm{d}w_o = \left[\mathrm{d}\hat{w}_o \mid \mathrm{d}\tilde{w}_o\right]",
+               notation="coursera")
+    assert v.verdict == "holds" and v.claim == ["hcat(dU_o, dW_o)", "hcat(dU_o, dW_o)"], v.detail
