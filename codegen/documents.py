@@ -22,7 +22,7 @@ import sympy as sp
 
 from derive import Derivation, builtin_cells, derive, load_cell, spec_hash
 from derive import ops
-from derive.linear import MatVec, MatVecT, Outer
+from derive.linear import MatVec, MatVecT, Outer, RowMean, RowSum
 from derive.notation import Notation, load_notation
 
 from .latex import BatchLatexPrinter, CellLatexPrinter
@@ -230,12 +230,17 @@ class _Builder:
                      or any(m.matrix == sp.Symbol(name) for m in eq.rhs.atoms(MatVec))]
             where = ", ".join(f"({eq.tag})" for eq in users)
             kind = "weight matrix" if q.is_matrix else "parameter vector"
-            return rich(f"{kind}, used in {where}; shared by all steps")
+            fixed = "" if q.trainable else "; fixed, not trained"
+            return rich(f"{kind}, used in {where}; shared by all steps{fixed}")
         eq = d.forward_eq(name)
         if eq.introduced:
             consumer = next((e.lhs for e in d.forward if sp.Symbol(name) in e.rhs.free_symbols), None)
-            return rich("pre-activation of ", Math(self.sym(consumer)) if consumer else "",
-                        " (named by cellgrad)")
+            what = "pre-activation of "
+            if isinstance(eq.rhs, RowMean | RowSum):
+                what = f"{eq.rhs.word} over the row, for "
+            elif not q.doc.startswith("pre-activation"):
+                what = "operand of a product or reduction in "
+            return rich(what, Math(self.sym(consumer)) if consumer else "", " (named by cellgrad)")
         return rich(comment or f"intermediate value, ({eq.tag})")
 
     def forward_section(self) -> Section:

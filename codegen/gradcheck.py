@@ -102,7 +102,7 @@ def random_problem(module, T, N, input_size=None, hidden_size=None, seed=0, dtyp
     inputs = {name: rng.standard_normal((T, N, chosen[size])).astype(dtype)
               for name, size in module_inputs(module).items()}
     x = next(iter(inputs.values())) if len(inputs) == 1 else inputs
-    domains = domains or {}
+    domains = domains or getattr(module, "STATE_DOMAIN", {})
     state0 = {}
     for s, size in module.STATES.items():
         if domains.get(s, "real") == "positive":
@@ -174,7 +174,8 @@ def check_gradients(module, T=3, N=2, input_size=None, hidden_size=None, seed=0,
     grads = flat_grads(module.backward(narrow[3], cache, narrow[4]))
     rng = np.random.default_rng(seed + 1)
     inputs = x if isinstance(x, dict) else {module.INPUT: x}
-    arrays = {**params, **inputs, **state0}
+    buffers = getattr(module, "BUFFERS", ())   # passed, not trained: no gradient
+    arrays = {**{p: v for p, v in params.items() if p not in buffers}, **inputs, **state0}
     f = lambda: loss(module, x, params, state0, d_outputs, d_state, lengths)
     base = f()
     results = GradChecks()

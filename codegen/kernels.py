@@ -16,7 +16,7 @@ import sympy as sp
 from derive import Derivation, spec_hash
 
 from .env import environment
-from .lower import GroupProduct, Plan, ProductGroup, Ref, Segment, Stmt, lower, stacked_text
+from .lower import GroupProduct, Plan, ProductGroup, Reduction, Ref, Segment, Stmt, lower, stacked_text
 from .numba_printer import KernelNumbaPrinter, helper_context
 from .numpy_printer import KernelNumPyPrinter
 
@@ -105,8 +105,6 @@ def _size_order(cell) -> list[str]:
 
 def _common_context(plan: Plan, spec_text: str, spec_label: str, command: str) -> dict:
     d, cell, q = plan.derivation, plan.cell, plan.derivation.quantities
-    if len(cell.inputs) != 1:
-        raise NotImplementedError("generated kernels take one input sequence x")
     size_order = _size_order(cell)
     hidden = _hidden_size(cell)
     extra_sizes = [(s, kw) for s, kw in _size_keywords(cell) if s not in (cell.input_size, hidden)]
@@ -121,14 +119,22 @@ def _common_context(plan: Plan, spec_text: str, spec_label: str, command: str) -
         "command": command,
         "input": cell.inputs[0],
         "input_seq": plan.names("_{}_seq", cell.inputs[0]),
+        "inputs": [(i, q[i].shape[0], plan.names("_{}_seq", i)) for i in cell.inputs],
+        "input_unpack": (", ".join(plan.names("_{}_seq", i) for i in cell.inputs) + " = "
+                         + ", ".join(f'_inputs["{i}"]' for i in cell.inputs)),
         "input_size": cell.input_size,
         "hidden_size": hidden,
         "sizes": [(s, cell.sizes[s]) for s in size_order],
         "size_sources": [(s, *plan.sizes[s][:2]) for s in size_order if s != cell.input_size],
         "extra_sizes": extra_sizes,
         "param_shapes": [(p, "(" + "".join(f'"{s}", ' for s in q[p].shape).rstrip(", ")
-                          + ("," if len(q[p].shape) == 1 else "") + ")") for p in cell.params],
+                          + ("," if len(q[p].shape) == 1 else "") + ")")
+                         for p in (*cell.params, *cell.initial.values())],
+        "buffers": [p for p in cell.params if not q[p].trainable],
+        "initial": list(cell.initial.items()),
         "states": [(s, q[s].shape[0]) for s in cell.states],
+        "state_init": [(s, q[s].init) for s in cell.states],
+        "state_domain": [(s, q[s].domain) for s in cell.states],
         "outputs": [(o, q[o].shape[0]) for o in cell.outputs],
         "forward_equations": [f"({eq.tag}) {eq.lhs} = {_plain(eq.rhs)}" for eq in d.forward],
         "backward_equations": [f"({eq.tag}) {eq.target} {'+=' if eq.accumulates else '='} "
@@ -138,14 +144,16 @@ def _common_context(plan: Plan, spec_text: str, spec_label: str, command: str) -
 
 
 def _plain(expr) -> str:
-    from derive.linear import MatVec, MatVecT, Outer
-    text = sp.sstr(expr.replace(lambda e: isinstance(e, (MatVec, MatVecT, Outer)),
+    from derive.linear import LINEAR_NODES
+    text = sp.sstr(expr.replace(lambda e: isinstance(e, LINEAR_NODES),
                                 lambda e: sp.Symbol(_linear_text(e))))
     return text
 
 
 def _linear_text(e) -> str:
-    from derive.linear import MatVec, MatVecT
+    from derive.linear import REDUCTIONS, MatVec, MatVecT
+    if isinstance(e, tuple(REDUCTIONS.values())):
+        return f"{e.word}({e.vector})"
     if isinstance(e, MatVec):
         return f"({e.matrix} @ {e.vector})"
     if isinstance(e, MatVecT):
@@ -163,7 +171,8 @@ class _Layout:
         self.plan = plan
         self.cell = plan.cell
         self.q = plan.derivation.quantities
-        self.x = self.cell.inputs[0]
+        self.inputs = self.cell.inputs
+        self.x = self.inputs[0]   # the first input (a backend taking one input sequence reads it)
         self.names = plan.names
 
     def seq(self, name: str) -> str:
@@ -254,7 +263,10 @@ class _Layout:
         for s in self.cell.states:
             lines.append(Line(f"{self.seq(s)} = np.empty((_T + 1, _N, {self.size(s)}), _dtype)",
                               f"{s}<0>, ..., {s}<T>"))
-            lines.append(Line(f'{self.seq(s)}[0] = 0 if _state0 is None else _state0["{s}"]'))
+            init = {"zeros": "0", "ones": "1"}.get(self.q[s].init)
+            if init is None:   # a learnable initial value, broadcast over the batch
+                init = f'_params["{self.cell.initial[s]}"]'
+            lines.append(Line(f'{self.seq(s)}[0] = {init} if _state0 is None else _state0["{s}"]'))
         for name in (*self.plan.saved_seq, *self.plan.output_seq):
             why = "output" if name in self.plan.output_seq else "saved for the backward pass"
             lines.append(Line(f"{self.seq(name)} = np.empty((_T, _N, {self.size(name)}), _dtype)", why))
@@ -265,16 +277,18 @@ class _Layout:
         for o in self.cell.outputs:
             outputs.append((o, f"{self.seq(o)}[1:]" if o in self.cell.states else self.seq(o)))
         state = [(s, f"{self.seq(s)}[_T]") for s in self.cell.states]
-        cache = [("x", self.seq(self.x))]
+        cache = [("inputs", "_inputs")]
         cache += [(g.packed, g.packed) for g in self.plan.groups]
         cache += [(self.seq(s), self.seq(s)) for s in self.cell.states]
         cache += [(self.seq(n), self.seq(n)) for n in (*self.plan.saved_seq, *self.plan.output_seq)]
         cache += [("params", "_params"), ("lengths", "_lengths")]
+        if self.cell.initial:
+            cache.append(("initial", "_state0 is None"))
         return {"output_values": outputs, "final_state": state, "cache": cache,
                 "cache_keys": ", ".join(f'"{k}"' for k, _ in cache)}
 
     def backward_unpack(self) -> list[Line]:
-        lines = [Line(f'{self.seq(self.x)} = _cache["x"]')]
+        lines = [Line(f'{self.seq(x)} = _cache["inputs"]["{x}"]') for x in self.inputs]
         lines += [Line(f'{g.packed} = _cache["{g.packed}"]') for g in self.plan.groups]
         lines += [Line(f'{self.seq(s)} = _cache["{self.seq(s)}"]') for s in self.cell.states]
         lines += [Line(f'{self.seq(n)} = _cache["{self.seq(n)}"]') for n in (*self.plan.saved_seq, *self.plan.output_seq)]
@@ -325,7 +339,7 @@ class _Layout:
     def grads_entries(self) -> dict[str, list[tuple[str, str, str]]]:
         """(name, value, tag) of each gradient, by the part of Gradients it belongs to."""
         plan, out = self.plan, []
-        for p in self.cell.params:
+        for p in self.cell.trainable_params:
             eq = plan.derivation.backward_eq("d" + p)
             terms = []
             for part in plan.param_grads[p]:
@@ -342,15 +356,22 @@ class _Layout:
                     terms.append(f"d{p}")
             text = " + ".join(terms) if terms else f'np.zeros_like(_params["{p}"])'
             out.append((p, text, eq.tag))
-        if self.x in plan.input_linear:
-            dx = f"d{self.x}"          # the after-loop GEMM, plus the loop's part if any
-        elif self.x in plan.input_loop:
-            dx = self.seq(f"d{self.x}")
-        else:
-            dx = f"np.zeros_like({self.seq(self.x)})"
-        inputs = [(self.x, dx, plan.derivation.backward_eq("d" + self.x).tag)]
+        inputs = []
+        for x in self.inputs:
+            if x in plan.input_linear:
+                dx = f"d{x}"          # the after-loop GEMM, plus the loop's part if any
+            elif x in plan.input_loop:
+                dx = self.seq(f"d{x}")
+            else:
+                dx = f"np.zeros_like({self.seq(x)})"
+            inputs.append((x, dx, plan.derivation.backward_eq("d" + x).tag))
         state = [(s, self.carried_variable(plan.derivation.carried[s]), plan.derivation.backward_eq(f"d{s}_prev").tag)
                  for s in self.cell.states]
+        for s, p in self.cell.initial.items():
+            # the initial state is p broadcast over the batch when no state was passed
+            out.append((p, f'{self.carried_variable(plan.derivation.carried[s])}.sum(axis=0) '
+                           f'if _cache["initial"] else np.zeros_like(_params["{p}"])',
+                        plan.derivation.backward_eq(f"d{s}_prev").tag))
         return {"params": out, "inputs": inputs, "state": state}
 
     def carried_variable(self, name: str) -> str:
@@ -381,7 +402,7 @@ class _Layout:
         }
 
 
-def _statement_comment(stmt: Stmt) -> str:
+def _statement_comment(stmt: Stmt | Reduction) -> str:
     tag = f"({stmt.tag}) " if stmt.tag else ""
     return f"{tag}{stmt.note}".strip()
 
@@ -425,7 +446,8 @@ class _NumPyLayout(_Layout):
         return "".join(f"{target} = " for target in targets)
 
     def step_lines(self, steps, forward: bool) -> list[Line]:
-        names = {**{n: self.ref_text(r) for n, r in self.plan.refs.items()}, self.x: f"{self.seq(self.x)}[_t]"}
+        names = {**{n: self.ref_text(r) for n, r in self.plan.refs.items()},
+                 **{x: f"{self.seq(x)}[_t]" for x in self.inputs}}
         linear = {}
         for g in self.plan.groups:
             block = self.plan.dpre_block(g)
@@ -443,14 +465,24 @@ class _NumPyLayout(_Layout):
         stmts = [s for st in steps if isinstance(st, Segment) for s in st.stmts]
         defined = {s.target for s in stmts}
         wanted = []
+        defined |= {st.target for st in steps if isinstance(st, Reduction)}
         for st in steps:
-            symbols = (st.loads if isinstance(st, Segment) else ((st.group.vector,) if forward else ()))
+            if isinstance(st, Reduction):
+                symbols = (st.vector,)
+            else:
+                symbols = (st.loads if isinstance(st, Segment) else ((st.group.vector,) if forward else ()))
             for n in symbols:
-                if n not in defined and n not in wanted and n != self.x and self.load_text(n):
+                if n not in defined and n not in wanted and n not in self.inputs and self.load_text(n):
                     wanted.append(n)
         for n in wanted:
             lines.append(Line(f"{n} = {self.load_text(n)}"))
         for st in steps:
+            if isinstance(st, Reduction):
+                # the row's mean (sum) repeated over the row: a full (N, size) array like any value
+                text = f"np.repeat(np.{st.op}({st.vector}, axis=1, keepdims=True), {st.size}, axis=1)"
+                lines.append(Line(f"{self.store_text(st, forward)}{st.target} = {text}",
+                                  _statement_comment(st)))
+                continue
             if isinstance(st, GroupProduct):
                 if forward:
                     lines.append(Line(f"{st.group.proj} = {st.group.vector} @ {self.packed_T(st.group)}",
@@ -563,7 +595,8 @@ class _NumbaLayout(_Layout):
         return self.plan.derivation.carried[prev_adjoint[1:].removesuffix("_prev")]
 
     def kernel(self, steps, forward: bool) -> dict:
-        names = {**{n: self.ref_text(r) for n, r in self.plan.refs.items()}, self.x: self.load_text(self.x)}
+        names = {**{n: self.ref_text(r) for n, r in self.plan.refs.items()},
+                 **{x: self.load_text(x) for x in self.inputs}}
         printer = KernelNumbaPrinter(names)
         self.printers.append(printer)
         body = []   # (kind, payload)
@@ -575,6 +608,9 @@ class _NumbaLayout(_Layout):
                 arrays.append(base)
 
         for st in steps:
+            if isinstance(st, Reduction):
+                body.append(("reduce", self.reduction(st, printer, use)))
+                continue
             if isinstance(st, GroupProduct):
                 g = st.group
                 if forward:
@@ -607,7 +643,7 @@ class _NumbaLayout(_Layout):
             for n in st.loads:
                 text = self.load_text(n)
                 use(text)
-                if n != self.x:   # the input is read in place: x names the whole sequence
+                if n not in self.inputs:   # an input is read in place from its sequence
                     loads.append(Line(f"{n} = {text}"))
             stmts, stores, rows = [], [], []
             for s in st.stmts:
@@ -629,11 +665,23 @@ class _NumbaLayout(_Layout):
             self._check_carried_in_place(body)
         return {"body": body, "arrays": arrays, "float_type": printer.uses_float_type}
 
+    def reduction(self, st: Reduction, printer, use) -> dict:
+        """A loop over the row accumulating ``_acc``, then a loop storing it to every column."""
+        load = self.load_text(st.vector)
+        use(load)
+        stores = self.store_targets(st)
+        for target in stores:
+            use(target)
+        printer.uses_float_type = True   # the accumulator starts at F(0)
+        return {"size": st.size, "load": load, "mean": st.op == "mean", "stores": stores,
+                "comment": _statement_comment(st)}
+
     def _check_carried_in_place(self, body) -> None:
         """ds_prev overwrites ds_next in place: safe when no loop reads ds_next after that store."""
         for name in self.plan.derivation.carried.values():
             buffer = f"{self.buf(name)}["
-            loops = [item["lines"] for kind, item in body if kind == "loop"]
+            loops = [item["lines"] if kind == "loop" else [Line(f"{s} = {item['load']}") for s in item["stores"]]
+                     for kind, item in body if kind in ("loop", "reduce")]
             reads = [k for k, lines in enumerate(loops) if any(buffer in l.code.split(" = ", 1)[1]
                                                                for l in lines if " = " in l.code)]
             writes = [k for k, lines in enumerate(loops) if any(l.code.startswith(buffer) for l in lines)]
@@ -657,8 +705,9 @@ class _NumbaLayout(_Layout):
         """Whether a kernel's body uses the size (loop bounds, column offsets)."""
         pattern = re.compile(rf"\b{re.escape(size)}\b")
         for kind, item in kernel["body"]:
-            lines = [item] if kind == "gemm" else item["lines"]
-            if kind == "loop" and item["size"] == size:
+            lines = {"gemm": lambda: [item], "loop": lambda: item["lines"],
+                     "reduce": lambda: [Line(item["load"]), *map(Line, item["stores"])]}[kind]()
+            if kind in ("loop", "reduce") and item["size"] == size:
                 return True
             if any(pattern.search(line.code) for line in lines):
                 return True

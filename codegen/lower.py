@@ -12,8 +12,10 @@ The plan makes every layout decision, so that a backend only prints it:
   columns are ordered so that every group is a contiguous block: the adjoint a vector receives
   (``dh_prev``) is one packed product per step, and each weight gradient is one GEMM over the
   stacked per-step adjoints after the loop; bias gradients are sums of that buffer;
-* the elementwise statements of one step are cut into ``Segment``s at each product (a fused
-  loop in Numba); values crossing a cut live in per-step scratch arrays;
+* a reduction over a row (``mu = mean(a)``, and ``mean(dmu)`` in the backward) is a
+  ``Reduction`` step of its own: the elementwise statements of one step are cut into
+  ``Segment``s at each product and each reduction (a fused loop in Numba); values crossing a
+  cut live in per-step scratch arrays;
 * the cache keeps the values the backward equations read (activations, not pre-activations).
 
 The plan holds SymPy expressions over symbols named as in the derivation; placeholders stand for
@@ -31,7 +33,9 @@ from dataclasses import dataclass, field
 import sympy as sp
 
 from derive import Derivation
-from derive.linear import MatVec, MatVecT, Outer
+from derive.linear import REDUCTIONS, MatVec, MatVecT, Outer
+
+_REDUCTION_TYPES = tuple(REDUCTIONS.values())
 
 MAX_LAYOUT_SEARCH = 8  # stored adjoints up to which a contiguous column order is searched for
 
@@ -49,7 +53,8 @@ class Product:
 #: Names the templates write as they are (API locals, loop indices, run sizes, fixed buffers).
 FIXED_NAMES = ("_T", "_N", "_t", "_n", "_j", "_F", "_dtype", "_sizes", "_params", "_state0",
                "_lengths", "_cache", "_outputs", "_state", "_d_outputs", "_d_state", "_grads",
-               "_dpre_seq", "_dpre_flat", "_dpre_sum", "_active", "_held", "_stop")
+               "_dpre_seq", "_dpre_flat", "_dpre_sum", "_active", "_held", "_stop", "_acc", "_inputs",
+               "_input_dict", "_input_label")
 
 
 class Namespace:
@@ -137,6 +142,20 @@ class GroupProduct:
     group: ProductGroup
     tag: str
     note: str
+
+
+@dataclass(frozen=True)
+class Reduction:
+    """``target = mean(vector)`` (or ``sum``) over each row, repeated over the row's ``size``
+    columns; ``vector`` is a value or an adjoint computed before it."""
+
+    target: str
+    op: str                        # "mean" | "sum"
+    vector: str
+    size: str
+    tag: str
+    note: str
+    stores: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -281,7 +300,8 @@ def lower(d: Derivation) -> Plan:
         loc["d" + name] = "input_grad"
 
     # -- sizes: where each is read at run time -----------------------------------------------
-    for name in (*cell.inputs, *cell.params):
+    # the first input, then the parameters, then other inputs: _check_forward reads them in turn
+    for name in (cell.inputs[0], *cell.params, *cell.inputs[1:]):
         for axis, size in enumerate(q[name].shape):
             if size not in plan.sizes:
                 plan.sizes[size] = (name, axis + (2 if name in cell.inputs else 0), q[name].role)
@@ -333,6 +353,12 @@ def _lower_forward(plan: Plan) -> None:
         if loc in ("state", "seq"):
             stores = (eq.lhs,)
         note = _forward_note(eq, plan)
+        if isinstance(rhs, _REDUCTION_TYPES):
+            # normalization makes a reduction the whole right side, over a named vector
+            items.append(Reduction(eq.lhs, rhs.word, rhs.vector.name, q[eq.lhs].shape[0], eq.tag,
+                                   note or f"{rhs.word} over the row", stores))
+            defined.add(eq.lhs)
+            continue
         items.append(Stmt(eq.lhs, sp.Add(*terms), q[eq.lhs].shape[0], eq.tag, note, stores))
         defined.add(eq.lhs)
     plan.forward_steps, plan.scratch_forward = _segments(plan, items, forward=True)
@@ -359,6 +385,7 @@ def _lower_backward(plan: Plan) -> None:
     items: list = []
     input_loop = []
     for eq in d.backward:
+        eq = _reduce_adjoints(plan, eq, items)
         if eq.role == "param":
             plan.param_grads[eq.of] = _param_grad(plan, eq)
             if any(r[0] == "loop" for r in plan.param_grads[eq.of]):
@@ -395,6 +422,22 @@ def _lower_backward(plan: Plan) -> None:
     plan.input_loop = tuple(input_loop)
     items = _cse(items, plan.names)
     plan.backward_steps, plan.scratch_backward = _segments(plan, items, forward=False)
+
+
+def _reduce_adjoints(plan: Plan, eq, items: list):
+    """``mean(dmu)`` in a backward equation: a Reduction step right before it, into a named value
+    that the equation then reads."""
+    reductions = sorted(eq.expr.atoms(*_REDUCTION_TYPES), key=sp.default_sort_key)
+    if not reductions:
+        return eq
+    size = plan.derivation.quantities[eq.of].shape[0]
+    replace = {}
+    for r in reductions:
+        target = plan.names(f"_{r.word}_{{}}", r.vector.name)
+        items.append(Reduction(target, r.word, r.vector.name, size, "",
+                               f"({eq.tag}) {r.word} of {r.vector.name} over the row"))
+        replace[r] = sp.Symbol(target)
+    return dataclasses.replace(eq, expr=eq.expr.xreplace(replace))
 
 
 def _backward_note(eq, plan: Plan) -> str:
@@ -502,7 +545,7 @@ def _segments(plan: Plan, items: list, forward: bool):
     linear_names = {g.linear for g in plan.groups}
     chunks: list = []
     for it in items:
-        if isinstance(it, GroupProduct):
+        if isinstance(it, GroupProduct | Reduction):
             chunks.append(it)
         elif chunks and isinstance(chunks[-1], list) and chunks[-1][0].size == it.size:
             chunks[-1].append(it)
@@ -515,11 +558,18 @@ def _segments(plan: Plan, items: list, forward: bool):
             for s in ch:
                 defined_in[s.target] = k
                 size_of[s.target] = s.size
+        elif isinstance(ch, Reduction):
+            defined_in[ch.target] = k
+            size_of[ch.target] = ch.size
         elif not forward:
             defined_in[ch.group.linear] = k
     scratch: dict[str, str] = {}
     steps = []
     for ch in chunks:
+        if isinstance(ch, Reduction):
+            n = ch.vector
+            if n in defined_in and n not in plan.locations and n not in linear_names:
+                scratch[n] = size_of[n]
         if not isinstance(ch, list):
             steps.append(ch)
             continue
@@ -540,4 +590,6 @@ def _segments(plan: Plan, items: list, forward: bool):
                                          s.stores + ((s.target,) if s.target in scratch else ()),
                                          s.accumulate) for s in st.stmts), st.loads)
              if isinstance(st, Segment) else st for st in steps]
+    steps = [dataclasses.replace(st, stores=st.stores + (st.target,))
+             if isinstance(st, Reduction) and st.target in scratch else st for st in steps]
     return steps, tuple(scratch.items())

@@ -7,7 +7,10 @@ then each operand of its equation receives a branch:
 * elementwise operands: ``adjoint * d(rhs)/d(operand)``, differentiated by SymPy and rewritten
   in saved forward values (``sigmoid(a_f)`` becomes ``f``);
 * ``W @ v``: the node's own transpose rules (``derive.linear``), ``W^T da`` for v and
-  ``da v^T`` for W.
+  ``da v^T`` for W;
+* ``mean(v)``, ``sum(v)``: the transpose rule, the same reduction of the adjoint.
+
+Parameters declared in ``[buffers]`` (not trainable) receive no branch and no adjoint.
 
 External branches seed the sweep: ``d<out>_out`` for each output (the loss at step t) and
 ``d<state>_next`` for each state (the adjoint step t+1 hands back; dropped when truncating
@@ -22,7 +25,7 @@ import sympy as sp
 
 from .cell import Cell, adjoint_name, carried_name, upstream_name
 from .derivation import BackwardEq, Branch, Derivation, ForwardEq
-from .linear import MatVec
+from .linear import REDUCTIONS, MatVec
 from .normalize import normalize
 
 
@@ -63,7 +66,7 @@ def derive(cell: Cell, truncate: int | None = None) -> Derivation:
             branches[operand].append(branch)
 
     leaves = ([sp_name for sp_name in (f"{s}_prev" for s in cell.states)]
-              + list(cell.inputs) + list(cell.params))
+              + list(cell.inputs) + list(cell.trainable_params))
     for name in leaves:
         emit(name)
     assert not branches, f"branches left unassigned: {sorted(branches)}"
@@ -93,6 +96,18 @@ def _saved_value_map(forward: tuple[ForwardEq, ...]) -> dict[sp.Expr, sp.Symbol]
 
 def _branches_of(eq: ForwardEq, adj: sp.Symbol, quantities, saved_values):
     """Yield (operand name, Branch) for every operand of ``eq`` that needs an adjoint."""
+    for operand, branch in _all_branches(eq, adj, quantities, saved_values):
+        if quantities[operand].trainable:
+            yield operand, branch
+
+
+def _all_branches(eq: ForwardEq, adj: sp.Symbol, quantities, saved_values):
+    if isinstance(eq.rhs, tuple(REDUCTIONS.values())):
+        # Normalization makes every reduction the whole right side over a named vector.
+        vector = eq.rhs.vector
+        yield vector.name, Branch(eq.tag, eq.lhs, f"transpose of {eq.rhs.word}({vector.name}): "
+                                  f"{eq.rhs.word} of the adjoint", None, eq.rhs.func(adj))
+        return
     products = sorted(eq.rhs.atoms(MatVec), key=sp.default_sort_key)
     placeholders = {m: sp.Dummy(f"{m.matrix.name}_{m.vector}") for m in products}
     flat = eq.rhs.xreplace(placeholders)

@@ -2,7 +2,8 @@
 
 Naming inside one step: a state ``c`` names its new value c<t>; ``c_prev`` names c<t-1>.
 Adjoints are ``d`` + name; the adjoint a state receives from step t+1 is ``d<state>_next`` and
-the upstream gradient of an output at step t is ``d<output>_out``.
+the upstream gradient of an output at step t is ``d<output>_out``. A state declared with
+``init = "param"`` starts from the learnable vector ``<state>0`` (``h0``), broadcast over the batch.
 """
 
 from __future__ import annotations
@@ -16,6 +17,11 @@ PREV_SUFFIX = "_prev"
 
 def prev_name(state: str) -> str:
     return state + PREV_SUFFIX
+
+
+def initial_name(state: str) -> str:
+    """The learnable initial value of a state declared with ``init = "param"`` (``h0``)."""
+    return state + "0"
 
 
 def adjoint_name(name: str) -> str:
@@ -37,9 +43,12 @@ class Quantity:
     """A named vector or matrix of a cell. ``shape`` holds size names: ("H",) or ("H", "D")."""
 
     name: str
-    role: str  # "input" | "state" | "prev_state" | "param" | "intermediate"
+    role: str  # "input" | "state" | "prev_state" | "param" | "initial" | "intermediate"
     shape: tuple[str, ...]
     doc: str = ""
+    init: str = "zeros"      # a state's initial value: "zeros", "ones" or "param" (learnable)
+    domain: str = "real"     # a state's domain: "real" or "positive" (a normaliser)
+    trainable: bool = True   # False for a [buffers] entry: a parameter that gets no gradient
 
     @property
     def is_matrix(self) -> bool:
@@ -79,6 +88,13 @@ class Cell:
     outputs: tuple[str, ...]
     equations: tuple[Equation, ...]       # topologically ordered, as the user wrote them
     source_text: str = field(default="", repr=False)
+    constants: dict[str, float] = field(default_factory=dict)   # [constants]: name -> value
+    initial: dict[str, str] = field(default_factory=dict)       # state -> its learnable init param
+
+    @property
+    def trainable_params(self) -> tuple[str, ...]:
+        """The parameters that get a gradient ([params], not [buffers])."""
+        return tuple(p for p in self.params if self.quantities[p].trainable)
     #: [functions]: name -> SymPy builder, an alias of a table function or a row of the spec's own
     functions: dict = field(default_factory=dict, repr=False)
 

@@ -13,9 +13,11 @@ Verify evaluates hand-written formulas with the same ``value``.
     >>> trace = run_forward(d, params, x, state0)
     >>> grads = run_backward(d, trace, {"h": np.ones_like(trace.outputs["h"])})
 
-Gradients are keyed by name: every parameter, every input (a (T, N, size) array) and every
-state (the gradient with respect to its initial value, (N, size)). Cell names are unique across
-those roles, so one flat dict holds them all.
+Gradients are keyed by name: every trainable parameter (not the ``[buffers]``), every input
+(a (T, N, size) array) and every state (the gradient with respect to its initial value,
+(N, size)); a state declared ``init = "param"`` that started from its parameter ``h0`` also gives
+that parameter's gradient, the initial-state gradient summed over the batch. Cell names are
+unique across those roles, so one flat dict holds them all.
 
 Truncated BPTT (``derivation.truncate = k``): each loss E<t> is propagated back through steps
 t, ..., t-k+1 only. The gradient arriving at the final states (``d_state``) is the adjoint
@@ -110,8 +112,9 @@ def _infer_sizes(d: Derivation, params: Mapping, xs: Mapping,
                                  f"{size} = {sizes[size]}")
 
     cell = d.cell
-    for p in cell.params:
-        note(p, cell.shape(p), np.shape(params[p]))
+    for p in (*cell.params, *cell.initial.values()):
+        if p in params:
+            note(p, cell.shape(p), np.shape(params[p]))
     for name in cell.inputs:
         if name not in xs:
             raise ValueError(f"missing input {name!r}")
@@ -146,6 +149,7 @@ class Trace:
     outputs: Arrays                       # output -> (T, N, size)
     state: Arrays                         # state -> (N, size), the final values
     state0: Arrays = field(default_factory=dict)
+    from_param: tuple[str, ...] = ()      # states that started from their learnable initial value
 
     @property
     def T(self) -> int:
@@ -179,13 +183,16 @@ def forward_step(d: Derivation, params: Mapping, inputs: Mapping, prev: Mapping,
 
 def run_forward(d: Derivation, params: Mapping, x, state0: Mapping | None = None) -> Trace:
     """Run the forward equations over a sequence. ``x``: (T, N, D) array, or a dict by input name
-    when the cell has several inputs; ``state0``: {state: (N, size)}, zeros when omitted."""
+    when the cell has several inputs; ``state0``: {state: (N, size)}; a state left out starts
+    from its declared initial value (zeros, ones, or its parameter ``h0`` in ``params``)."""
     cell = d.cell
     xs = _as_inputs(d, x)
-    missing = [p for p in cell.params if p not in params]
+    from_param = tuple(s for s in cell.initial if state0 is None or s not in state0)
+    needed = (*cell.params, *(cell.initial[s] for s in from_param))
+    missing = [p for p in needed if p not in params]
     if missing:
         raise ValueError(f"missing parameter(s) {missing}")
-    params = {p: np.asarray(params[p]) for p in cell.params}
+    params = {p: np.asarray(params[p]) for p in needed}
     sizes = _infer_sizes(d, params, xs, state0)
     T, n = np.shape(next(iter(xs.values())))[:2]
     for name, arr in xs.items():
@@ -195,8 +202,12 @@ def run_forward(d: Derivation, params: Mapping, x, state0: Mapping | None = None
     state = {}
     for s in cell.states:
         shape = (n, sizes[cell.shape(s)[0]])
-        given = state0 is not None and s in state0
-        value = np.asarray(state0[s]) if given else np.zeros(shape, dtype)
+        if state0 is not None and s in state0:
+            value = np.asarray(state0[s])
+        elif s in from_param:
+            value = np.array(np.broadcast_to(params[cell.initial[s]], shape), dtype)
+        else:
+            value = (np.ones if cell.quantities[s].init == "ones" else np.zeros)(shape, dtype)
         if value.shape != shape:
             raise ValueError(f"initial state {s!r} has shape {value.shape}, expected {shape}")
         state[s] = value
@@ -209,7 +220,7 @@ def run_forward(d: Derivation, params: Mapping, x, state0: Mapping | None = None
         state = {s: values[s] for s in cell.states}
     outputs = {o: np.stack([step[o] for step in steps]) if steps
                else np.zeros((0, n, sizes[cell.shape(o)[0]]), dtype) for o in cell.outputs}
-    return Trace(d, params, sizes, steps, outputs, state, first)
+    return Trace(d, params, sizes, steps, outputs, state, first, from_param)
 
 
 # -- backward ---------------------------------------------------------------------------------
@@ -281,7 +292,7 @@ def run_backward(d: Derivation, trace: Trace, d_outputs, d_state: Mapping | None
     final = {d.carried[s]: (np.asarray(d_state[s]) if d_state and s in d_state else zeros(s))
              for s in cell.states}
 
-    grads: Arrays = {p: np.zeros(np.shape(trace.params[p]), dtype) for p in cell.params}
+    grads: Arrays = {p: np.zeros(np.shape(trace.params[p]), dtype) for p in cell.trainable_params}
     for name in cell.inputs:
         grads[name] = np.zeros((T, n, sizes[cell.shape(name)[0]]), dtype)
     for s in cell.states:
@@ -292,7 +303,7 @@ def run_backward(d: Derivation, trace: Trace, d_outputs, d_state: Mapping | None
         initial states when ``first`` is step 0."""
         for t in range(last, first - 1, -1):
             adj = backward_step(d, trace.steps[t], trace.params, upstream_of(t), carried, sizes)
-            for p in cell.params:
+            for p in cell.trainable_params:
                 grads[p] += adj["d" + p]
             for name in cell.inputs:
                 grads[name][t] += adj["d" + name]
@@ -301,20 +312,23 @@ def run_backward(d: Derivation, trace: Trace, d_outputs, d_state: Mapping | None
             for s in cell.states:
                 grads[s] += carried[d.carried[s]]
 
-    if T == 0:
-        return grads
     k = d.truncate
-    if k is None or k >= T + 1:
+    if T == 0:
+        pass
+    elif k is None or k >= T + 1:
         # Full BPTT: one sweep; every loss reaches every earlier step.
         sweep(T - 1, 0, upstream_at, final)
-        return grads
-    # Truncated: the one-step backward is linear in (upstream, carried), so propagate each loss
-    # E<t> on its own through its k steps and add up.
-    for t in range(T):
-        sweep(t, max(t - k + 1, 0), lambda u, t=t: upstream_at(t) if u == t else no_upstream,
-              no_carried)
-    if k > 1 and any(np.any(v) for v in final.values()):
-        sweep(T - 1, max(T - k + 1, 0), lambda u: no_upstream, final)
+    else:
+        # Truncated: the one-step backward is linear in (upstream, carried), so propagate each
+        # loss E<t> on its own through its k steps and add up.
+        for t in range(T):
+            sweep(t, max(t - k + 1, 0), lambda u, t=t: upstream_at(t) if u == t else no_upstream,
+                  no_carried)
+        if k > 1 and any(np.any(v) for v in final.values()):
+            sweep(T - 1, max(T - k + 1, 0), lambda u: no_upstream, final)
+    for s in trace.from_param:
+        # the initial state is the parameter broadcast over the batch: its transpose is a sum
+        grads[cell.initial[s]] = grads[s].sum(axis=0)
     return grads
 
 
@@ -332,16 +346,28 @@ def loss(trace: Trace, weights: Mapping, state_weights: Mapping | None = None) -
 def random_params(d: Derivation, sizes: Mapping[str, int], rng: np.random.Generator,
                   dtype=np.float64, scale: float = 0.5) -> Arrays:
     """Every parameter drawn from N(0, scale^2), in the spec's order (reproducible per seed)."""
-    return {p: (scale * rng.standard_normal(tuple(sizes[s] for s in d.cell.shape(p)))).astype(dtype)
-            for p in d.cell.params}
+    cell = d.cell
+    params = {p: (scale * rng.standard_normal(tuple(sizes[s] for s in cell.shape(p)))).astype(dtype)
+              for p in cell.params}
+    for s, p in cell.initial.items():
+        params[p] = _in_domain(cell.quantities[s].domain,
+                               scale * rng.standard_normal(sizes[cell.shape(s)[0]])).astype(dtype)
+    return params
+
+
+def _in_domain(domain: str, values: np.ndarray) -> np.ndarray:
+    """Map standard-normal draws into a state's declared domain ("positive": 0.5 + |v|)."""
+    return 0.5 + np.abs(values) if domain == "positive" else values
 
 
 def random_inputs(d: Derivation, sizes: Mapping[str, int], T: int, N: int,
                   rng: np.random.Generator, dtype=np.float64) -> tuple[Arrays, Arrays]:
-    """(inputs {name: (T, N, size)}, initial states {state: (N, size)}), standard normal."""
+    """(inputs {name: (T, N, size)}, initial states {state: (N, size)}), standard normal
+    (initial states scaled by 0.5 and drawn inside their declared domain)."""
     xs = {name: rng.standard_normal((T, N, sizes[d.cell.shape(name)[0]])).astype(dtype)
           for name in d.cell.inputs}
-    state0 = {s: (0.5 * rng.standard_normal((N, sizes[d.cell.shape(s)[0]]))).astype(dtype)
+    state0 = {s: _in_domain(d.cell.quantities[s].domain,
+                            0.5 * rng.standard_normal((N, sizes[d.cell.shape(s)[0]]))).astype(dtype)
               for s in d.cell.states}
     return xs, state0
 

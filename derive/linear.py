@@ -5,6 +5,12 @@ SymPy nodes so that elementwise calculus never looks inside them; instead each n
 transpose rule beside it (JAX's way for linear primitives), and the reverse sweep asks the node:
 
     m = W v      =>   dv += W^T dm   (MatVecT)      dW += dm v^T   (Outer)
+    m = mean(v)  =>   dv += mean(dm)                (RowMean, broadcast over the row)
+    m = sum(v)   =>   dv += sum(dm)                 (RowSum, broadcast over the row)
+
+A reduction's result is the row's mean (sum) repeated over the row, so it is a vector of the
+operand's size that can enter any elementwise expression (``a - mean(a)``). As a matrix it is
+(1/H) 1 1^T (or 1 1^T), which is symmetric: its transpose rule is the reduction itself.
 
 Each node also knows how to evaluate itself on batch arrays (one row per sequence, so vectors
 are (N, size) arrays), how it prints for NumPy in that layout, and how it prints in LaTeX, per
@@ -140,4 +146,51 @@ class Outer(LinearNode):
         return rf"{_operand_latex(printer, self.left)} {_transposed_latex(printer, self.right)}"
 
 
-LINEAR_NODES = (MatVec, MatVecT, Outer)
+class _Reduction(LinearNode):
+    """A reduction over the row of a vector, broadcast back over the row (see the module doc)."""
+
+    nargs = 1
+    word = ""       # the spec's name of the reduction
+    _numpy = ""     # the NumPy function
+
+    @property
+    def vector(self) -> sp.Expr:
+        return self.args[0]
+
+    def transpose(self, adjoint: sp.Expr) -> tuple[Transposed, ...]:
+        v = self.vector.name
+        return (Transposed(v, f"transpose of {self.word}({v}): {self.word} of the adjoint",
+                           self.func(adjoint)),)
+
+    def evaluate(self, ev):
+        v = np.asarray(ev(self.vector), dtype=float)
+        return np.broadcast_to(getattr(np, self._numpy)(v, axis=-1, keepdims=True), v.shape).copy()
+
+    def _numpycode(self, printer):
+        fn = printer._module_format(printer._module + "." + self._numpy)
+        return f"{fn}({printer._print(self.vector)}, axis=-1, keepdims=True)"
+
+    def latex(self, printer, batch: bool) -> str:
+        return rf"\operatorname{{{self.word}}}\left({printer._print(self.vector)}\right)"
+
+    def _latex(self, printer, exp=None):
+        body = self.latex(printer, batch=False)
+        return rf"{body}^{{{exp}}}" if exp else body
+
+
+class RowMean(_Reduction):
+    """``mean(v)``: the mean of v's entries, repeated over the row; its transpose is itself."""
+
+    word, _numpy = "mean", "mean"
+
+
+class RowSum(_Reduction):
+    """``sum(v)``: the sum of v's entries, repeated over the row; its transpose is itself."""
+
+    word, _numpy = "sum", "sum"
+
+
+#: name usable in a spec -> reduction node
+REDUCTIONS: dict[str, type[_Reduction]] = {"mean": RowMean, "sum": RowSum}
+
+LINEAR_NODES = (MatVec, MatVecT, Outer, RowMean, RowSum)

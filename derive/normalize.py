@@ -4,6 +4,10 @@
 ``i = sigmoid(a_i)``. After this, the reverse sweep meets each ``W @ v`` only where its
 coefficient is 1, so its transpose rules (dv += W^T da, dW += da v^T) apply directly and the
 pre-activation adjoint ``da_i`` gets a name, as every BPTT text gives it.
+
+Reductions get the same treatment: each ``mean(v)`` / ``sum(v)`` ends up as the whole right side
+of an equation of its own, over a named vector (``var = mean((a - mu)**2)`` becomes
+``var_in = (a - mu)**2`` and ``var = mean(var_in)``), so its transpose rule applies directly.
 """
 
 from __future__ import annotations
@@ -13,7 +17,9 @@ import itertools
 import sympy as sp
 
 from .cell import Cell, Equation, Quantity, adjoint_name
-from .linear import MatVec
+from .linear import REDUCTIONS, MatVec
+
+_REDUCTION_TYPES = tuple(REDUCTIONS.values())
 
 
 def normalize(cell: Cell) -> tuple[list[Equation], dict[str, Quantity]]:
@@ -61,6 +67,7 @@ class _Extractor:
         # Products whose vector operand is an expression: name the operand first.
         rhs = rhs.replace(lambda e: isinstance(e, MatVec) and not isinstance(e.vector, sp.Symbol),
                           lambda e: MatVec(e.matrix, self.name_vector(e.vector)))
+        rhs = self.reductions(rhs)
         if not rhs.atoms(MatVec):
             return rhs
         top_call = isinstance(rhs, sp.Function) and len(rhs.args) == 1 and not isinstance(rhs, MatVec)
@@ -69,6 +76,17 @@ class _Extractor:
             argument = self.unit_products(rhs.args[0], f"a_{self.eq.lhs}")
             return rhs.func(self.introduce(f"a_{self.eq.lhs}", argument))
         return self.unit_products(rhs, f"a_{self.eq.lhs}")
+
+    def reductions(self, rhs: sp.Expr) -> sp.Expr:
+        """Name the operand of every reduction, then every reduction that is not the whole rhs."""
+        rhs = rhs.replace(lambda e: isinstance(e, _REDUCTION_TYPES) and not isinstance(e.vector, sp.Symbol),
+                          lambda e: e.func(self.name_vector(e.vector)))
+        if isinstance(rhs, _REDUCTION_TYPES):
+            return rhs
+        inner = sorted(rhs.atoms(*_REDUCTION_TYPES), key=sp.default_sort_key)
+        return rhs.xreplace({r: self.define(self.fresh(f"{self.eq.lhs}_{r.word}"), r,
+                                            f"{r.word} over the row in {self.eq.lhs}")
+                             for r in inner})
 
     def unit_products(self, e: sp.Expr, base: str) -> sp.Expr:
         """Name each sum of products and biases in which a product has a coefficient other than 1
@@ -120,7 +138,8 @@ class _Extractor:
         return sp.Symbol(name)
 
     def name_vector(self, vector: sp.Expr) -> sp.Symbol:
-        """Name the operand of ``U @ (expression)``; its own products are normalized first."""
+        """Name the operand of ``U @ (expression)`` or ``mean(expression)``; its own products and
+        reductions are normalized first."""
         key = ("operand", vector)
         if key not in self.named:
             name = self.fresh(f"{self.eq.lhs}_in")

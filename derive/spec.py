@@ -18,19 +18,19 @@ from pathlib import Path
 
 import sympy as sp
 
-from .cell import (PREV_SUFFIX, Cell, Equation, Quantity, adjoint_name, carried_name, prev_name,
-                   upstream_name)
+from .cell import (PREV_SUFFIX, Cell, Equation, Quantity, adjoint_name, carried_name, initial_name,
+                   prev_name, upstream_name)
 from . import limits, ops
 from .errors import SpecError
 from .limits import LimitError, short
-from .linear import MatVec
+from .linear import REDUCTIONS, MatVec
 from .ops import FUNCTIONS
 
 NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 
 #: Names a spec may not use, each for a reason. Every name the kernel generator invents starts
 #: with ``_`` (a spec name starts with a letter), so only these remain: Python keywords; the
-#: functions equations call; the globals generated kernels read inside functions whose locals
+#: functions and reductions equations call; the globals generated kernels read inside functions whose locals
 #: are the spec's names (the modules, the builtins and the API functions); and the names the
 #: formula reader of verify gives a meaning (``sigma`` is the sigmoid; E, I, pi, oo, nan constants).
 #: docs/guide.md lists them; tests/test_codegen_names.py checks the kernels need no other.
@@ -38,9 +38,13 @@ GENERATED_CODE_GLOBALS = frozenset({"np", "nb", "range", "reversed", "max", "min
                                     "forward", "backward", "init_params"})
 FORMULA_NAMES = frozenset({"sigma", "Heaviside", "pi", "E", "I", "oo", "nan"})
 RESERVED = (frozenset(keyword.kwlist) | frozenset(keyword.softkwlist) | frozenset(FUNCTIONS)
-            | GENERATED_CODE_GLOBALS | FORMULA_NAMES)
+            | frozenset(REDUCTIONS) | GENERATED_CODE_GLOBALS | FORMULA_NAMES)
 
-SECTIONS = {"cell", "sizes", "inputs", "states", "params", "functions", "step"}
+SECTIONS = {"cell", "sizes", "constants", "inputs", "states", "params", "buffers", "functions",
+            "step"}
+
+#: A state given as a table: ``n = { size = "H", init = "ones", domain = "positive" }``.
+STATE_KEYS = {"size": None, "init": ("zeros", "ones", "param"), "domain": ("real", "positive")}
 
 #: Free text (a description, the meaning of a size) is copied into generated docstrings and
 #: documents: one line of printable characters without quotes or backslashes, so it can never
@@ -142,6 +146,7 @@ class _Builder:
         self.quantities: dict[str, Quantity] = {}
         self.sizes: dict[str, str] = {}
         self.aliases: dict[str, str] = {}
+        self.constants: dict[str, float] = {}
         self.functions: dict = {}      # [functions] name -> SymPy builder
         self.columns: dict[str, int] = {}   # equation text -> its column in the file
 
@@ -180,7 +185,8 @@ class _Builder:
         if len(self.quantities) + len(self.sizes) + len(self.aliases) >= limits.NAMES:
             raise self.src.error(f"too many names declared (limit {limits.NAMES})",
                                  line=self.src.line_of_key(q.name, section))
-        if q.name in self.quantities or q.name in self.sizes or q.name in self.aliases:
+        if (q.name in self.quantities or q.name in self.sizes or q.name in self.aliases
+                or q.name in self.constants):
             raise self.src.error(f"duplicate name {q.name!r}: declared more than once",
                                  line=self.src.line_of_key(q.name, section))
         self.quantities[q.name] = q
@@ -219,12 +225,27 @@ class _Builder:
         if not self.sizes:
             raise self.src.error("[sizes] declares no size")
 
+        for const, value in self.table("constants", required=False).items():
+            self.check_name(const, "constants", "constant")
+            if const in self.sizes:
+                raise self.src.error(f"duplicate name {const!r}: declared more than once",
+                                     line=self.src.line_of_key(const, "constants"))
+            if (isinstance(value, bool) or not isinstance(value, int | float)
+                    or not math.isfinite(value)):
+                raise self.src.error(f"constant {const!r} must be a finite number, e.g. {const} = 1e-5",
+                                     line=self.src.line_of_key(const, "constants"))
+            self.constants[const] = value
+
         for alias, target in self.table("functions", required=False).items():
+            if alias in self.constants:
+                raise self.src.error(f"duplicate name {alias!r}: declared more than once",
+                                     line=self.src.line_of_key(alias, "functions"))
             self.define_function(alias, target)
 
         inputs = self.declare("inputs", "input", (1,))
         states = self.declare("states", "state", (1,))
         params = self.declare("params", "param", (1, 2))
+        params += self.declare("buffers", "param", (1, 2), trainable=False)
         if not inputs:
             raise self.src.error("[inputs] declares no input")
         if not states:
@@ -236,6 +257,17 @@ class _Builder:
                                      f"{state!r}", line=self.src.line_of_key(prev))
             self.quantities[prev] = Quantity(prev, "prev_state", self.quantities[state].shape,
                                              f"{state} at step t-1")
+        initial = {}
+        for state in states:
+            q = self.quantities[state]
+            if q.init == "param":
+                initial[state] = initial_name(state)
+                if initial[state] in self.quantities:
+                    raise self.src.error(f"name {initial[state]!r} is taken: it denotes the learnable "
+                                         f"initial value of state {state!r}",
+                                         line=self.src.line_of_key(initial[state]))
+                self.quantities[initial[state]] = Quantity(initial[state], "initial", q.shape,
+                                                           f"initial value of {state}")
 
         step = self.table("step")
         equations = self.parse_equations(step.get("equations"))
@@ -260,7 +292,8 @@ class _Builder:
         return Cell(name=name, description=description, path=self.src.path, sizes=dict(self.sizes),
                     quantities=dict(self.quantities), inputs=inputs, states=states, params=params,
                     outputs=tuple(outputs), equations=tuple(equations), source_text=self.src.text,
-                    functions=dict(self.functions))
+                    functions=dict(self.functions), constants=dict(self.constants),
+                    initial=initial)
 
     def define_function(self, name: str, text) -> None:
         """``f = "sigmoid"`` (an alias) or ``softsign = "z / (1 + abs(z))"``: a function of one
@@ -298,20 +331,43 @@ class _Builder:
         self.aliases[name] = name
         self.functions[name] = ops.define(name, body).sympy
 
-    def declare(self, section: str, role: str, ndim: tuple[int, ...]) -> tuple[str, ...]:
+    def declare(self, section: str, role: str, ndim: tuple[int, ...],
+                trainable: bool = True) -> tuple[str, ...]:
         names = []
-        for qname, value in self.table(section).items():
+        for qname, value in self.table(section, required=section != "buffers").items():
             self.check_name(qname, section, role)
             if qname.endswith(PREV_SUFFIX):
                 raise self.src.error(f"{role} name {qname!r} ends in {PREV_SUFFIX!r}, which is kept "
                                      "for previous values of states", line=self.src.line_of_key(qname, section))
+            extra = {}
+            if role == "state" and isinstance(value, dict):
+                value, extra = self.state_table(qname, value)
             shape = self.shape_of(value, qname, section, ndim)
             if role == "input" and len(shape) != 1:
                 raise self.src.error(f"input {qname!r} must be a vector",
                                      line=self.src.line_of_key(qname, section))
-            self.add(Quantity(qname, role, shape), section)
+            self.add(Quantity(qname, role, shape, trainable=trainable, **extra), section)
             names.append(qname)
         return tuple(names)
+
+    def state_table(self, state: str, table: dict) -> tuple[object, dict[str, str]]:
+        """``{ size = "H", init = "ones", domain = "positive" }`` -> (size, Quantity fields)."""
+        line = self.src.line_of_key(state, "states")
+        unknown = sorted(set(table) - set(STATE_KEYS))
+        if unknown:
+            raise self.src.error(f"state {state!r}: unknown key {unknown[0]!r} (expected: "
+                                 f"{', '.join(STATE_KEYS)})", line=line)
+        if "size" not in table:
+            raise self.src.error(f'state {state!r} needs a size: {state} = {{ size = "H", ... }}', line=line)
+        extra = {}
+        for key in ("init", "domain"):
+            if key in table:
+                if table[key] not in STATE_KEYS[key]:
+                    raise self.src.error(f"state {state!r}: {key} must be one of "
+                                         f"{', '.join(map(repr, STATE_KEYS[key]))}, not {table[key]!r}",
+                                         line=line)
+                extra[key] = table[key]
+        return table["size"], extra
 
     def parse_equations(self, block) -> list[Equation]:
         """Read every line, order by dependency (a cycle is an error), then build SymPy."""
@@ -444,6 +500,8 @@ class _EquationParser:
             raise self.fail(f"{lhs!r} is {'an' if role[0] in 'aeiou' else 'a'} {role} and cannot be assigned")
         if lhs in self.b.aliases:
             raise self.fail(f"{lhs!r} is a function alias and cannot be assigned")
+        if lhs in self.b.constants:
+            raise self.fail(f"{lhs!r} is a constant and cannot be assigned")
         if lhs.endswith(PREV_SUFFIX):
             raise self.fail(f"names ending in {PREV_SUFFIX!r} denote previous states and cannot be assigned")
         return lhs, tree.body[0].value
@@ -521,11 +579,17 @@ class _EquationParser:
                 return sp.Symbol(ident), self.arguments[ident]
             raise self.fail(f"unknown name {short(ident)}: a function's definition may only use its "
                             f"argument {', '.join(self.arguments)}, numbers and known functions", node)
+        if ident in self.b.constants:
+            value = self.b.constants[ident]
+            return (sp.nsimplify(value) if isinstance(value, float) else sp.Integer(value)), ()
         q = self.b.quantities.get(ident)
+        if q is not None and q.role == "initial":
+            q = None  # the initial value of a state is not a per-step quantity
         if q is None:
-            if ident in FUNCTIONS or ident in self.b.aliases:
+            if ident in FUNCTIONS or ident in REDUCTIONS or ident in self.b.aliases:
                 raise self.fail(f"function {ident!r} used without a call", node)
-            known = sorted(n for n, qq in self.b.quantities.items() if qq.role != "intermediate")
+            known = sorted(n for n, qq in self.b.quantities.items()
+                           if qq.role not in ("intermediate", "initial"))
             listed = ", ".join(known[:12]) + (f", … ({len(known)} in all)" if len(known) > 12 else "")
             raise self.fail(f"unknown name {short(ident)} (declared: {listed}; "
                             "quantities defined by other equations are known too)", node)
@@ -599,9 +663,17 @@ class _EquationParser:
         if not isinstance(node.func, ast.Name):
             raise self.fail("only known functions called by name are allowed (no attribute access)")
         fname = node.func.id
+        if fname in REDUCTIONS:
+            if node.keywords or len(node.args) != 1:
+                raise self.fail(f"{fname}() takes exactly one argument")
+            arg, shape = self.expr(node.args[0])
+            self.elementwise(shape, f"{fname}()")
+            if shape == ():
+                raise self.fail(f"{fname}() of a plain number: write the number instead")
+            return REDUCTIONS[fname](arg), shape
         func = self.b.functions.get(fname) or FUNCTIONS.get(fname)
         if func is None:
-            raise self.fail(f"unknown function {short(fname)} (known: {', '.join(sorted(FUNCTIONS))}; "
+            raise self.fail(f"unknown function {short(fname)} (known: {', '.join(sorted({*FUNCTIONS, *REDUCTIONS}))}; "
                             "aliases and definitions go in [functions])", node)
         arity = ops.arity_of(func)
         if node.keywords or len(node.args) != arity:

@@ -60,6 +60,7 @@ BACKEND = "numba"
 SIZES = {"D": "input size", "H": "hidden size"}
 INPUT = "x"
 INPUT_SIZE = "D"
+INPUTS = {"x": "D"}
 HIDDEN_SIZE = "H"
 PARAM_SHAPES = {
     "W_i": ("H", "D"),
@@ -76,6 +77,13 @@ PARAM_SHAPES = {
     "b_o": ("H",),
 }
 STATES = {"h": "H", "c": "H"}
+# a state's value when no initial state is passed: zeros, ones, or its parameter (learnable)
+STATE_INIT = {"h": "zeros", "c": "zeros"}
+STATE_DOMAIN = {"h": "real", "c": "real"}
+# state -> the parameter holding its learnable initial value
+INITIAL = {}
+# parameters that are passed like the others but not trained: backward() returns no gradient
+BUFFERS = ()
 OUTPUTS = {"h": "H"}
 # parameters that only add to a pre-activation (a layer without biases fixes them at zero)
 BIASES = ("b_i", "b_f", "b_g", "b_o")
@@ -83,7 +91,7 @@ DTYPES = (np.float32, np.float64)
 # where each size is read: (parameter, axis)
 _SIZE_OF = {"H": ("W_i", 0)}
 # what forward() puts in the cache
-_CACHE_KEYS = ("x", "_packed_x", "_packed_h_prev", "_h_seq", "_c_seq", "_i_seq", "_f_seq", "_g_seq", "_o_seq", "params", "lengths")
+_CACHE_KEYS = ("inputs", "_packed_x", "_packed_h_prev", "_h_seq", "_c_seq", "_i_seq", "_f_seq", "_g_seq", "_o_seq", "params", "lengths")
 
 
 class Gradients(NamedTuple):
@@ -146,19 +154,36 @@ def _check_names(label, given, expected):
         raise KeyError(f"{label}: missing {missing}, unexpected {extra}")
 
 
-def _check_forward(x, params, state0, lengths):
+def _input_label(name):
+    return "x" if len(INPUTS) == 1 else f"x[{name!r}]"
+
+
+def _input_dict(x):
+    """forward()'s x as {input name: array}: the array itself when the cell has one input."""
+    if len(INPUTS) == 1:
+        return {INPUT: x}
+    _check_names("x (one array per input)", x, INPUTS)
+    return dict(x)
+
+
+def _check_forward(inputs, params, state0, lengths):
     """Check the arguments of forward(); return the sizes by name (_T, _N and the spec's)."""
-    if not isinstance(x, np.ndarray) or x.ndim != 3:
-        raise ValueError("x must be a (T, N, D) numpy array (time-major)")
-    if x.dtype not in DTYPES:
-        raise TypeError(f"x has dtype {x.dtype}: use float32 or float64")
+    for name, size in INPUTS.items():
+        value = inputs[name]
+        if not isinstance(value, np.ndarray) or value.ndim != 3:
+            raise ValueError(f"{_input_label(name)} must be a (T, N, {size}) numpy array (time-major)")
+        if value.dtype not in DTYPES:
+            raise TypeError(f"{_input_label(name)} has dtype {value.dtype}: use float32 or float64")
+    x = inputs[INPUT]
     _check_names("params", params, PARAM_SHAPES)
     sizes = {"_T": x.shape[0], "_N": x.shape[1], "D": x.shape[2]}
     for size, (name, axis) in _SIZE_OF.items():
-        value = params[name]
-        if not isinstance(value, np.ndarray) or value.ndim != len(PARAM_SHAPES[name]):
+        value = inputs[name] if name in INPUTS else params[name]
+        if name not in INPUTS and (not isinstance(value, np.ndarray) or value.ndim != len(PARAM_SHAPES[name])):
             raise ValueError(f"params[{name!r}] must be a numpy array of shape {PARAM_SHAPES[name]}")
         sizes[size] = value.shape[axis]
+    for name, size in INPUTS.items():
+        _check_array(_input_label(name), inputs[name], (sizes["_T"], sizes["_N"], sizes[size]), x.dtype)
     for name, shape in PARAM_SHAPES.items():
         _check_array(f"params[{name!r}]", params[name], [sizes[s] for s in shape], x.dtype)
     if state0 is not None:
@@ -181,8 +206,9 @@ def _active_steps(T, lengths):
 def _check_backward(d_outputs, cache, d_state):
     """Check the arguments of backward(); return the sizes by name."""
     _check_names("cache", cache, _CACHE_KEYS)
-    x, params = cache["x"], cache["params"]
-    sizes = _check_forward(x, params, None, cache["lengths"])
+    params = cache["params"]
+    sizes = _check_forward(cache["inputs"], params, None, cache["lengths"])
+    x = cache["inputs"][INPUT]
     _check_names("d_outputs", d_outputs, OUTPUTS)
     for name, size in OUTPUTS.items():
         _check_array(f"d_outputs[{name!r}]", d_outputs[name], (sizes["_T"], sizes["_N"], sizes[size]), x.dtype)
@@ -360,14 +386,16 @@ def forward(x, params, state=None, lengths=None):
     """Run the cell over a sequence.
 
     x: (T, N, D) float32 or float64; params: dict of PARAM_SHAPES arrays of the same dtype;
-    state: dict of (N, size) initial states per STATES, zeros when None; lengths: (N,) integers
+    state: dict of (N, size) initial states per STATES; when None, each state starts at its
+    STATE_INIT value (zeros); lengths: (N,) integers
     in [0, T], sequence n's steps are 0..lengths[n]-1 (None: all T).
     Returns (outputs, state, cache): outputs maps each name in OUTPUTS to its (T, N, size) values
     at every step (zero past a sequence's end), state the final states (N, size) (each sequence's
     own last), cache what backward() needs.
     """
-    _x_seq, _params, _state0, _lengths = x, params, state, lengths   # generated names start with _: a spec name never shadows them
-    _sizes = _check_forward(_x_seq, _params, _state0, _lengths)
+    _inputs, _params, _state0, _lengths = _input_dict(x), params, state, lengths   # generated names start with _: a spec name never shadows them
+    _sizes = _check_forward(_inputs, _params, _state0, _lengths)
+    _x_seq = _inputs["x"]
     _compile(_x_seq.dtype)
     _T, _N, D, H = _sizes["_T"], _sizes["_N"], _sizes["D"], _sizes["H"]
     _dtype = _x_seq.dtype
@@ -394,7 +422,7 @@ def forward(x, params, state=None, lengths=None):
     if _lengths is not None:  # outputs past a sequence's end are zero
         _outputs = {_name: np.where(_active, _value, 0) for _name, _value in _outputs.items()}
     _state = {"h": _h_seq[_T], "c": _c_seq[_T]}
-    _cache = {"x": _x_seq, "_packed_x": _packed_x, "_packed_h_prev": _packed_h_prev, "_h_seq": _h_seq, "_c_seq": _c_seq, "_i_seq": _i_seq, "_f_seq": _f_seq, "_g_seq": _g_seq, "_o_seq": _o_seq, "params": _params, "lengths": _lengths}
+    _cache = {"inputs": _inputs, "_packed_x": _packed_x, "_packed_h_prev": _packed_h_prev, "_h_seq": _h_seq, "_c_seq": _c_seq, "_i_seq": _i_seq, "_f_seq": _f_seq, "_g_seq": _g_seq, "_o_seq": _o_seq, "params": _params, "lengths": _lengths}
     return _outputs, _state, _cache
 
 
@@ -404,15 +432,16 @@ def backward(d_outputs, cache, d_state=None):
     d_outputs: dict mapping each name in OUTPUTS to dL/d(output) at every step, (T, N, size)
     (many-to-one: zeros except the last step); cache: from forward(); d_state: dict of
     dL/d(final state), (N, size) per STATES, zeros when None.
-    Returns Gradients(params, inputs, state): every parameter by name (its shape), the input
-    "x" (T, N, D) and each initial state by its name in STATES (N, size).
+    Returns Gradients(params, inputs, state): every parameter by name (its shape) except the
+    BUFFERS, each input by its name in INPUTS (T, N, size) and each initial state by its name in
+    STATES (N, size).
     """
     _d_outputs, _cache, _d_state = d_outputs, cache, d_state   # a spec name never shadows them
     _sizes = _check_backward(_d_outputs, _cache, _d_state)
     _T, _N, D, H = _sizes["_T"], _sizes["_N"], _sizes["D"], _sizes["H"]
     _params = _cache["params"]
     _dtype = _params["W_i"].dtype
-    _x_seq = _cache["x"]
+    _x_seq = _cache["inputs"]["x"]
     _packed_x = _cache["_packed_x"]
     _packed_h_prev = _cache["_packed_h_prev"]
     _h_seq = _cache["_h_seq"]
@@ -482,7 +511,8 @@ def _compile(_dtype):
     _notice.start()
     try:
         _params = {_name: np.zeros((2,) * len(_shape), _dtype) for _name, _shape in PARAM_SHAPES.items()}
-        _outputs, _, _cache = forward(np.zeros((2, 2, 2), _dtype), _params)
+        _x = {_name: np.zeros((2, 2, 2), _dtype) for _name in INPUTS}
+        _outputs, _, _cache = forward(_x if len(_x) > 1 else _x[INPUT], _params)
         backward({_name: np.zeros_like(_value) for _name, _value in _outputs.items()}, _cache)
     except BaseException:
         _COMPILED.discard(_dtype)

@@ -51,6 +51,13 @@ class TritonLayout(_Layout):
             init = getattr(self.q[s], "init", "zeros")
             if init != "zeros":
                 return f"state {s} starts at {init!r}: the triton backend starts every state at zeros"
+        if len(self.cell.inputs) != 1:
+            return "several inputs: the triton backend takes one input sequence"
+        if any(not getattr(self.q[p], "trainable", True) for p in self.cell.params):
+            return "[buffers]: the triton backend returns a gradient for every parameter"
+        from codegen.lower import Reduction
+        if any(isinstance(st, Reduction) for st in (*self.plan.forward_steps, *self.plan.backward_steps)):
+            return "reductions (mean, sum): the triton backend has no reduction kernel yet"
         return None
 
     def template(self, backend: str):
