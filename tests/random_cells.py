@@ -37,7 +37,7 @@ PLAIN = tuple(f"q{k}" for k in range(12))
 STATE_NAMES = ("h", "c", "n", "m", "s", "state", "h_seq", "T")
 INPUT_NAMES = ("x", "params", "u", "cache", "packed_x")
 SIZE_NAMES = (("D", "H", "P"), ("T", "N", "K"), ("N", "T", "M"))
-FUNCTIONS = ("sigmoid", "tanh", "relu", "identity", "softplus")
+FUNCTIONS = ("sigmoid", "tanh", "relu", "identity", "softplus", "abs")
 
 
 @dataclass
@@ -133,6 +133,15 @@ def binary(draw, cell: Draft, size: str, depth: int) -> str:
     return f"({left} {op} {right})"
 
 
+def sqrt_call(draw, cell: Draft, size: str, depth: int) -> str:
+    return f"sqrt(1 + {positive(draw, cell, size, depth)})"
+
+
+def max_min(draw, cell: Draft, size: str, depth: int) -> str:
+    return (f"{draw(st.sampled_from(['max', 'min']))}({expr(draw, cell, size, depth - 1)}, "
+            f"{expr(draw, cell, size, depth - 1)})")
+
+
 def division(draw, cell: Draft, size: str, depth: int) -> str:
     return f"{expr(draw, cell, size, depth - 1)} / (1 + {positive(draw, cell, size, depth)})"
 
@@ -172,6 +181,8 @@ CONSTRUCTS = {
     "log": (log_call, 1, 3),
     "binary": (binary, 5, 0),
     "division": (division, 1, 2),
+    "sqrt": (sqrt_call, 1, 3),
+    "max_min": (max_min, 1, 1),
     "power": (power, 1, 2),
     "product": (product, 3, 0),
     "affine": (affine, 2, 0),
