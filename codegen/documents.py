@@ -21,6 +21,7 @@ import jinja2
 import sympy as sp
 
 from derive import Derivation, builtin_cells, derive, load_cell, spec_hash
+from derive import ops
 from derive.linear import MatVec, MatVecT, Outer
 from derive.notation import Notation, load_notation
 
@@ -332,9 +333,19 @@ class _Builder:
                     "(local derivative); for a matrix product ", Math(r"m = W v"),
                     " the rules are the transposes ", Math(rf"{self.adjoint_of('v')} \mathrel{{+}}= W^{{\top}} {self.adjoint_of('m')}"),
                     " and ", Math(rf"{self.adjoint_of('W')} \mathrel{{+}}= {self.adjoint_of('m')}\, v^{{\top}}"),
-                    ". Derivatives are written in saved forward values: ",
-                    Math(r"\sigma' = \sigma (1 - \sigma)"), ", ", Math(r"\tanh' = 1 - \tanh^2"), ".")
+                    ".", *self.function_rules())
         return Section("Backward pass, step by step", paragraphs=(para,), steps=tuple(steps))
+
+    def function_rules(self) -> tuple:
+        """' Derivatives are written in saved forward values: σ' = σ (1 - σ), ...': the rule text
+        of each op-table function the cell calls."""
+        rules = ops.rules_of([eq.rhs for eq in self.d.forward])
+        if not rules:
+            return ()
+        parts: list = [" Derivatives are written in saved forward values: "]
+        for k, rule in enumerate(rules):
+            parts += [Math(rule), ", " if k < len(rules) - 1 else "."]
+        return tuple(parts)
 
     def backward_section(self) -> Section:
         eqs = tuple(self.equation(self.sym(eq.target),

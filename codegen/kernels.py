@@ -16,8 +16,8 @@ import sympy as sp
 from derive import Derivation, spec_hash
 
 from .env import environment
-from .lower import GroupProduct, Plan, ProductGroup, Ref, Segment, Stmt, _stacked, lower
-from .numba_printer import KernelNumbaPrinter
+from .lower import GroupProduct, Plan, ProductGroup, Ref, Segment, Stmt, lower, stacked_text
+from .numba_printer import KernelNumbaPrinter, helper_context
 from .numpy_printer import KernelNumPyPrinter
 
 
@@ -226,9 +226,8 @@ class _Layout:
         lines = []
         for g in self.plan.groups:
             if g.constant:
-                lines.append(Line(f"{g.proj} = np.ascontiguousarray(np.broadcast_to("
-                                  f'{self.matmul(f"{g.packed}", f"_params[{chr(34)}{g.vector}{chr(34)}]")}, '
-                                  f"(_N, {self.width(g)})))",
+                product = self.matmul(g.packed, f'_params["{g.vector}"]')
+                lines.append(Line(f"{g.proj} = np.ascontiguousarray(np.broadcast_to({product}, (_N, {self.width(g)})))",
                                   f"the products with the parameter {g.vector}: the same at every step"))
             if not g.hoisted:
                 continue
@@ -313,7 +312,7 @@ class _Layout:
                               f"gradients of {', '.join(g.matrices)}, summed over steps and batch"))
             if g.constant:
                 lines.append(Line(f"{g.linear} = ({self.matmul(stacked, g.packed)}).sum(axis=0)",
-                                  f"{_stacked(g)}ᵀ @ the adjoints, summed over steps and batch"))
+                                  f"{stacked_text(g)}ᵀ @ the adjoints, summed over steps and batch"))
             if g.hoisted:
                 extra = f" + {self.seq('d' + g.vector)}" if g.vector in plan.input_loop else ""
                 lines.append(Line(f"d{g.vector} = ({self.matmul(stacked, g.packed)}).reshape(_T, _N, {g.cols}){extra}",
@@ -482,7 +481,7 @@ class _NumPyLayout(_Layout):
         ctx["backward_step"] = self.step_lines(self.plan.backward_steps, False)
         carried = [(self.plan.derivation.carried[s], f"d{s}_prev") for s in self.cell.states]
         ctx["carried_update"] = (", ".join(n for n, _ in carried) + " = " + ", ".join(p for _, p in carried))
-        ctx["helpers"] = sorted(set().union(*(p.helpers for p in self.printers)))
+        ctx.update(helper_context(self.printers))
         return ctx
 
     def params_in_loop(self, steps) -> list[str]:
@@ -706,10 +705,7 @@ class _NumbaLayout(_Layout):
                                       if g.per_step and self.plan.dpre_block(g) is None]
                                    + [(self.buf(n), size) for n, size in self.plan.scratch_backward])
         ctx["forward_scratch"] = [(self.buf(n), size) for n, size in self.plan.scratch_forward]
-        helpers = set().union(*(p.helpers for p in self.printers))
-        if helpers & {"sigmoid", "tanh", "softplus"}:
-            helpers.add("exp")
-        ctx["helpers"] = sorted(helpers)
+        ctx.update(helper_context(self.printers))
         return ctx
 
 

@@ -4,7 +4,9 @@ SymPy's ``LatexPrinter`` does the work; this file adds the two things a BPTT doc
 
 * names come from a ``Notation`` (``symbol_names``), so ``dc_next`` prints ``\\bar{\\delta} c^{<t>}``;
 * elementwise products print with the notation's product sign (``\\odot`` by default), because
-  every product of two vectors in a cell is elementwise.
+  every product of two vectors in a cell is elementwise;
+* functions print as their op-table row says (``derive.ops``), linear nodes as they say
+  (``derive.linear``).
 
 ``BatchLatexPrinter`` prints the same expressions in the batch layout of the kernels: every
 vector is an (N, size) matrix with one row per sequence, so ``W v`` is ``V W^T``, ``W^T d`` is
@@ -17,7 +19,8 @@ import sympy as sp
 from sympy.printing.latex import LatexPrinter
 from sympy.printing.precedence import PRECEDENCE
 
-from derive.linear import MatVec, MatVecT, Outer
+from derive import ops
+from derive.linear import LinearNode
 
 
 class CellLatexPrinter(LatexPrinter):
@@ -26,32 +29,22 @@ class CellLatexPrinter(LatexPrinter):
     Per sample: ``W v``, ``W^T d`` and ``d v^T`` for the linear nodes of ``derive.linear``.
     """
 
+    batch = False
+
     def __init__(self, names: dict[sp.Symbol, str], product: str = r"\odot"):
         super().__init__({"symbol_names": names})
         self.product = product
 
     def _print(self, expr, **kwargs):
-        if isinstance(expr, (MatVec, MatVecT, Outer)):
-            return self._linear(expr)
+        exp = kwargs.get("exp")
+        if isinstance(expr, LinearNode):
+            body = expr.latex(self, batch=self.batch)
+            return rf"\left({body}\right)^{{{exp}}}" if exp else body
+        op = ops.op_of(expr)
+        if op is not None and op.latex is not None:
+            body = ops.fill(op.latex, [self._print(a) for a in expr.args])
+            return rf"{body}^{{{exp}}}" if exp else body
         return super()._print(expr, **kwargs)
-
-    def _linear(self, expr) -> str:
-        if isinstance(expr, MatVec):
-            return rf"{self._print(expr.matrix)} {self._operand(expr.vector)}"
-        if isinstance(expr, MatVecT):
-            return rf"{self._transposed(expr.matrix)} {self._operand(expr.vector)}"
-        return rf"{self._operand(expr.left)} {self._transposed(expr.right)}"
-
-    def _operand(self, expr) -> str:
-        text = self._print(expr)
-        return text if expr.is_Symbol else rf"\left({text}\right)"
-
-    def _transposed(self, expr) -> str:
-        """``x^T``, with parentheses when ``x`` already carries a superscript."""
-        text = self._print(expr)
-        if expr.is_Symbol and "^" not in text and "'" not in text:
-            return rf"{text}^{{\top}}"
-        return rf"\left({text}\right)^{{\top}}"
 
     def _print_Mul(self, expr):
         coeff, factors = expr.as_coeff_mul()
@@ -70,12 +63,7 @@ class CellLatexPrinter(LatexPrinter):
 class BatchLatexPrinter(CellLatexPrinter):
     """Same names, batch layout: each vector is an (N, size) matrix, one row per sequence."""
 
-    def _linear(self, expr) -> str:
-        if isinstance(expr, MatVec):
-            return rf"{self._operand(expr.vector)} {self._transposed(expr.matrix)}"
-        if isinstance(expr, MatVecT):
-            return rf"{self._operand(expr.vector)} {self._print(expr.matrix)}"
-        return rf"{self._transposed(expr.left)} {self._operand(expr.right)}"
+    batch = True
 
 
 def latex(expr: sp.Expr, names: dict[sp.Symbol, str], product: str = r"\odot",

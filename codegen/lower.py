@@ -313,7 +313,7 @@ def _lower_forward(plan: Plan) -> None:
         for g in list(pending):
             if any(m.vector.name == g.vector for m in products):
                 assert g.vector in defined, f"{g.vector} used before it is computed"
-                items.append(GroupProduct(g, eq.tag, f"{_stacked(g)} @ {g.vector}"
+                items.append(GroupProduct(g, eq.tag, f"{stacked_text(g)} @ {g.vector}"
                                           + (" as one packed product" if len(g.products) > 1 else "")))
                 pending.remove(g)
         terms = []
@@ -338,7 +338,7 @@ def _lower_forward(plan: Plan) -> None:
     plan.forward_steps, plan.scratch_forward = _segments(plan, items, forward=True)
 
 
-def _stacked(g: ProductGroup) -> str:
+def stacked_text(g: ProductGroup) -> str:
     return g.matrices[0] if len(g.matrices) == 1 else f"[{'; '.join(g.matrices)}]"
 
 
@@ -375,7 +375,7 @@ def _lower_backward(plan: Plan) -> None:
             if g.hoisted:
                 plan.input_linear[eq.of] = g
             else:
-                items.append(GroupProduct(g, eq.tag, f"{_stacked(g)}ᵀ @ the adjoints of "
+                items.append(GroupProduct(g, eq.tag, f"{stacked_text(g)}ᵀ @ the adjoints of "
                                           f"{', '.join(p.target for p in g.products)}"
                                           + (" as one packed product" if len(g.products) > 1 else "")))
                 terms.append(sp.Symbol(g.linear))

@@ -1,8 +1,9 @@
 """Print elementwise SymPy expressions as scalar code for the fused loops of Numba kernels.
 
 Inside ``@njit`` NumPy's ufuncs are scalar libm calls that LLVM cannot vectorize (PyPI's Numba
-has no SVML). So every function of an activation prints as a helper built on ``_exp``, a
-polynomial exponential LLVM does vectorize; the printer records which helpers a module needs.
+has no SVML). So the op table's (``derive.ops``) scalar code of an activation calls a helper
+built on ``_exp``, a polynomial exponential LLVM does vectorize; the printer records which
+helpers a module needs.
 
 Numba promotes float32 with a Python number to float64, so every constant prints as ``F(c)``,
 ``F`` being the kernel's float type: float32 kernels then compute in float32 (twice the SIMD
@@ -14,6 +15,8 @@ from __future__ import annotations
 
 from sympy import Pow, S
 from sympy.printing.precedence import precedence
+
+from derive import ops
 
 from .numpy_printer import KernelNumPyPrinter
 
@@ -27,10 +30,6 @@ class KernelNumbaPrinter(KernelNumPyPrinter):
     def __init__(self, names: dict[str, str] | None = None):
         super().__init__(names)
         self.uses_float_type = False
-
-    def _helper(self, name, expr):
-        self.helpers.add(name)
-        return f"_{name}({self._print(expr.args[0])})"
 
     def _constant(self, text: str) -> str:
         self.uses_float_type = True
@@ -55,25 +54,20 @@ class KernelNumbaPrinter(KernelNumPyPrinter):
         return self._hprint_Pow(Pow(expr.base, expr.exp, evaluate=False), rational=rational,
                                 sqrt=self._module + ".sqrt")
 
-    def _print_sigmoid(self, expr):
-        return self._helper("sigmoid", expr)
+    def _code_of(self, op):
+        return op.numba_code
 
-    def _print_tanh(self, expr):
-        return self._helper("tanh", expr)
+    def _format(self, code, args):
+        if "{F}" in code.template:
+            self.uses_float_type = True
+        return code.format(args, FLOAT_TYPE)
 
-    def _print_exp(self, expr):
-        return self._helper("exp", expr)
 
-    def _print_softplus(self, expr):
-        return self._helper("softplus", expr)
-
-    def _print_relu(self, expr):
-        return f"max({self._print(expr.args[0])}, {self._print(S.Zero)})"
-
-    def _print_Heaviside(self, expr):
-        # derive writes relu' as Heaviside(relu(z), 0): 1 where z > 0, else 0
-        zero = self._print(S.Zero)
-        return f"({self._print(S.One)} if {self._print(expr.args[0])} > {zero} else {zero})"
-
-    def _print_log(self, expr):
-        return f"np.log({self._print(expr.args[0])})"
+def helper_context(printers) -> dict:
+    """What a template needs to define the helpers its printers used: ``helpers`` (each one's
+    code, needed ones first) and ``helper_imports``."""
+    helpers = ops.helper_closure(set().union(*(p.helpers for p in printers)))
+    imports = []
+    for h in helpers:
+        imports += [line for line in h.imports if line not in imports]
+    return {"helpers": [h.code for h in helpers], "helper_imports": imports}

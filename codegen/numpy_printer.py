@@ -1,25 +1,29 @@
 """Print elementwise SymPy expressions as whole-array NumPy code over (N, size) arrays.
 
-SymPy's NumPyPrinter does the work; this subclass only spells the module ``np``, renames the
-symbols that stand for blocks of buffers, and prints ``sigmoid`` as a call of a stable helper
-defined once in the generated module (``derive.functions`` prints it with ``logaddexp``, which
-is exact but several times slower than one ``tanh``).
+SymPy's NumPyPrinter does the work; this subclass spells the module ``np``, renames the symbols
+that stand for blocks of buffers, and prints every function of the op table (``derive.ops``)
+with the row's own NumPy text, recording the helpers that text calls (``_sigmoid``) so the
+generated module defines each once. The reference interpreter runs the same text.
 """
 
 from __future__ import annotations
 
 from sympy.printing.numpy import NumPyPrinter
 
+from derive import ops
+
 
 class KernelNumPyPrinter(NumPyPrinter):
     """``names`` maps symbol names to code text; ``helpers`` collects the helpers printed."""
 
+    backend = "numpy"
+
     def __init__(self, names: dict[str, str] | None = None):
         super().__init__({"fully_qualified_modules": True, "allow_unknown_functions": False})
-        # Dispatch on the _print_<Function> methods below, not on the functions' own _numpycode.
+        # Dispatch on the op table below, not on the functions' own printing methods.
         self.printmethod = "_cellgrad_kernel_code"
         self.names = names or {}
-        self.helpers: set[str] = set()
+        self.helpers: set[ops.Helper] = set()
 
     def _module_format(self, fqn, register=True):
         return super()._module_format(fqn, register).replace("numpy.", "np.", 1)
@@ -27,16 +31,20 @@ class KernelNumPyPrinter(NumPyPrinter):
     def _print_Symbol(self, expr):
         return self.names.get(expr.name, expr.name)
 
-    def _print_sigmoid(self, expr):
-        self.helpers.add("sigmoid")
-        return f"_sigmoid({self._print(expr.args[0])})"
+    def _code_of(self, op: ops.Op) -> ops.Code | None:
+        return op.numpy
 
-    def _print_relu(self, expr):
-        return f"np.maximum({self._print(expr.args[0])}, 0)"
+    def _print(self, expr, **kwargs):
+        op = ops.op_of(expr)
+        if op is None:
+            return super()._print(expr, **kwargs)
+        if op.definition is not None:
+            return self._print(ops.expand(expr), **kwargs)
+        code = self._code_of(op)
+        if code is None:
+            return super()._print(expr, **kwargs)
+        self.helpers.update(code.helpers)
+        return self._format(code, [self._print(a) for a in expr.args])
 
-    def _print_softplus(self, expr):
-        return f"np.logaddexp(0, {self._print(expr.args[0])})"
-
-    def _print_Heaviside(self, expr):
-        # derive writes relu' as Heaviside(relu(z), 0): 1 where z > 0, else 0
-        return f"np.heaviside({self._print(expr.args[0])}, 0)"
+    def _format(self, code: ops.Code, args: list[str]) -> str:
+        return code.format(args)

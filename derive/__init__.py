@@ -15,7 +15,7 @@ from .adjoint import derive
 from .cell import Cell, Equation, Quantity
 from .derivation import BackwardEq, Branch, Derivation, ForwardEq
 from .errors import SpecError
-from .spec import load_spec, parse_spec, spec_hash
+from .spec import load_spec, parse_spec, register_function, spec_hash
 
 CELLS_DIR = Path(__file__).parent / "cells"
 
@@ -56,4 +56,4 @@ def load_cell(cell: str | Path) -> Cell:
 
 __all__ = ["BackwardEq", "Branch", "Cell", "Derivation", "Equation", "ForwardEq", "Quantity",
            "SpecError", "builtin_cells", "derive", "load_cell", "load_spec", "parse_spec",
-           "spec_hash", "spec_path"]
+           "register_function", "spec_hash", "spec_path"]

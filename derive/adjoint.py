@@ -6,7 +6,8 @@ then each operand of its equation receives a branch:
 
 * elementwise operands: ``adjoint * d(rhs)/d(operand)``, differentiated by SymPy and rewritten
   in saved forward values (``sigmoid(a_f)`` becomes ``f``);
-* ``W @ v``: the transpose rules, ``W^T da`` for v and ``da v^T`` for W.
+* ``W @ v``: the node's own transpose rules (``derive.linear``), ``W^T da`` for v and
+  ``da v^T`` for W.
 
 External branches seed the sweep: ``d<out>_out`` for each output (the loss at step t) and
 ``d<state>_next`` for each state (the adjoint step t+1 hands back; dropped when truncating
@@ -21,7 +22,7 @@ import sympy as sp
 
 from .cell import Cell, adjoint_name, carried_name, upstream_name
 from .derivation import BackwardEq, Branch, Derivation, ForwardEq
-from .linear import MatVec, MatVecT, Outer
+from .linear import MatVec
 from .normalize import normalize
 
 
@@ -100,11 +101,8 @@ def _branches_of(eq: ForwardEq, adj: sp.Symbol, quantities, saved_values):
         coefficient = sp.diff(flat, placeholders[m])
         # Normalization puts every product in an affine equation with coefficient 1.
         assert coefficient == 1, f"{eq.lhs}: product {m} has coefficient {coefficient}"
-        vector = m.vector
-        yield vector.name, Branch(eq.tag, eq.lhs, f"transpose of {m.matrix.name} @ {vector.name}",
-                                  None, MatVecT(m.matrix, adj))
-        yield m.matrix.name, Branch(eq.tag, eq.lhs, f"outer product rule of {m.matrix.name} @ {vector.name}",
-                                    None, Outer(adj, vector))
+        for operand, rule, expr in m.transpose(adj):
+            yield operand, Branch(eq.tag, eq.lhs, rule, None, expr)
 
     for sym in sorted(flat.free_symbols - set(placeholders.values()), key=lambda s: s.name):
         q = quantities.get(sym.name)

@@ -79,6 +79,8 @@ class Cell:
     outputs: tuple[str, ...]
     equations: tuple[Equation, ...]       # topologically ordered, as the user wrote them
     source_text: str = field(default="", repr=False)
+    #: [functions]: name -> SymPy builder, an alias of a table function or a row of the spec's own
+    functions: dict = field(default_factory=dict, repr=False)
 
     def shape(self, name: str) -> tuple[str, ...]:
         return self.quantities[name].shape

@@ -2,9 +2,10 @@
 
 It runs the derived equations exactly as written, one step at a time, in the batch layout of
 every kernel (vectors are (N, size) arrays, sequences (T, N, size) time-major). Nothing here is
-fast or clever on purpose: each forward and backward equation is turned into a NumPy function
-with ``sympy.lambdify`` and called in order, so a test comparing this against an independent
-oracle (finite differences, an unrolled ``sympy.diff``) tests the derivation itself.
+fast or clever on purpose: each forward and backward equation is evaluated node by node
+(``value``), every function by its row of the op table, so a test comparing this against an
+independent oracle (finite differences, an unrolled ``sympy.diff``) tests the derivation itself.
+Verify evaluates hand-written formulas with the same ``value``.
 
     >>> d = derive(load_cell("lstm"))
     >>> params = random_params(d, {"D": 3, "H": 4}, rng)
@@ -30,52 +31,67 @@ from typing import Callable, Mapping
 import numpy as np
 import sympy as sp
 
+from . import ops
 from .derivation import Derivation
+from .linear import LinearNode, ShapeMismatch
 
 Arrays = dict[str, np.ndarray]
 
 
-# -- compiled equations -----------------------------------------------------------------------
-@dataclass(frozen=True)
-class _Compiled:
-    """One lambdified right-hand side and the names of the arguments it takes, in order."""
-
-    name: str
-    args: tuple[str, ...]
-    fn: Callable
-
-    def __call__(self, env: Mapping[str, np.ndarray]) -> np.ndarray:
-        return self.fn(*(env[a] for a in self.args))
+# -- values of expressions --------------------------------------------------------------------
+def _same_shape(values):
+    """Elementwise operands: equal shapes, or a bias vector (k,) beside a batch of rows (N, k)."""
+    shapes = {np.shape(v) for v in values if np.ndim(v) > 0}
+    rows = {s for s in shapes if len(s) == 2}
+    if len(rows) > 1 or any(len(s) == 1 and rows and s[0] != next(iter(rows))[1] for s in shapes) \
+            or len({s for s in shapes if len(s) == 1}) > 1:
+        raise ShapeMismatch("operands of shapes " + " and ".join(str(s) for s in sorted(shapes)))
 
 
-def _compile(name: str, expr: sp.Expr) -> _Compiled:
-    args = tuple(sorted(s.name for s in expr.free_symbols))
-    fn = sp.lambdify([sp.Symbol(a) for a in args], expr, modules="numpy")
-    return _Compiled(name, args, fn)
+def value(expr: sp.Expr, lookup: Callable[[str], np.ndarray],
+          nodes: Mapping[type, Callable] | None = None):
+    """The value of ``expr`` on batch arrays: ``lookup(name)`` gives a symbol's array.
 
+    Functions are evaluated by their op-table row (``derive.ops``: the same NumPy text the
+    kernels print), linear nodes by themselves (``derive.linear``); ``nodes`` maps further node
+    types to ``handler(node, ev)`` (verify's stacking and sums). Operands of + and * must have
+    fitting shapes (``ShapeMismatch`` otherwise), so a transposed or swapped operand is an
+    error, never a broadcast by luck."""
+    nodes = nodes or {}
 
-@dataclass(frozen=True)
-class _Program:
-    forward: tuple[_Compiled, ...]
-    backward: tuple[_Compiled, ...]
-
-
-_PROGRAMS: dict[int, tuple[Derivation, _Program]] = {}
-_CACHE_SIZE = 64
-
-
-def _program(d: Derivation) -> _Program:
-    """Lambdify a derivation once. A Derivation holds dicts and is not hashable, so the cache is
-    keyed by id and keeps the derivation alive beside its program (the id cannot be reused
-    while the entry exists); the oldest entries go first."""
-    entry = _PROGRAMS.get(id(d))
-    if entry is None or entry[0] is not d:
-        program = _Program(tuple(_compile(eq.lhs, eq.rhs) for eq in d.forward),
-                           tuple(_compile(eq.target, eq.expr) for eq in d.backward))
-        while len(_PROGRAMS) >= _CACHE_SIZE:
-            del _PROGRAMS[next(iter(_PROGRAMS))]
-        entry = _PROGRAMS[id(d)] = (d, program)
-    return entry[1]
+    def ev(e):
+        if isinstance(e, sp.Symbol):
+            return lookup(e.name)
+        if e.is_Number:
+            return float(e)
+        if isinstance(e, sp.Add):
+            vals = [ev(a) for a in e.args]
+            _same_shape(vals)
+            return sum(vals[1:], vals[0])
+        if isinstance(e, sp.Mul):
+            vals = [ev(a) for a in e.args]
+            _same_shape(vals)
+            out = vals[0]
+            for v in vals[1:]:
+                out = out * v
+            return out
+        if isinstance(e, sp.Pow):
+            exponent = float(e.exp) if e.exp.is_Number else ev(e.exp)
+            return np.power(ev(e.base), exponent)
+        handler = nodes.get(type(e))
+        if handler is not None:
+            return handler(e, ev)
+        if isinstance(e, LinearNode):
+            return e.evaluate(ev)
+        op = ops.op_of(e)
+        if op is not None and op.definition is not None:
+            return ev(ops.expand(e))
+        reference = ops.reference_of(e)
+        if reference is not None:
+            return reference(*(ev(a) for a in e.args))
+        raise ValueError(f"cannot evaluate {type(e).__name__}: not a function of the op table "
+                         "(derive.ops)")
+    return ev(expr)
 
 
 # -- sizes and shapes -------------------------------------------------------------------------
@@ -155,9 +171,9 @@ def forward_step(d: Derivation, params: Mapping, inputs: Mapping, prev: Mapping,
     env: dict[str, np.ndarray] = {**params, **inputs, **prev}
     n = next(iter(inputs.values())).shape[0]
     dtype = np.result_type(*params.values(), *inputs.values())
-    for eq, fn in zip(d.forward, _program(d).forward):
+    for eq in d.forward:
         size = sizes[d.quantities[eq.lhs].shape[0]]
-        env[eq.lhs] = _vector(fn(env), n, size, dtype)
+        env[eq.lhs] = _vector(value(eq.rhs, env.__getitem__), n, size, dtype)
     return {k: v for k, v in env.items() if k not in params}
 
 
@@ -198,24 +214,39 @@ def run_forward(d: Derivation, params: Mapping, x, state0: Mapping | None = None
 
 # -- backward ---------------------------------------------------------------------------------
 def backward_step(d: Derivation, values: Mapping, params: Mapping, upstream: Mapping,
-                  carried: Mapping, sizes: Mapping[str, int]) -> Arrays:
+                  carried: Mapping, sizes: Mapping[str, int], equations=None,
+                  nodes: Mapping[type, Callable] | None = None) -> Arrays:
     """Every adjoint of one step, from the step's forward ``values``, the upstream gradients
     {dh_out: (N, H)} and the carried adjoints {dh_next: (N, H)}. Parameter adjoints are this
-    step's contribution, already summed over the batch."""
+    step's contribution, already summed over the batch. ``equations`` [(target, expr)] replaces
+    the derivation's backward equations and ``nodes`` adds node types to ``value`` (verify runs
+    hand-written variants)."""
     n = next(iter(values.values())).shape[0]
     dtype = np.result_type(*values.values())
     env: dict[str, np.ndarray] = {**params, **values, **upstream, **carried}
-    for eq, fn in zip(d.backward, _program(d).backward):
-        q = d.quantities[eq.of]
-        value = fn(env)
-        if q.role == "param" and q.is_matrix:
-            value = np.array(np.broadcast_to(value, tuple(sizes[s] for s in q.shape)), dtype=dtype)
-        elif q.role == "param":
-            value = _vector(value, n, sizes[q.shape[0]], dtype).sum(axis=0)
-        else:
-            value = _vector(value, n, sizes[q.shape[0]], dtype)
-        env[eq.target] = value
-    return {eq.target: env[eq.target] for eq in d.backward}
+    if equations is None:
+        equations = [(eq.target, eq.expr) for eq in d.backward]
+    of = {eq.target: eq.of for eq in d.backward}
+    for target, expr in equations:
+        result = value(expr, env.__getitem__, nodes)
+        if target not in of:                  # not an adjoint of the cell: kept as computed
+            env[target] = result
+            continue
+        q = d.quantities[of[target]]
+        try:
+            if q.role == "param" and q.is_matrix:
+                result = np.array(np.broadcast_to(result, tuple(sizes[s] for s in q.shape)), dtype=dtype)
+            elif q.role == "param" and np.ndim(result) == 2:
+                result = result.sum(axis=0)           # this step's contribution, over the batch
+            elif q.role == "param":
+                result = np.array(np.broadcast_to(result, (sizes[q.shape[0]],)), dtype=dtype)
+            else:
+                result = _vector(result, n, sizes[q.shape[0]], dtype)
+        except ValueError:
+            raise ShapeMismatch(f"{target} has shape {np.shape(result)}, expected "
+                                f"{q.shape if q.role == 'param' else ('N', *q.shape)}") from None
+        env[target] = result
+    return {target: env[target] for target, _ in equations}
 
 
 def run_backward(d: Derivation, trace: Trace, d_outputs, d_state: Mapping | None = None) -> Arrays:

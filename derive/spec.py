@@ -20,11 +20,11 @@ import sympy as sp
 
 from .cell import (PREV_SUFFIX, Cell, Equation, Quantity, adjoint_name, carried_name, prev_name,
                    upstream_name)
-from . import limits
+from . import limits, ops
 from .errors import SpecError
-from .functions import FUNCTIONS
 from .limits import LimitError, short
 from .linear import MatVec
+from .ops import FUNCTIONS
 
 NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 
@@ -115,6 +115,26 @@ def parse_spec(text: str, path: str | None = None) -> Cell:
     return _Builder(src, data).build()
 
 
+def register_function(name: str, definition: str | None = None, *, op: ops.Op | None = None) -> ops.Op:
+    """Add a function to the op table for every cell loaded from now on: either ``definition``,
+    an expression of ``z`` over known functions read as a spec's ``[functions]`` entry is
+    (``register_function("softsign", "z / (1 + abs(z))")``), or a full row ``op``."""
+    if (definition is None) == (op is None):
+        raise TypeError("register_function takes a definition or op=, not both or neither")
+    if name in FUNCTIONS:
+        raise ValueError(f"function {name!r} is already in the op table")
+    if op is None:
+        builder = _Builder(_Source("", None), {})
+        builder.define_function(name, definition)
+        if name not in builder.functions or builder.aliases.get(name) != name:
+            raise SpecError(f"the definition of {name!r} names one function: register it under "
+                            "its own name instead")
+        op = ops.op_of(builder.functions[name](ops.ARGUMENT))
+    elif op.name != name:
+        raise ValueError(f"the row is named {op.name!r}, not {name!r}")
+    return ops.register(op)
+
+
 class _Builder:
     def __init__(self, src: _Source, data: dict):
         self.src = src
@@ -122,6 +142,7 @@ class _Builder:
         self.quantities: dict[str, Quantity] = {}
         self.sizes: dict[str, str] = {}
         self.aliases: dict[str, str] = {}
+        self.functions: dict = {}      # [functions] name -> SymPy builder
         self.columns: dict[str, int] = {}   # equation text -> its column in the file
 
     # -- small helpers ----------------------------------------------------------------------
@@ -144,7 +165,7 @@ class _Builder:
             raise self.src.error(
                 f"invalid {what} name {short(name)} in [{section}]: use letters, digits and single "
                 "underscores, starting with a letter", line=line())
-        if name in RESERVED:
+        if name in RESERVED or name in FUNCTIONS:
             raise self.src.error(f"{what} name {name!r} in [{section}] is a reserved word", line=line())
 
     def check_text(self, value, key: str, section: str) -> str:
@@ -199,12 +220,7 @@ class _Builder:
             raise self.src.error("[sizes] declares no size")
 
         for alias, target in self.table("functions", required=False).items():
-            self.check_name(alias, "functions", "function alias")
-            if target not in FUNCTIONS:
-                raise self.src.error(f"function alias {alias!r} names unknown function {short(target)} "
-                                     f"(known: {', '.join(sorted(FUNCTIONS))})",
-                                     line=self.src.line_of_key(alias, "functions"))
-            self.aliases[alias] = target
+            self.define_function(alias, target)
 
         inputs = self.declare("inputs", "input", (1,))
         states = self.declare("states", "state", (1,))
@@ -243,7 +259,44 @@ class _Builder:
         self.check_adjoint_names(states, outputs)
         return Cell(name=name, description=description, path=self.src.path, sizes=dict(self.sizes),
                     quantities=dict(self.quantities), inputs=inputs, states=states, params=params,
-                    outputs=tuple(outputs), equations=tuple(equations), source_text=self.src.text)
+                    outputs=tuple(outputs), equations=tuple(equations), source_text=self.src.text,
+                    functions=dict(self.functions))
+
+    def define_function(self, name: str, text) -> None:
+        """``f = "sigmoid"`` (an alias) or ``softsign = "z / (1 + abs(z))"``: a function of one
+        argument ``z`` over known functions, read by the equation parser (never executed); SymPy
+        differentiates it and every stage expands it where it is used."""
+        self.check_name(name, "functions", "function")
+        line = self.src.line_of_key(name, "functions")
+        if not isinstance(text, str):
+            raise self.src.error(f"function {name!r} in [functions] must be a string: a known "
+                                 'function\'s name or an expression of z, e.g. "z / (1 + abs(z))"',
+                                 line=line)
+        known = {**FUNCTIONS, **self.functions}
+        if text.strip() in known:
+            self.aliases[name] = text.strip()
+            self.functions[name] = known[text.strip()]
+            return
+        if NAME_RE.match(text.strip()) and text.strip() != ops.ARGUMENT.name:
+            raise self.src.error(f"function alias {name!r} names unknown function {short(text.strip())} "
+                                 f"(known: {', '.join(sorted(known))})", line=line)
+        parser = _EquationParser(self, arguments={ops.ARGUMENT.name: ("Z",)})
+        parser.text, parser.line = f"{name}(z) = {text}", line
+        try:
+            limits.scan_equation(text)
+        except LimitError as exc:
+            raise parser.fail(exc.problem) from None
+        try:
+            tree = ast.parse(text.strip(), mode="eval")
+        except SyntaxError as exc:
+            raise parser.fail(f"cannot parse the definition of {name}: {exc.msg}") from None
+        body, shape = parser.expr(tree.body)
+        if ops.ARGUMENT not in body.free_symbols:
+            raise parser.fail(f"the definition of {name} does not use its argument z")
+        if body.has(sp.zoo, sp.oo, sp.nan):
+            raise parser.fail(f"the definition of {name} is not finite")
+        self.aliases[name] = name
+        self.functions[name] = ops.define(name, body).sympy
 
     def declare(self, section: str, role: str, ndim: tuple[int, ...]) -> tuple[str, ...]:
         names = []
@@ -348,8 +401,9 @@ class _Builder:
 class _EquationParser:
     """ast -> SymPy for one equation, checking names and element shapes on the way."""
 
-    def __init__(self, builder: _Builder):
+    def __init__(self, builder: _Builder, arguments: dict[str, tuple[str, ...]] | None = None):
         self.b = builder
+        self.arguments = arguments or {}   # a function definition's argument: name -> shape
         self.operators = 0      # in the equations read so far
 
     def split(self, text: str, line: int | None) -> tuple[str, ast.expr]:
@@ -462,6 +516,11 @@ class _EquationParser:
                         "known functions)", node)
 
     def name(self, ident: str, node: ast.AST | None = None) -> tuple[sp.Expr, tuple[str, ...]]:
+        if self.arguments:
+            if ident in self.arguments:
+                return sp.Symbol(ident), self.arguments[ident]
+            raise self.fail(f"unknown name {short(ident)}: a function's definition may only use its "
+                            f"argument {', '.join(self.arguments)}, numbers and known functions", node)
         q = self.b.quantities.get(ident)
         if q is None:
             if ident in FUNCTIONS or ident in self.b.aliases:
@@ -540,14 +599,22 @@ class _EquationParser:
         if not isinstance(node.func, ast.Name):
             raise self.fail("only known functions called by name are allowed (no attribute access)")
         fname = node.func.id
-        target = self.b.aliases.get(fname, fname)
-        if target not in FUNCTIONS:
+        func = self.b.functions.get(fname) or FUNCTIONS.get(fname)
+        if func is None:
             raise self.fail(f"unknown function {short(fname)} (known: {', '.join(sorted(FUNCTIONS))}; "
-                            "aliases go in [functions])", node)
-        if node.keywords or len(node.args) != 1:
-            raise self.fail(f"{fname}() takes exactly one argument")
-        arg, shape = self.expr(node.args[0])
-        self.elementwise(shape, f"{fname}()")
+                            "aliases and definitions go in [functions])", node)
+        arity = ops.arity_of(func)
+        if node.keywords or len(node.args) != arity:
+            raise self.fail(f"{fname}() takes exactly {'one argument' if arity == 1 else f'{arity} arguments'}")
+        args, shape = [], ()
+        for a in node.args:
+            arg, arg_shape = self.expr(a)
+            self.elementwise(arg_shape, f"{fname}()")
+            if shape and arg_shape and arg_shape != shape:
+                raise self.fail(f"size mismatch in {limits.clip(ast.unparse(node))}: {shape[0]} and "
+                                f"{arg_shape[0]}", node)
+            args.append(arg)
+            shape = shape or arg_shape
         if shape == ():
-            raise self.fail(f"{fname}() of a plain number: write the number instead")
-        return FUNCTIONS[target](arg), shape
+            raise self.fail(f"{fname}() of plain numbers: write the number instead")
+        return func(*args), shape

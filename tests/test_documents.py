@@ -18,7 +18,7 @@ import sympy as sp
 from codegen.documents import (DOCS_DIR, REPO_ROOT, build_document, builtin_outputs,
                                document_text, render)
 from derive import builtin_cells, derive, load_cell
-from derive.functions import sigmoid
+from derive.ops import sigmoid
 from derive.linear import MatVec, MatVecT, Outer
 from derive.notation import NotationError, load_notation
 

@@ -115,3 +115,35 @@ def test_the_guide_lists_every_limit():
         row = re.search(rf"^\| {re.escape(what)} \| ([\d,]+) \|", guide, re.M)
         assert row, f"docs/guide.md has no row for {name} ({what})"
         assert int(row.group(1).replace(",", "")) == value, name
+
+
+def test_a_power_of_a_vector_is_elementwise():
+    """``a ** 2`` is accepted on purpose (docs/guide.md): each element squared, here checked
+    against NumPy's elementwise square of the same numbers, and its gradient against central
+    finite differences of the forward pass."""
+    import numpy as np
+
+    from derive import derive, parse_spec
+    from derive.evaluate import run_backward, run_forward
+    from hostile_corpus import spec
+
+    d = derive(parse_spec(spec("h = (W @ x) ** 2 + tanh(U @ h_prev) ** 3")))
+    rng = np.random.default_rng(1)
+    params = {"W": rng.standard_normal((5, 4)), "U": rng.standard_normal((5, 5))}
+    x = rng.standard_normal((3, 2, 4))
+    h = run_forward(d, params, x).outputs["h"]
+    expected, prev = [], np.zeros((2, 5))
+    for t in range(3):
+        prev = np.square(x[t] @ params["W"].T) + np.power(np.tanh(prev @ params["U"].T), 3)
+        expected.append(prev)
+    np.testing.assert_allclose(h, np.stack(expected), rtol=1e-12)
+
+    weights = rng.standard_normal(h.shape)
+    grads = run_backward(d, run_forward(d, params, x), {"h": weights})
+    eps, k = 1e-6, (1, 2)
+    bumped = {n: v.copy() for n, v in params.items()}
+    bumped["W"][k] += eps
+    up = (run_forward(d, bumped, x).outputs["h"] * weights).sum()
+    bumped["W"][k] -= 2 * eps
+    down = (run_forward(d, bumped, x).outputs["h"] * weights).sum()
+    np.testing.assert_allclose(grads["W"][k], (up - down) / (2 * eps), rtol=1e-6)

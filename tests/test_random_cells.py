@@ -40,7 +40,7 @@ settings.register_profile("long", **_COMMON)
 _PROFILE = os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") == "true" else "dev")
 
 #: cells per backend and profile
-EXAMPLES = {"ci": {"numpy": 180, "numba": 4}, "dev": {"numpy": 180, "numba": 4},
+EXAMPLES = {"ci": {"numpy": 150, "numba": 3}, "dev": {"numpy": 150, "numba": 3},
             "long": {"numpy": 2000, "numba": 60}}[_PROFILE if _PROFILE in ("ci", "dev", "long") else "dev"]
 
 

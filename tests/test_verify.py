@@ -174,7 +174,7 @@ def test_a_missing_fork_branch_is_diagnosed(cell, target, k):
 
 
 def _activation_cases():
-    from derive.functions import sigmoid
+    from derive.ops import sigmoid
     for cell in builtin_cells():
         d = derive(load_cell(cell))
         gates = {sp.Symbol(f.lhs) for f in d.forward if isinstance(f.rhs, sigmoid)}

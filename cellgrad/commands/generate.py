@@ -94,7 +94,7 @@ def run(args) -> int:
         return error(f"cannot generate kernels for {args.cell}: {exc}")
     except MissingLibrary as exc:
         return error(f"the {args.backend} backend's module imports {exc}, which is not installed "
-                     f"(the triton backend: pip install -e '.[triton]'); nothing was written")
+                     f"(the triton backend: pip install -e '.[triton]'); nothing was written", 3)
     except KernelImportError as exc:
         return error(f"the generated {args.backend} module for {args.cell} does not import, so it "
                      f"was not written (a bug in cellgrad; please report it with the spec): {exc}", 4)

@@ -30,7 +30,6 @@ EXAMPLES = (
             "does not hold (exit 1): a branch is missing", exit=1),
     Example("cellgrad verify lstm --notation coursera --formula "
             "'\\mathrm{d}\\Gamma_f^{<t>} = \\mathrm{d}c^{<t>} * c^{<t-1>}'", "holds, by proof"),
-    Example("cellgrad verify --examples", "every formula of the example documents", slow=True),
     Example("cellgrad verify --document ../shared/seeds/002_231094383e360fa9.txt "
             "--notation docs/notations/seed_002.toml",
             "every formula of one document, judged, in a table", slow=True),

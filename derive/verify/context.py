@@ -10,12 +10,12 @@ a vector beside a transposed vector an outer product, two vectors an elementwise
 from __future__ import annotations
 
 import re
-import tomllib
 from dataclasses import dataclass
 
 import sympy as sp
 
-from derive.functions import FUNCTIONS, sigmoid
+from derive import ops
+from derive.ops import FUNCTIONS, sigmoid
 from derive.linear import MatVec, MatVecT, Outer
 
 from .errors import VerifyError
@@ -59,8 +59,10 @@ class Context:
         for key, entry in base.symbols.items():
             self.symbols.setdefault(key, entry)
         self.losses = dict(self.reading.losses) or dict(base.losses)
-        self.functions = {**{k: FUNCTIONS[v] for k, v in _cell_function_aliases(self.cell).items()},
-                          "sigmoid": sigmoid}
+        # words read as functions: the cell's own [functions], the ones it uses, and sigmoid
+        used = {ops.op_of(f) for eq in derivation.forward for f in eq.rhs.atoms(sp.Function)}
+        self.functions = {**{op.name: op.sympy for op in used if op is not None},
+                          **getattr(self.cell, "functions", {}), "sigmoid": sigmoid}
         self.names = set(derivation.quantities) | {eq.target for eq in derivation.backward} | \
             set(derivation.carried.values()) | set(derivation.upstream.values()) | \
             {s + "_prev" for s in self.cell.states} | {target_name(o) for o in derivation.upstream}
@@ -150,11 +152,6 @@ class Context:
         return SympySyntaxParser(text, self).parse_expr_only()
 
 
-def _cell_function_aliases(cell) -> dict[str, str]:
-    try:
-        return dict(tomllib.loads(cell.source_text).get("functions", {})) if cell.source_text else {}
-    except tomllib.TOMLDecodeError:
-        return {}
 
 
 def product(ctx: Context, a, b, op: str, where: str):

@@ -23,8 +23,8 @@ from dataclasses import dataclass
 
 import sympy as sp
 
-from derive.functions import sigmoid
 from derive.linear import MatVec, MatVecT
+from derive.ops import sigmoid
 
 from .compare import agree
 from .nodes import HCat, SumT

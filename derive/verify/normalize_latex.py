@@ -19,7 +19,7 @@ understood by the parser is an error there, never silently dropped. The rewrites
   parser says so);
 * ``\\mid``, ``\\vert``, ``\\lvert``, ``\\rvert`` -> ``|`` (``[U | W]``, ``|x|``);
 * ``\\times``, ``\\ast``, ``\\star`` -> ``*``; ``\\circ`` -> ``\\odot``; ``^{\\prime}`` -> ``'``;
-* ``tanh``/``sigmoid`` written without a backslash -> ``\\tanh``/``\\sigmoid``;
+* a function the op table reads written without a backslash (``tanh``) -> ``\\tanh``;
 * a time index whose ``)`` is missing before a closing brace, ``\\frac{dL(t)}{di(t}``, is
   closed (``(t}`` can mean nothing else);
 * optionally (PDF extractions that turned ``_`` into ``-``, seed 002): ``c-t`` -> ``c_t``.
@@ -28,6 +28,8 @@ understood by the parser is an error there, never silently dropped. The rewrites
 from __future__ import annotations
 
 import re
+
+from derive import ops
 
 FULL_WIDTH = str.maketrans({"（": "(", "）": ")", "，": ",", "＝": "=", "＋": "+", "－": "-",
                             "［": "[", "］": "]", "：": ":", "；": ";", "　": " ", "−": "-",
@@ -51,7 +53,14 @@ TEXT = re.compile(r"\\(?:text|mbox|textnormal)\s*\{([^{}]*)\}")
 OVERSET = re.compile(r"\\(?:overset|underset|stackrel)\s*\{[^{}]*\}\s*")
 UNDERLINE = re.compile(r"\\overline\s*\{([^{}]*)\}")
 WIDE = re.compile(r"\\wide(tilde|hat)\b")
-BARE_FUNCTION = re.compile(r"(?<![\\A-Za-z])(tanh|sigmoid|sigma|exp|log|cosh)(?![A-Za-z])")
+
+
+def _bare_functions() -> re.Pattern:
+    """Function names written without a backslash: every LaTeX name the op table reads."""
+    names = sorted((n for n in ops.latex_reads() if n.isalpha()), key=lambda n: (-len(n), n))
+    return re.compile(r"(?<![\\A-Za-z])(" + "|".join(names) + r")(?![A-Za-z])")
+
+
 UNCLOSED_TIME = re.compile(r"\((\s*[tT]\s*(?:[+-]\s*\d+)?\s*)\}")
 HYPHEN_NAME = re.compile(r"(?<=[A-Za-z])-(?=[A-Za-z])")
 
@@ -87,7 +96,7 @@ def normalize_latex(text: str, *, hyphen_subscripts: bool = False) -> str:
     s = re.sub(r"\\lt(?![A-Za-z])", "<", s)
     s = re.sub(r"\\gt(?![A-Za-z])", ">", s)
     s = re.sub(r"\\operatorname", "", s)
-    s = BARE_FUNCTION.sub(lambda m: "\\" + ("sigma" if m.group(1) == "sigmoid" else m.group(1)), s)
+    s = _bare_functions().sub(lambda m: "\\" + m.group(1), s)
     if hyphen_subscripts:
         s = HYPHEN_NAME.sub("_", s)
     s = UNCLOSED_TIME.sub(r"(\1)}", s)

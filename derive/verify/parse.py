@@ -25,8 +25,7 @@ from dataclasses import dataclass
 
 import sympy as sp
 
-from derive import limits
-from derive.functions import FUNCTIONS, sigmoid
+from derive import limits, ops
 from derive.limits import LimitError
 
 from .context import (KIND_WORD, Claim, Context, Token, local_derivative, product, transpose,
@@ -44,9 +43,6 @@ GREEK = {"alpha", "beta", "gamma", "Gamma", "delta", "Delta", "epsilon", "vareps
          "theta", "lambda", "mu", "nu", "xi", "pi", "rho", "tau", "phi", "varphi", "chi", "psi",
          "omega", "Omega", "Lambda", "Phi", "Psi", "Theta", "zeta", "kappa"}
 ACCENTS = {"tilde", "hat", "bar", "dot", "vec", "check", "breve", "acute", "grave"}
-ELEMENTWISE_CMDS = {"tanh": sp.tanh, "sigma": sigmoid, "exp": sp.exp, "log": sp.log,
-                    "ln": sp.log, "cosh": sp.cosh, "sinh": sp.sinh, "sigmoid": sigmoid,
-                    "relu": FUNCTIONS["relu"], "softplus": FUNCTIONS["softplus"]}
 PRODUCT_OPS = {"*": "*", r"\cdot": "*", r"\odot": "odot", r"\otimes": "otimes", "/": "/"}
 ADJOINT_CMDS = {r"\diff", r"\partial", r"\delta", r"\nabla"}
 
@@ -357,6 +353,15 @@ class LatexParser:
             value = self.expr()
             self.expect("}")
             return value
+        if tok.text == "|":                      # |z|: the op table's abs, elementwise
+            self.next()
+            self.bars += 1
+            value = self.expr()
+            self.expect("|")
+            self.bars -= 1
+            if self.ctx.kind(value) not in ("vec", "num"):
+                self.fail("|x| of a matrix", tok)
+            return ops.FUNCTIONS["abs"](value)
         if tok.text == "[":
             self.next()
             self.bars += 1
@@ -376,15 +381,6 @@ class LatexParser:
             if "|" in seps or any(self.ctx.kind(v) != "vec" for v in items):
                 self.fail("[a, b] and [a; b] stack vectors only", tok)
             return VCat(*items)
-        if tok.text == "|":                        # |x|: the elementwise absolute value
-            self.next()
-            self.bars += 1
-            value = self.expr()
-            self.expect("|")
-            self.bars -= 1
-            if self.ctx.kind(value) not in ("vec", "num"):
-                self.fail("|x| of a matrix", tok)
-            return sp.Abs(value)
         if tok.kind == "cmd":
             name = tok.text[1:]
             if tok.text == r"\frac":
@@ -392,8 +388,9 @@ class LatexParser:
             if tok.text == r"\underline":
                 self.fail("\\underline{...} here is the numerator of a fraction whose bar and "
                           "denominator were lost (a PDF extraction): write the fraction", tok)
-            if name in ELEMENTWISE_CMDS:
-                return self.call(ELEMENTWISE_CMDS[name], tok)
+            functions = {**ops.latex_reads(), **self.ctx.functions}   # the cell's own too
+            if name in functions:
+                return self.call(functions[name], tok)
             if tok.text in ADJOINT_CMDS:
                 self.next()
                 if not self.starts_atom(self.peek()):
@@ -433,19 +430,30 @@ class LatexParser:
                 power = self.group_expr()
             else:
                 break
+        arity = ops.arity_of(func)
         nxt = self.peek()
         if nxt.text in ("(", "{"):
             self.next()
-            arg = self.expr()
+            args = [self.expr()]
+            while nxt.text == "(" and self.peek().text == "," and len(args) < arity:
+                self.next()
+                args.append(self.expr())
             self.expect(")" if nxt.text == "(" else "}")
-        elif self.starts_atom(nxt):
-            arg = self.resolve(self.atom())
+        elif self.starts_atom(nxt) and arity == 1:
+            args = [self.resolve(self.atom())]
         else:
             self.fail("a function without an argument", tok)
-        if self.ctx.kind(arg) not in ("vec", "num"):
+        if len(args) != arity:
+            self.fail(f"{tok.text.lstrip(chr(92))} takes {arity} arguments", tok)
+        if any(self.ctx.kind(a) not in ("vec", "num") for a in args):
             self.fail("an elementwise function of a matrix", tok)
-        z = sp.Dummy("z")
-        value = sp.diff(func(z), z).subs(z, arg) if prime else func(arg)
+        if prime:
+            if arity != 1:
+                self.fail("a prime on a function of several arguments", tok)
+            z = sp.Dummy("z")
+            value = sp.diff(func(z), z).subs(z, args[0])
+        else:
+            value = func(*args)
         try:
             return limits.power(value, power) if power is not None else value
         except LimitError as exc:
@@ -699,7 +707,7 @@ class LatexParser:
         tok, nxt = self.peek(), self.peek(1)
         if tok.text in ("(", "{") or tok.kind == "num" or tok.text == r"\frac":
             return True
-        if tok.kind == "cmd" and tok.text[1:] in ELEMENTWISE_CMDS:
+        if tok.kind == "cmd" and tok.text[1:] in {**ops.latex_reads(), **self.ctx.functions}:
             return True
         if tok.kind == "word" and nxt.text == "(" and tok.text in self.ctx.functions and \
                 tok.text not in self.ctx.symbols:

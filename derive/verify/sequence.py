@@ -4,7 +4,8 @@
 forward equations step by step (its real forward semantics: gates in (0, 1), c = f c_prev + i g,
 ...) and the derivation's backward equations from the last step to the first, with the carried
 adjoints ``d<s>_next`` handed back from step t+1 (zero after the last step, or always zero for
-the one-step truncated sweep). Every value of every step is kept in one dict per step.
+the one-step truncated sweep). Both sweeps are ``derive.evaluate``'s, the project's one
+reference interpreter. Every value of every step is kept in one dict per step.
 
 ``Evaluator`` gives a formula's SymPy expression its numeric meaning on such a run. Symbols are
 cell names at step t (``c``, ``dc``, ``dW_f``), shifted (``f@+1``: f at step t+1) or taken from
@@ -22,16 +23,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import sympy as sp
 
-from derive.functions import relu, sigmoid, softplus
-from derive.linear import MatVec, MatVecT, Outer
+from derive.evaluate import backward_step, value
+from derive.linear import Outer, ShapeMismatch
 
 from .nodes import HCat, Row, SumN, SumT, MatTranspose, VCat, VStack
 
 SYMBOL_RE = re.compile(r"^(?P<base>[^@#]+)(?:#(?P<variant>\w+))?(?:@(?P<shift>[+-]\d+))?$")
-
-
-class ShapeMismatch(ValueError):
-    """Two operands whose shapes do not fit (a matrix where a vector belongs, swapped blocks)."""
 
 
 class OutOfRange(LookupError):
@@ -87,62 +84,55 @@ def simulate(derivation, *, seed: int = 0, T: int = 4, N: int = 2, scalar: bool 
              backward=None) -> Run:
     """Run the forward pass (``derive.evaluate``, the project's reference interpreter) on random
     data, then the full and the one-step truncated backward sweeps of ``backward`` (default: the
-    derivation's own equations; ``diagnose`` passes variants)."""
+    derivation's own equations; ``diagnose`` passes variants), one ``backward_step`` per step."""
     from derive.evaluate import random_inputs, random_params, random_upstream, run_forward
     d = derivation
     cell = d.cell
     rng = np.random.default_rng(seed)
     sizes = draw_sizes(cell, scalar)
-    dim = lambda q: tuple(sizes[s] for s in d.quantities[q].shape)  # noqa: E731
     params = random_params(d, sizes, rng)
     xs, state0 = random_inputs(d, sizes, T, N, rng)
     d_outputs, _ = random_upstream(d, sizes, T, N, rng)
     upstream = [{d.upstream[o]: d_outputs[o][t] for o in cell.outputs} for t in range(T)]
     if backward is None:
         backward = [(eq.target, eq.expr) for eq in d.backward]
-    param_vectors = {"d" + p for p in cell.params if len(d.quantities[p].shape) == 1}
     trace = run_forward(d, params, xs, state0)
-    forward_steps = [{**params, **values} for values in trace.steps]
 
     run = Run(d, sizes, T, N, seed, backward)
     for variant, carry in (("full", True), ("k1", False)):
-        steps = [dict(env) for env in forward_steps]
+        steps: list = [None] * T
         for t in reversed(range(T)):
-            env = steps[t]
-            env.update(upstream[t])
-            for out, up in d.upstream.items():     # the target y of ½(o - y)², so do_out = o - y
-                env[target_name(out)] = env[out] - env[up]
-            for s, carried in d.carried.items():
-                if carry and t + 1 < T:
-                    env[carried] = steps[t + 1]["d" + s + "_prev"]
-                else:
-                    env[carried] = np.zeros((N, *dim(s)))
-            for target, expr in backward:
-                value = evaluate(expr, env.__getitem__)
-                if target in param_vectors and np.ndim(value) == 2:
-                    value = value.sum(axis=0)
-                env[target] = value
+            carried = {c: steps[t + 1]["d" + s + "_prev"] if carry and t + 1 < T
+                       else np.zeros((N, *(sizes[k] for k in d.quantities[s].shape)))
+                       for s, c in d.carried.items()}
+            steps[t] = _backward(run, params, trace.steps[t], upstream[t], carried)
         run.steps[variant] = steps
     return run
+
+
+def _backward(run: Run, params, values, upstream, carried, backward=None) -> dict:
+    """One step's environment: its forward values and what ``backward`` computes from them.
+    The target y of a squared-error loss on an output o is o - do_out (so that do_out = o - y)."""
+    d = run.derivation
+    values = {**values, **{target_name(o): values[o] - upstream[u] for o, u in d.upstream.items()}}
+    adjoints = backward_step(d, values, params, upstream, carried, run.sizes,
+                             equations=run.backward if backward is None else backward,
+                             nodes=formula_nodes())
+    return {**params, **values, **upstream, **carried, **adjoints}
 
 
 def restep(run: Run, backward) -> dict:
     """Each step's backward equations recomputed with ``backward``, from the true arriving
     adjoints (d<s>_next, d<out>_out) of that step: the per-step meaning of a variant."""
     d = run.derivation
-    param_vectors = {"d" + p for p in d.cell.params if len(d.quantities[p].shape) == 1}
-    forward = {eq.lhs for eq in d.forward} | set(d.cell.inputs) | set(d.cell.params) | \
-        {s + "_prev" for s in d.cell.states} | set(d.carried.values()) | set(d.upstream.values()) | \
-        {target_name(o) for o in d.upstream}
+    forward = {eq.lhs for eq in d.forward} | set(d.cell.inputs) | \
+        {s + "_prev" for s in d.cell.states}
     steps = []
     for env in run.steps["full"]:
-        new = {k: v for k, v in env.items() if k in forward}
-        for target, expr in backward:
-            value = evaluate(expr, new.__getitem__)
-            if target in param_vectors and np.ndim(value) == 2:
-                value = value.sum(axis=0)
-            new[target] = value
-        steps.append(new)
+        params = {p: env[p] for p in d.cell.params}
+        steps.append(_backward(run, params, {k: v for k, v in env.items() if k in forward},
+                               {u: env[u] for u in d.upstream.values()},
+                               {c: env[c] for c in d.carried.values()}, backward))
     return {"full": steps, "k1": run.steps["k1"]}
 
 
@@ -151,119 +141,71 @@ def truncated_totals(run: Run, k: int) -> dict[str, np.ndarray]:
     d = run.derivation
     cell = d.cell
     full = run.steps["full"]
+    forward = {eq.lhs for eq in d.forward} | set(cell.inputs) | {s + "_prev" for s in cell.states}
     totals: dict[str, np.ndarray] = {}
-    param_vectors = {"d" + p for p in cell.params if len(d.quantities[p].shape) == 1}
     for t_loss in range(run.T):
         carried = {c: np.zeros_like(full[0][c]) for c in d.carried.values()}
         for t in range(t_loss, max(-1, t_loss - k), -1):
-            env = dict(full[t])
-            for name in d.upstream.values():
-                env[name] = full[t][name] if t == t_loss else np.zeros_like(full[t][name])
-            env.update(carried)
-            for target, expr in run.backward:
-                value = evaluate(expr, env.__getitem__)
-                if target in param_vectors and np.ndim(value) == 2:
-                    value = value.sum(axis=0)
-                env[target] = value
+            env = full[t]
+            upstream = {u: env[u] if t == t_loss else np.zeros_like(env[u]) for u in d.upstream.values()}
+            step = _backward(run, {p: env[p] for p in cell.params},
+                             {n: v for n, v in env.items() if n in forward}, upstream, carried)
             for p in cell.params:
-                totals["d" + p] = totals.get("d" + p, 0) + env["d" + p]
-            carried = {c: env["d" + s + "_prev"] for s, c in d.carried.items()}
+                totals["d" + p] = totals.get("d" + p, 0) + step["d" + p]
+            carried = {c: step["d" + s + "_prev"] for s, c in d.carried.items()}
     return totals
 
 
 # -- numeric meaning of an expression ----------------------------------------------------------
 
-def _same_shape(values):
-    """Elementwise operands: equal shapes, or a bias vector (k,) beside a batch of rows (N, k)."""
-    shapes = {np.shape(v) for v in values if np.ndim(v) > 0}
-    rows = {s for s in shapes if len(s) == 2}
-    if len(rows) > 1 or any(len(s) == 1 and rows and s[0] != next(iter(rows))[1] for s in shapes) \
-            or len({s for s in shapes if len(s) == 1}) > 1:
-        raise ShapeMismatch("operands of shapes " + " and ".join(str(s) for s in sorted(shapes)))
+def _stack(e, ev):
+    vals = [ev(a) for a in e.args]
+    if any(np.ndim(v) != 2 for v in vals) or len({v.shape[0] for v in vals}) != 1:
+        raise ShapeMismatch("[ , ] stacks vectors only")
+    return np.concatenate(vals, axis=1)
 
 
-_ELEMENTWISE = {
-    sp.tanh: np.tanh, sp.Abs: np.abs, sp.exp: np.exp, sp.log: np.log, sp.cosh: np.cosh, sp.sinh: np.sinh,
-    sigmoid: lambda z: np.exp(-np.logaddexp(0, -z)),
-    relu: lambda z: np.maximum(z, 0.0),
-    softplus: lambda z: np.logaddexp(0, z),
-}
+def _blocks(e, ev):
+    vals = [ev(a) for a in e.args]
+    if len({np.shape(v)[0] for v in vals}) != 1:
+        raise ShapeMismatch("blocks of different heights")
+    return np.concatenate(vals, axis=1)
+
+
+def _rows(e, ev):
+    vals = [ev(a) for a in e.args]
+    if any(np.ndim(v) != np.ndim(vals[0]) for v in vals) or \
+            len({np.shape(v)[1:] for v in vals}) != 1:
+        raise ShapeMismatch("stacked blocks of different widths")
+    return np.concatenate(vals, axis=0)
+
+
+def _sum_batch(e, ev):
+    v = ev(e.args[0])
+    return v.sum(axis=0) if np.ndim(v) == 2 and not _is_matrix_valued(e.args[0]) else v
+
+
+def formula_nodes(sum_steps=None) -> dict:
+    """How the reference interpreter evaluates the nodes of formulas (``nodes``); ``sum_steps(e)``
+    gives Σ_t e, where a claim sums over steps."""
+    def sum_over_steps(e, ev):
+        if sum_steps is None:
+            raise StepFree("Σ_t inside Σ_t")
+        return sum_steps(e.args[0])
+
+    return {VCat: _stack, HCat: _blocks, VStack: _rows,
+            MatTranspose: lambda e, ev: np.transpose(ev(e.args[0])),
+            Row: lambda e, ev: ev(e.args[0]), SumN: _sum_batch, SumT: sum_over_steps}
 
 
 def evaluate(expr, lookup, sum_steps=None):
-    """The value of ``expr``; ``lookup(name)`` gives a symbol's array, ``sum_steps(e)`` Σ_t e."""
-    def ev(e):
-        if isinstance(e, sp.Symbol):
-            return lookup(e.name)
-        if e.is_Number:
-            return float(e)
-        if isinstance(e, sp.Add):
-            vals = [ev(a) for a in e.args]
-            _same_shape(vals)
-            return sum(vals[1:], vals[0])
-        if isinstance(e, sp.Mul):
-            vals = [ev(a) for a in e.args]
-            _same_shape(vals)
-            out = vals[0]
-            for v in vals[1:]:
-                out = out * v
-            return out
-        if isinstance(e, sp.Pow):
-            return np.power(ev(e.base), float(e.exp)) if e.exp.is_Number else np.power(ev(e.base), ev(e.exp))
-        if type(e) in _ELEMENTWISE:
-            return _ELEMENTWISE[type(e)](ev(e.args[0]))
-        if isinstance(e, sp.Heaviside):
-            z = ev(e.args[0])
-            return np.where(z > 0, 1.0, np.where(z < 0, 0.0, float(e.args[1]) if len(e.args) > 1 else 0.5))
-        if isinstance(e, MatVec):
-            return _matmul(ev(e.vector), ev(e.matrix).T, e)
-        if isinstance(e, MatVecT):
-            return _matmul(ev(e.vector), ev(e.matrix), e)
-        if isinstance(e, Outer):
-            left, right = ev(e.left), ev(e.right)
-            if np.ndim(left) != 2 or np.ndim(right) != 2 or left.shape[0] != right.shape[0]:
-                raise ShapeMismatch(f"outer product of shapes {np.shape(left)} and {np.shape(right)}")
-            return left.T @ right
-        if isinstance(e, VCat):
-            vals = [ev(a) for a in e.args]
-            if any(np.ndim(v) != 2 for v in vals) or len({v.shape[0] for v in vals}) != 1:
-                raise ShapeMismatch("[ , ] stacks vectors only")
-            return np.concatenate(vals, axis=1)
-        if isinstance(e, HCat):
-            vals = [ev(a) for a in e.args]
-            if len({np.shape(v)[0] for v in vals}) != 1:
-                raise ShapeMismatch("blocks of different heights")
-            return np.concatenate(vals, axis=1)
-        if isinstance(e, VStack):
-            vals = [ev(a) for a in e.args]
-            if any(np.ndim(v) != np.ndim(vals[0]) for v in vals) or \
-                    len({np.shape(v)[1:] for v in vals}) != 1:
-                raise ShapeMismatch("stacked blocks of different widths")
-            return np.concatenate(vals, axis=0)
-        if isinstance(e, MatTranspose):
-            return np.transpose(ev(e.args[0]))
-        if isinstance(e, Row):
-            return ev(e.args[0])
-        if isinstance(e, SumN):
-            v = ev(e.args[0])
-            return v.sum(axis=0) if np.ndim(v) == 2 and not _is_matrix_valued(e.args[0]) else v
-        if isinstance(e, SumT):
-            if sum_steps is None:
-                raise StepFree("Σ_t inside Σ_t")
-            return sum_steps(e.args[0])
-        raise ValueError(f"cannot evaluate {type(e).__name__}")
-    return ev(expr)
+    """The value of ``expr``; ``lookup(name)`` gives a symbol's array, ``sum_steps(e)`` Σ_t e.
+    The reference interpreter's ``value`` does the work, with the formula nodes added."""
+    return value(expr, lookup, formula_nodes(sum_steps))
 
 
 def _is_matrix_valued(e) -> bool:
     return isinstance(e, (Outer, HCat, VStack, MatTranspose))
-
-
-def _matmul(v, m, node):
-    if np.ndim(v) != 2 or np.ndim(m) != 2 or v.shape[1] != m.shape[0]:
-        raise ShapeMismatch(f"{type(node).__name__}: a vector of shape {np.shape(v)} "
-                            f"cannot be multiplied with a matrix of shape {np.shape(m)}")
-    return v @ m
 
 
 class Evaluator:

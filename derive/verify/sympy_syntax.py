@@ -11,9 +11,9 @@ import re
 
 import sympy as sp
 
-from derive import limits
-from derive.functions import FUNCTIONS
+from derive import limits, ops
 from derive.limits import LimitError
+from derive.ops import FUNCTIONS
 from derive.linear import MatVec, MatVecT, Outer
 
 from .context import Claim, Context, Token, product, transpose
@@ -147,11 +147,12 @@ class SympySyntaxParser:
         if self.next().text != ")":
             self.fail("expected ')'", self.tokens[self.i - 1])
         name = tok.text
-        if name in FUNCTIONS or name in self.ctx.functions:
-            func = FUNCTIONS.get(name) or self.ctx.functions[name]
-            if len(args) != 1:
-                self.fail(f"{name} takes one argument", tok)
-            return func(args[0])
+        func = self.ctx.functions.get(name) or FUNCTIONS.get(name) or ops.STANDARD_LATEX.get(name)
+        if func is not None:
+            arity = ops.arity_of(func)
+            if len(args) != arity:
+                self.fail(f"{name} takes {arity} argument{'s' if arity > 1 else ''}", tok)
+            return func(*args)
         if name in PLAIN_FUNCTIONS:
             return PLAIN_FUNCTIONS[name](*args)
         self.fail(f"unknown function {name!r}", tok)

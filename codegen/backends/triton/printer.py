@@ -11,16 +11,28 @@ import sympy as sp
 from sympy.printing.precedence import PRECEDENCE, precedence
 
 from codegen.numpy_printer import KernelNumPyPrinter
+from derive import ops
 
 
 class TritonPrinter(KernelNumPyPrinter):
     """``names`` maps symbol names to code text; ``helpers`` collects the jitted helpers used."""
 
-    #: SymPy function classes printed here; anything else is refused in ``doprint``
-    FUNCTIONS = {"exp", "log", "tanh", "sigmoid", "relu", "softplus", "Heaviside", "Abs", "Max", "Min"}
+    #: functions printed by a jitted helper of this backend; the others by their op-table row's
+    #: "triton" spelling (``derive/ops.py``); anything else is refused in ``doprint``
+    FUNCTIONS = {"tanh", "softplus"}
+
+    def _code_of(self, op):
+        """The op table's Triton spelling of a row, if it has one (``derive/ops.py``)."""
+        return op.code.get("triton")
 
     def doprint(self, expr, assign_to=None):
-        for f in sp.sympify(expr).atoms(sp.Function):
+        expr = sp.sympify(expr)
+        while any(getattr(ops.op_of(f), "definition", None) is not None for f in expr.atoms(sp.Function)):
+            expr = expr.replace(lambda e: getattr(ops.op_of(e), "definition", None) is not None,
+                                ops.expand)
+        for f in expr.atoms(sp.Function):
+            if "triton" in getattr(ops.op_of(f), "code", {}):
+                continue
             if type(f).__name__ not in self.FUNCTIONS:
                 raise NotImplementedError(f"the triton backend has no spelling for {type(f).__name__}")
         return super().doprint(expr, assign_to)
@@ -32,40 +44,11 @@ class TritonPrinter(KernelNumPyPrinter):
         self.helpers.add(name)
         return self._call(f"_{name}", expr)
 
-    def _print_exp(self, expr):
-        return self._call("_tl.exp", expr)
-
-    def _print_log(self, expr):
-        return self._call("_tl.log", expr)
-
-    def _print_sigmoid(self, expr):
-        return self._call("_tl.sigmoid", expr)
-
     def _print_tanh(self, expr):
         return self._helper("tanh", expr)
 
     def _print_softplus(self, expr):
         return self._helper("softplus", expr)
-
-    def _print_relu(self, expr):
-        return f"_tl.maximum({self._print(expr.args[0])}, 0.0)"
-
-    def _print_Heaviside(self, expr):
-        # derive writes relu' as Heaviside(relu(z), 0): 1 where z > 0, else 0
-        return f"_tl.where({self._print(expr.args[0])} > 0, 1.0, 0.0)"
-
-    def _print_Abs(self, expr):
-        return self._call("_tl.abs", expr)
-
-    def _pairwise(self, name, args):
-        first, *rest = args
-        return self._print(first) if not rest else f"{name}({self._print(first)}, {self._pairwise(name, rest)})"
-
-    def _print_Max(self, expr):
-        return self._pairwise("_tl.maximum", expr.args)
-
-    def _print_Min(self, expr):
-        return self._pairwise("_tl.minimum", expr.args)
 
     def _print_Rational(self, expr):
         return repr(float(expr))
