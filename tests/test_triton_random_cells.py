@@ -21,7 +21,7 @@ from derive.spec import parse_spec  # noqa: E402
 from random_cells import cell_specs  # noqa: E402
 from test_triton_kernels import compare, triton_or_skip  # noqa: E402
 
-EXAMPLES = 2000 if os.environ.get("HYPOTHESIS_PROFILE") == "long" else 6
+EXAMPLES = int(os.environ.get("CELLGRAD_TRITON_CELLS", 2000 if os.environ.get("HYPOTHESIS_PROFILE") == "long" else 6))
 
 
 @settings(max_examples=EXAMPLES, deadline=None, derandomize=os.environ.get("CI") == "true",

@@ -8,7 +8,7 @@ module is generated, never printed as a call that would fail (or differ) on the 
 from __future__ import annotations
 
 import sympy as sp
-from sympy.printing.precedence import PRECEDENCE, precedence
+from sympy.printing.precedence import PRECEDENCE
 
 from codegen.numpy_printer import KernelNumPyPrinter
 from derive import ops
