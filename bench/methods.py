@@ -156,10 +156,13 @@ def bound_call(case: Case, data: CaseData) -> Callable[[], object]:
 
 
 def prepare(method: str, case: Case, data: CaseData) -> Callable[[], object]:
+    from .training import CALLS as TRAIN_CALLS
+    if method in TRAIN_CALLS:
+        return TRAIN_CALLS[method](case, data)
     if method in BACKENDS:
         return kernel_call(case, data, method)
     if method == "torch":
         return torch_call(case, data)
     if method == "bound":
         return bound_call(case, data)
-    raise ValueError(f"unknown method {method!r}; expected one of {METHODS}")
+    raise ValueError(f"unknown method {method!r}; expected one of {METHODS + tuple(TRAIN_CALLS)}")

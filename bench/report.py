@@ -153,3 +153,61 @@ def render(session: dict) -> str:
                   table(session["rows"], "cpu_median"), "", "Targets (CPU time):",
                   *targets(session["rows"], "cpu_median"), ""]
     return "\n".join(lines)
+
+
+TRAIN_COLUMNS = ("threads", "cell", "T,N,D,H", "dtype", "raw ms", "CellRNN ms", "torch ms",
+                 "CellRNN/raw", "CellRNN/torch", "raw/torch")
+OVERHEAD_TARGET = 1.1   # CellRNN within 10% of the raw kernels
+
+
+def train_table(sessions: list[dict], clock: str = "median") -> str:
+    """One table of every session's training-step rows (``--train``): medians in ms, ratios of
+    medians measured in the same session."""
+    notes = Notes()
+    lines = ["| " + " | ".join(TRAIN_COLUMNS) + " |", "|" + "|".join("---" for _ in TRAIN_COLUMNS) + "|"]
+    for session in sessions:
+        for row in session["rows"]:
+            case = row["case"]
+            cells = ["one" if session["threads"] == "one" else "default", case["cell"],
+                     f"{case['T']},{case['N']},{case['D']},{case['H']}", case["dtype"]]
+            for method in ("raw", "cellrnn", "torch_train"):
+                if method in row[clock]:
+                    cells.append(f"{row[clock][method] * 1e3:.3g}")
+                else:
+                    cells.append(notes.mark(f"{method}: {row['unavailable'].get(method, 'not run')}"))
+            cells += [_fmt_ratio(_ratio(row, a, b, clock))
+                      for a, b in (("cellrnn", "raw"), ("cellrnn", "torch_train"), ("raw", "torch_train"))]
+            lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines + ([""] + notes.lines() if notes.reasons else []))
+
+
+def train_targets(sessions: list[dict], clock: str = "median") -> list[str]:
+    """CellRNN within 10% of the raw kernels; CellRNN faster than PyTorch where raw is."""
+    overhead, speed, judged_speed, judged = [], [], 0, 0
+    for session in sessions:
+        for row in session["rows"]:
+            c = row["case"]
+            label = f"{session['threads']} {c['cell']} ({c['T']},{c['N']},{c['D']},{c['H']}) {c['dtype']}"
+            ratio = _ratio(row, "cellrnn", "raw", clock)
+            if ratio is not None:
+                judged += 1
+                if ratio > OVERHEAD_TARGET:
+                    overhead.append(f"{label}: {ratio:.2f}")
+            raw, mine = _ratio(row, "raw", "torch_train", clock), _ratio(row, "cellrnn", "torch_train", clock)
+            if raw is not None and mine is not None and raw < 1.0:
+                judged_speed += 1
+                if mine >= 1.0:
+                    speed.append(f"{label}: {mine:.2f} (raw {raw:.2f})")
+    return [f"- CellRNN <= 1.1x raw kernels: met in {judged - len(overhead)}/{judged} rows"
+            + (f"; missed: {'; '.join(overhead)}" if overhead else ""),
+            f"- CellRNN < PyTorch where raw < PyTorch: met in {judged_speed - len(speed)}/{judged_speed} rows"
+            + (f"; missed: {'; '.join(speed)}" if speed else "")]
+
+
+def render_train(sessions: list[dict]) -> str:
+    lines = ["### Training step: raw kernels vs CellRNN vs PyTorch", ""]
+    for session in sessions:
+        lines += environment(session)
+    lines += ["", "Wall time, median of one SGD step (forward, loss, backward, update):", "",
+              train_table(sessions), "", "Targets (wall time):", *train_targets(sessions), ""]
+    return "\n".join(lines)

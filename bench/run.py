@@ -16,7 +16,8 @@ import sys
 
 from .cases import CELLS, DTYPES, QUICK_SIZE, SIZES, Case, has_torch_counterpart
 from .methods import KERNELS_ENV, METHODS
-from .report import render, session_title
+from .report import render, render_train, session_title
+from .training import TRAIN_METHODS
 from .session import CORETYPE_VARS, ROOT, run_session
 
 THREAD_MODES = ("one", "default")
@@ -73,9 +74,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--coretype", nargs="+", choices=CORETYPES,
                         help="OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE as set, or unset for the "
                              "benchmark's workers only (default: both; quick: as-set)")
-    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS,
+    parser.add_argument("--methods", nargs="+", default=None, choices=METHODS + TRAIN_METHODS,
                         help="what to time: the two generated backends, PyTorch autograd, and the "
-                             "GEMM-only lower bound")
+                             "GEMM-only lower bound (default: " + " ".join(METHODS) + "; with "
+                             "--train: " + " ".join(TRAIN_METHODS) + ")")
+    parser.add_argument("--train", action="store_true",
+                        help="time one SGD training step instead: the raw numba kernels on NumPy "
+                             "arrays, cellgrad.torch.CellRNN and the PyTorch module, in one table "
+                             "over both thread modes (quick too) with CellRNN's overhead")
     parser.add_argument("--burst", type=_positive, default=2,
                         help="consecutive calls per turn in the default-threads mode")
     parser.add_argument("--gap", type=float, default=0.1,
@@ -150,7 +156,9 @@ def run(args) -> int:
     cells = prepare_cells(cells, os.path.join(cache, "kernels"))
     sizes = args.sizes or ([QUICK_SIZE] if args.quick else list(SIZES))
     repeats = args.repeats or (3 if args.quick else 10)
-    threads = args.threads or (["one"] if args.quick else list(THREAD_MODES))
+    train = getattr(args, "train", False)
+    methods = args.methods or list(TRAIN_METHODS if train else METHODS)
+    threads = args.threads or (["one"] if args.quick and not train else list(THREAD_MODES))
     coretypes = args.coretype or (["as-set"] if args.quick else list(CORETYPES))
     notes = []
     if "unset" in coretypes and "as-set" in coretypes and not any(v in os.environ for v in CORETYPE_VARS):
@@ -160,8 +168,10 @@ def run(args) -> int:
     header = [f"# cellgrad benchmark, {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC",
               "", f"- machine: {_machine()}; Python {platform.python_version()}",
               f"- code: commit {_revision()}",
-              "- median wall time of one forward+backward (loss sum_t <w_t, h_t>, gradients of "
-              "x, initial states and every parameter), in ms; ratios of medians",
+              ("- median wall time of one training step (forward, loss sum_t <w_t, h_t>, backward, "
+               f"SGD update), in ms; ratios of medians" if train else
+               "- median wall time of one forward+backward (loss sum_t <w_t, h_t>, gradients of "
+               "x, initial states and every parameter), in ms; ratios of medians"),
               f"- load average before the run: {_load()} (other work on the machine distorts "
               "every number)",
               *(f"- {n}" for n in notes), ""]
@@ -173,11 +183,14 @@ def run(args) -> int:
             session_args = dict(threads=mode, coretype=coretype, repeats=repeats,
                                 burst=args.burst, gap=args.gap)
             print(f"session: {session_title(session_args)}", file=sys.stderr, flush=True)
-            session = run_session(cases, args.methods, progress=_progress,
+            session = run_session(cases, methods, progress=_progress,
                                   numba_cache=numba_cache, **session_args)
             sessions.append(session)
-            print(render(session), f"Load average after this session: {_load()}", "",
-                  sep="\n", flush=True)
+            if not train:
+                print(render(session), f"Load average after this session: {_load()}", "",
+                      sep="\n", flush=True)
+    if train:
+        print(render_train(sessions), f"Load average after the run: {_load()}", "", sep="\n", flush=True)
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"header": header, "sessions": sessions}, f, indent=1)
