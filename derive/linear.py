@@ -52,6 +52,8 @@ def _transposed_latex(printer, expr) -> str:
 
 
 def _matmul(v, m, node):
+    if np.ndim(v) == 1 and np.ndim(m) == 2 and np.shape(v)[0] == m.shape[0]:
+        return v @ m      # a parameter vector (V @ b), or a value of parameters only: like a bias
     if np.ndim(v) != 2 or np.ndim(m) != 2 or v.shape[1] != m.shape[0]:
         raise ShapeMismatch(f"{type(node).__name__}: a vector of shape {np.shape(v)} "
                             f"cannot be multiplied with a matrix of shape {np.shape(m)}")

@@ -47,7 +47,8 @@ import sympy as sp
 @dataclass(frozen=True)
 class Helper:
     """A function a row's code calls, defined once in a generated module. ``needs`` are the
-    helpers its code calls in turn; ``imports`` the import lines it needs."""
+    helpers its code calls in turn; ``imports`` the import lines it needs. Numba helpers write
+    ``{cache}`` for the module's njit cache flag."""
 
     name: str
     code: str
@@ -343,17 +344,19 @@ def _identity(z):
 register(Op("sigmoid", sigmoid, Code("_sigmoid({0})", (NUMPY_SIGMOID,)),
             Code("_sigmoid({0})", (NUMBA_SIGMOID,)),
             latex=r"\sigma\left({0}\right)", reads=("sigma", "sigmoid"),
+            code={"triton": Code("_tl.sigmoid({0})")},
             rule=r"\sigma' = \sigma (1 - \sigma)"))
 register(Op("tanh", sp.tanh, Code("np.tanh({0})"), Code("_tanh({0})", (NUMBA_TANH,)),
             reads=("tanh",), rule=r"\tanh' = 1 - \tanh^2"))
 register(Op("relu", relu, Code("np.maximum({0}, 0)"), Code("max({0}, {F}(0))"),
             latex=_call_latex("relu"), reads=("relu", "ReLU"),
+            code={"triton": Code("_tl.maximum({0}, 0.0)")},
             rule=r"\operatorname{relu}'(z) = \operatorname{step}(\operatorname{relu}(z))"
                  r" = \operatorname{step}(z)\text{, 0 at } z = 0"))
 register(Op("exp", sp.exp, Code("np.exp({0})"), Code("_exp({0})", (NUMBA_EXP,)),
-            reads=("exp",), rule=r"\exp' = \exp"))
+            reads=("exp",), rule=r"\exp' = \exp", code={"triton": Code("_tl.exp({0})")}))
 register(Op("log", sp.log, Code("np.log({0})"), reads=("log", "ln"),
-            rule=r"\log'(z) = 1 / z"))
+            rule=r"\log'(z) = 1 / z", code={"triton": Code("_tl.log({0})")}))
 register(Op("softplus", softplus, Code("np.logaddexp(0, {0})"),
             Code("_softplus({0})", (NUMBA_SOFTPLUS,)), latex=_call_latex("softplus"),
             reads=("softplus",),

@@ -241,9 +241,9 @@ def _backward_1(_do_next_ptr, _do_out_ptr, _C_ptr, _h_ptr, _dC_next_ptr, _i_ptr,
     _tanh_C = _tanh(C)  # (B2, B4) common subexpression
     dh = _tanh_C*do  # (B2) through o, output, fed back at the next step (F10)
     da_h = dh*h*(1 - h)  # (B3) through h, output gate (the book calls it h) (F9)
-    dC = dC_next + do*h*(1 - _tanh_C * _tanh_C)  # (B4) fork sum: next step + via o (F10)
+    dC = dC_next + do*h*(1 - (_tanh_C * _tanh_C))  # (B4) fork sum: next step + via o (F10)
     dCt = dC*i  # (B5) through C, cell state (F7)
-    da_Ct = dCt*(1 - Ct * Ct)  # (B6) through Ct, candidate cell state (C tilde) (F6)
+    da_Ct = dCt*(1 - (Ct * Ct))  # (B6) through Ct, candidate cell state (C tilde) (F6)
     di = Ct*dC  # (B7) through C, cell state (F7)
     da_i = di*i*(1 - i)  # (B8) through i, input gate (F4)
     df = C_prev*dC  # (B9) through C, cell state (F7)

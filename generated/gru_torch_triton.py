@@ -228,7 +228,7 @@ def _backward_1(_dh_next_ptr, _dh_out_ptr, _z_ptr, _n_ptr, _r_ptr, _h_prev_ptr, 
     hn = _tl.load(_hn_ptr + _n * H + _j, mask=_mask).to(_F)
     dh = dh_next + dh_out  # (B1) fork sum: loss + next step
     dn = dh*(1 - z)  # (B2) through h, new hidden state (F8)
-    da_n = dn*(1 - n * n)  # (B3) through n, candidate: reset applied after the product (F7)
+    da_n = dn*(1 - (n * n))  # (B3) through n, candidate: reset applied after the product (F7)
     dhn = da_n*r  # (B4) through a_n (F6)
     dz = dh*(h_prev - n)  # (B5) through h, new hidden state (F8)
     da_z = dz*z*(1 - z)  # (B6) through z, update gate (F4)

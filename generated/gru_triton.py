@@ -223,7 +223,7 @@ def _backward_1(_dh_next_ptr, _dh_out_ptr, _z_ptr, _n_ptr, _dh_ptr, _dpre_ptr, _
     n = _tl.load(_n_ptr + _n * H + _j, mask=_mask).to(_F)
     dh = dh_next + dh_out  # (B1) fork sum: loss + next step
     dn = dh*z  # (B2) through h, new hidden state (F8)
-    da_n = dn*(1 - n * n)  # (B3) through n, candidate state (h tilde) (F7)
+    da_n = dn*(1 - (n * n))  # (B3) through n, candidate state (h tilde) (F7)
     _tl.store(_dh_ptr + _n * H + _j, dh.to(_dh_ptr.dtype.element_ty), mask=_mask)
     _tl.store(_dpre_ptr + _n * (3*H) + 2*H + _j, da_n.to(_dpre_ptr.dtype.element_ty), mask=_mask)
 

@@ -242,7 +242,7 @@ def _backward_1(_dh_next_ptr, _dh_out_ptr, _dc_next_ptr, _o_ptr, _c_ptr, _i_ptr,
     do = c*dh  # (B3) through h, new hidden state: no tanh (F10)
     da_o = do*o*(1 - o)  # (B4) through o, output gate (F8)
     dg = dc*i  # (B5) through c, new cell state (F9)
-    da_g = dg*(1 - g * g)  # (B6) through g, candidate cell state (F6)
+    da_g = dg*(1 - (g * g))  # (B6) through g, candidate cell state (F6)
     df = c_prev*dc  # (B7) through c, new cell state (F9)
     da_f = df*f*(1 - f)  # (B8) through f, forget gate (F4)
     di = dc*g  # (B9) through c, new cell state (F9)

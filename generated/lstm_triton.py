@@ -239,11 +239,11 @@ def _backward_1(_dh_next_ptr, _dh_out_ptr, _c_ptr, _dc_next_ptr, _o_ptr, _i_ptr,
     f = _tl.load(_f_ptr + _n * H + _j, mask=_mask).to(_F)
     dh = dh_next + dh_out  # (B1) fork sum: loss + next step
     _tanh_c = _tanh(c)  # (B2, B3) common subexpression
-    dc = dc_next + dh*o*(1 - _tanh_c * _tanh_c)  # (B2) fork sum: next step + via h (F10)
+    dc = dc_next + dh*o*(1 - (_tanh_c * _tanh_c))  # (B2) fork sum: next step + via h (F10)
     do = _tanh_c*dh  # (B3) through h, new hidden state (F10)
     da_o = do*o*(1 - o)  # (B4) through o, output gate (F8)
     dg = dc*i  # (B5) through c, new cell state (F9)
-    da_g = dg*(1 - g * g)  # (B6) through g, candidate cell state (F6)
+    da_g = dg*(1 - (g * g))  # (B6) through g, candidate cell state (F6)
     df = c_prev*dc  # (B7) through c, new cell state (F9)
     da_f = df*f*(1 - f)  # (B8) through f, forget gate (F4)
     di = dc*g  # (B9) through c, new cell state (F9)

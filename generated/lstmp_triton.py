@@ -277,11 +277,11 @@ def _backward_2(_dm_linear_ptr, _c_ptr, _dc_next_ptr, _o_ptr, _i_ptr, _g_ptr, _c
     f = _tl.load(_f_ptr + _n * H + _j, mask=_mask).to(_F)
     dm = _dm_linear  # (B2) through h, projected hidden state (F11)
     _tanh_c = _tanh(c)  # (B3, B4) common subexpression
-    dc = dc_next + dm*o*(1 - _tanh_c * _tanh_c)  # (B3) fork sum: next step + via m (F10)
+    dc = dc_next + dm*o*(1 - (_tanh_c * _tanh_c))  # (B3) fork sum: next step + via m (F10)
     do = _tanh_c*dm  # (B4) through m, unprojected hidden state (F10)
     da_o = do*o*(1 - o)  # (B5) through o, output gate (F8)
     dg = dc*i  # (B6) through c, new cell state (F9)
-    da_g = dg*(1 - g * g)  # (B7) through g, candidate cell state (F6)
+    da_g = dg*(1 - (g * g))  # (B7) through g, candidate cell state (F6)
     df = c_prev*dc  # (B8) through c, new cell state (F9)
     da_f = df*f*(1 - f)  # (B9) through f, forget gate (F4)
     di = dc*g  # (B10) through c, new cell state (F9)

@@ -251,9 +251,9 @@ def _backward_1(_dh_next_ptr, _dh_out_ptr, _c_ptr, _o_ptr, _dc_next_ptr, _p_o_pt
     _tanh_c = _tanh(c)  # (B2, B4) common subexpression
     do = _tanh_c*dh  # (B2) through h, new hidden state (F10)
     da_o = do*o*(1 - o)  # (B3) through o, output gate, peeks at the new c (F9)
-    dc = da_o*p_o + dc_next + dh*o*(1 - _tanh_c * _tanh_c)  # (B4) fork sum: next step + via h (F10) + via a_o (F8)
+    dc = da_o*p_o + dc_next + dh*o*(1 - (_tanh_c * _tanh_c))  # (B4) fork sum: next step + via h (F10) + via a_o (F8)
     dg = dc*i  # (B5) through c, new cell state (F7)
-    da_g = dg*(1 - g * g)  # (B6) through g, candidate cell state (F6)
+    da_g = dg*(1 - (g * g))  # (B6) through g, candidate cell state (F6)
     df = c_prev*dc  # (B7) through c, new cell state (F7)
     da_f = df*f*(1 - f)  # (B8) through f, forget gate, peeks at c_prev (F4)
     di = dc*g  # (B9) through c, new cell state (F7)

@@ -179,7 +179,7 @@ def _backward_1(_dh_next_ptr, _dh_out_ptr, _h_ptr, _dpre_ptr, _N, H, _F: constex
     dh_out = _tl.load(_dh_out_ptr + _n * H + _j, mask=_mask).to(_F)
     h = _tl.load(_h_ptr + _n * H + _j, mask=_mask).to(_F)
     dh = dh_next + dh_out  # (B1) fork sum: loss + next step
-    da_h = dh*(1 - h * h)  # (B2) through h (F2)
+    da_h = dh*(1 - (h * h))  # (B2) through h (F2)
     _tl.store(_dpre_ptr + _n * H + _j, da_h.to(_dpre_ptr.dtype.element_ty), mask=_mask)
 
 

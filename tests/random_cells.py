@@ -20,10 +20,13 @@ from dataclasses import dataclass, field
 
 from hypothesis import strategies as st
 
+from derive.limits import CALL_NESTING
+
 #: Documented restrictions of the kernels (docs/guide.md, "What the kernels take"), which the
 #: generator obeys; raise a number when the kernels lift the restriction.
 RESTRICTIONS = {
-    "inputs": 1,          # input sequences per cell
+    "inputs": 1,                        # input sequences per cell
+    "call_nesting": CALL_NESTING,       # function calls nested in one equation (guide: Limits)
 }
 
 #: Names that collide with names the generator invents, or that the generated API uses.
@@ -34,7 +37,7 @@ PLAIN = tuple(f"q{k}" for k in range(12))
 STATE_NAMES = ("h", "c", "n", "m", "s", "state", "h_seq", "T")
 INPUT_NAMES = ("x", "params", "u", "cache", "packed_x")
 SIZE_NAMES = (("D", "H", "P"), ("T", "N", "K"), ("N", "T", "M"))
-FUNCTIONS = ("sigmoid", "tanh", "relu", "identity", "softplus")
+FUNCTIONS = ("sigmoid", "tanh", "relu", "identity", "softplus", "abs")
 
 
 @dataclass
@@ -52,6 +55,7 @@ class Draft:
     equations: list[tuple[str, str]] = field(default_factory=list)
     aliases: dict[str, str] = field(default_factory=dict)
     used: set[str] = field(default_factory=set)
+    calls: int = 0                               # function calls around the expression drawn
 
     def fresh(self, draw, pool=PLAIN) -> str:
         for name in [*draw(st.permutations(pool)), *PLAIN, *(f"v{k}" for k in range(99))]:
@@ -129,17 +133,24 @@ def binary(draw, cell: Draft, size: str, depth: int) -> str:
     return f"({left} {op} {right})"
 
 
+def sqrt_call(draw, cell: Draft, size: str, depth: int) -> str:
+    return f"sqrt(1 + {positive(draw, cell, size, depth)})"
+
+
+def max_min(draw, cell: Draft, size: str, depth: int) -> str:
+    return (f"{draw(st.sampled_from(['max', 'min']))}({expr(draw, cell, size, depth - 1)}, "
+            f"{expr(draw, cell, size, depth - 1)})")
+
+
 def division(draw, cell: Draft, size: str, depth: int) -> str:
     return f"{expr(draw, cell, size, depth - 1)} / (1 + {positive(draw, cell, size, depth)})"
 
 
 def power(draw, cell: Draft, size: str, depth: int) -> str:
-    # integer powers of bounded values, or squares: a cube of an unbounded state over a few
-    # steps grows so large that finite differences lose their digits
+    # integer powers of bounded values only: h = (h_prev + 2)**2 grows as a power 2**T of itself,
+    # so large after a few steps that finite differences lose their digits
     if draw(st.booleans()):
         return f"({bounded(draw, cell, size, depth)})**{draw(st.sampled_from(['2', '3']))}"
-    if draw(st.booleans()):
-        return f"({expr(draw, cell, size, depth - 1)})**2"
     return f"(1 + {positive(draw, cell, size, depth)})**{draw(st.sampled_from(['0.5', '1.5', '-1']))}"
 
 
@@ -161,26 +172,35 @@ def affine(draw, cell: Draft, size: str, depth: int) -> str:
     return f"({' + '.join(terms)})"
 
 
-#: construct -> strategy body; weights say how often each is drawn
+#: construct -> (strategy body, how often it is drawn, the function calls it may put around
+#: the expressions it draws inside)
 CONSTRUCTS = {
-    "call": (call, 4),
-    "bounded": (bounded, 1),
-    "exp": (exp_call, 1),
-    "log": (log_call, 1),
-    "binary": (binary, 5),
-    "division": (division, 1),
-    "power": (power, 1),
-    "product": (product, 3),
-    "affine": (affine, 2),
+    "call": (call, 4, 1),
+    "bounded": (bounded, 1, 1),
+    "exp": (exp_call, 1, 2),
+    "log": (log_call, 1, 3),
+    "binary": (binary, 5, 0),
+    "division": (division, 1, 2),
+    "sqrt": (sqrt_call, 1, 3),
+    "max_min": (max_min, 1, 1),
+    "power": (power, 1, 2),
+    "product": (product, 3, 0),
+    "affine": (affine, 2, 0),
 }
 
 
 def expr(draw, cell: Draft, size: str, depth: int) -> str:
     if depth <= 0 or draw(st.integers(0, 5)) == 0:
         return leaf(draw, cell, size)
-    names = [name for name, (_, weight) in CONSTRUCTS.items() for _ in range(weight)]
+    names = [name for name, (_, weight, calls) in CONSTRUCTS.items() for _ in range(weight)
+             if cell.calls + calls <= RESTRICTIONS["call_nesting"]]
     construct = draw(st.sampled_from(names))
-    return CONSTRUCTS[construct][0](draw, cell, size, depth)
+    body, _, calls = CONSTRUCTS[construct]
+    cell.calls += calls
+    try:
+        return body(draw, cell, size, depth)
+    finally:
+        cell.calls -= calls
 
 
 # -- whole cells ---------------------------------------------------------------------------------

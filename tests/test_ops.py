@@ -432,7 +432,7 @@ def test_verify_reads_the_cells_own_functions_bars_and_two_argument_calls():
     assert verify(kinks, r"m = \max(a)").verdict == "unreadable"
 
 
-@pytest.mark.parametrize("spec", [NESTED, ROOT / "tests" / "specs" / "codegen_relu_gated.toml"],
+@pytest.mark.parametrize("spec", [KINKS, SOFTSIGN, NESTED, ROOT / "tests" / "specs" / "codegen_relu_gated.toml"],
                          ids=lambda p: p.stem)
 def test_triton_spells_the_new_rows_like_the_numpy_backend(tmp_path, spec):
     from cell_oracles import import_kernel

@@ -40,7 +40,7 @@ settings.register_profile("long", **_COMMON)
 _PROFILE = os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") == "true" else "dev")
 
 #: cells per backend and profile
-EXAMPLES = {"ci": {"numpy": 180, "numba": 4}, "dev": {"numpy": 180, "numba": 4},
+EXAMPLES = {"ci": {"numpy": 150, "numba": 3}, "dev": {"numpy": 150, "numba": 3},
             "long": {"numpy": 2000, "numba": 60}}[_PROFILE if _PROFILE in ("ci", "dev", "long") else "dev"]
 
 
@@ -53,26 +53,13 @@ def _parameter_vector_product(d) -> bool:
 #: derive/evaluate.py). For a cell that shows one, only the verify round trip is skipped; each
 #: is pinned by test_known_verify_gap_still_exists, which fails once the gap is fixed.
 KNOWN_VERIFY_GAPS = {
-    "relu' prints as Heaviside(z, 0), which verify cannot read":
-        lambda d: any(eq.expr.has(sp.Heaviside) for eq in d.backward),
     "verify's evaluator cannot multiply by a parameter vector under @ (V @ b)":
         _parameter_vector_product,
-    "verify's evaluator gives a number, not a vector, for a zero adjoint (ds_prev = 0)":
-        lambda d: any(eq.expr == 0 for eq in d.backward),
-    "a power 1/2 prints as sqrt(...), which verify cannot read":
-        lambda d: any("sqrt" in sp.sstr(eq.expr) for eq in d.backward),
 }
 
 GAP_CELLS = {
-    "relu' prints as Heaviside(z, 0), which verify cannot read":
-        spec("h = relu(W @ x + U @ h_prev)", 'W = ["H", "D"]\nU = ["H", "H"]'),
     "verify's evaluator cannot multiply by a parameter vector under @ (V @ b)":
         spec("h = tanh(W @ x + U @ h_prev + V @ b)", 'W = ["H", "D"]\nU = ["H", "H"]\nV = ["H", "H"]\nb = "H"'),
-    "verify's evaluator gives a number, not a vector, for a zero adjoint (ds_prev = 0)":
-        spec("c = h_prev + W @ x\nh = h_prev\nq = V @ h_prev", 'W = ["H", "D"]\nV = ["D", "H"]',
-             states='h = "H"\nc = "H"', outputs='["q", "h"]'),
-    "a power 1/2 prints as sqrt(...), which verify cannot read":
-        spec("h = (1 + sigmoid(W @ x + U @ h_prev))**0.5", 'W = ["H", "D"]\nU = ["H", "H"]'),
 }
 
 

@@ -8,7 +8,7 @@ module is generated, never printed as a call that would fail (or differ) on the 
 from __future__ import annotations
 
 import sympy as sp
-from sympy.printing.precedence import PRECEDENCE, precedence
+from sympy.printing.precedence import PRECEDENCE
 
 from codegen.numpy_printer import KernelNumPyPrinter
 from derive import ops
@@ -17,8 +17,9 @@ from derive import ops
 class TritonPrinter(KernelNumPyPrinter):
     """``names`` maps symbol names to code text; ``helpers`` collects the jitted helpers used."""
 
-    #: SymPy function classes printed here; anything else is refused in ``doprint``
-    FUNCTIONS = {"exp", "log", "tanh", "sigmoid", "relu", "softplus", "Heaviside", "Abs", "Max", "Min"}
+    #: functions printed by a jitted helper of this backend; the others by their op-table row's
+    #: "triton" spelling (``derive/ops.py``); anything else is refused in ``doprint``
+    FUNCTIONS = {"tanh", "softplus"}
 
     def _code_of(self, op):
         """The op table's Triton spelling of a row, if it has one (``derive/ops.py``)."""
@@ -43,40 +44,11 @@ class TritonPrinter(KernelNumPyPrinter):
         self.helpers.add(name)
         return self._call(f"_{name}", expr)
 
-    def _print_exp(self, expr):
-        return self._call("_tl.exp", expr)
-
-    def _print_log(self, expr):
-        return self._call("_tl.log", expr)
-
-    def _print_sigmoid(self, expr):
-        return self._call("_tl.sigmoid", expr)
-
     def _print_tanh(self, expr):
         return self._helper("tanh", expr)
 
     def _print_softplus(self, expr):
         return self._helper("softplus", expr)
-
-    def _print_relu(self, expr):
-        return f"_tl.maximum({self._print(expr.args[0])}, 0.0)"
-
-    def _print_Heaviside(self, expr):
-        # derive writes relu' as Heaviside(relu(z), 0): 1 where z > 0, else 0
-        return f"_tl.where({self._print(expr.args[0])} > 0, 1.0, 0.0)"
-
-    def _print_Abs(self, expr):
-        return self._call("_tl.abs", expr)
-
-    def _pairwise(self, name, args):
-        first, *rest = args
-        return self._print(first) if not rest else f"{name}({self._print(first)}, {self._pairwise(name, rest)})"
-
-    def _print_Max(self, expr):
-        return self._pairwise("_tl.maximum", expr.args)
-
-    def _print_Min(self, expr):
-        return self._pairwise("_tl.minimum", expr.args)
 
     def _print_Rational(self, expr):
         return repr(float(expr))
@@ -90,8 +62,9 @@ class TritonPrinter(KernelNumPyPrinter):
             return f"_tl.sqrt({self._print(base)})"
         if exp == -sp.S.Half:
             return f"1.0 / _tl.sqrt({self._print(base)})"
-        if exp.is_Integer and exp != 0:
+        if exp.is_number and exp.is_real and float(exp).is_integer() and exp != 0:   # 2 and 2.0 alike: x**2.0 of x < 0 is real
             factor = self.parenthesize(base, PRECEDENCE["Mul"], strict=True)
-            product = " * ".join([factor] * abs(int(exp)))
-            return product if exp > 0 else f"1.0 / ({product})"
+            # parenthesized: the Mul printer puts a power right after "/" (x/(y*y), not x/y*y)
+            product = factor if abs(int(exp)) == 1 else f"({' * '.join([factor] * abs(int(exp)))})"
+            return product if exp > 0 else f"1.0 / {product if abs(int(exp)) > 1 else f'({product})'}"
         return f"_tl.exp({self.parenthesize(exp, PRECEDENCE['Mul'], strict=True)} * _tl.log({self._print(base)}))"
