@@ -219,7 +219,7 @@ case("spec", "inject_in_description", lambda: spec(f"h = {OK}").replace(
 case("spec", "inject_in_size_meaning", lambda: spec(f"h = {OK}").replace(
     '"hidden size"', '"\\"\\"\\"; ' + INJECT.replace("'", '\\"') + '; \\"\\"\\""'), says="one line of text")
 case("spec", "inject_alias", lambda: spec(f"h = {OK}") + f'[functions]\nact = "{INJECT}"\n',
-     says="unknown function")
+     says="attribute access")
 case("spec", "inject_import_statement", lambda: spec(f"h = {OK}\nimport os"), says="name = expression")
 case("spec", "inject_decorator_like", eq(f"{OK} @ h_prev"), "refused")
 case("spec", "inject_breakpoint", eq(f"{OK} + breakpoint()"), says="unknown function")

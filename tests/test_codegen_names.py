@@ -71,7 +71,12 @@ def _module_texts():
     for name in builtin_cells():
         d = derive(load_cell(name))
         for backend in BACKENDS:
-            yield d, backend, render_kernel(d, backend, "", f"{name}.toml", "tests")
+            try:
+                text = render_kernel(d, backend, "", f"{name}.toml", "tests")
+            except NotImplementedError:   # a backend that refuses the cell by name (triton)
+                assert backend not in NUMPY_BACKENDS
+                continue
+            yield d, backend, text
     d = derive(load_cell(COLLIDE))
     for backend in BACKENDS:
         yield d, backend, render_kernel(d, backend, "", "collide.toml", "tests")

@@ -442,7 +442,8 @@ class TritonLayout(_Layout):
         self.accumulate = self.own("_accumulate{}")
         fwd_kernels, fwd_lines = self.steps(self.plan.forward_steps, True)
         bwd_kernels, bwd_lines = self.steps(self.plan.backward_steps, False)
-        cache = [(self.x, self.seq(self.x)), *[(self.packed(g), self.packed(g)) for g in self.plan.groups],
+        # fixed keys "x", "params", "lengths": a spec's input may be named params or lengths
+        cache = [("x", self.seq(self.x)), *[(self.packed(g), self.packed(g)) for g in self.plan.groups],
                  *[(self.seq(s), self.seq(s)) for s in self.cell.states],
                  *[(self.seq(n), self.seq(n)) for n in (*self.plan.saved_seq, *self.plan.output_seq)],
                  ("params", "_params"), ("lengths", "_lengths")]
