@@ -17,7 +17,6 @@ NAME = "bench"
 HELP = "benchmark the generated kernels against PyTorch and the GEMM-only bound"
 EXAMPLES = (
     Example("cellgrad bench --quick", "smoke run of rnn, lstm, gru_torch at one size", slow=True),
-    Example("cellgrad bench lstm --dtypes float32 --sizes 50,32,128,128", "one row", slow=True),
     Example("cellgrad bench --train --quick", "one SGD step: raw kernels vs CellRNN vs PyTorch",
             slow=True),
     Example("cellgrad bench my_cell.toml --quick", "your cell's kernels (no PyTorch counterpart)",
