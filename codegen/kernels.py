@@ -120,6 +120,7 @@ def _common_context(plan: Plan, spec_text: str, spec_label: str, command: str) -
         "input": cell.inputs[0],
         "input_seq": plan.names("_{}_seq", cell.inputs[0]),
         "inputs": [(i, q[i].shape[0], plan.names("_{}_seq", i)) for i in cell.inputs],
+        "input_seqs": [(i, plan.names("_{}_seq", i)) for i in cell.inputs],
         "input_unpack": (", ".join(plan.names("_{}_seq", i) for i in cell.inputs) + " = "
                          + ", ".join(f'_inputs["{i}"]' for i in cell.inputs)),
         "input_size": cell.input_size,

@@ -403,6 +403,8 @@ def forward(x, params, state=None, lengths=None):
     _active = _active_steps(_T, _lengths)
     if _lengths is not None:  # steps past a sequence's end read zeros: nothing non-finite there reaches a gradient
         _x_seq = np.where(_active, _x_seq, 0)
+        _att_seq = np.where(_active, _att_seq, 0)
+        _inputs = {"x": _x_seq, "att": _att_seq}   # the cache keeps the zeroed sequences
     _packed_x = np.concatenate([_params["W_u"], _params["W_r"], _params["W_o"]])  # (3*H, D): [W_u; W_r; W_o], one GEMM instead of 3
     _packed_h_prev = np.concatenate([_params["U_u"], _params["U_r"]])  # (2*H, H): [U_u; U_r], one GEMM instead of 2
     _packed_n_in = _params["U_o"]  # (H, H)

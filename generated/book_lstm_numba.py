@@ -403,6 +403,7 @@ def forward(x, params, state=None, lengths=None):
     _active = _active_steps(_T, _lengths)
     if _lengths is not None:  # steps past a sequence's end read zeros: nothing non-finite there reaches a gradient
         _x_seq = np.where(_active, _x_seq, 0)
+        _inputs = {"x": _x_seq}   # the cache keeps the zeroed sequences
     _packed_x = np.concatenate([_params["v_f"], _params["v_i"], _params["v_C"], _params["v_o"]])  # (4*H, D): [v_f; v_i; v_C; v_o], one GEMM instead of 4
     _packed_o_prev = np.concatenate([_params["u_f"], _params["u_i"], _params["u_C"], _params["u_o"]])  # (4*H, H): [u_f; u_i; u_C; u_o], one GEMM instead of 4
     _proj_x = (_matmul(_x_seq.reshape(_T * _N, D), _packed_x.T)).reshape(_T, _N, 4*H)  # (F1, F3, F5, F8) the products with x of every step: one GEMM over T*N rows

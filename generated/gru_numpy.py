@@ -222,6 +222,7 @@ def forward(x, params, state=None, lengths=None):
     _active = _active_steps(_T, _lengths)
     if _lengths is not None:  # steps past a sequence's end read zeros: nothing non-finite there reaches a gradient
         _x_seq = np.where(_active, _x_seq, 0)
+        _inputs = {"x": _x_seq}   # the cache keeps the zeroed sequences
     _packed_x = np.concatenate([_params["W_r"], _params["W_z"], _params["W_h"]])  # (3*H, D): [W_r; W_z; W_h], one GEMM instead of 3
     _packed_h_prev = np.concatenate([_params["U_r"], _params["U_z"]])  # (2*H, H): [U_r; U_z], one GEMM instead of 2
     _packed_rh = _params["U_h"]  # (H, H)

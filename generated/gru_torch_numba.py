@@ -386,6 +386,7 @@ def forward(x, params, state=None, lengths=None):
     _active = _active_steps(_T, _lengths)
     if _lengths is not None:  # steps past a sequence's end read zeros: nothing non-finite there reaches a gradient
         _x_seq = np.where(_active, _x_seq, 0)
+        _inputs = {"x": _x_seq}   # the cache keeps the zeroed sequences
     _packed_x = np.concatenate([_params["W_ir"], _params["W_iz"], _params["W_in"]])  # (3*H, D): [W_ir; W_iz; W_in], one GEMM instead of 3
     _packed_h_prev = np.concatenate([_params["W_hn"], _params["W_hr"], _params["W_hz"]])  # (3*H, H): [W_hn; W_hr; W_hz], one GEMM instead of 3
     _proj_x = (_matmul(_x_seq.reshape(_T * _N, D), _packed_x.T)).reshape(_T, _N, 3*H)  # (F1, F3, F6) the products with x of every step: one GEMM over T*N rows

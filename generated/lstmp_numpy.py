@@ -253,6 +253,7 @@ def forward(x, params, state=None, lengths=None):
     _active = _active_steps(_T, _lengths)
     if _lengths is not None:  # steps past a sequence's end read zeros: nothing non-finite there reaches a gradient
         _x_seq = np.where(_active, _x_seq, 0)
+        _inputs = {"x": _x_seq}   # the cache keeps the zeroed sequences
     _packed_x = np.concatenate([_params["W_ii"], _params["W_if"], _params["W_ig"], _params["W_io"]])  # (4*H, D): [W_ii; W_if; W_ig; W_io], one GEMM instead of 4
     _packed_h_prev = np.concatenate([_params["W_hi"], _params["W_hf"], _params["W_hg"], _params["W_ho"]])  # (4*H, P): [W_hi; W_hf; W_hg; W_ho], one GEMM instead of 4
     _packed_m = _params["W_hr"]  # (P, H)

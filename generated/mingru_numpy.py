@@ -210,6 +210,7 @@ def forward(x, params, state=None, lengths=None):
     _active = _active_steps(_T, _lengths)
     if _lengths is not None:  # steps past a sequence's end read zeros: nothing non-finite there reaches a gradient
         _x_seq = np.where(_active, _x_seq, 0)
+        _inputs = {"x": _x_seq}   # the cache keeps the zeroed sequences
     _packed_x = np.concatenate([_params["W_z"], _params["W_h"]])  # (2*H, D): [W_z; W_h], one GEMM instead of 2
     _proj_x = (_x_seq.reshape(_T * _N, D) @ _packed_x.T).reshape(_T, _N, 2*H)  # (F1, F3) the products with x of every step: one GEMM over T*N rows
     _proj_x += np.concatenate([_params["b_z"], _params["b_h"]])  # biases of the same equations, added once for all steps

@@ -214,6 +214,7 @@ def forward(x, params, state=None, lengths=None):
     _active = _active_steps(_T, _lengths)
     if _lengths is not None:  # steps past a sequence's end read zeros: nothing non-finite there reaches a gradient
         _x_seq = np.where(_active, _x_seq, 0)
+        _inputs = {"x": _x_seq}   # the cache keeps the zeroed sequences
     _packed_x = _params["u"]  # (H, D)
     _packed_s_prev = _params["v"]  # (H, H)
     _packed_s = _params["w"]  # (O, H)

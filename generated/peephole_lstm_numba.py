@@ -423,6 +423,7 @@ def forward(x, params, state=None, lengths=None):
     _active = _active_steps(_T, _lengths)
     if _lengths is not None:  # steps past a sequence's end read zeros: nothing non-finite there reaches a gradient
         _x_seq = np.where(_active, _x_seq, 0)
+        _inputs = {"x": _x_seq}   # the cache keeps the zeroed sequences
     _packed_x = np.concatenate([_params["W_i"], _params["W_f"], _params["W_g"], _params["W_o"]])  # (4*H, D): [W_i; W_f; W_g; W_o], one GEMM instead of 4
     _packed_h_prev = np.concatenate([_params["U_i"], _params["U_f"], _params["U_g"], _params["U_o"]])  # (4*H, H): [U_i; U_f; U_g; U_o], one GEMM instead of 4
     _proj_x = (_matmul(_x_seq.reshape(_T * _N, D), _packed_x.T)).reshape(_T, _N, 4*H)  # (F1, F3, F5, F8) the products with x of every step: one GEMM over T*N rows

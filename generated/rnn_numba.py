@@ -319,6 +319,7 @@ def forward(x, params, state=None, lengths=None):
     _active = _active_steps(_T, _lengths)
     if _lengths is not None:  # steps past a sequence's end read zeros: nothing non-finite there reaches a gradient
         _x_seq = np.where(_active, _x_seq, 0)
+        _inputs = {"x": _x_seq}   # the cache keeps the zeroed sequences
     _packed_x = _params["W"]  # (H, D)
     _packed_h_prev = _params["U"]  # (H, H)
     _proj_x = (_matmul(_x_seq.reshape(_T * _N, D), _packed_x.T)).reshape(_T, _N, H)  # (F1) the products with x of every step: one GEMM over T*N rows

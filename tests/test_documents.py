@@ -344,9 +344,10 @@ def test_each_notation_renders_the_lstm(notation, symbols, fmt):
 
 @pytest.mark.parametrize("cell", ["minimal_rnn", "book_lstm"])
 def test_book_notation_renders_the_books_cells(cell):
+    """The book counts its current step as t+1 (its s_{t+1} = f(u x_{t+1} + v s_t + b))."""
     text = document_text(cell, "md", "book")
-    assert r"\mathit{Err}_{t}" in text
-    assert (r"s_{t-1}" if cell == "minimal_rnn" else r"\tilde{C}_{t}") in text
+    assert r"\mathit{Err}_{t+1}" in text and r"\mathit{Err}_{t}" not in text
+    assert (r"s_{t}" if cell == "minimal_rnn" else r"\tilde{C}_{t+1}") in text
 
 
 def test_missing_symbol_is_a_clear_error(tmp_path):
