@@ -491,6 +491,8 @@ class _NumPyLayout(_Layout):
                 continue
             for s in st.stmts:
                 if s.accumulate:
+                    if s.expr.is_zero:      # db = 0 (b only under step or sign): nothing to add
+                        continue
                     lines.append(Line(f"{s.target} += ({printer.doprint(s.expr)}).sum(axis=0)",
                                       _statement_comment(s)))
                     continue
