@@ -56,6 +56,18 @@ def test_transpose_of_a_reduction_is_the_reduction_of_the_adjoint(ln_rnn):
     assert RowSum(sp.Symbol("dn_sum")) in sp.Add.make_args(ln_rnn.backward_eq("dh").expr)
 
 
+def test_verify_reads_reductions(ln_rnn):
+    """Every backward equation of a cell with reductions verifies, written as the derivation
+    prints it (``RowMean(dvar)``) or as a user writes it (``mean(dvar)``, LaTeX too); a slip
+    (the reduction dropped) does not hold. verify once knew no reduction: "unknown function"."""
+    from derive.verify import verify
+    for eq in ln_rnn.backward:
+        assert verify(ln_rnn, sp.sstr(eq.expr), quantity=eq.target).verdict == "holds", eq.target
+    for formula in ("mean(dvar)", r"\operatorname{mean}\left(dvar\right)"):
+        assert verify(ln_rnn, formula, quantity="dvar_in").verdict == "holds", formula
+    assert verify(ln_rnn, "dvar", quantity="dvar_in").verdict == "does not hold"
+
+
 def test_constants_are_numbers_in_the_equations(ln_rnn):
     assert ln_rnn.cell.constants == {"eps": 1e-5}
     h = ln_rnn.forward_eq("h").rhs
