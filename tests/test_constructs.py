@@ -233,3 +233,15 @@ def test_constant_used_in_an_equation_is_a_number():
     cell = parse_spec(text)
     x, b, h_prev = sp.symbols("x b h_prev")
     assert sp.simplify(cell.equations[0].rhs - sp.tanh(2 * x + b + h_prev - sp.Rational(1, 2))) == 0
+
+
+def test_constant_as_an_exponent():
+    """A constant is a number in every equation, also as the exponent of ``**`` (it was refused:
+    "the exponent of ** must be a number"); the exponent limit still applies to its value."""
+    text = BASE.format(extra="[constants]\nk = 2\nhalf = 0.5\nbig = 40", state='h = "H"',
+                       equation="h = tanh(x + b + h_prev)**k + (1 + x**2)**-half")
+    x, b, h_prev = sp.symbols("x b h_prev")
+    rhs = parse_spec(text).equations[0].rhs
+    assert sp.simplify(rhs - (sp.tanh(x + b + h_prev)**2 + (1 + x**2)**sp.Rational(-1, 2))) == 0
+    with pytest.raises(SpecError, match="exponent"):
+        parse_spec(text.replace("**k", "**big"))
