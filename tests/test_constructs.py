@@ -68,6 +68,18 @@ def test_verify_reads_reductions(ln_rnn):
     assert verify(ln_rnn, "dvar", quantity="dvar_in").verdict == "does not hold"
 
 
+def test_reductions_print_and_read_back_as_the_spec_writes_them(ln_rnn):
+    """Regression: the derived dvar_in printed as RowMean(dvar), and verify read neither that nor
+    mean(dvar), so no backward equation of a layer-norm cell could be verified."""
+    from derive.verify import verify
+    dvar_in = ln_rnn.backward_eq("dvar_in")
+    assert sp.sstr(dvar_in.expr) == "mean(dvar)"
+    for formula in ("mean(dvar)", r"\operatorname{mean}(\delta var)", sp.sstr(ln_rnn.backward_eq("dh").expr)):
+        quantity = "dh" if "sum" in formula else "dvar_in"
+        assert verify(ln_rnn, formula, quantity=quantity).verdict == "holds", formula
+    assert verify(ln_rnn, "sum(dvar)", quantity="dvar_in").verdict == "does not hold"
+
+
 def test_constants_are_numbers_in_the_equations(ln_rnn):
     assert ln_rnn.cell.constants == {"eps": 1e-5}
     h = ln_rnn.forward_eq("h").rhs
