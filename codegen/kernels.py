@@ -133,6 +133,8 @@ def _common_context(plan: Plan, spec_text: str, spec_label: str, command: str) -
                          for p in (*cell.params, *cell.initial.values())],
         "buffers": [p for p in cell.params if not q[p].trainable],
         "initial": list(cell.initial.items()),
+        # learnable initial values that init_params draws inside their state's positive domain
+        "positive_initial": [(s, p) for s, p in cell.initial.items() if q[s].domain == "positive"],
         "states": [(s, q[s].shape[0]) for s in cell.states],
         "state_init": [(s, q[s].init) for s in cell.states],
         "state_domain": [(s, q[s].domain) for s in cell.states],

@@ -257,3 +257,17 @@ def test_constant_as_an_exponent():
     assert sp.simplify(rhs - (sp.tanh(x + b + h_prev)**2 + (1 + x**2)**sp.Rational(-1, 2))) == 0
     with pytest.raises(SpecError, match="exponent"):
         parse_spec(text.replace("**k", "**big"))
+
+
+def test_init_params_draws_a_positive_initial_value_inside_its_domain(tmp_path):
+    """init_params drew the learnable initial value n0 of a positive state like any parameter,
+    from (-1/sqrt(H), 1/sqrt(H)): half its entries negative, so log(n_prev) was NaN at step 0."""
+    from cell_oracles import import_kernel
+    text = BASE.format(extra="", state='h = "H"\nn = { size = "H", init = "param", domain = "positive" }',
+                       equation="h = tanh(x + b + h_prev) * log(n_prev)\nn = n_prev * exp(tanh(x))")
+    module = import_kernel(derive(parse_spec(text)), "numpy", tmp_path)
+    for seed in range(5):
+        params = module.init_params(4, 4, seed=seed)
+        assert np.all(params["n0"] >= 0.5) and np.all(params["n0"] <= 1.5)
+        outputs, _, _ = module.forward(np.ones((2, 3, 4)), params)
+        assert np.all(np.isfinite(outputs["h"]))
