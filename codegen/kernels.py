@@ -488,6 +488,8 @@ class _NumPyLayout(_Layout):
                 # the row's mean (sum) repeated over the row: a full (N, size) array like any value
                 vector = names[st.vector] if st.vector in self.inputs else st.vector   # an input: its step's row
                 text = f"np.repeat(np.{st.op}({vector}, axis=1, keepdims=True), {st.size}, axis=1)"
+                if self.plan.locations.get(st.vector) == "param":    # mean(b): the same for every row
+                    text = f"np.full((_N, {st.size}), np.{st.op}({vector}), _dtype)"
                 lines.append(Line(f"{self.store_text(st, forward)}{st.target} = {text}",
                                   _statement_comment(st)))
                 continue
@@ -527,8 +529,9 @@ class _NumPyLayout(_Layout):
         return ctx
 
     def params_in_loop(self, steps) -> list[str]:
-        names = {n for st in steps if isinstance(st, Segment) for n in st.loads
-                 if self.plan.locations.get(n) == "param"}
+        loads = [n for st in steps if isinstance(st, Segment) for n in st.loads]
+        loads += [st.vector for st in steps if isinstance(st, Reduction)]
+        names = {n for n in loads if self.plan.locations.get(n) == "param"}
         return [p for p in self.cell.params if p in names]
 
 
