@@ -75,6 +75,22 @@ def test_constants_are_numbers_in_the_equations(ln_rnn):
     assert "eps" not in {s.name for s in h.free_symbols}
 
 
+def test_a_constant_may_be_an_exponent():
+    """Regression: constants are "replaced by their value in every equation" (the guide), but
+    `** p` with p a constant was refused as "the exponent of ** must be a number"."""
+    text = (SPECS / "layernorm_rnn.toml").read_text()
+    spec = text.replace("eps = 1e-5", "eps = 1e-5\nhalf = 0.5")
+    written = derive(parse_spec(text))
+    spec = spec.replace("(var + eps)**0.5", "(var + eps) ** half")
+    assert "** half" in spec
+    named = derive(parse_spec(spec))
+    assert sp.simplify(named.forward_eq("h").rhs - written.forward_eq("h").rhs) == 0
+    negated = derive(parse_spec(spec.replace("/ (var + eps) ** half", "* (var + eps) ** -half")))
+    assert sp.simplify(negated.forward_eq("h").rhs - written.forward_eq("h").rhs) == 0
+    with pytest.raises(SpecError, match="exponent of \\*\\* must be a number or a \\[constants\\] name"):
+        parse_spec(spec.replace("** half", "** h_prev"))
+
+
 def test_buffers_get_no_gradient(ln_rnn):
     cell = ln_rnn.cell
     assert "beta" in cell.params and "beta" not in cell.trainable_params
