@@ -641,10 +641,10 @@ class _EquationParser:
         self.elementwise(lshape, symbol)
         self.elementwise(rshape, symbol)
         if symbol == "**":
-            written = node.right.operand if isinstance(node.right, ast.UnaryOp) else node.right
-            named = isinstance(written, ast.Name) and written.id in self.b.constants
-            if rshape != () or not (isinstance(written, ast.Constant) or named):   # 2, -1, 0.5, -p
-                raise self.fail("the exponent of ** must be a number or a [constants] name", node.right)
+            constant = node.right.operand if isinstance(node.right, ast.UnaryOp) else node.right
+            named = isinstance(constant, ast.Name) and constant.id in self.b.constants
+            if rshape != () or not (isinstance(constant, ast.Constant) or named):   # 2, -1, 0.5, k
+                raise self.fail("the exponent of ** must be a number", node.right)
             try:
                 return limits.power(left, right), lshape
             except LimitError as exc:

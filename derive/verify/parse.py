@@ -27,7 +27,6 @@ import sympy as sp
 
 from derive import limits, ops
 from derive.limits import LimitError
-from derive.linear import RowMean
 
 from .context import (KIND_WORD, Claim, Context, Token, local_derivative, product, transpose,
                       unprev)
@@ -43,9 +42,6 @@ TIME_RE = re.compile(r"^(?P<var>[tT])(?P<off>[+-]\d+)?$")
 GREEK = {"alpha", "beta", "gamma", "Gamma", "delta", "Delta", "epsilon", "varepsilon", "eta",
          "theta", "lambda", "mu", "nu", "xi", "pi", "rho", "tau", "phi", "varphi", "chi", "psi",
          "omega", "Omega", "Lambda", "Phi", "Psi", "Theta", "zeta", "kappa"}
-#: reductions read from LaTeX (``\operatorname{mean}(v)``, as documents print them); ``sum`` is
-#: not one of them: ``\sum`` is a summation there
-LATEX_REDUCTIONS = {"mean": RowMean}
 ACCENTS = {"tilde", "hat", "bar", "dot", "vec", "check", "breve", "acute", "grave"}
 PRODUCT_OPS = {"*": "*", r"\cdot": "*", r"\odot": "odot", r"\otimes": "otimes", "/": "/"}
 ADJOINT_CMDS = {r"\diff", r"\partial", r"\delta", r"\nabla"}
@@ -392,7 +388,7 @@ class LatexParser:
             if tok.text == r"\underline":
                 self.fail("\\underline{...} here is the numerator of a fraction whose bar and "
                           "denominator were lost (a PDF extraction): write the fraction", tok)
-            functions = {**ops.latex_reads(), **LATEX_REDUCTIONS, **self.ctx.functions}   # the cell's own too
+            functions = {**ops.latex_reads(), **self.ctx.functions}   # the cell's own too
             if name in functions:
                 return self.call(functions[name], tok)
             if tok.text in ADJOINT_CMDS:
@@ -711,7 +707,7 @@ class LatexParser:
         tok, nxt = self.peek(), self.peek(1)
         if tok.text in ("(", "{") or tok.kind == "num" or tok.text == r"\frac":
             return True
-        if tok.kind == "cmd" and tok.text[1:] in {**ops.latex_reads(), **LATEX_REDUCTIONS, **self.ctx.functions}:
+        if tok.kind == "cmd" and tok.text[1:] in {**ops.latex_reads(), **self.ctx.functions}:
             return True
         if tok.kind == "word" and nxt.text == "(" and tok.text in self.ctx.functions and \
                 tok.text not in self.ctx.symbols:

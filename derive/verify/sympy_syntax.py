@@ -14,7 +14,7 @@ import sympy as sp
 from derive import limits, ops
 from derive.limits import LimitError
 from derive.ops import FUNCTIONS
-from derive.linear import REDUCTIONS, MatVec, MatVecT, Outer, RowMean, RowSum
+from derive.linear import MatVec, MatVecT, Outer
 
 from .context import Claim, Context, Token, product, transpose
 from .errors import VerifyError, excerpt
@@ -26,7 +26,7 @@ PLAIN_TOKEN_RE = re.compile(r"(?P<name>[A-Za-z_][A-Za-z0-9_]*(?:#k1)?(?:@[+-]\d+
 PLAIN_FUNCTIONS = {"HCat": HCat, "VCat": VCat, "VStack": VStack, "MatTranspose": MatTranspose, "Row": Row, "SumT": SumT,
                    "SumN": SumN, "MatVec": MatVec, "MatVecT": MatVecT, "Outer": Outer,
                    "outer": Outer, "sum_t": SumT, "sum_n": SumN, "cat": VCat, "hcat": HCat,
-                   "vstack": VStack, "RowMean": RowMean, "RowSum": RowSum, **REDUCTIONS}
+                   "vstack": VStack}
 
 
 class SympySyntaxParser:
