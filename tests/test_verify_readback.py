@@ -48,14 +48,21 @@ def test_the_printed_correct_formula_holds_when_fed_back(entry):
 
 
 @pytest.mark.parametrize("typed, shown", [
-    (r"\mathrm{d}c^{<t>} = \mathrm{d}z^{<t>}", r"\mathrm{d}⟪z^{<t>}⟫"),
-    (r"\mathrm{d}c^{\left\langle t\right\rangle} = \mathrm{d}c^{\left\langle t\right\rangle} + )",
-     "+ ⟪)⟫"),
+    (r"\mathrm{d}c^{<t>} = \mathrm{d}z^{<t>}", "z^{<t>}"),
+    (r"\mathrm{d}c^{\left\langle t\right\rangle} = \mathrm{d}c^{\left\langle t\right\rangle} + )", ")"),
+    ("\\mathrm{d}c^{<t>} =\n  \\mathrm{d}c^{<t>} + \\mathrm{d}q", "q"),
 ])
 def test_an_unreadable_formula_is_quoted_as_typed(typed, shown):
+    """The place is quoted from what the user typed, with a caret line under its column."""
+    column = typed.splitlines()[-1].rindex(shown) + 1
     v = verify("lstm", typed, notation="coursera")
     assert v.verdict == "unreadable"
-    assert shown in v.detail and "@{" not in v.detail and r"\diff" not in v.detail, v.detail
+    assert f"column {column}: {shown}" in v.detail, v.detail
+    line, caret = v.caret                 # the typed line, clipped with … around a long one
+    assert line.strip("…") in typed.splitlines()[-1], v.caret
+    assert line[caret.index("^"):].startswith(shown) and caret.strip() == "^" * len(shown), v.caret
+    for text in (v.detail, *v.caret):
+        assert "@{" not in text and r"\diff" not in text and "⟪" not in text, text
 
 
 @pytest.mark.parametrize("formula, quantity, kind", [

@@ -54,6 +54,7 @@ class Verdict:
     correct_cell: str | None = None      # in the cell's names (SymPy syntax)
     claim: list[str] = field(default_factory=list)
     whole_sequence: bool = False
+    caret: list[str] = field(default_factory=list)   # unreadable: the typed line, ^ under the place
 
     def to_json(self) -> dict:
         data = asdict(self)
@@ -101,7 +102,7 @@ def verify(cell, formula: str, quantity: str | None = None, notation: str | None
     try:
         claim = parse_formula(formula, ctx)
     except VerifyError as err:
-        return Verdict("unreadable", detail=str(err))
+        return Verdict("unreadable", detail=str(err), caret=err.caret())
     sides = list(claim.sides)
     if target is not None:
         if len(sides) == 1:

@@ -162,7 +162,7 @@ def verify_document(text: str, notation: str | None = None, cells: list[str] | N
                 v = verify(cell, formula.text, notation=notation)
             except VerifyError as err:
                 from .check import Verdict
-                v = Verdict("unreadable", detail=str(err))
+                v = Verdict("unreadable", detail=str(err), caret=err.caret())
             if first is None or first[1].verdict == "unreadable" and v.verdict != "unreadable":
                 first = (cell, v)
             # a gradient claim is judged in the first cell it reads in; a forward definition

@@ -30,7 +30,7 @@ from derive.limits import LimitError
 
 from .context import (KIND_WORD, Claim, Context, Token, local_derivative, product, transpose,
                       unprev)
-from .errors import VerifyError, excerpt
+from .errors import Place, VerifyError, excerpt
 from .nodes import HCat, MatTranspose, SumN, SumT, VCat, VStack
 from .normalize_latex import normalize_latex
 from .sequence import shifted, split_symbol
@@ -102,11 +102,11 @@ class LatexParser:
         self.i += 1
         return tok
 
-    def where(self, tok: Token | None = None, end: int | None = None) -> str:
+    def where(self, tok: Token | None = None, end: int | None = None) -> Place:
         tok = tok or self.peek()
         return self.excerpt(tok.pos, end or tok.end)
 
-    def excerpt(self, start: int, end: int) -> str:
+    def excerpt(self, start: int, end: int) -> Place:
         """The excerpt of what the user typed (not the normalized text) around [start, end)."""
         return excerpt(self.original, self.to_original(start), self.to_original(end, True))
 
@@ -147,6 +147,7 @@ class LatexParser:
     def _time_mode(self):
         """Scan every time index first: free step t, last step T, or absolute steps (3, 2)."""
         kinds, absolute = set(), []
+        first_absolute = None
         toks = self.tokens
         for n, tok in enumerate(toks):
             raws = []
@@ -167,9 +168,10 @@ class LatexParser:
                 elif raw.isdigit() and tok.kind == "time":
                     kinds.add("absolute")
                     absolute.append(int(raw))
+                    first_absolute = first_absolute or tok
         if "free" in kinds and "absolute" in kinds:
             raise VerifyError("the formula mixes the free step t with absolute steps "
-                              f"({', '.join(map(str, sorted(set(absolute))))})", self.original)
+                              f"({', '.join(map(str, sorted(set(absolute))))})", self.where(first_absolute))
         # t beside T in a statement about the last step (dl(T)/dh(T) * o(t)): t is that step
         self.at_last = "last" in kinds
         return {"anchor": max(absolute) if absolute else None}
@@ -842,9 +844,7 @@ def _within_limits(text: str) -> None:
     try:
         limits.scan_formula(text)
     except LimitError as exc:
-        line, column = limits.line_column(text, exc.pos or 0)
-        place = f"line {line}, column {column}" if "\n" in text else f"column {column}"
-        raise VerifyError(exc.problem, f"{place}: {limits.quote(text, exc.pos)}") from None
+        raise VerifyError(exc.problem, excerpt(text, exc.pos or 0)) from None
 
 
 class _bounded_recursion:
