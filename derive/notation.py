@@ -18,7 +18,8 @@ does not list; every other notation must list what a cell needs, or rendering st
 error that names the missing names and the notation file.
 
 The same file says how formulas written in it read (``derive.verify``): ``current_step``
-(``"t+1"`` when the document's step computes s_{t+1}), ``pdf_hyphens``, ``scalar``, and the
+(``"t+1"`` when the document's step computes s_{t+1}), ``pdf_hyphens``, ``scalar``,
+``carried_assign`` (min-char-rnn's ``dhnext = Whh^T dhraw`` assigns what the step hands back), and the
 tables ``[read]`` (other spellings with their meaning in the cell's names), ``[adjoints]``,
 ``[targets]`` and ``[losses]``; a symbol written transposed (``U_f = '\\hat{w}_f^T'``) makes
 its base the transpose. Built-in notations are such files and nothing else.
@@ -148,7 +149,7 @@ def parse_notation(text: str, path: str = "<notation>") -> "Notation":
         return value
 
     known_meta = {"name", "description", "time", "cells", "auto", "adjoint", "upstream", "carried",
-                  "loss", "product", "current_step", "pdf_hyphens", "scalar"}
+                  "loss", "product", "current_step", "pdf_hyphens", "scalar", "carried_assign"}
     extra = set(meta) - known_meta
     if extra:
         key = sorted(extra)[0]
@@ -164,7 +165,7 @@ def parse_notation(text: str, path: str = "<notation>") -> "Notation":
         raise NotationError("cells must be a list of cell names", path=path,
                             line=line_of("cells", "notation"))
     flags = {}
-    for key in ("auto", "pdf_hyphens", "scalar"):
+    for key in ("auto", "pdf_hyphens", "scalar", "carried_assign"):
         flags[key] = meta.get(key, False)
         if not isinstance(flags[key], bool):
             raise NotationError(f"{key} must be true or false", path=path,
@@ -201,7 +202,7 @@ def parse_notation(text: str, path: str = "<notation>") -> "Notation":
                     carried=text_field("carried", r"\bar{\delta} #", template=True),
                     loss=loss, product=product, symbols=dict(symbols), path=path,
                     current_step=CURRENT_STEPS[current_step], pdf_hyphens=flags["pdf_hyphens"],
-                    scalar=flags["scalar"], **tables)
+                    scalar=flags["scalar"], carried_assign=flags["carried_assign"], **tables)
 
 
 def _reading_table(data: dict, table: str, text: str, path: str) -> dict[str, str]:
@@ -244,6 +245,7 @@ class Notation:
     current_step: int = 0       # 1: the document's current step is t+1
     pdf_hyphens: bool = False   # c-t means c_t (a PDF extraction turned _ into -)
     scalar: bool = False        # the document treats every size as 1
+    carried_assign: bool = False  # dh_next = ... on a left side: what the step hands back (code)
     read: dict[str, str] = field(default_factory=dict)       # symbol -> meaning in cell names
     adjoints: dict[str, str] = field(default_factory=dict)   # symbol whose d-form means this
     losses: dict[str, str] = field(default_factory=dict)     # loss symbol -> LOSS_KINDS entry

@@ -104,6 +104,9 @@ def verify(cell, formula: str, quantity: str | None = None, notation: str | None
     except VerifyError as err:
         return Verdict("unreadable", detail=str(err), caret=err.caret())
     sides = list(claim.sides)
+    handed_back = {sp.Symbol(c): sp.Symbol(f"d{s}_prev") for s, c in d.carried.items()}
+    if reading.carried_assign and sides[0] in handed_back:
+        sides[0] = handed_back[sides[0]]   # dhnext = Whh^T dhraw: assigned for step t-1
     if target is not None:
         if len(sides) == 1:
             sides = [target, *sides]

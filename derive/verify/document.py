@@ -130,6 +130,7 @@ def is_gradient_claim(text: str, hyphens: bool = False) -> bool:
         s = normalize_latex(text, hyphen_subscripts=hyphens)
     except VerifyError:
         return False
+    s = s.replace("\\pluseq", "=")        # dW += da x^T
     depth = 0
     for n, ch in enumerate(s):
         depth += (ch in "{(") - (ch in "})")

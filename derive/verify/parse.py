@@ -28,10 +28,10 @@ import sympy as sp
 from derive import limits, ops
 from derive.limits import LimitError
 
-from .context import (KIND_WORD, Claim, Context, Token, local_derivative, product, transpose,
-                      unprev)
+from .context import (KIND_WORD, Claim, Context, Token, local_derivative, prod, product,
+                      transpose, unprev)
 from .errors import Place, VerifyError, excerpt
-from .nodes import HCat, MatTranspose, SumN, SumT, VCat, VStack
+from .nodes import HCat, Jacobian, MatTranspose, SumN, SumT, VCat, VStack
 from .normalize_latex import normalize_latex
 from .sequence import shifted, split_symbol
 from .sympy_syntax import SympySyntaxParser
@@ -91,6 +91,9 @@ class LatexParser:
         self.i = 0
         self.bars = 0               # open [ ] or | | : a bar inside closes or separates
         self.at_last = False
+        self.jacobian_at = None     # where a derivative that is a matrix was read
+        self.diagonal = set()       # token spans of elementwise derivatives (∂c_t/∂c_{t-1} = f)
+        self._frac_start = 0
         self.offsets = self._time_mode()
 
     # tokens ------------------------------------------------------------------------------------
@@ -206,12 +209,26 @@ class LatexParser:
     # grammar ---------------------------------------------------------------------------------
     def parse(self) -> Claim:
         sides = [self.expr()]
-        while self.peek().text == "=":
-            self.next()
+        while self.peek().text in ("=", r"\pluseq"):
+            tok = self.next()
+            if tok.text == r"\pluseq" and (len(sides) > 1 or not self._param_gradient(sides[0])):
+                self.fail("+= accumulates a parameter's gradient over the steps: its left side "
+                          "must be one (dW += ...), and it must come first", tok)
             sides.append(self.expr())
         if self.peek().kind != "end":
             self.fail(f"cannot read {self.peek().text!r} here")
+        if any(side.has(Jacobian) for side in sides):
+            raise VerifyError("this derivative is a matrix (Jacobian); multiply it with an adjoint "
+                              "((∂h_{t+1}/∂h_t)^T δh_{t+1}) or write it through one",
+                              self.jacobian_at)
         return Claim(sides, self.at_last, self.text)
+
+    def _param_gradient(self, e) -> bool:
+        """``dW`` (or a block ``[dU | dW]``): one step's term when the formula has no Σ_t."""
+        if isinstance(e, HCat):
+            return all(self._param_gradient(a) for a in e.args)
+        return isinstance(e, sp.Symbol) and e.name.startswith("d") and \
+            e.name[1:] in self.ctx.cell.params
 
     def expr(self):
         tok = self.peek()
@@ -235,7 +252,7 @@ class LatexParser:
         if tok.text in ("(", "[", "{"):
             return True
         if tok.kind == "cmd":
-            return tok.text not in PRODUCT_OPS and tok.text not in (r"\sum",)
+            return tok.text not in PRODUCT_OPS and tok.text not in (r"\sum", r"\pluseq")
         return False
 
     def term(self):
@@ -306,12 +323,18 @@ class LatexParser:
 
     def factor(self):
         tok = self.peek()
+        first = self.i
         value = self.primary()
+        span = (first, self.i)
+        if self.tokens[first].text == "(" and self.tokens[self.i - 1].text == ")":
+            span = (first + 1, self.i - 1)
         while self.peek().text == "^":
             hat = self.next()
             raw, j = self._group_text(self.i)
             if raw in ("T", r"\top", "top", r"\intercal", "⊤"):
                 self.i = j
+                if span in self.diagonal:       # an elementwise derivative: diagonal, symmetric
+                    continue
                 value = transpose(self.ctx, value, self.where(hat))
             else:
                 exponent = self.group_expr()
@@ -408,6 +431,15 @@ class LatexParser:
             if name in GREEK or name in ACCENTS:
                 return self.resolve(self.atom())
             self.fail(f"unknown command {tok.text}", tok)
+        if tok.kind == "word" and tok.text == "prod" and self.peek(1).text == "(" and \
+                "prod" not in self.ctx.symbols:          # d2l's prod(δ, ∂h/∂W)
+            self.next()
+            self.next()
+            first = self.expr()
+            self.expect(",")
+            second = self.expr()
+            self.expect(")")
+            return prod(self.ctx, first, second, self.where(tok))
         if tok.kind == "word":
             atom = self.atom()
             if atom.key in self.ctx.functions and atom.key not in self.ctx.symbols and not atom.adjoint:
@@ -635,6 +667,7 @@ class LatexParser:
 
     # derivatives -----------------------------------------------------------------------------
     def frac(self):
+        start = self.i
         tok = self.expect(r"\frac")
         if self._is_derivative():
             self.expect("{")
@@ -648,6 +681,7 @@ class LatexParser:
             self.expect("{")
             bottom = self.operand()
             self.expect("}")
+            self._frac_start = start
             return self.derivative(top, bottom, tok)
         num = self.group_expr()
         den = self.group_expr()
@@ -726,8 +760,16 @@ class LatexParser:
         return False
 
     def derivative(self, top: Atom, bottom: Atom, tok: Token):
-        ctx = self.ctx
         where = self.excerpt(tok.pos, self.tokens[self.i - 1].end)
+        value = self._derivative(top, bottom, where)
+        if self.jacobian_at is None and value.has(Jacobian):
+            self.jacobian_at = where
+        if self.ctx.kind(value) in ("vec", "num"):
+            self.diagonal.add((self._frac_start, self.i))
+        return value
+
+    def _derivative(self, top: Atom, bottom: Atom, where):
+        ctx = self.ctx
         if bottom.key in ctx.losses:
             raise VerifyError("a derivative with respect to the loss", where)
         if top.value is not None:
@@ -808,7 +850,7 @@ class LatexParser:
 
 
 def looks_like_latex(text: str) -> bool:
-    return "\\" in text or "{" in text or "^" in text and "**" not in text or \
+    return "\\" in text or "{" in text or "+=" in text or "^" in text and "**" not in text or \
         any(ch in text for ch in "（）⊙⊗σΓ∂Σ")
 
 
