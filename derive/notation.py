@@ -21,7 +21,8 @@ The same file says how formulas written in it read (``derive.verify``): ``curren
 (``"t+1"`` when the document's step computes s_{t+1}), ``pdf_hyphens``, ``scalar``,
 ``carried_assign`` (min-char-rnn's ``dhnext = Whh^T dhraw`` assigns what the step hands back), and the
 tables ``[read]`` (other spellings with their meaning in the cell's names), ``[adjoints]``,
-``[targets]`` and ``[losses]``; a symbol written transposed (``U_f = '\\hat{w}_f^T'``) makes
+``[targets]``, ``[losses]`` and ``[sizes]`` (the document's size names, for slices
+``w[:, :n_a]``); a symbol written transposed (``U_f = '\\hat{w}_f^T'``) makes
 its base the transpose. Built-in notations are such files and nothing else.
 """
 
@@ -44,7 +45,7 @@ TIME_STYLES = ("angle", "sub", "paren", "none")
 PLACEHOLDER = "#"
 
 #: the tables that say how a document's formulas read (derive.verify uses them; see the guide)
-READING_TABLES = ("read", "adjoints", "losses", "targets")
+READING_TABLES = ("read", "adjoints", "losses", "targets", "sizes")
 #: what a derivative of a loss symbol means: the whole-sequence loss, the loss of one step,
 #: the sum of the losses from a step on, or the loss of one unrolled block (seed 003)
 LOSS_KINDS = ("total", "step", "tail", "block")
@@ -218,6 +219,9 @@ def _reading_table(data: dict, table: str, text: str, path: str) -> dict[str, st
         if table == "losses" and value not in LOSS_KINDS:
             raise NotationError(f"[losses] {key!r} = {value!r}: expected one of "
                                 f"{', '.join(LOSS_KINDS)}", path=path, line=line)
+        if table == "sizes" and not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", value):
+            raise NotationError(f"[sizes] {key!r} = {value!r}: the meaning is one of the cell's size "
+                                f"names (H, D)", path=path, line=line)
         if table in ("read", "adjoints", "targets") and not re.fullmatch(r"[A-Za-z0-9_ +\-*/(),.]+",
                                                                           value):
             raise NotationError(f"[{table}] {key!r} = {value!r}: the meaning is written in the "
@@ -250,6 +254,7 @@ class Notation:
     adjoints: dict[str, str] = field(default_factory=dict)   # symbol whose d-form means this
     losses: dict[str, str] = field(default_factory=dict)     # loss symbol -> LOSS_KINDS entry
     targets: dict[str, str] = field(default_factory=dict)    # target y -> output o, ½(o - y)²
+    sizes: dict[str, str] = field(default_factory=dict)      # n_a -> H: size names in slices
 
     # -- base symbols -------------------------------------------------------------------------
     def symbol(self, name: str) -> str:

@@ -34,6 +34,7 @@ from .errors import Place, VerifyError, excerpt
 from .nodes import HCat, Jacobian, MatTranspose, SumN, SumT, VCat, VStack
 from .normalize_latex import normalize_latex
 from .sequence import shifted, split_symbol
+from .slices import slice_value
 from .sympy_syntax import SympySyntaxParser
 
 TOKEN_RE = re.compile(r"(?P<time>@\{[^{}]*\})|(?P<cmd>\\[A-Za-z]+)|(?P<word>[A-Za-z]+)"
@@ -328,6 +329,10 @@ class LatexParser:
         span = (first, self.i)
         if self.tokens[first].text == "(" and self.tokens[self.i - 1].text == ")":
             span = (first + 1, self.i - 1)
+        if self.peek().text == "[" and self._slice_items() is not None:
+            start = self.peek()
+            items, self.i = self._slice_items()
+            value = slice_value(self.ctx, value, items, self.where(start, self.tokens[self.i - 1].end))
         while self.peek().text == "^":
             hat = self.next()
             raw, j = self._group_text(self.i)
@@ -349,6 +354,31 @@ class LatexParser:
         if self.peek().text == "'":
             self.fail("a prime belongs to a function (\\sigma'(z), \\tanh'(z))", tok)
         return value
+
+    def _slice_items(self):
+        """``[a:b, :]`` after a value: the raw items and the index after ``]``; None when the
+        bracket holds no ``:`` at its top level (then it is a stacked vector, ``W [h, x]``)."""
+        depth, items, raw, j = 0, [], "", self.i + 1
+        while j < len(self.tokens) and self.tokens[j].kind != "end":
+            text = self.tokens[j].text
+            if text in ("[", "(", "{"):
+                depth += 1
+            elif text in ("]", ")", "}"):
+                if depth == 0:
+                    break
+                depth -= 1
+            if text == "," and depth == 0:
+                items.append(raw)
+                raw = ""
+            else:
+                raw += text
+            j += 1
+        if j >= len(self.tokens) or self.tokens[j].text != "]":
+            return None
+        items.append(raw)
+        if not any(":" in item for item in items):
+            return None
+        return items, j + 1
 
     def group_expr(self):
         if self.peek().text == "{":
