@@ -304,6 +304,9 @@ class _Layout:
         lines.append(Line(f"_dpre_flat = _dpre_seq.reshape(_T * _N, {total})", "every step's " + ", ".join(
             "d" + n for n in plan.dpre) + " as rows"))
         for g in plan.groups:
+            trained = any(self.cell.quantities[m].trainable for m in g.matrices)
+            if not (trained or g.constant or g.hoisted):
+                continue      # [buffers] matrices only: no gradient, and their vector is not saved
             block = plan.dpre_block(g)
             rows = self.width(g)
             if block is None:
@@ -322,9 +325,10 @@ class _Layout:
                                   + self.columns_note))
                 named[stacked] = self.names("_dpre_{}", g.vector)
                 stacked = named[stacked]
-            lines.append(Line(f"{self.dpacked(g)} = " + self.matmul(f"{stacked}.T", f"{self.vector_sequence(g.vector)}"
-                                                                        f".reshape(_T * _N, {g.cols})"),
-                              f"gradients of {', '.join(g.matrices)}, summed over steps and batch"))
+            if trained:
+                lines.append(Line(f"{self.dpacked(g)} = " + self.matmul(
+                    f"{stacked}.T", f"{self.vector_sequence(g.vector)}.reshape(_T * _N, {g.cols})"),
+                    f"gradients of {', '.join(g.matrices)}, summed over steps and batch"))
             if g.constant:
                 lines.append(Line(f"{g.linear} = ({self.matmul(stacked, g.packed)}).sum(axis=0)",
                                   f"{stacked_text(g)}ᵀ @ the adjoints, summed over steps and batch"))
@@ -491,6 +495,8 @@ class _NumPyLayout(_Layout):
                 continue
             for s in st.stmts:
                 if s.accumulate:
+                    if s.expr.is_zero:      # db = 0 (b only under step or sign): nothing to add
+                        continue
                     lines.append(Line(f"{s.target} += ({printer.doprint(s.expr)}).sum(axis=0)",
                                       _statement_comment(s)))
                     continue

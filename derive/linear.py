@@ -182,6 +182,10 @@ class _Reduction(LinearNode):
         body = self.latex(printer, batch=False)
         return rf"{body}^{{{exp}}}" if exp else body
 
+    def _sympystr(self, printer):
+        """The spec's spelling, ``mean(v)``, which ``cellgrad derive`` shows and verify reads."""
+        return f"{self.word}({printer._print(self.vector)})"
+
 
 class RowMean(_Reduction):
     """``mean(v)``: the mean of v's entries, repeated over the row; its transpose is itself."""
