@@ -353,14 +353,37 @@ class Notation:
         return {latex: name for name, latex in self.latex_table(derivation).items()}
 
 
+#: names printed as their Greek letter (\\alpha); sigma and delta stay words: \\sigma is the
+#: sigmoid and \\delta the adjoint prefix when a formula is read back
+GREEK = {"alpha", "beta", "gamma", "Gamma", "Delta", "epsilon", "varepsilon", "eta", "theta",
+         "Theta", "lambda", "Lambda", "mu", "nu", "xi", "Xi", "pi", "Pi", "rho", "tau", "phi",
+         "varphi", "Phi", "chi", "psi", "Psi", "omega", "Omega", "zeta", "kappa"}
+#: a name ending in one of these is the accented letter: hhat -> \\hat{h}, ctilde -> \\tilde{c}
+ACCENT_SUFFIXES = ("hat", "tilde", "bar", "check")
+
+
 def auto_symbol(name: str) -> str:
-    """cellgrad's own symbol for a name: ``W_i`` -> ``W_{i}``, ``rh`` -> ``\\mathit{rh}``."""
+    """cellgrad's own symbol for a name, as a reader writes it: ``W_i`` -> ``W_{i}``, ``m_1`` ->
+    ``m_{1}``, ``W_m_1`` -> ``W_{m,1}``, ``alpha`` -> ``\\alpha``, ``hhat`` -> ``\\hat{h}``,
+    ``rh`` -> ``\\mathit{rh}``. ``derive.verify`` reads every one back."""
     base, _, sub = name.partition("_")
-    head = base if len(base) == 1 else rf"\mathit{{{base}}}"
+    head = _auto_head(base)
     if not sub:
         return head
-    sub = sub.replace("_", r"\_")
-    return rf"{head}_{{{sub}}}"
+    pieces = sub.split("_")
+    if len(pieces) > 1 and pieces[-1] in ("t", "T"):    # W_{f,t} would read as W_f at step t
+        return rf"{head}_{{{','.join(pieces[:-1])}_{{{pieces[-1]}}}}}"
+    return rf"{head}_{{{','.join(pieces)}}}"
+
+
+def _auto_head(base: str) -> str:
+    if base in GREEK:
+        return "\\" + base
+    for accent in ACCENT_SUFFIXES:
+        letter = base[:-len(accent)]
+        if base.endswith(accent) and (len(letter) == 1 and letter.isalpha() or letter in GREEK):
+            return rf"\{accent}{{{_auto_head(letter)}}}"
+    return base if len(base) == 1 else rf"\mathit{{{base}}}"
 
 
 def _base_of(name: str, derivation) -> str:

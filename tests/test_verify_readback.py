@@ -83,3 +83,49 @@ def test_absolute_value_and_block_concatenation_read():
     v = verify("lstm", r"\mathrm{d}w_o = \left[\mathrm{d}\hat{w}_o \mid \mathrm{d}\tilde{w}_o\right]",
                notation="coursera")
     assert v.verdict == "holds" and v.claim == ["hcat(dU_o, dW_o)", "hcat(dU_o, dW_o)"], v.detail
+
+
+NAMES_CELL = """[cell]
+name = "names"
+[sizes]
+D = "input size"
+H = "hidden size"
+[inputs]
+x = "D"
+[states]
+hhat = "H"
+c_1 = "H"
+[params]
+W_m_1 = ["H", "D"]
+alpha = ["H", "H"]
+W_f_t = ["H", "H"]
+b_2 = "H"
+[step]
+outputs = ["hhat"]
+equations = '''
+eta_2 = tanh(W_m_1 @ x + alpha @ hhat_prev + b_2)
+ctilde = sigmoid(W_f_t @ c_1_prev)
+c_1 = ctilde * c_1_prev + eta_2
+hhat = eta_2 * tanh(c_1)
+'''
+"""
+
+
+def test_automatic_symbols_are_readable_latex_that_reads_back():
+    """The default notation's symbols for names it does not list: accents, Greek letters and
+    subscripts as a reader writes them; every backward equation printed with them holds."""
+    import sympy as sp
+    from derive import derive
+    from derive.notation import load_notation
+    from derive.spec import parse_spec
+    d = derive(parse_spec(NAMES_CELL))
+    names = load_notation("default").latex_names(d)
+    printed = {s.name: latex for s, latex in names.items()}
+    assert printed["hhat"].startswith(r"\hat{h}") and printed["ctilde"].startswith(r"\tilde{c}")
+    assert printed["W_m_1"] == "W_{m,1}" and printed["alpha"] == r"\alpha"
+    assert printed["eta_2"].startswith(r"\eta_{2}") and printed["W_f_t"] == "W_{f_{t}}"
+    assert not any("\\_" in latex or "mathit" in latex for latex in printed.values()), printed
+    for eq in d.backward:
+        formula = f"{names[sp.Symbol(eq.target)]} = {sp.latex(eq.expr, symbol_names=names)}"
+        v = verify(d, formula)
+        assert v.verdict == "holds", (formula, v.detail)
