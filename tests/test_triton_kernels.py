@@ -18,7 +18,7 @@ os.environ.setdefault("TRITON_INTERPRET", "1")
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from codegen.gradcheck import check_gradients, flat_grads, format_table  # noqa: E402
+from codegen.gradcheck import check_gradients, flat_grads, format_table, random_problem  # noqa: E402
 
 from cell_oracles import import_kernel  # noqa: E402
 from codegen.kernel_outputs import kernel_text  # noqa: E402
@@ -55,6 +55,9 @@ class NumPyView:
         return getattr(self.module, name)
 
     def tensor(self, value):
+        """A torch tensor of the view's dtype; a dict of inputs (a cell with several) entry by entry."""
+        if isinstance(value, dict):
+            return self.tensors(value)
         return self.torch.from_numpy(np.ascontiguousarray(value)).to(self.dtype)
 
     def tensors(self, values):
@@ -78,17 +81,9 @@ class NumPyView:
 
 
 def problem(ref, seed=0, T=4, N=3, D=5, H=6):
-    """NumPy float64 parameters, input, initial states and upstream gradients for the cell of
-    the NumPy module ``ref``."""
-    rng = np.random.default_rng(seed)
-    D = H if ref.INPUT_SIZE == ref.HIDDEN_SIZE else D
-    params = {k: 2 * v for k, v in ref.init_params(input_size=D, hidden_size=H, seed=seed).items()}
-    sizes = {ref.INPUT_SIZE: D, **{s: params[n].shape[a] for s, (n, a) in ref._SIZE_OF.items()}}
-    x = rng.standard_normal((T, N, D))
-    state0 = {s: 0.5 * rng.standard_normal((N, sizes[size])) for s, size in ref.STATES.items()}
-    d_out = {o: rng.standard_normal((T, N, sizes[size])) for o, size in ref.OUTPUTS.items()}
-    d_state = {s: rng.standard_normal((N, sizes[size])) for s, size in ref.STATES.items()}
-    return params, x, state0, d_out, d_state
+    """NumPy float64 parameters, inputs (a dict for a cell with several), initial states (inside
+    each state's domain) and upstream gradients for the cell of the NumPy module ``ref``."""
+    return random_problem(ref, T, N, input_size=D, hidden_size=H, seed=seed)
 
 
 def worst_error(got: dict, want: dict) -> tuple[float, str]:
@@ -111,10 +106,12 @@ def test_triton_matches_numpy_backend(cell, dtype):
     compare(kernel(cell, "numpy"), kernel(cell, "triton"), torch, dtype)
 
 
-def compare(ref, module, torch, dtype, seed=0, lengths=None, as_tensor=False, **sizes):
+def compare(ref, module, torch, dtype, seed=0, lengths=None, as_tensor=False, initial=False, **sizes):
     """Outputs, final states and gradients of a Triton module against a NumPy module (the Triton
-    module gets ``lengths`` as a torch tensor when ``as_tensor``)."""
+    module gets ``lengths`` as a torch tensor when ``as_tensor``; ``initial``: no initial state is
+    passed, each starts at its declared value, zeros, ones or its learnable parameter)."""
     params, x, state0, d_out, d_state = problem(ref, seed, **sizes)
+    state0 = None if initial else state0
     outputs, state, cache = ref.forward(x, params, state0, lengths)
     grads = flat_grads(ref.backward(d_out, cache, d_state))
     view = NumPyView(module, torch, getattr(torch, dtype))
@@ -154,7 +151,7 @@ def test_triton_gradients_match_finite_differences(cell):
     # the dot-product test per array (max_entries=0): two forward runs per array, which is what
     # the interpreter affords; it fails on any gradient off by a relative 1e-5 along a random direction
     results = check_gradients(view, T=3, N=2, input_size=3, hidden_size=4, seed=3, max_entries=0)
-    assert {r.name for r in results} == set(view.PARAM_SHAPES) | {"x"} | set(view.STATES)
+    assert {r.name for r in results} == (set(view.PARAM_SHAPES) - set(view.BUFFERS)) | set(view.INPUTS) | set(view.STATES)
     assert all(r.ok for r in results), "\n" + format_table(results)
 
 
