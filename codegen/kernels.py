@@ -511,7 +511,8 @@ class _NumPyLayout(_Layout):
         for st in steps:
             if isinstance(st, Reduction):
                 # the row's mean (sum) repeated over the row: a full (N, size) array like any value
-                text = f"np.repeat(np.{st.op}({st.vector}, axis=1, keepdims=True), {st.size}, axis=1)"
+                vector = names.get(st.vector, st.vector)   # an input is read from its sequence
+                text = f"np.repeat(np.{st.op}({vector}, axis=1, keepdims=True), {st.size}, axis=1)"
                 lines.append(Line(f"{self.store_text(st, forward)}{st.target} = {text}",
                                   _statement_comment(st)))
                 continue
