@@ -328,6 +328,9 @@ class _Layout:
         lines.append(Line(f"_dpre_flat = _dpre_seq.reshape(_T * _N, {total})", "every step's " + ", ".join(
             "d" + n for n in plan.dpre) + " as rows"))
         for g in plan.groups:
+            trained = any(self.cell.quantities[m].trainable for m in g.matrices)
+            if not (trained or g.constant or g.hoisted):
+                continue      # [buffers] matrices only: no gradient, and their vector is not saved
             block = plan.dpre_block(g)
             rows = self.width(g)
             if block is None:
@@ -338,9 +341,6 @@ class _Layout:
                 stacked = "_dpre_flat"
             else:
                 stacked = f"_dpre_flat[:, {block[0] if block[0] != 0 else ''}:{block[1]}]"
-            trained = any(self.q[m].trainable for m in g.matrices)
-            if not trained and not g.constant and not g.hoisted:
-                continue   # products with buffers only: no weight gradient (the vector may not be kept)
             if stacked in named:
                 stacked = named[stacked]
             elif stacked != "_dpre_flat":
@@ -350,9 +350,9 @@ class _Layout:
                 named[stacked] = self.names("_dpre_{}", g.vector)
                 stacked = named[stacked]
             if trained:
-                lines.append(Line(f"{self.dpacked(g)} = " + self.matmul(f"{stacked}.T", f"{self.vector_sequence(g.vector)}"
-                                                                            f".reshape(_T * _N, {g.cols})"),
-                                  f"gradients of {', '.join(g.matrices)}, summed over steps and batch"))
+                lines.append(Line(f"{self.dpacked(g)} = " + self.matmul(
+                    f"{stacked}.T", f"{self.vector_sequence(g.vector)}.reshape(_T * _N, {g.cols})"),
+                    f"gradients of {', '.join(g.matrices)}, summed over steps and batch"))
             if g.constant:
                 lines.append(Line(f"{g.linear} = {self.sum_rows(f'({self.matmul(stacked, g.packed)})')}",
                                   f"{stacked_text(g)}ᵀ @ the adjoints, summed over steps and batch"))
@@ -523,6 +523,8 @@ class _NumPyLayout(_Layout):
                 continue
             for s in st.stmts:
                 if s.accumulate:
+                    if s.expr.is_zero:      # db = 0 (b only under step or sign): nothing to add
+                        continue
                     lines.append(Line(f"{s.target} += ({printer.doprint(s.expr)}).sum(axis=0)",
                                       _statement_comment(s)))
                     continue

@@ -276,7 +276,11 @@ def lower(d: Derivation) -> Plan:
 
     # -- where values live ------------------------------------------------------------------
     states = set(cell.states)
-    saved_seq = tuple(eq.lhs for eq in d.forward if eq.lhs not in states and eq.lhs in d.saved)
+    # what the backward reads, and the vectors of the products (a [buffers] matrix's vector is
+    # not saved by the derivation, but the backends compute each step's products from the row)
+    vectors = {g.vector for g in groups}
+    saved_seq = tuple(eq.lhs for eq in d.forward
+                      if eq.lhs not in states and (eq.lhs in d.saved or eq.lhs in vectors))
     output_seq = tuple(o for o in cell.outputs if o not in states)
     plan.saved_seq = tuple(n for n in saved_seq if n not in output_seq)
     plan.output_seq = output_seq

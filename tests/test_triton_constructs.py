@@ -1,7 +1,7 @@
 """The spec constructs through the triton backend, under Triton's interpreter on CPU tensors:
 reductions (mean, sum: a row kernel each), constants, buffers (no gradient), states starting at
-ones or at a learnable parameter, a positive domain, several inputs, and a product whose vector
-the plan keeps only inside the step. Each cell is checked against the NumPy backend (float64
+ones or at a learnable parameter, a positive domain, several inputs, and a product with a
+buffer matrix. Each cell is checked against the NumPy backend (float64
 tight, float32 1e-4), against central finite differences of its own forward pass, and with
 sequence lengths. Skipped without triton, except in CI (CI=true): fail."""
 
@@ -23,8 +23,8 @@ from test_triton_kernels import NumPyView, compare, triton_or_skip  # noqa: E402
 
 CONSTRUCTS = Path(__file__).parent / "specs" / "constructs"
 
-#: the matrix U is a buffer, so no gradient needs m after the step: the NumPy layout keeps it as
-#: a local, the Triton one in a per-step buffer between its kernel and the GEMM
+#: the matrix U is a buffer, so no gradient needs m: the derivation does not save it, the plan
+#: keeps it per step for the product
 STEP_VECTOR = '''
 [cell]
 name = "step_vector"

@@ -44,10 +44,33 @@ def _loss(d, run, params):
     return total
 
 
-@pytest.mark.parametrize("cell", ["lstm", "gru", "minimal_rnn", "peephole_lstm"])
+#: a parameter vector under @ (V @ b): its gradient is an outer product with a vector that is
+#: the same for every sample
+PARAMETER_VECTOR_CELL = """[cell]
+name = "vector_product"
+[sizes]
+D = "input size"
+H = "hidden size"
+[inputs]
+x = "D"
+[states]
+h = "H"
+[params]
+W = ["H", "D"]
+U = ["H", "H"]
+V = ["H", "H"]
+b = "H"
+[step]
+outputs = ["h"]
+equations = "h = tanh(W @ x + U @ h_prev + V @ b)"
+"""
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "minimal_rnn", "peephole_lstm", "vector_product"])
 def test_full_sweep_matches_central_differences(cell):
     """The whole-sequence gradients the verifier compares against, against finite differences."""
-    d = derive(load_cell(cell))
+    from derive.spec import parse_spec
+    d = derive(parse_spec(PARAMETER_VECTOR_CELL) if cell == "vector_product" else load_cell(cell))
     run = simulate(d, seed=3, T=4, N=2)
     params = {p: run.steps["full"][0][p] for p in d.cell.params}
     totals = Evaluator(run)

@@ -16,7 +16,7 @@ import sympy as sp
 
 from derive import ops
 from derive.ops import FUNCTIONS, sigmoid
-from derive.linear import MatVec, MatVecT, Outer
+from derive.linear import REDUCTIONS, MatVec, MatVecT, Outer
 
 from .errors import VerifyError
 from .nodes import HCat, MatTranspose, Row, VCat, VStack
@@ -61,8 +61,11 @@ class Context:
         self.losses = dict(self.reading.losses) or dict(base.losses)
         # words read as functions: the cell's own [functions], the ones it uses, and sigmoid
         used = {ops.op_of(f) for eq in derivation.forward for f in eq.rhs.atoms(sp.Function)}
+        # and the reductions it uses, by their spec name and their class's (``mean``, ``RowMean``)
+        reductions = {type(r) for eq in derivation.forward for r in eq.rhs.atoms(*REDUCTIONS.values())}
         self.functions = {**{op.name: op.sympy for op in used if op is not None},
-                          **getattr(self.cell, "functions", {}), "sigmoid": sigmoid}
+                          **getattr(self.cell, "functions", {}), "sigmoid": sigmoid,
+                          **{r.word: r for r in reductions}, **{r.__name__: r for r in reductions}}
         self.names = set(derivation.quantities) | {eq.target for eq in derivation.backward} | \
             set(derivation.carried.values()) | set(derivation.upstream.values()) | \
             {s + "_prev" for s in self.cell.states} | {target_name(o) for o in derivation.upstream}

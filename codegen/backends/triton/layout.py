@@ -52,14 +52,6 @@ class TritonLayout(_Layout):
     arrays = "torch"
     every_cell = False   # refuses, by name, a function without a Triton spelling (printer.py)
 
-    def step_vectors(self) -> list[str]:
-        """Vectors of per-step products that the plan keeps only inside the step (the product's
-        matrices are buffers: no gradient needs them later): a (N, size) buffer carries each from
-        the kernel computing it to the GEMM."""
-        scratch = dict(self.plan.scratch_forward)   # already stored to its buffer
-        return [g.vector for g in self.plan.groups if g.per_step and g.vector not in scratch
-                and self.plan.locations.get(g.vector) not in ("prev_state", "state", "seq")]
-
     def template(self, backend: str):
         env = jinja2.Environment(
             loader=jinja2.ChoiceLoader([jinja2.FileSystemLoader(HERE),
@@ -134,7 +126,7 @@ class TritonLayout(_Layout):
             k.loads.append(Line(f"{vector} = {k.load(vector)}"))
             total = f"_tl.sum({vector}, axis=0)" + (f" / {st.size}" if st.op == "mean" else "")
             k.stmts.append(Line(f"{st.target} = _tl.full((_ROW,), {total}, _F)", _statement_comment(st)))
-            for target in self.stores_of(st):
+            for target in st.stores:
                 k.store(target, st.target, {vector})
             doc = f"({tags}) step t: {st.op} over each row, one program per row"
         else:
@@ -151,14 +143,10 @@ class TritonLayout(_Layout):
                     k.stores.append(Line(f"_tl.store({where}, _tl.load({where}, mask=_mask) + {s.target}, mask=_mask)",
                                          "summed over the steps here, over the batch after the loop"))
                     continue
-                for target in self.stores_of(s):
+                for target in s.stores:
                     k.store(target, s.target, loaded)
             doc = f"({tags}) step t, fused over the (N, {st.size}) block"
         return k.finish(name, st.size, doc)
-
-    def stores_of(self, st) -> tuple[str, ...]:
-        """Where a statement's value goes: the plan's stores, and the buffer of a step vector."""
-        return st.stores + ((st.target,) if st.target in self.step_vectors() else ())
 
     @staticmethod
     def unique(name: str, taken) -> str:
@@ -175,9 +163,7 @@ class TritonLayout(_Layout):
             return f"{self.seq(v.removesuffix('_prev'))}[_t]"
         if loc == "state":
             return f"{self.seq(v)}[_t + 1]"
-        if loc == "seq":
-            return f"{self.seq(v)}[_t]"
-        return self.buf(v)   # one of step_vectors()
+        return f"{self.seq(v)}[_t]"   # the plan saves every product vector per step
 
     def vector_sequence(self, v: str) -> str:
         loc = self.plan.locations.get(v)
@@ -297,9 +283,6 @@ class TritonLayout(_Layout):
                                   f"the step's products with {g.vector}"))
         for n, size in self.plan.scratch_forward:
             lines.append(Line(f"{self.buf(n)} = {self.empty(f'(_N, {size})')}", "crosses a cut of the step"))
-        for v in self.step_vectors():
-            lines.append(Line(f"{self.buf(v)} = {self.empty(f'(_N, {self.size(v)})')}",
-                              "the step's vector of a product with buffers"))
         return lines
 
     def grid_lines(self, kernels) -> list[Line]:
