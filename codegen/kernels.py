@@ -480,7 +480,8 @@ class _NumPyLayout(_Layout):
         for st in steps:
             if isinstance(st, Reduction):
                 # the row's mean (sum) repeated over the row: a full (N, size) array like any value
-                text = f"np.repeat(np.{st.op}({st.vector}, axis=1, keepdims=True), {st.size}, axis=1)"
+                vector = names[st.vector] if st.vector in self.inputs else st.vector   # an input: its step's row
+                text = f"np.repeat(np.{st.op}({vector}, axis=1, keepdims=True), {st.size}, axis=1)"
                 lines.append(Line(f"{self.store_text(st, forward)}{st.target} = {text}",
                                   _statement_comment(st)))
                 continue

@@ -124,6 +124,18 @@ def test_gradients_match_central_differences(ln_rnn, from_declared):
     assert f() != before
 
 
+def test_numpy_kernels_of_every_construct_match_central_differences():
+    """The generated kernels of ln_rnn (a reduction of an input, mean(s), once printed as the bare
+    name ``s``: a NameError in generated code) against central differences of their forward."""
+    from codegen import build_module
+    from codegen.gradcheck import check_gradients
+    module = build_module(SPECS / "layernorm_rnn.toml", "numpy")   # numba's loops load inputs by name
+    for many_to_one in (False, True):
+        results = check_gradients(module, T=3, N=2, seed=0, many_to_one=many_to_one)
+        assert {r.name for r in results} >= {"W", "U", "g", "h0", "x", "s"}
+        assert all(r.ok for r in results), [(r.name, r.rel_err) for r in results if not r.ok]
+
+
 def test_reductions_against_torch_autograd():
     """mean and sum broadcast back over the row, as torch's keepdim reductions do."""
     torch = pytest.importorskip("torch")
