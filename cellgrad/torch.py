@@ -13,7 +13,6 @@ The kernels' backward is not differentiable: a second derivative is refused with
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 
 import numpy as np
@@ -22,27 +21,13 @@ from torch import nn
 from torch.autograd.function import once_differentiable
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
+from cellgrad.kernels import kernel_module
 from codegen import torch_weights
-from derive import load_cell, spec_hash, spec_path
+from derive import load_cell
 
 __all__ = ["CellRNN", "kernel_function", "kernel_module"]
 
 _DTYPES = {torch.float32: np.float32, torch.float64: np.float64}
-
-
-def kernel_module(cell: str | Path, backend: str = "numba"):
-    """The kernel module of a cell: the committed generated/ one for a built-in (Numba's compiled
-    kernels are cached beside it), else built in memory from the spec (codegen.build_module)."""
-    path = spec_path(cell)
-    name = load_cell(path).name
-    try:
-        module = importlib.import_module(f"generated.{name}_{backend}")
-        if module.SPEC_HASH == spec_hash(path.read_text(encoding="utf-8")):
-            return module
-    except ImportError:
-        pass
-    from codegen import build_module
-    return build_module(path, backend)
 
 
 def _numpy(tensor: torch.Tensor, label: str) -> np.ndarray:
