@@ -50,6 +50,17 @@ def _size_text(expr: sp.Expr) -> str:
     return str(expr) if expr != 0 else "0"
 
 
+def own_arrays(entries: list[tuple[str, str, str]], copy: str) -> list[tuple[str, str, str]]:
+    """Gradients printed like an earlier one (rnn's b_ih and b_hh: the same slice of the bias
+    sums) get a copy (``copy``: the method name), so that no two gradients share memory:
+    accumulating into one would change the other."""
+    seen, out = set(), []
+    for name, text, tag in entries:
+        out.append((name, f"{text}.{copy}()" if text in seen else text, tag))
+        seen.add(text)
+    return out
+
+
 def _block(offset: sp.Expr, size: str) -> str:
     """Slice text of ``size`` columns at ``offset``: ``:H``, ``H:2*H``."""
     stop = offset + sp.Symbol(size)
@@ -373,7 +384,7 @@ class _Layout:
             out.append((p, f'{self.carried_variable(plan.derivation.carried[s])}.sum(axis=0) '
                            f'if _cache["initial"] else np.zeros_like(_params["{p}"])',
                         plan.derivation.backward_eq(f"d{s}_prev").tag))
-        return {"params": out, "inputs": inputs, "state": state}
+        return {"params": own_arrays(out, "copy"), "inputs": inputs, "state": state}
 
     def carried_variable(self, name: str) -> str:
         return name

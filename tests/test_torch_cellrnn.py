@@ -211,3 +211,18 @@ def test_dropout_acts_between_layers_in_training_only():
     first = ours(x)[0]
     torch.manual_seed(4)
     assert torch.equal(ours(x)[0], first) and rel_err(first, net(x)[0]) > 1e-3
+
+
+@pytest.mark.parametrize("cell", ["rnn", "gru_torch", "lstm"])
+def test_two_backward_passes_accumulate_each_gradient_once(cell):
+    """Gradient accumulation (no zero_grad between two backward passes) gives twice one pass's
+    gradient for every parameter: rnn's b_ih and b_hh once shared one .grad array, so each got
+    four times the gradient."""
+    torch.manual_seed(0)
+    rnn = CellRNN(cell, D, H, backend="numpy", dtype=torch.float64)
+    x = torch.randn(T, N, D, dtype=torch.float64)
+    rnn(x)[0].sum().backward()
+    once = {name: p.grad.clone() for name, p in rnn.named_parameters()}
+    rnn(x)[0].sum().backward()
+    for name, p in rnn.named_parameters():
+        assert rel_err(p.grad, 2 * once[name]) < 1e-14, name

@@ -17,7 +17,7 @@ from pathlib import Path
 import jinja2
 import sympy as sp
 
-from codegen.kernels import Line, _block, _Layout, _size_order, _size_text, _statement_comment
+from codegen.kernels import Line, _block, _Layout, _size_order, _size_text, _statement_comment, own_arrays
 from codegen.lower import GroupProduct, Ref, Segment, Stmt
 
 from .printer import TritonPrinter
@@ -430,7 +430,7 @@ class TritonLayout(_Layout):
         inputs = [(self.x, dx, plan.derivation.backward_eq("d" + self.x).tag)]
         state = [(s, self.buf(plan.derivation.carried[s]), plan.derivation.backward_eq(f"d{s}_prev").tag)
                  for s in self.cell.states]
-        return {"params": out, "inputs": inputs, "state": state}
+        return {"params": own_arrays(out, "clone"), "inputs": inputs, "state": state}
 
     def context(self) -> dict:
         reason = self.refusal()
