@@ -218,9 +218,8 @@ class CellRNN(nn.Module):
     def _initial_states(self, hx, N, dtype, batched) -> dict[str, torch.Tensor]:
         layers = self.num_layers * self.num_directions
         names = list(self.kernels.STATES)
-        if hx is None:
-            return {s: torch.zeros(layers, N, self.state_sizes[s], dtype=dtype, device=self._device())
-                    for s in names}
+        if hx is None:      # each state starts where its spec says: zeros, ones or its learnt <s>0
+            return {s: self._declared_initial(s, N, dtype) for s in names}
         given = (hx,) if isinstance(hx, torch.Tensor) else tuple(hx)
         if len(given) != len(names):
             raise ValueError(f"hx must give the initial {', '.join(names)} ({len(names)} tensors), got {len(given)}")
@@ -234,6 +233,17 @@ class CellRNN(nn.Module):
                 _numpy(value, f"the initial {s}")
             out[s] = value.to(dtype)
         return out
+
+    def _declared_initial(self, s: str, N: int, dtype) -> torch.Tensor:
+        """(layers * directions, N, size) initial value of state s when no hx is given."""
+        init = getattr(self.kernels, "STATE_INIT", {}).get(s, "zeros")
+        shape = (self.num_layers * self.num_directions, N, self.state_sizes[s])
+        if init == "param":
+            learnt = [getattr(self, self.kernels.INITIAL[s] + self._suffix(layer, direction))
+                      for layer in range(self.num_layers) for direction in range(self.num_directions)]
+            return torch.stack(learnt)[:, None, :].expand(shape).to(dtype)
+        fill = torch.ones if init == "ones" else torch.zeros
+        return fill(shape, dtype=dtype, device=self._device())
 
     def _device(self) -> torch.device:
         return next(iter(self.parameters())).device

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+from collections import Counter
 from dataclasses import dataclass, field
 
 import sympy as sp
@@ -276,7 +277,11 @@ def lower(d: Derivation) -> Plan:
 
     # -- where values live ------------------------------------------------------------------
     states = set(cell.states)
-    saved_seq = tuple(eq.lhs for eq in d.forward if eq.lhs not in states and eq.lhs in d.saved)
+    # what the backward reads, and the vectors of the products (a [buffers] matrix's vector is
+    # not saved by the derivation, but the backends compute each step's products from the row)
+    vectors = {g.vector for g in groups}
+    saved_seq = tuple(eq.lhs for eq in d.forward
+                      if eq.lhs not in states and (eq.lhs in d.saved or eq.lhs in vectors))
     output_seq = tuple(o for o in cell.outputs if o not in states)
     plan.saved_seq = tuple(n for n in saved_seq if n not in output_seq)
     plan.output_seq = output_seq
@@ -323,7 +328,10 @@ def _placeholder(plan: Plan, ref: Ref, label: str) -> sp.Symbol:
 def _lower_forward(plan: Plan) -> None:
     d, q, cell = plan.derivation, plan.derivation.quantities, plan.derivation.cell
     by_target = {(p.target, g.vector): (g, k) for g in plan.groups for k, p in enumerate(g.products)}
-    hoisted_targets = {p.target for g in plan.groups if g.hoisted for p in g.products}
+    # biases fold into the hoisted GEMM's result only where one hoisted group serves the equation:
+    # with two (``W @ x + V @ u + b``) each group's result would add them
+    hoisted_groups = Counter(p.target for g in plan.groups if g.hoisted for p in g.products)
+    hoisted_targets = {target for target, groups in hoisted_groups.items() if groups == 1}
     pending = [g for g in plan.groups if g.per_step]
     defined = set(cell.inputs) | {f"{s}_prev" for s in cell.states} | set(cell.params)
     items: list = []

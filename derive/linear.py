@@ -135,6 +135,9 @@ class Outer(LinearNode):
 
     def evaluate(self, ev):
         left, right = ev(self.left), ev(self.right)
+        if np.ndim(left) == 2 and np.ndim(right) == 1:
+            # a parameter vector under @ (V @ b): the same for every sample, so its rows repeat
+            right = np.broadcast_to(right, (left.shape[0], right.shape[0]))
         if np.ndim(left) != 2 or np.ndim(right) != 2 or left.shape[0] != right.shape[0]:
             raise ShapeMismatch(f"outer product of shapes {np.shape(left)} and {np.shape(right)}")
         return left.T @ right
@@ -178,6 +181,10 @@ class _Reduction(LinearNode):
     def _latex(self, printer, exp=None):
         body = self.latex(printer, batch=False)
         return rf"{body}^{{{exp}}}" if exp else body
+
+    def _sympystr(self, printer):
+        """The spec's spelling, ``mean(v)``, which ``cellgrad derive`` shows and verify reads."""
+        return f"{self.word}({printer._print(self.vector)})"
 
 
 class RowMean(_Reduction):

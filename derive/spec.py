@@ -642,7 +642,8 @@ class _EquationParser:
         self.elementwise(rshape, symbol)
         if symbol == "**":
             constant = node.right.operand if isinstance(node.right, ast.UnaryOp) else node.right
-            if rshape != () or not isinstance(constant, ast.Constant):     # 2, -1 or 0.5
+            named = isinstance(constant, ast.Name) and constant.id in self.b.constants
+            if rshape != () or not (isinstance(constant, ast.Constant) or named):   # 2, -1, 0.5, k
                 raise self.fail("the exponent of ** must be a number", node.right)
             try:
                 return limits.power(left, right), lshape

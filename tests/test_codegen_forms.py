@@ -47,6 +47,17 @@ FORMS = {
         "r = tanh(V3 @ c_prev + W3 @ x)\nh = p * q\nc = r + q",
         'W1 = ["H", "D"]\nU1 = ["H", "H"]\nU2 = ["H", "H"]\nV2 = ["H", "H"]\nV3 = ["H", "H"]\nW3 = ["H", "D"]',
         states='h = "H"\nc = "H"'),
+    # AttributeError in the NumPy backward: db = 0 (b only under step), "db += (0).sum(axis=0)"
+    "parameter_under_step": spec("h = step(b) + sign(b) * h_prev + W @ x", f'{W}\nb = "H"'),
+    # NameError in the backward: the gradient of a [buffers] matrix was computed from its vector,
+    # which is not saved (a buffer gets no gradient)
+    "buffer_matrix": spec("h = tanh(W @ x) + N @ (V @ b) + M @ tanh(U @ h_prev)",
+                          f'{W}\n{U}\nV = ["H", "H"]\nb = "H"\n[buffers]\nN = ["H", "H"]\nM = ["H", "H"]'),
+    # a miscompile: the bias b was folded into both hoisted input GEMMs, so added twice
+    "two_inputs_one_bias": spec("h = tanh(W @ x + V @ u + b + U @ h_prev)",
+                                f'{W}\n{U}\nV = ["H", "H"]\nb = "H"', inputs='x = "D"\nu = "H"'),
+    # NameError in the NumPy forward: the reduction of a parameter vector printed its bare name
+    "reduction_of_a_parameter": spec("h = tanh(sum(g) + W @ x) + mean(g) * h_prev", f'{W}\ng = "H"'),
     # duplicate keyword hidden_size in init_params: the first state has the projection size
     "projection_sizes": spec(
         "i = sigmoid(W_i @ x + U_i @ h_prev)\nc = i * c_prev + tanh(W_c @ x + U_c @ h_prev)\n"

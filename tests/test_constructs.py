@@ -56,6 +56,30 @@ def test_transpose_of_a_reduction_is_the_reduction_of_the_adjoint(ln_rnn):
     assert RowSum(sp.Symbol("dn_sum")) in sp.Add.make_args(ln_rnn.backward_eq("dh").expr)
 
 
+def test_verify_reads_reductions(ln_rnn):
+    """Every backward equation of a cell with reductions verifies, written as the derivation
+    prints it (``RowMean(dvar)``) or as a user writes it (``mean(dvar)``, LaTeX too); a slip
+    (the reduction dropped) does not hold. verify once knew no reduction: "unknown function"."""
+    from derive.verify import verify
+    for eq in ln_rnn.backward:
+        assert verify(ln_rnn, sp.sstr(eq.expr), quantity=eq.target).verdict == "holds", eq.target
+    for formula in ("mean(dvar)", r"\operatorname{mean}\left(dvar\right)"):
+        assert verify(ln_rnn, formula, quantity="dvar_in").verdict == "holds", formula
+    assert verify(ln_rnn, "dvar", quantity="dvar_in").verdict == "does not hold"
+
+
+def test_reductions_print_and_read_back_as_the_spec_writes_them(ln_rnn):
+    """Regression: the derived dvar_in printed as RowMean(dvar), and verify read neither that nor
+    mean(dvar), so no backward equation of a layer-norm cell could be verified."""
+    from derive.verify import verify
+    dvar_in = ln_rnn.backward_eq("dvar_in")
+    assert sp.sstr(dvar_in.expr) == "mean(dvar)"
+    for formula in ("mean(dvar)", r"\operatorname{mean}(\delta var)", sp.sstr(ln_rnn.backward_eq("dh").expr)):
+        quantity = "dh" if "sum" in formula else "dvar_in"
+        assert verify(ln_rnn, formula, quantity=quantity).verdict == "holds", formula
+    assert verify(ln_rnn, "sum(dvar)", quantity="dvar_in").verdict == "does not hold"
+
+
 def test_constants_are_numbers_in_the_equations(ln_rnn):
     assert ln_rnn.cell.constants == {"eps": 1e-5}
     h = ln_rnn.forward_eq("h").rhs
@@ -233,3 +257,29 @@ def test_constant_used_in_an_equation_is_a_number():
     cell = parse_spec(text)
     x, b, h_prev = sp.symbols("x b h_prev")
     assert sp.simplify(cell.equations[0].rhs - sp.tanh(2 * x + b + h_prev - sp.Rational(1, 2))) == 0
+
+
+def test_constant_as_an_exponent():
+    """A constant is a number in every equation, also as the exponent of ``**`` (it was refused:
+    "the exponent of ** must be a number"); the exponent limit still applies to its value."""
+    text = BASE.format(extra="[constants]\nk = 2\nhalf = 0.5\nbig = 40", state='h = "H"',
+                       equation="h = tanh(x + b + h_prev)**k + (1 + x**2)**-half")
+    x, b, h_prev = sp.symbols("x b h_prev")
+    rhs = parse_spec(text).equations[0].rhs
+    assert sp.simplify(rhs - (sp.tanh(x + b + h_prev)**2 + (1 + x**2)**sp.Rational(-1, 2))) == 0
+    with pytest.raises(SpecError, match="exponent"):
+        parse_spec(text.replace("**k", "**big"))
+
+
+def test_init_params_draws_a_positive_initial_value_inside_its_domain(tmp_path):
+    """init_params drew the learnable initial value n0 of a positive state like any parameter,
+    from (-1/sqrt(H), 1/sqrt(H)): half its entries negative, so log(n_prev) was NaN at step 0."""
+    from cell_oracles import import_kernel
+    text = BASE.format(extra="", state='h = "H"\nn = { size = "H", init = "param", domain = "positive" }',
+                       equation="h = tanh(x + b + h_prev) * log(n_prev)\nn = n_prev * exp(tanh(x))")
+    module = import_kernel(derive(parse_spec(text)), "numpy", tmp_path)
+    for seed in range(5):
+        params = module.init_params(4, 4, seed=seed)
+        assert np.all(params["n0"] >= 0.5) and np.all(params["n0"] <= 1.5)
+        outputs, _, _ = module.forward(np.ones((2, 3, 4)), params)
+        assert np.all(np.isfinite(outputs["h"]))

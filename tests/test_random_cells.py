@@ -25,7 +25,7 @@ from derive import derive
 from derive.notation import load_notation
 from derive.spec import parse_spec
 from derive.verify import verify
-from derive.linear import MatVec
+from derive.linear import MatVecT
 from random_cells import cell_specs
 from test_codegen_forms import spec
 
@@ -44,21 +44,14 @@ EXAMPLES = {"ci": {"numpy": 150, "numba": 3}, "dev": {"numpy": 150, "numba": 3},
             "long": {"numpy": 2000, "numba": 60}}[_PROFILE if _PROFILE in ("ci", "dev", "long") else "dev"]
 
 
-def _parameter_vector_product(d) -> bool:
-    return any(m.vector.name in d.cell.params for eq in d.forward for m in eq.rhs.atoms(MatVec))
+#: Bugs of derive.verify (not of the kernels) found by this test and left to its owners:
+#: gap -> predicate on a Derivation. For a cell that shows one, only the verify round trip is
+#: skipped; pin each with a small cell that shows it. None is open.
+KNOWN_VERIFY_GAPS: dict = {}
 
-
-#: Bugs of derive.verify (not of the kernels), found by this test and left to its owners (issue 8,
-#: part 1: verify's own evaluator in derive/verify/sequence.py is to be replaced by
-#: derive/evaluate.py). For a cell that shows one, only the verify round trip is skipped; each
-#: is pinned by test_known_verify_gap_still_exists, which fails once the gap is fixed.
-KNOWN_VERIFY_GAPS = {
-    "verify's evaluator cannot multiply by a parameter vector under @ (V @ b)":
-        _parameter_vector_product,
-}
-
-GAP_CELLS = {
-    "verify's evaluator cannot multiply by a parameter vector under @ (V @ b)":
+#: Cells that once showed a verify gap, kept as regression tests of the fix.
+FIXED_GAP_CELLS = {
+    "a parameter vector under @ (V @ b)":
         spec("h = tanh(W @ x + U @ h_prev + V @ b)", 'W = ["H", "D"]\nU = ["H", "H"]\nV = ["H", "H"]\nb = "H"'),
 }
 
@@ -104,15 +97,12 @@ def test_random_cells_numba(text):
     check_cell(text, "numba")
 
 
-@pytest.mark.parametrize("gap", GAP_CELLS)
-def test_known_verify_gap_still_exists(gap):
-    """Each known gap is real: a small cell showing it fails the round trip (with a verdict or
-    an exception). Once verify handles it, this fails: drop the gap from KNOWN_VERIFY_GAPS."""
-    text = GAP_CELLS[gap]
-    d = derive(parse_spec(text))
-    assert gap in verify_gaps(d)
-    try:
-        held = round_trips(d)
-    except Exception:
-        held = False
-    assert not held
+@pytest.mark.parametrize("gap", FIXED_GAP_CELLS)
+def test_fixed_verify_gap_round_trips(gap):
+    """A cell that once showed a gap: every backward equation verifies, and a slip in one
+    (the transpose dropped from the product rule) does not."""
+    d = derive(parse_spec(FIXED_GAP_CELLS[gap]))
+    assert not verify_gaps(d) and round_trips(d)
+    product = next(eq for eq in d.backward if eq.expr.atoms(MatVecT))
+    slip = sp.sstr(product.expr).replace("MatVecT(", "MatVec(")
+    assert verify(d, slip, quantity=product.target).verdict == "does not hold"

@@ -4,6 +4,7 @@ diagnoses, and the bad input it refuses with one clear line."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -44,10 +45,33 @@ def _loss(d, run, params):
     return total
 
 
-@pytest.mark.parametrize("cell", ["lstm", "gru", "minimal_rnn", "peephole_lstm"])
+#: a parameter vector under @ (V @ b): its gradient is an outer product with a vector that is
+#: the same for every sample
+PARAMETER_VECTOR_CELL = """[cell]
+name = "vector_product"
+[sizes]
+D = "input size"
+H = "hidden size"
+[inputs]
+x = "D"
+[states]
+h = "H"
+[params]
+W = ["H", "D"]
+U = ["H", "H"]
+V = ["H", "H"]
+b = "H"
+[step]
+outputs = ["h"]
+equations = "h = tanh(W @ x + U @ h_prev + V @ b)"
+"""
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "minimal_rnn", "peephole_lstm", "vector_product"])
 def test_full_sweep_matches_central_differences(cell):
     """The whole-sequence gradients the verifier compares against, against finite differences."""
-    d = derive(load_cell(cell))
+    from derive.spec import parse_spec
+    d = derive(parse_spec(PARAMETER_VECTOR_CELL) if cell == "vector_product" else load_cell(cell))
     run = simulate(d, seed=3, T=4, N=2)
     params = {p: run.steps["full"][0][p] for p in d.cell.params}
     totals = Evaluator(run)
@@ -318,8 +342,12 @@ def test_bad_input_is_one_clear_line(tmp_path, args, says):
     result = cellgrad("verify", *real)
     assert result.returncode == 2, result.stdout + result.stderr
     assert "Traceback" not in result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("cellgrad: error:"), result.stderr
+    lines = result.stderr.rstrip().splitlines()
+    assert lines[0].startswith("cellgrad: error:") and says in lines[0], result.stderr
+    if len(lines) > 1:                 # a place in the formula: the typed line, ^ under it
+        assert len(lines) == 3 and re.fullmatch(r" *\^+", lines[2]), result.stderr
+        column = int(re.search(r"column (\d+)", lines[0]).group(1))
+        assert lines[2].index("^") - 4 == column - 1 and lines[1].strip() in real[-1], result.stderr
     assert says in lines[0], lines[0]
 
 
