@@ -512,6 +512,8 @@ class _NumPyLayout(_Layout):
             if isinstance(st, Reduction):
                 # the row's mean (sum) repeated over the row: a full (N, size) array like any value
                 vector = names.get(st.vector, st.vector)   # an input is read from its sequence
+                if self.plan.locations.get(st.vector) == "param":   # the same row for every batch row
+                    vector = f'np.broadcast_to(_params["{st.vector}"], (_N, {st.size}))'
                 text = f"np.repeat(np.{st.op}({vector}, axis=1, keepdims=True), {st.size}, axis=1)"
                 lines.append(Line(f"{self.store_text(st, forward)}{st.target} = {text}",
                                   _statement_comment(st)))

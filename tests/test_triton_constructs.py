@@ -48,8 +48,35 @@ h = tanh(U @ m)
 """
 '''
 
+#: reductions in every place: straight into a state, over a parameter vector (the same row for
+#: every batch row), over an input as an output that is no state
+REDUCTIONS = '''
+[cell]
+name = "reductions"
+[sizes]
+D = "input size"
+H = "hidden size"
+[inputs]
+x = "D"
+[states]
+h = "H"
+n = { size = "H", init = "ones" }
+[params]
+W = ["H", "D"]
+U = ["H", "H"]
+b = "H"
+[step]
+outputs = ["h", "y", "n"]
+equations = """
+h = tanh(W @ x + U @ h_prev + n_prev * mean(b))
+n = mean(h_prev)
+y = sum(x)
+"""
+'''
+
 CELLS = {path.stem: path.read_text(encoding="utf-8") for path in sorted(CONSTRUCTS.glob("*.toml"))}
 CELLS["step_vector"] = STEP_VECTOR
+CELLS["reductions"] = REDUCTIONS
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +92,7 @@ def modules(tmp_path_factory):
 
 def test_the_constructs_are_all_drawn():
     """The cells here hold every construct the module docstring names."""
-    cells = [load_cell(CONSTRUCTS / f"{name}.toml") for name in CELLS if name != "step_vector"]
+    cells = [load_cell(CONSTRUCTS / f"{name}.toml") for name in CELLS if (CONSTRUCTS / f"{name}.toml").exists()]
     q = {n: v for c in cells for n, v in c.quantities.items()}
     assert any(len(c.inputs) > 1 for c in cells)
     assert {"ones", "param"} <= {v.init for v in q.values()}
