@@ -13,7 +13,6 @@ The kernels' backward is not differentiable: a second derivative is refused with
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 
 import numpy as np
@@ -22,27 +21,13 @@ from torch import nn
 from torch.autograd.function import once_differentiable
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
+from cellgrad.kernels import kernel_module
 from codegen import torch_weights
-from derive import load_cell, spec_hash, spec_path
+from derive import load_cell
 
 __all__ = ["CellRNN", "kernel_function", "kernel_module"]
 
 _DTYPES = {torch.float32: np.float32, torch.float64: np.float64}
-
-
-def kernel_module(cell: str | Path, backend: str = "numba"):
-    """The kernel module of a cell: the committed generated/ one for a built-in (Numba's compiled
-    kernels are cached beside it), else built in memory from the spec (codegen.build_module)."""
-    path = spec_path(cell)
-    name = load_cell(path).name
-    try:
-        module = importlib.import_module(f"generated.{name}_{backend}")
-        if module.SPEC_HASH == spec_hash(path.read_text(encoding="utf-8")):
-            return module
-    except ImportError:
-        pass
-    from codegen import build_module
-    return build_module(path, backend)
 
 
 def _numpy(tensor: torch.Tensor, label: str) -> np.ndarray:
@@ -233,9 +218,8 @@ class CellRNN(nn.Module):
     def _initial_states(self, hx, N, dtype, batched) -> dict[str, torch.Tensor]:
         layers = self.num_layers * self.num_directions
         names = list(self.kernels.STATES)
-        if hx is None:
-            return {s: torch.zeros(layers, N, self.state_sizes[s], dtype=dtype, device=self._device())
-                    for s in names}
+        if hx is None:      # each state starts where its spec says: zeros, ones or its learnt <s>0
+            return {s: self._declared_initial(s, N, dtype) for s in names}
         given = (hx,) if isinstance(hx, torch.Tensor) else tuple(hx)
         if len(given) != len(names):
             raise ValueError(f"hx must give the initial {', '.join(names)} ({len(names)} tensors), got {len(given)}")
@@ -249,6 +233,17 @@ class CellRNN(nn.Module):
                 _numpy(value, f"the initial {s}")
             out[s] = value.to(dtype)
         return out
+
+    def _declared_initial(self, s: str, N: int, dtype) -> torch.Tensor:
+        """(layers * directions, N, size) initial value of state s when no hx is given."""
+        init = getattr(self.kernels, "STATE_INIT", {}).get(s, "zeros")
+        shape = (self.num_layers * self.num_directions, N, self.state_sizes[s])
+        if init == "param":
+            learnt = [getattr(self, self.kernels.INITIAL[s] + self._suffix(layer, direction))
+                      for layer in range(self.num_layers) for direction in range(self.num_directions)]
+            return torch.stack(learnt)[:, None, :].expand(shape).to(dtype)
+        fill = torch.ones if init == "ones" else torch.zeros
+        return fill(shape, dtype=dtype, device=self._device())
 
     def _device(self) -> torch.device:
         return next(iter(self.parameters())).device

@@ -133,6 +133,8 @@ def _common_context(plan: Plan, spec_text: str, spec_label: str, command: str) -
                          for p in (*cell.params, *cell.initial.values())],
         "buffers": [p for p in cell.params if not q[p].trainable],
         "initial": list(cell.initial.items()),
+        # learnable initial values that init_params draws inside their state's positive domain
+        "positive_initial": [(s, p) for s, p in cell.initial.items() if q[s].domain == "positive"],
         "states": [(s, q[s].shape[0]) for s in cell.states],
         "state_init": [(s, q[s].init) for s in cell.states],
         "state_domain": [(s, q[s].domain) for s in cell.states],
@@ -511,10 +513,10 @@ class _NumPyLayout(_Layout):
         for st in steps:
             if isinstance(st, Reduction):
                 # the row's mean (sum) repeated over the row: a full (N, size) array like any value
-                vector = names.get(st.vector, st.vector)   # an input is read from its sequence
-                if self.plan.locations.get(st.vector) == "param":   # the same row for every batch row
-                    vector = f'np.broadcast_to(_params["{st.vector}"], (_N, {st.size}))'
+                vector = names[st.vector] if st.vector in self.inputs else st.vector   # an input: its step's row
                 text = f"np.repeat(np.{st.op}({vector}, axis=1, keepdims=True), {st.size}, axis=1)"
+                if self.plan.locations.get(st.vector) == "param":    # mean(b): the same for every row
+                    text = f"np.full((_N, {st.size}), np.{st.op}({vector}), _dtype)"
                 lines.append(Line(f"{self.store_text(st, forward)}{st.target} = {text}",
                                   _statement_comment(st)))
                 continue
@@ -554,8 +556,9 @@ class _NumPyLayout(_Layout):
         return ctx
 
     def params_in_loop(self, steps) -> list[str]:
-        names = {n for st in steps if isinstance(st, Segment) for n in st.loads
-                 if self.plan.locations.get(n) == "param"}
+        loads = [n for st in steps if isinstance(st, Segment) for n in st.loads]
+        loads += [st.vector for st in steps if isinstance(st, Reduction)]
+        names = {n for n in loads if self.plan.locations.get(n) == "param"}
         return [p for p in self.cell.params if p in names]
 
 

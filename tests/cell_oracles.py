@@ -47,7 +47,7 @@ def forward_mismatch(d: Derivation, module, seed: int = 0, T: int = 3, N: int = 
     and final states), relative to the largest value when that exceeds 1."""
     params, x, state0, _, _ = random_problem(module, T, N, 3, 4, seed)
     outputs, state, _ = module.forward(x, params, state0)
-    trace = run_forward(d, params, {d.cell.inputs[0]: x}, state0)
+    trace = run_forward(d, params, x if isinstance(x, dict) else {d.cell.inputs[0]: x}, state0)
     worst = 0.0
     for got, want in [*((outputs[o], trace.outputs[o]) for o in d.cell.outputs),
                       *((state[s], trace.state[s]) for s in d.cell.states)]:

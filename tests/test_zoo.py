@@ -165,3 +165,32 @@ def test_backward_equations_verify_as_holds(name):
     verdicts = {eq.target: verify(d, sp.sstr(eq.expr), quantity=eq.target) for eq in d.backward}
     wrong = {q: f"{v.verdict}: {v.detail}" for q, v in verdicts.items() if v.verdict != "holds"}
     assert not wrong
+
+
+@pytest.mark.parametrize("name", ["lstm_h0", "sc_lstm"])
+def test_cellrnn_starts_from_the_declared_initial_states(name):
+    """Regression: CellRNN without hx started every state at zeros, so a learnt h0 was never
+    used (its gradient stayed 0) and SC-LSTM's d, declared to start at ones, stayed 0."""
+    torch = torch_or_skip()
+    from cellgrad.torch import CellRNN
+    from zoo_references import run_reference
+    torch.manual_seed(0)
+    rnn = CellRNN(str(spec_path(name)), 3, 4, backend="numpy", dtype=torch.float64)
+    params = {p: v.detach().numpy() for p, v in rnn.layer_params(0).items()}
+    if name == "lstm_h0":
+        params.update(h0=np.full(4, 0.7), c0=np.linspace(-1, 1, 4))
+        with torch.no_grad():
+            rnn.h0_l0.copy_(torch.tensor(params["h0"]))
+            rnn.c0_l0.copy_(torch.tensor(params["c0"]))
+    rng = np.random.default_rng(0)
+    x, w = rng.standard_normal((T, N, 3)), rng.standard_normal((T, N, 4))
+    output, final = rnn(torch.tensor(x))
+    (output * torch.tensor(w)).sum().backward()
+    m = module(name, "numpy")
+    initial = {s: (m.INITIAL[s] if how == "param" else how) for s, how in m.STATE_INIT.items()}
+    d_state = {s: np.zeros_like(f[0].detach().numpy()) for s, f in zip(m.STATES, final)}
+    want_out, want_final, want = run_reference(name, params, {"x": x}, {}, {"h": w}, d_state, initial)
+    errors = {"output": rel(output.detach().numpy(), want_out["h"])}
+    errors.update({f"final {s}": rel(f[0].detach().numpy(), want_final[s]) for s, f in zip(m.STATES, final)})
+    errors.update({f"d{p}": rel(getattr(rnn, f"{p}_l0").grad.numpy(), want[p]) for p in params})
+    _assert_small(errors)
