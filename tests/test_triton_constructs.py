@@ -169,6 +169,26 @@ def test_learnable_initial_states_match_finite_differences(modules):
         assert abs(numeric) > 1e-3   # the direction reaches the loss: the check can fail
 
 
+POSITIVE_PARAM = CELLS["layernorm_rnn"].replace('n = { size = "H", init = "ones", domain = "positive" }',
+                                               'n = { size = "H", init = "param", domain = "positive" }')
+
+
+def test_init_params_are_the_numpy_backends(modules, tmp_path):
+    """init_params gives the NumPy backend's values for the same seed, a positive state's
+    learnable initial value included (drawn from (0.5, 1.5))."""
+    torch = triton_or_skip()
+    assert POSITIVE_PARAM != CELLS["layernorm_rnn"]
+    d = derive(parse_spec(POSITIVE_PARAM, "positive.toml"))
+    pairs = [*modules.values(), (import_kernel(d, "numpy", tmp_path), import_kernel(d, "triton", tmp_path))]
+    for ref, module in pairs:
+        want = ref.init_params(3, 5, seed=4)
+        got = module.init_params(3, 5, seed=4, dtype=torch.float64)
+        assert set(got) == set(want)
+        for name in want:
+            np.testing.assert_array_equal(got[name].numpy(), want[name], err_msg=name)
+    assert np.all(got["n0"].numpy() > 0.5)
+
+
 def test_a_function_without_a_triton_spelling_is_refused_by_name():
     """cos (in sin', for a row someone adds without a Triton spelling) is refused when the
     module is printed, never printed as a call that fails or differs on the GPU."""
