@@ -249,6 +249,8 @@ def _apply(J, v, transposed: bool, ctx: "Context"):
     k = int(k)
     v = ctx.shift_expr(v, -k)
     out = (_vjp if transposed else _jvp)(expr, target, v)
+    if out.has(sp.Derivative):                # through a node SymPy cannot differentiate
+        raise VerifyError("a derivative through a reduction (mean, sum) of the cell")
     return ctx.shift_expr(out.xreplace(ctx.saved), k)
 
 
@@ -353,6 +355,8 @@ def local_derivative(ctx: Context, of, a: int, wrt: str, b: int, where: str):
         value = _through_products(ctx, expr, target, where, a)
         if isinstance(value, Jacobian):
             return value              # shifted and written in saved values when applied
+    if value.has(sp.Derivative):              # through a node SymPy cannot differentiate
+        raise VerifyError("a derivative through a reduction (mean, sum) of the cell", where)
     return ctx.shift_expr(value.xreplace(ctx.saved), a)
 
 
