@@ -342,6 +342,9 @@ class TritonLayout(_Layout):
     def zeros_like(self, text: str) -> str:
         return f"_torch.zeros_like({text})"
 
+    def copy(self, text: str) -> str:
+        return f"{text}.clone()"
+
     def input_grad(self, x: str) -> str:
         return self.own("_{}_grad", "d" + x)
 
