@@ -235,3 +235,18 @@ def test_variable_lengths_match_the_reference_run_per_sequence(name):
                 summed[p] = summed.get(p, 0) + want[p]
         errors.update({f"d{p}": rel(grads.params[p], summed[p]) for p in params if p not in m.BUFFERS})
         _assert_small(errors)
+
+
+def test_own_document_of_a_layer_norm_cell_verifies_without_a_crash():
+    """Regression: `cellgrad verify --document` on lnc_lstm's own document stopped with an
+    internal error (SymPy left Subs(Derivative(mean(...)))): a local derivative such as
+    ∂cn/∂c passes through mu = mean(c), whose Jacobian is not diagonal. Such a formula is now
+    unreadable, with the reason, and no other formula of the document is affected."""
+    from derive.verify.document import verify_document
+    d = derivation("lnc_lstm")
+    text = render(build_document(d, load_notation("default")), "md")
+    rows = verify_document(text, cells=[d])
+    through_mean = [r for r in rows if "mixes the entries" in r.detail]
+    assert len(through_mean) >= 3
+    assert all(r.verdict == "unreadable" for r in through_mean)
+    assert sum(r.verdict == "holds" for r in rows) >= 50
