@@ -129,6 +129,10 @@ class CellRNN(nn.Module):
         if len(self.kernels.OUTPUTS) != 1:
             raise ValueError(f"CellRNN stacks cells with one output; {self.kernels.CELL} has "
                              f"{', '.join(self.kernels.OUTPUTS)}")
+        if len(self.kernels.INPUTS) != 1:      # the layers below feed one sequence, the input
+            raise ValueError(f"CellRNN feeds each layer one input sequence; {self.kernels.CELL} reads "
+                             f"{', '.join(self.kernels.INPUTS)}: call its kernels through "
+                             "cellgrad.torch.kernel_function")
         self.cell, self.backend = cell, backend
         self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, num_layers
         self.bias, self.batch_first, self.dropout = bias, batch_first, float(dropout)

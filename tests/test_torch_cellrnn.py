@@ -168,6 +168,8 @@ def test_refusals_are_clear():
         rnn(torch.zeros(T, N, D, dtype=torch.float64), torch.zeros(2, N, H, dtype=torch.float64))
     with pytest.raises(ValueError, match="tanh"):
         CellRNN.from_torch(torch.nn.RNN(D, H, nonlinearity="relu"))
+    with pytest.raises(ValueError, match="augru reads x, att: call its kernels through"):
+        CellRNN("augru", D, H, backend="numpy")     # several inputs: refused when built, not in forward
     with pytest.raises(ValueError, match="PyTorch has no module computing the peephole_lstm cell"):
         CellRNN("peephole_lstm", D, H, backend="numpy").to_torch()
     x = torch.randn(T, N, D, dtype=torch.float64, requires_grad=True)
