@@ -58,6 +58,7 @@ def test_slices_of_stacked_arrays(stacked, formula, verdict):
 
 D2L = (str(OWN / "d2l_rnn.toml"), str(OWN / "d2l_notation.toml"))
 GRU = ("gru", str(OWN / "gru_notation.toml"))
+SEED_003 = ("lstm", str(ROOT / "docs" / "notations" / "seed_003.toml"))
 
 
 @pytest.mark.parametrize("cell_notation, formula, verdict, kind", [
@@ -80,6 +81,16 @@ GRU = ("gru", str(OWN / "gru_notation.toml"))
      "holds", None),                                  # an elementwise derivative is its own transpose
     (("lstm", None), r"\frac{\partial L}{\partial W_f} = \sum_t \frac{\partial L}{\partial h_t} "
                      r"\frac{\partial h_t}{\partial W_f}", "does not hold", None),   # drops the c path
+    # the total derivative as the sum of each step's loss (each through every earlier step)
+    (GRU, r"\frac{\partial E}{\partial W_z} = \sum_t \frac{\partial E_t}{\partial W_z}", "holds", None),
+    (GRU, r"\frac{\partial E}{\partial W_z} = \sum_t \frac{\partial E_t}{\partial W_r}", "does not hold",
+     None),
+    (GRU, r"\frac{\partial E_t}{\partial W_z} = \delta a_{z,t} x_t^T", "does not hold", None),
+    # with respect to a concatenated matrix [U_f | W_f] acting on [a<t-1>, x<t>]: seed 003's sum_f
+    (SEED_003, r"\frac{\partial sum_f}{\partial W_f} = [a^{<t-1>}, x^{<t>}]^T", "holds", None),
+    (SEED_003, r"\frac{\partial sum_f}{\partial W_f} = [x^{<t>}, a^{<t-1>}]^T", "does not hold", None),
+    (SEED_003, r"\frac{dError}{dW_f} = \sum_t \delta sum_f^{<t>} \frac{\partial sum_f^{<t>}}{\partial W_f}",
+     "holds", None),
 ])
 def test_derivatives_through_matrix_products(cell_notation, formula, verdict, kind):
     cell, notation = cell_notation
@@ -124,3 +135,27 @@ def test_any_slice_ends_in_a_verdict(stacked, items, name, adjoint):
     assert v.verdict in ("holds", "does not hold", "unreadable")
     if v.verdict == "unreadable":
         assert v.detail
+
+
+WORDS = st.sampled_from([
+    r"\frac{\partial L}{\partial h_t}", r"\frac{\partial L}{\partial h_{t+1}}",
+    r"\frac{\partial h_{t+1}}{\partial h_t}", r"\frac{\partial o_t}{\partial W_{qh}}",
+    r"\frac{\partial o_t}{\partial h_t}", r"\frac{\partial L}{\partial o_t}", r"\frac{\partial L}{\partial W_{hh}}",
+    r"\text{prod}(", ",", ")", "(", r"\left(", r"\right)", "^T", "^\\top", "+", "-", "=", "+=",
+    r"\mathrel{+}=", r"\sum_t", r"\sum_{t=1}^T", "W_{hh}", "W_{qh}", "h_t", "h_{t-1}", "x_t", "[", "]",
+    ":", "H", "2", "0", r"\odot", "*", " "])
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(WORDS, min_size=1, max_size=14).map(" ".join))
+def test_any_chain_of_derivatives_ends_in_a_verdict_or_a_clear_error(formula):
+    """Jacobians, prod, transposes, sums, slices and += in any order: a verdict, or (no left
+    side) a VerifyError; never another exception."""
+    from derive.verify import VerifyError
+    try:
+        v = verify(D2L[0], formula, notation=D2L[1])
+    except VerifyError as err:
+        assert str(err)
+        return
+    assert v.verdict in ("holds", "does not hold", "unreadable")
+    assert v.verdict != "unreadable" or v.detail

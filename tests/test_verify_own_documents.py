@@ -16,7 +16,7 @@ from derive.verify.document import verify_document
 FOLDER = Path(__file__).resolve().parent / "fixtures" / "verify_documents"
 EXPECTED = tomllib.loads((FOLDER / "expected.toml").read_text("utf-8"))
 #: the least share of each document's formulas judged as a careful reader does (measured)
-FLOOR = {"d2l.md": 0.9, "char_rnn.md": 0.9, "gru.md": 0.9}
+FLOOR = {"d2l.md": 0.9, "char_rnn.md": 0.9, "gru.md": 0.9, "scalar_rnn.md": 0.9}
 
 
 def judged(document: str):
@@ -56,3 +56,23 @@ def test_every_formula_of_the_documents_has_an_expectation():
                  if line.strip()]
         expected = sorted(e["line"] for e in EXPECTED["formula"] if e["document"] == document)
         assert lines == expected, document
+
+
+WRONG = [e for e in EXPECTED["formula"] if e["expect"] == "does not hold"]
+
+
+@pytest.mark.parametrize("entry", WRONG, ids=[f"{e['document']}-L{e['line']}" for e in WRONG])
+def test_the_correct_formula_printed_in_the_documents_notation_reads_back(entry):
+    """For a formula that does not hold, the correct right side verify prints, in the document's
+    own notation, holds with the same left side."""
+    from derive.verify import verify
+    setup = EXPECTED["documents"][entry["document"]]
+    cell = str(FOLDER / setup["cell"]) if setup["cell"].endswith(".toml") else setup["cell"]
+    notation = str(FOLDER / setup["notation"])
+    text = (FOLDER / entry["document"]).read_text("utf-8").splitlines()[entry["line"] - 1]
+    text = text.strip().strip("$").replace(r"\mathrel{+}=", "=")
+    v = verify(cell, text, notation=notation)
+    assert v.verdict == "does not hold" and v.correct, v.detail
+    left = text[:text.index("=")]
+    again = verify(cell, f"{left} = {v.correct}", notation=notation)
+    assert again.verdict == "holds", (v.correct, again.detail)

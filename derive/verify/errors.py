@@ -37,7 +37,8 @@ class Place:
         line, column, typed, a, b = self._line()
         bad = typed[a:b] if b - a <= WIDTH else typed[a:a + WIDTH - 1] + "…"
         where = f"line {line}, column {column}" if "\n" in self.text else f"column {column}"
-        return f"{where}: {bad.strip() or repr(bad)}"
+        return f"{where}: {bad.strip()}" if bad.strip() else f"{where} (the end)" \
+            if a >= len(typed) else f"{where}: {bad!r}"
 
     def caret(self) -> list[str]:
         """The typed line (clipped around the place) and ``^`` under the place."""

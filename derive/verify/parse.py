@@ -29,9 +29,9 @@ from derive import limits, ops
 from derive.limits import LimitError
 
 from .context import (KIND_WORD, Claim, Context, Token, local_derivative, prod, product,
-                      transpose, unprev)
+                      row_parts, transpose, unprev)
 from .errors import Place, VerifyError, excerpt
-from .nodes import HCat, Jacobian, MatTranspose, SumN, SumT, VCat, VStack
+from .nodes import HCat, Jacobian, MatTranspose, Row, SumN, SumT, VCat, VStack
 from .normalize_latex import normalize_latex
 from .sequence import shifted, split_symbol
 from .slices import slice_value
@@ -697,7 +697,7 @@ class LatexParser:
 
     # derivatives -----------------------------------------------------------------------------
     def frac(self):
-        start = self.i
+        first = self.i
         tok = self.expect(r"\frac")
         if self._is_derivative():
             self.expect("{")
@@ -711,7 +711,7 @@ class LatexParser:
             self.expect("{")
             bottom = self.operand()
             self.expect("}")
-            self._frac_start = start
+            self._frac_start = first
             return self.derivative(top, bottom, tok)
         num = self.group_expr()
         den = self.group_expr()
@@ -808,12 +808,9 @@ class LatexParser:
                 raise VerifyError(f"unknown symbol {bottom.key} in notation {ctx.reading.name} "
                                   f"for cell {ctx.cell.name}", where)
             wrt = ctx.sympy_value(entry.forward)
-            if not isinstance(wrt, sp.Symbol):
-                raise VerifyError(f"a derivative with respect to {bottom.key}, which is not one "
-                                  f"quantity", where)
             if ctx.kind(top.value) not in ("vec", "num"):
                 raise VerifyError("a derivative of a matrix", where)
-            return local_derivative(ctx, top.value, 0, wrt.name, bottom.time or 0, where)
+            return self._local(top.value, 0, wrt, bottom.time or 0, where, bottom.key)
         entry = ctx.symbols.get(bottom.key)
         if entry is None or entry.forward is None:
             raise VerifyError(f"unknown symbol {bottom.key} in notation {ctx.reading.name} "
@@ -822,19 +819,28 @@ class LatexParser:
         tau = bottom.time or 0
         if top.key in ctx.losses:
             return self.loss_derivative(ctx.losses[top.key], top, wrt, tau, where)
-        if not isinstance(wrt, sp.Symbol):
-            raise VerifyError(f"a derivative with respect to {bottom.key}, which is not one quantity",
-                              where)
         top_entry = ctx.symbols.get(top.key)
         if top_entry is None or top_entry.forward is None:
             raise VerifyError(f"unknown symbol {top.key} in notation {ctx.reading.name} "
                               f"for cell {ctx.cell.name}", where)
         of = ctx.sympy_value(top_entry.forward)
         if isinstance(of, sp.Symbol):
-            return local_derivative(ctx, of.name, top.time or 0, wrt.name, tau, where)
+            return self._local(of.name, top.time or 0, wrt, tau, where, bottom.key)
         if ctx.kind(of) not in ("vec", "num"):
             raise VerifyError(f"a derivative of {top.key}, which is not an elementwise value", where)
-        return local_derivative(ctx, of, top.time or 0, wrt.name, tau, where)
+        return self._local(of, top.time or 0, wrt, tau, where, bottom.key)
+
+    def _local(self, of, a: int, wrt, b: int, where, key: str):
+        """A local derivative with respect to one quantity, or to a concatenated matrix [U | W]
+        acting on [h, x]: its rows are the stacked operand, [h, x]^T (seed 003's ∂sum_f/∂W_f)."""
+        ctx = self.ctx
+        if isinstance(wrt, sp.Symbol):
+            return local_derivative(ctx, of, a, wrt.name, b, where)
+        if isinstance(wrt, HCat) and all(isinstance(p, sp.Symbol) for p in wrt.args):
+            rows = [row_parts(local_derivative(ctx, of, a, p.name, b, where)) for p in wrt.args]
+            if all(v is not None for _, v in rows) and len({c for c, _ in rows}) == 1:
+                return rows[0][0] * Row(VCat(*(v for _, v in rows)))
+        raise VerifyError(f"a derivative with respect to {key}, which is not one quantity", where)
 
     def loss_derivative(self, kind: str, top: Atom, wrt: sp.Symbol, tau: int, where: str):
         ctx = self.ctx
@@ -869,6 +875,9 @@ class LatexParser:
                 return sp.Symbol(shifted("d" + base, tau))
             if tau == t_loss - 1 and ctx.is_state(base):
                 return sp.Symbol(shifted("d" + base + "_next", tau))
+        if kind == "step" and is_param:
+            # the gradient of step t's loss alone, through every earlier step (Σ_t of it is dW)
+            return sp.Symbol(shifted("d" + name + "#loss", t_loss))
         if kind in ("step", "block") and not is_param:
             if tau == t_loss:
                 return sp.Symbol(shifted("d" + base + "#k1", tau))

@@ -34,8 +34,7 @@ def size_of(ctx, text: str, where) -> sp.Expr:
         count = int(m.group(2) or 1) * (-1 if m.group(1) == "-" else 1)
         name = m.group(3)
         if name is not None:
-            name = names.get(name, names.get(re.sub(r"_\{(.*)\}$", r"_\1", name), name))
-            name = names.get(_braced(name), name)
+            name = names.get(name) or names.get(_braced(name)) or name    # n_a or n_{a}
             if name not in ctx.cell.sizes:
                 raise VerifyError(f"{m.group(3)} in a slice is not a size of cell {ctx.cell.name} "
                                   f"(declare it under [sizes])", where)
