@@ -25,7 +25,11 @@ Values stay in the domains where the functions are defined and finite difference
 digits: ``log``, ``sqrt``, non-integer and negative powers and divisors only of values bounded
 away from 0 (``1 + (something positive)``, or a state declared ``domain = "positive"``, whose
 update the generator draws so that it stays positive: ``n = sigmoid(...) * n_prev + exp(...)``),
-``exp`` only of bounded arguments, layer norms only of rows that vary.
+``exp`` only of bounded arguments, layer norms only of rows that vary, no reduction of a
+centred row (its mean is 0 up to rounding: ``step`` of it would sit on the jump), squares of
+bounded values in positive updates (``n = (1 + n_prev**2) * ...`` grows so fast that finite
+differences lose their digits), and never one number divided by another (``sigmoid(eps / 2)``,
+a function of numbers only, is refused by the spec reader).
 
 Each construct is one strategy in ``CONSTRUCTS``; a construct the language gains is one more
 entry. ``RESTRICTIONS`` lists what the guide documents as not supported (or as limits); the
@@ -118,6 +122,7 @@ class Draft:
     state_domain: dict[str, str] = field(default_factory=dict)
     used: set[str] = field(default_factory=set)
     calls: int = 0                               # function calls around the expression drawn
+    no_centring: int = 0                         # inside a reduction: no centred rows
 
     def fresh(self, draw, pool=PLAIN) -> str:
         for name in [*draw(st.permutations(pool)), *PLAIN, *(f"v{k}" for k in range(99))]:
@@ -191,6 +196,12 @@ def number(draw, cell: Draft | None = None, positive: bool = False) -> str:
     return draw(st.sampled_from(["1", "2", "0.5", "1.0", "3", "0.25", "1e-1"]))
 
 
+def leaf_number(text: str, cell: Draft) -> str | None:
+    """``text`` if it is a plain number or constant (a function of numbers only, ``sigmoid(2)``,
+    is refused by the spec reader: the generator never divides one number by another)."""
+    return text if text in cell.constants or re.fullmatch(r"[0-9.e+-]+", text) else None
+
+
 def call(draw, cell: Draft, size: str, depth: int) -> str:
     fn = draw(st.sampled_from(cell.functions()))
     return f"{fn}({expr(draw, cell, size, depth - 1)})"
@@ -206,7 +217,7 @@ def positive(draw, cell: Draft, size: str, depth: int) -> str:
     """A positive expression (it may come near 0: callers add 1, or take a bounded-away one)."""
     inner = expr(draw, cell, size, depth - 1)
     return draw(st.sampled_from([f"sigmoid({inner})", f"softplus({inner})", f"exp(tanh({inner}))",
-                                 f"({inner})**2", f"abs({inner})", f"relu({inner})"]))
+                                 f"tanh({inner})**2", f"abs({inner})", f"relu({inner})"]))
 
 
 def away_from_zero(draw, cell: Draft, size: str, depth: int) -> str:
@@ -253,7 +264,7 @@ def max_min(draw, cell: Draft, size: str, depth: int) -> str:
 
 def division(draw, cell: Draft, size: str, depth: int) -> str:
     top = number(draw, cell) if draw(st.integers(0, 4)) == 0 else expr(draw, cell, size, depth - 1)
-    if draw(st.integers(0, 3)) == 0:
+    if draw(st.integers(0, 3)) == 0 and leaf_number(top, cell) is None:
         return f"({top} / {draw(st.sampled_from(['2', '4', '0.5', '3.0']))})"
     return f"({top} / {away_from_zero(draw, cell, size, depth)})"
 
@@ -301,8 +312,13 @@ def affine(draw, cell: Draft, size: str, depth: int) -> str:
 
 
 def reduction(draw, cell: Draft, size: str, depth: int) -> str:
-    """``mean(v)`` or ``sum(v)``: the row's mean (sum), repeated over the row."""
-    inner = expr(draw, cell, size, depth - 1)
+    """``mean(v)`` or ``sum(v)``: the row's mean (sum), repeated over the row. Not of a centred
+    row: its mean is 0 up to rounding, and step or sign of it would sit on their jump."""
+    cell.no_centring += 1
+    try:
+        inner = expr(draw, cell, size, depth - 1)
+    finally:
+        cell.no_centring -= 1
     return f"{draw(st.sampled_from(['mean', 'sum']))}({inner})"
 
 
@@ -356,7 +372,8 @@ def expr(draw, cell: Draft, size: str, depth: int) -> str:
     if depth <= 0 or draw(st.integers(0, 5)) == 0:
         return leaf(draw, cell, size)
     names = [name for name, (_, weight, calls) in CONSTRUCTS.items() for _ in range(weight)
-             if cell.calls + calls <= RESTRICTIONS["call_nesting"]]
+             if cell.calls + calls <= RESTRICTIONS["call_nesting"]
+             and not (cell.no_centring and name in ("centred", "layer_norm"))]
     construct = draw(st.sampled_from(names))
     body, _, calls = CONSTRUCTS[construct]
     cell.calls += calls
