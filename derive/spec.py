@@ -691,6 +691,19 @@ class _EquationParser:
                                 f"{arg_shape[0]}", node)
             args.append(arg)
             shape = shape or arg_shape
-        if shape == ():
-            raise self.fail(f"{fname}() of plain numbers: write the number instead")
+        if shape == ():             # sqrt(2), sigmoid(eps / 2): a number, folded here
+            return self.number_of(func(*args), fname, node), shape
         return func(*args), shape
+
+    def number_of(self, call: sp.Expr, fname: str, node: ast.AST) -> sp.Expr:
+        """A function of numbers only, as the number it is: evaluated once, by the op table's
+        NumPy reference (the one the kernels and the interpreter use), so it prints as a number."""
+        from .evaluate import value        # evaluate imports this module's Cell types
+        import numpy as np
+        number = math.nan
+        if not call.has(sp.zoo, sp.oo, -sp.oo, sp.nan, sp.I):     # SymPy's log(0), sqrt(-1)
+            with np.errstate(all="ignore"):
+                number = float(np.real_if_close(value(call, lambda name: 0.0)))
+        if not math.isfinite(number):
+            raise self.fail(f"{limits.clip(ast.unparse(node))} is not a finite number ({number})", node)
+        return sp.Rational(repr(number))      # the shortest decimal that is this double, as literals

@@ -28,8 +28,9 @@ update the generator draws so that it stays positive: ``n = sigmoid(...) * n_pre
 ``exp`` only of bounded arguments, layer norms only of rows that vary, no reduction of a
 centred row (its mean is 0 up to rounding: ``step`` of it would sit on the jump), squares of
 bounded values in positive updates (``n = (1 + n_prev**2) * ...`` grows so fast that finite
-differences lose their digits), and never one number divided by another (``sigmoid(eps / 2)``,
-a function of numbers only, is refused by the spec reader).
+differences lose their digits), and never one number divided by another (a function of numbers only, ``sigmoid(eps / 2)``,
+is folded into its value by the spec reader: tests/test_constructs.py tests that, and a call
+of numbers here would spend the call-nesting budget on a constant).
 
 Each construct is one strategy in ``CONSTRUCTS``; a construct the language gains is one more
 entry. ``RESTRICTIONS`` lists what the guide documents as not supported (or as limits); the
@@ -197,8 +198,8 @@ def number(draw, cell: Draft | None = None, positive: bool = False) -> str:
 
 
 def leaf_number(text: str, cell: Draft) -> str | None:
-    """``text`` if it is a plain number or constant (a function of numbers only, ``sigmoid(2)``,
-    is refused by the spec reader: the generator never divides one number by another)."""
+    """``text`` if it is a plain number or constant (the generator never divides one number by
+    another: see the module docstring)."""
     return text if text in cell.constants or re.fullmatch(r"[0-9.e+-]+", text) else None
 
 

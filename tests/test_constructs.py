@@ -5,6 +5,8 @@ runs the forward equations)."""
 
 from __future__ import annotations
 
+import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -283,3 +285,47 @@ def test_init_params_draws_a_positive_initial_value_inside_its_domain(tmp_path):
         assert np.all(params["n0"] >= 0.5) and np.all(params["n0"] <= 1.5)
         outputs, _, _ = module.forward(np.ones((2, 3, 4)), params)
         assert np.all(np.isfinite(outputs["h"]))
+
+
+_NUMBER_CELL = '''
+[cell]
+name = "numbers"
+[sizes]
+H = "hidden size"
+[inputs]
+x = "H"
+[states]
+h = "H"
+[params]
+b = "H"
+[constants]
+eps = 0.1
+[step]
+outputs = ["h"]
+equations = """
+h = x * ({call}) + h_prev + b
+"""
+'''
+
+
+@pytest.mark.parametrize("call, expected", [
+    ("sqrt(2)", math.sqrt(2)),
+    ("sigmoid(eps / 2)", 1 / (1 + math.exp(-0.05))),
+    ("tanh(1) * exp(-1)", math.tanh(1) * math.exp(-1)),
+    ("log(1 + 3)", math.log(4)),
+    ("max(0.1, abs(-0.2))", 0.2),
+    ("relu(-3) + 1", 1.0),
+])
+def test_a_function_of_numbers_is_its_value(call, expected):
+    """``sqrt(2)`` in an equation is the number sqrt(2) (computed here by Python's math, not the
+    op table); it was refused ('write the number instead') though the guide allows numbers anywhere."""
+    d = derive(parse_spec(_NUMBER_CELL.format(call=call)))
+    (coefficient,) = [c for c in d.forward_eq("h").rhs.as_coefficients_dict().values() if c != 1] or [1]
+    assert float(coefficient) == pytest.approx(expected, rel=1e-15)
+
+
+@pytest.mark.parametrize("call", ["log(0)", "sqrt(-1)", "exp(1000)", "1 / (1 - 1)"])
+def test_a_function_of_numbers_that_is_no_finite_number_is_refused_where_it_stands(call):
+    with pytest.raises(SpecError) as err:
+        derive(parse_spec(_NUMBER_CELL.format(call=call)))
+    assert re.search(r"<spec>:\d+(:\d+)?: .*(is|side is) not (a )?finite", str(err.value)), str(err.value)

@@ -13,7 +13,8 @@ What the generator deliberately does not draw, each a documented restriction or 
   the kernels read sizes from the arrays);
 * more than 5 function calls nested in one equation, and equations over the other limits of
   derive/limits.py (guide, "Limits");
-* a function of numbers only (``sigmoid(eps / 2)``: guide, "Rules", refused with a SpecError);
+* a function of numbers only (``sigmoid(eps / 2)``: guide, "Rules", folded into its value when
+  loaded; tests/test_constructs.py tests it);
 * ``**`` with an expression as exponent, ``@`` with an expression on its left, matrices in
   elementwise operations (guide, "Rules": refused with a SpecError);
 * values where a function is undefined or finite differences lose their digits: ``log``,
