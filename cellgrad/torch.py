@@ -86,7 +86,7 @@ def kernel_function(module) -> type[torch.autograd.Function]:
                             None if all(d is None for d in d_final) else arrays(ctx.like[1], d_final))
         return (_tensor(g.inputs[x_name]) if ctx.needs_input_grad[0] else None, None,
                 *(_tensor(g.state[s]) if ctx.given_state else None for s in states),
-                *(_tensor(g.params[p]) for p in params))
+                *(_tensor(g.params[p]) if p in g.params else None for p in params))   # a buffer: none
 
     name = f"{module.CELL}_{module.BACKEND}_function"
     function = type(name, (torch.autograd.Function,), {
@@ -150,7 +150,9 @@ class CellRNN(nn.Module):
                 for name, value in init.items():
                     tensor = torch.as_tensor(value).to(dtype)   # numpy arrays, or tensors (triton)
                     full = name + self._suffix(layer, direction)
-                    if name in self.kernels.BIASES and not bias:
+                    if name in self.kernels.BUFFERS:      # the spec's [buffers]: not trained
+                        self.register_buffer(full, tensor)
+                    elif name in self.kernels.BIASES and not bias:
                         self.register_buffer(full, torch.zeros_like(tensor))
                     else:
                         self.register_parameter(full, nn.Parameter(tensor))

@@ -7,6 +7,7 @@ these skip, except in CI (CI=true), where they fail."""
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -249,3 +250,25 @@ def test_two_backward_passes_accumulate_each_gradient_once(cell):
     rnn(x)[0].sum().backward()
     for name, p in rnn.named_parameters():
         assert rel_err(p.grad, 2 * once[name]) < 1e-14, name
+
+
+def test_buffers_are_module_buffers_and_get_no_gradient():
+    """A spec's [buffers] (fixed time constants tau, a fixed coupling P) are nn.Module buffers,
+    not Parameters; the trained weights pass gradcheck (central differences) through them. The
+    autograd Function once asked the kernels' gradients for the buffers too: a KeyError."""
+    spec = Path(__file__).parent / "specs" / "check" / "time_constant.toml"
+    rnn = CellRNN(spec, D, H, backend="numpy", dtype=torch.float64)
+    assert [n for n, _ in rnn.named_parameters()] == ["W_l0", "U_l0"]
+    assert sorted(n for n, _ in rnn.named_buffers()) == ["P_l0", "tau_l0"]
+    with torch.no_grad():
+        rnn.tau_l0.uniform_(1.5, 3.0)          # keep the division well away from 0
+    x = torch.randn(T, N, D, dtype=torch.float64, requires_grad=True)
+    weights = tuple(rnn.parameters())
+    assert torch.autograd.gradcheck(lambda x: rnn(x)[0], (x,))
+    rnn(x)[0].pow(2).sum().backward()
+    assert all(p.grad is not None for p in weights) and rnn.tau_l0.grad is None
+    from torch.func import functional_call
+    params = {n: p.detach().clone().requires_grad_() for n, p in rnn.named_parameters()}
+    assert torch.autograd.gradcheck(
+        lambda W, U: functional_call(rnn, {"W_l0": W, "U_l0": U}, (x.detach(),))[0],
+        (params["W_l0"], params["U_l0"]))

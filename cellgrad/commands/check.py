@@ -140,7 +140,7 @@ def _run(args) -> int:
         if not all(hasattr(module, k) for k in ("CELL", "SIZES", "PARAM_SHAPES", "forward", "backward")):
             return error(f"{given}: not a kernel module written by cellgrad (no CELL, SIZES, "
                          "PARAM_SHAPES, forward and backward)")
-        domains = domains or getattr(module, "STATE_DOMAINS", None)
+        domains = domains or getattr(module, "STATE_DOMAIN", None)
         unknown = sorted(set(args.sizes) - set(module.SIZES))
         if unknown:
             return error(f"--sizes: {module.CELL} has no size {', '.join(unknown)} (its sizes: "
