@@ -50,6 +50,17 @@ def _size_text(expr: sp.Expr) -> str:
     return str(expr) if expr != 0 else "0"
 
 
+def own_arrays(entries: list[tuple[str, str, str]], copy) -> list[tuple[str, str, str]]:
+    """Gradients printed like an earlier one (rnn's b_ih and b_hh: the same slice of the bias
+    sums) get a copy (``copy``: text -> the copy's text), so that no two gradients share memory:
+    accumulating into one would change the other."""
+    seen, out = set(), []
+    for name, text, tag in entries:
+        out.append((name, copy(text) if text in seen else text, tag))
+        seen.add(text)
+    return out
+
+
 def _block(offset: sp.Expr, size: str) -> str:
     """Slice text of ``size`` columns at ``offset``: ``:H``, ``H:2*H``."""
     stop = offset + sp.Symbol(size)
@@ -133,6 +144,8 @@ def _common_context(plan: Plan, spec_text: str, spec_label: str, command: str) -
                          for p in (*cell.params, *cell.initial.values())],
         "buffers": [p for p in cell.params if not q[p].trainable],
         "initial": list(cell.initial.items()),
+        # learnable initial values that init_params draws inside their state's positive domain
+        "positive_initial": [(s, p) for s, p in cell.initial.items() if q[s].domain == "positive"],
         "states": [(s, q[s].shape[0]) for s in cell.states],
         "state_init": [(s, q[s].init) for s in cell.states],
         "state_domain": [(s, q[s].domain) for s in cell.states],
@@ -295,9 +308,36 @@ class _Layout:
         lines += [Line(f'{self.seq(n)} = _cache["{self.seq(n)}"]') for n in (*self.plan.saved_seq, *self.plan.output_seq)]
         return lines
 
+    # -- per-backend spellings of the after-loop code (NumPy's here; a backend overrides them) --
+
+    def concat_columns(self, parts: list[str]) -> str:
+        return f"np.concatenate([{', '.join(parts)}], axis=1)"
+
+    def sum_rows(self, text: str) -> str:
+        """Sum over the first axis (steps times batch rows, or the batch)."""
+        return f"{text}.sum(axis=0)"
+
+    def sum_steps_and_rows(self, text: str) -> str:
+        return f"{text}.sum(axis=(0, 1))"
+
+    def zeros_like(self, text: str) -> str:
+        return f"np.zeros_like({text})"
+
+    def copy(self, text: str) -> str:
+        return f"{text}.copy()"
+
+    def input_grad(self, x: str) -> str:
+        """The local holding input x's gradient from the after-loop GEMM."""
+        return f"d{x}"
+
+    def loop_grad(self, p: str) -> str:
+        """A parameter gradient the loop accumulates, as backward() returns it."""
+        return f"d{p}"
+
     def after_loop_lines(self) -> list[Line]:
         """Weight gradients as one GEMM per group over the stacked per-step adjoints, dx as one
-        GEMM, bias gradients as column sums."""
+        GEMM, bias gradients as column sums. Written once for every backend: the spellings
+        above (and ``matmul``, ``columns``, ``vector_sequence``) are what differ."""
         plan, lines = self.plan, []
         total = _size_text(plan.width(plan.dpre))
         named: dict[str, str] = {}
@@ -310,9 +350,9 @@ class _Layout:
             block = plan.dpre_block(g)
             rows = self.width(g)
             if block is None:
-                cols = ", ".join(f"_dpre_flat[:, {_block(plan.dpre_offset(plan.dpre.index(p.target)), p.rows)}]"
-                                 for p in g.products)
-                stacked = f"np.concatenate([{cols}], axis=1)"
+                stacked = self.concat_columns(
+                    [f"_dpre_flat[:, {_block(plan.dpre_offset(plan.dpre.index(p.target)), p.rows)}]"
+                     for p in g.products])
             elif _size_text(block[1] - block[0]) == total:
                 stacked = "_dpre_flat"
             else:
@@ -330,15 +370,17 @@ class _Layout:
                     f"{stacked}.T", f"{self.vector_sequence(g.vector)}.reshape(_T * _N, {g.cols})"),
                     f"gradients of {', '.join(g.matrices)}, summed over steps and batch"))
             if g.constant:
-                lines.append(Line(f"{g.linear} = ({self.matmul(stacked, g.packed)}).sum(axis=0)",
+                lines.append(Line(f"{g.linear} = {self.sum_rows(f'({self.matmul(stacked, g.packed)})')}",
                                   f"{stacked_text(g)}ᵀ @ the adjoints, summed over steps and batch"))
             if g.hoisted:
                 extra = f" + {self.seq('d' + g.vector)}" if g.vector in plan.input_loop else ""
-                lines.append(Line(f"d{g.vector} = ({self.matmul(stacked, g.packed)}).reshape(_T, _N, {g.cols}){extra}",
+                lines.append(Line(f"{self.input_grad(g.vector)} = ({self.matmul(stacked, g.packed)})"
+                                  f".reshape(_T, _N, {g.cols}){extra}",
                                   f"({plan.derivation.backward_eq('d' + g.vector).tag}) for every step "
                                   "at once, one GEMM"))
         if any(part[0] == "bias" for parts in plan.param_grads.values() for part in parts):
-            lines.append(Line("_dpre_sum = _dpre_seq.sum(axis=(0, 1))", "bias gradients: sums over steps and batch"))
+            lines.append(Line(f"_dpre_sum = {self.sum_steps_and_rows('_dpre_seq')}",
+                              "bias gradients: sums over steps and batch"))
         return lines
 
     def grads_entries(self) -> dict[str, list[tuple[str, str, str]]]:
@@ -358,26 +400,27 @@ class _Layout:
                 elif part[0] == "linear":
                     terms.append(part[1].linear)
                 else:
-                    terms.append(f"d{p}")
-            text = " + ".join(terms) if terms else f'np.zeros_like(_params["{p}"])'
+                    terms.append(self.loop_grad(p))
+            text = " + ".join(terms) if terms else self.zeros_like(f'_params["{p}"]')
             out.append((p, text, eq.tag))
         inputs = []
         for x in self.inputs:
             if x in plan.input_linear:
-                dx = f"d{x}"          # the after-loop GEMM, plus the loop's part if any
+                dx = self.input_grad(x)   # the after-loop GEMM, plus the loop's part if any
             elif x in plan.input_loop:
                 dx = self.seq(f"d{x}")
             else:
-                dx = f"np.zeros_like({self.seq(x)})"
+                dx = self.zeros_like(self.seq(x))
             inputs.append((x, dx, plan.derivation.backward_eq("d" + x).tag))
         state = [(s, self.carried_variable(plan.derivation.carried[s]), plan.derivation.backward_eq(f"d{s}_prev").tag)
                  for s in self.cell.states]
         for s, p in self.cell.initial.items():
             # the initial state is p broadcast over the batch when no state was passed
-            out.append((p, f'{self.carried_variable(plan.derivation.carried[s])}.sum(axis=0) '
-                           f'if _cache["initial"] else np.zeros_like(_params["{p}"])',
+            summed = self.sum_rows(self.carried_variable(plan.derivation.carried[s]))
+            zeros = self.zeros_like(f'_params["{p}"]')
+            out.append((p, f'{summed} if _cache["initial"] else {zeros}',
                         plan.derivation.backward_eq(f"d{s}_prev").tag))
-        return {"params": out, "inputs": inputs, "state": state}
+        return {"params": own_arrays(out, self.copy), "inputs": inputs, "state": state}
 
     def carried_variable(self, name: str) -> str:
         return name
@@ -484,7 +527,10 @@ class _NumPyLayout(_Layout):
         for st in steps:
             if isinstance(st, Reduction):
                 # the row's mean (sum) repeated over the row: a full (N, size) array like any value
-                text = f"np.repeat(np.{st.op}({st.vector}, axis=1, keepdims=True), {st.size}, axis=1)"
+                vector = names[st.vector] if st.vector in self.inputs else st.vector   # an input: its step's row
+                text = f"np.repeat(np.{st.op}({vector}, axis=1, keepdims=True), {st.size}, axis=1)"
+                if self.plan.locations.get(st.vector) == "param":    # mean(b): the same for every row
+                    text = f"np.full((_N, {st.size}), np.{st.op}({vector}), _dtype)"
                 lines.append(Line(f"{self.store_text(st, forward)}{st.target} = {text}",
                                   _statement_comment(st)))
                 continue
@@ -524,8 +570,9 @@ class _NumPyLayout(_Layout):
         return ctx
 
     def params_in_loop(self, steps) -> list[str]:
-        names = {n for st in steps if isinstance(st, Segment) for n in st.loads
-                 if self.plan.locations.get(n) == "param"}
+        loads = [n for st in steps if isinstance(st, Segment) for n in st.loads]
+        loads += [st.vector for st in steps if isinstance(st, Reduction)]
+        names = {n for n in loads if self.plan.locations.get(n) == "param"}
         return [p for p in self.cell.params if p in names]
 
 

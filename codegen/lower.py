@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+from collections import Counter
 from dataclasses import dataclass, field
 
 import sympy as sp
@@ -327,7 +328,10 @@ def _placeholder(plan: Plan, ref: Ref, label: str) -> sp.Symbol:
 def _lower_forward(plan: Plan) -> None:
     d, q, cell = plan.derivation, plan.derivation.quantities, plan.derivation.cell
     by_target = {(p.target, g.vector): (g, k) for g in plan.groups for k, p in enumerate(g.products)}
-    hoisted_targets = {p.target for g in plan.groups if g.hoisted for p in g.products}
+    # biases fold into the hoisted GEMM's result only where one hoisted group serves the equation:
+    # with two (``W @ x + V @ u + b``) each group's result would add them
+    hoisted_groups = Counter(p.target for g in plan.groups if g.hoisted for p in g.products)
+    hoisted_targets = {target for target, groups in hoisted_groups.items() if groups == 1}
     pending = [g for g in plan.groups if g.per_step]
     defined = set(cell.inputs) | {f"{s}_prev" for s in cell.states} | set(cell.params)
     items: list = []

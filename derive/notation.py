@@ -18,9 +18,11 @@ does not list; every other notation must list what a cell needs, or rendering st
 error that names the missing names and the notation file.
 
 The same file says how formulas written in it read (``derive.verify``): ``current_step``
-(``"t+1"`` when the document's step computes s_{t+1}), ``pdf_hyphens``, ``scalar``, and the
+(``"t+1"`` when the document's step computes s_{t+1}), ``pdf_hyphens``, ``scalar``,
+``carried_assign`` (min-char-rnn's ``dhnext = Whh^T dhraw`` assigns what the step hands back), and the
 tables ``[read]`` (other spellings with their meaning in the cell's names), ``[adjoints]``,
-``[targets]`` and ``[losses]``; a symbol written transposed (``U_f = '\\hat{w}_f^T'``) makes
+``[targets]``, ``[losses]`` and ``[sizes]`` (the document's size names, for slices
+``w[:, :n_a]``); a symbol written transposed (``U_f = '\\hat{w}_f^T'``) makes
 its base the transpose. Built-in notations are such files and nothing else.
 """
 
@@ -43,7 +45,7 @@ TIME_STYLES = ("angle", "sub", "paren", "none")
 PLACEHOLDER = "#"
 
 #: the tables that say how a document's formulas read (derive.verify uses them; see the guide)
-READING_TABLES = ("read", "adjoints", "losses", "targets")
+READING_TABLES = ("read", "adjoints", "losses", "targets", "sizes")
 #: what a derivative of a loss symbol means: the whole-sequence loss, the loss of one step,
 #: the sum of the losses from a step on, or the loss of one unrolled block (seed 003)
 LOSS_KINDS = ("total", "step", "tail", "block")
@@ -148,7 +150,7 @@ def parse_notation(text: str, path: str = "<notation>") -> "Notation":
         return value
 
     known_meta = {"name", "description", "time", "cells", "auto", "adjoint", "upstream", "carried",
-                  "loss", "product", "current_step", "pdf_hyphens", "scalar"}
+                  "loss", "product", "current_step", "pdf_hyphens", "scalar", "carried_assign"}
     extra = set(meta) - known_meta
     if extra:
         key = sorted(extra)[0]
@@ -164,7 +166,7 @@ def parse_notation(text: str, path: str = "<notation>") -> "Notation":
         raise NotationError("cells must be a list of cell names", path=path,
                             line=line_of("cells", "notation"))
     flags = {}
-    for key in ("auto", "pdf_hyphens", "scalar"):
+    for key in ("auto", "pdf_hyphens", "scalar", "carried_assign"):
         flags[key] = meta.get(key, False)
         if not isinstance(flags[key], bool):
             raise NotationError(f"{key} must be true or false", path=path,
@@ -201,7 +203,7 @@ def parse_notation(text: str, path: str = "<notation>") -> "Notation":
                     carried=text_field("carried", r"\bar{\delta} #", template=True),
                     loss=loss, product=product, symbols=dict(symbols), path=path,
                     current_step=CURRENT_STEPS[current_step], pdf_hyphens=flags["pdf_hyphens"],
-                    scalar=flags["scalar"], **tables)
+                    scalar=flags["scalar"], carried_assign=flags["carried_assign"], **tables)
 
 
 def _reading_table(data: dict, table: str, text: str, path: str) -> dict[str, str]:
@@ -217,6 +219,9 @@ def _reading_table(data: dict, table: str, text: str, path: str) -> dict[str, st
         if table == "losses" and value not in LOSS_KINDS:
             raise NotationError(f"[losses] {key!r} = {value!r}: expected one of "
                                 f"{', '.join(LOSS_KINDS)}", path=path, line=line)
+        if table == "sizes" and not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", value):
+            raise NotationError(f"[sizes] {key!r} = {value!r}: the meaning is one of the cell's size "
+                                f"names (H, D)", path=path, line=line)
         if table in ("read", "adjoints", "targets") and not re.fullmatch(r"[A-Za-z0-9_ +\-*/(),.]+",
                                                                           value):
             raise NotationError(f"[{table}] {key!r} = {value!r}: the meaning is written in the "
@@ -244,10 +249,12 @@ class Notation:
     current_step: int = 0       # 1: the document's current step is t+1
     pdf_hyphens: bool = False   # c-t means c_t (a PDF extraction turned _ into -)
     scalar: bool = False        # the document treats every size as 1
+    carried_assign: bool = False  # dh_next = ... on a left side: what the step hands back (code)
     read: dict[str, str] = field(default_factory=dict)       # symbol -> meaning in cell names
     adjoints: dict[str, str] = field(default_factory=dict)   # symbol whose d-form means this
     losses: dict[str, str] = field(default_factory=dict)     # loss symbol -> LOSS_KINDS entry
     targets: dict[str, str] = field(default_factory=dict)    # target y -> output o, ½(o - y)²
+    sizes: dict[str, str] = field(default_factory=dict)      # n_a -> H: size names in slices
 
     # -- base symbols -------------------------------------------------------------------------
     def symbol(self, name: str) -> str:
@@ -346,14 +353,37 @@ class Notation:
         return {latex: name for name, latex in self.latex_table(derivation).items()}
 
 
+#: names printed as their Greek letter (\\alpha); sigma and delta stay words: \\sigma is the
+#: sigmoid and \\delta the adjoint prefix when a formula is read back
+GREEK = {"alpha", "beta", "gamma", "Gamma", "Delta", "epsilon", "varepsilon", "eta", "theta",
+         "Theta", "lambda", "Lambda", "mu", "nu", "xi", "Xi", "pi", "Pi", "rho", "tau", "phi",
+         "varphi", "Phi", "chi", "psi", "Psi", "omega", "Omega", "zeta", "kappa"}
+#: a name ending in one of these is the accented letter: hhat -> \\hat{h}, ctilde -> \\tilde{c}
+ACCENT_SUFFIXES = ("hat", "tilde", "bar", "check")
+
+
 def auto_symbol(name: str) -> str:
-    """cellgrad's own symbol for a name: ``W_i`` -> ``W_{i}``, ``rh`` -> ``\\mathit{rh}``."""
+    """cellgrad's own symbol for a name, as a reader writes it: ``W_i`` -> ``W_{i}``, ``m_1`` ->
+    ``m_{1}``, ``W_m_1`` -> ``W_{m,1}``, ``alpha`` -> ``\\alpha``, ``hhat`` -> ``\\hat{h}``,
+    ``rh`` -> ``\\mathit{rh}``. ``derive.verify`` reads every one back."""
     base, _, sub = name.partition("_")
-    head = base if len(base) == 1 else rf"\mathit{{{base}}}"
+    head = _auto_head(base)
     if not sub:
         return head
-    sub = sub.replace("_", r"\_")
-    return rf"{head}_{{{sub}}}"
+    pieces = sub.split("_")
+    if len(pieces) > 1 and pieces[-1] in ("t", "T"):    # W_{f,t} would read as W_f at step t
+        return rf"{head}_{{{','.join(pieces[:-1])}_{{{pieces[-1]}}}}}"
+    return rf"{head}_{{{','.join(pieces)}}}"
+
+
+def _auto_head(base: str) -> str:
+    if base in GREEK:
+        return "\\" + base
+    for accent in ACCENT_SUFFIXES:
+        letter = base[:-len(accent)]
+        if base.endswith(accent) and (len(letter) == 1 and letter.isalpha() or letter in GREEK):
+            return rf"\{accent}{{{_auto_head(letter)}}}"
+    return base if len(base) == 1 else rf"\mathit{{{base}}}"
 
 
 def _base_of(name: str, derivation) -> str:

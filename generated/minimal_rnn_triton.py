@@ -40,6 +40,7 @@ ARRAYS = "torch"   # forward() and backward() take and return torch tensors
 SIZES = {"D": "input size", "H": "hidden size", "O": "output size"}
 INPUT = "x"
 INPUT_SIZE = "D"
+INPUTS = {"x": "D"}
 HIDDEN_SIZE = "H"
 PARAM_SHAPES = {
     "u": ("H", "D"),
@@ -49,6 +50,13 @@ PARAM_SHAPES = {
     "b_g": ("O",),
 }
 STATES = {"s": "H"}
+# a state's value when no initial state is passed: zeros, ones, or its parameter (learnable)
+STATE_INIT = {"s": "zeros"}
+STATE_DOMAIN = {"s": "real"}
+# state -> the parameter holding its learnable initial value
+INITIAL = {}
+# parameters that are passed like the others but not trained: backward() returns no gradient
+BUFFERS = ()
 OUTPUTS = {"o": "O"}
 # parameters that only add to a pre-activation (a layer without biases fixes them at zero)
 BIASES = ("b_f", "b_g")
@@ -58,7 +66,7 @@ _COMPUTE = {_torch.float32: _tl.float32, _torch.float64: _tl.float64, _torch.bfl
 # where each size is read: (parameter, axis)
 _SIZE_OF = {"H": ("u", 0), "O": ("w", 0)}
 # what forward() puts in the cache
-_CACHE_KEYS = ("x", "_packed_x", "_packed_s_prev", "_packed_s", "_s_seq", "_o_seq", "params", "lengths")
+_CACHE_KEYS = ("inputs", "_packed_x", "_packed_s_prev", "_packed_s", "_s_seq", "_o_seq", "params", "lengths")
 _BLOCK = 512  # elements of the (N, size) step block per Triton program
 
 
@@ -73,8 +81,8 @@ _Gradients = Gradients   # the name backward() reads: a spec name never shadows 
 
 
 def init_params(input_size, hidden_size, seed=0, dtype=_torch.float32, device="cpu", output_size=None):
-    """Parameters drawn uniformly from (-1/sqrt(hidden_size), 1/sqrt(hidden_size)), as PyTorch does
-    (the same values as the NumPy backend's for the same seed), as torch tensors of ``dtype`` (a
+    """Parameters drawn uniformly from (-1/sqrt(hidden_size), 1/sqrt(hidden_size)), as PyTorch does,
+    the same values as the NumPy backend's for the same seed, as torch tensors of ``dtype`` (a
     torch dtype, or the NumPy dtype of the same name) on ``device``.
 
     ``output_size`` (O) defaults to hidden_size.
@@ -84,8 +92,8 @@ def init_params(input_size, hidden_size, seed=0, dtype=_torch.float32, device="c
         dtype = _torch.from_numpy(np.zeros(0, dtype)).dtype
     rng = np.random.default_rng(seed)
     bound = 1.0 / np.sqrt(hidden_size)
-    return {name: _torch.from_numpy(rng.uniform(-bound, bound, tuple(sizes[s] for s in shape))).to(dtype=dtype, device=device)
-            for name, shape in PARAM_SHAPES.items()}
+    params = {name: rng.uniform(-bound, bound, tuple(sizes[s] for s in shape)) for name, shape in PARAM_SHAPES.items()}
+    return {name: _torch.from_numpy(value).to(dtype=dtype, device=device) for name, value in params.items()}
 
 
 def _check_tensor(label, value, shape, like):
@@ -105,19 +113,36 @@ def _check_names(label, given, expected):
         raise KeyError(f"{label}: missing {missing}, unexpected {extra}")
 
 
-def _check_forward(x, params, state0, lengths):
+def _input_label(name):
+    return "x" if len(INPUTS) == 1 else f"x[{name!r}]"
+
+
+def _input_dict(x):
+    """forward()'s x as {input name: tensor}: the tensor itself when the cell has one input."""
+    if len(INPUTS) == 1:
+        return {INPUT: x}
+    _check_names("x (one tensor per input)", x, INPUTS)
+    return dict(x)
+
+
+def _check_forward(inputs, params, state0, lengths):
     """Check the arguments of forward(); return the sizes by name (T, N and the spec's)."""
-    if not isinstance(x, _torch.Tensor) or x.ndim != 3:
-        raise ValueError("x must be a (T, N, D) torch tensor (time-major)")
-    if x.dtype not in DTYPES:
-        raise TypeError(f"x has dtype {x.dtype}: use float32, float64, bfloat16 or float16")
+    for name, size in INPUTS.items():
+        value = inputs[name]
+        if not isinstance(value, _torch.Tensor) or value.ndim != 3:
+            raise ValueError(f"{_input_label(name)} must be a (T, N, {size}) torch tensor (time-major)")
+        if value.dtype not in DTYPES:
+            raise TypeError(f"{_input_label(name)} has dtype {value.dtype}: use float32, float64, bfloat16 or float16")
+    x = inputs[INPUT]
     _check_names("params", params, PARAM_SHAPES)
     sizes = {"_T": x.shape[0], "_N": x.shape[1], "D": x.shape[2]}
     for size, (name, axis) in _SIZE_OF.items():
-        value = params[name]
-        if not isinstance(value, _torch.Tensor) or value.ndim != len(PARAM_SHAPES[name]):
+        value = inputs[name] if name in INPUTS else params[name]
+        if name not in INPUTS and (not isinstance(value, _torch.Tensor) or value.ndim != len(PARAM_SHAPES[name])):
             raise ValueError(f"params[{name!r}] must be a torch tensor of shape {PARAM_SHAPES[name]}")
         sizes[size] = value.shape[axis]
+    for name, size in INPUTS.items():
+        _check_tensor(_input_label(name), inputs[name], (sizes["_T"], sizes["_N"], sizes[size]), x)
     for name, shape in PARAM_SHAPES.items():
         _check_tensor(f"params[{name!r}]", params[name], [sizes[s] for s in shape], x)
     if state0 is not None:
@@ -141,11 +166,18 @@ def _active_steps(T, lengths, device):
     return (_torch.arange(T, device=device)[:, None] < lengths)[:, :, None]
 
 
+def _row_lengths(T, N, lengths, device):
+    """Each row's length as the (N,) int32 tensor the kernels read (T for every row when None)."""
+    if lengths is None:
+        return _torch.full((N,), T, dtype=_torch.int32, device=device)
+    return _torch.as_tensor(lengths, device=device).to(_torch.int32)
+
+
 def _check_backward(d_outputs, cache, d_state):
     """Check the arguments of backward(); return the sizes by name."""
     _check_names("cache", cache, _CACHE_KEYS)
-    x = cache["x"]
-    sizes = _check_forward(x, cache["params"], None, cache["lengths"])
+    x = cache["inputs"][INPUT]
+    sizes = _check_forward(cache["inputs"], cache["params"], None, cache["lengths"])
     _check_names("d_outputs", d_outputs, OUTPUTS)
     for name, size in OUTPUTS.items():
         _check_tensor(f"d_outputs[{name!r}]", d_outputs[name], (sizes["_T"], sizes["_N"], sizes[size]), x)
@@ -157,41 +189,44 @@ def _check_backward(d_outputs, cache, d_state):
 
 
 @_triton.jit
-def _forward_1(_proj_x_ptr, _proj_s_prev_ptr, _s_ptr, _N, H, O, _F: constexpr, _BLOCK: constexpr):
+def _forward_1(_proj_x_ptr, _proj_s_prev_ptr, _s_prev_ptr, _s_ptr, _length_ptr, _N, H, _t, _F: constexpr, _BLOCK: constexpr):
     """(F1-F2) step t, fused over the (N, H) block."""
     _k = _tl.program_id(0) * _BLOCK + _tl.arange(0, _BLOCK)
     _mask = _k < _N * H
     _n = _k // H
     _j = _k % H
+    _active = _t < _tl.load(_length_ptr + _n, mask=_mask)  # row n has not ended at step t
     _u_x = _tl.load(_proj_x_ptr + _n * H + _j, mask=_mask).to(_F)  # u @ x
     _v_s_prev = _tl.load(_proj_s_prev_ptr + _n * H + _j, mask=_mask).to(_F)  # v @ s_prev
     a_s = _v_s_prev + _u_x  # (F1) pre-activation of s
     s = _tl.sigmoid(a_s)  # (F2)
-    _tl.store(_s_ptr + _n * H + _j, s.to(_s_ptr.dtype.element_ty), mask=_mask)
+    _tl.store(_s_ptr + _n * H + _j, (_tl.where(_active, s, _tl.load(_s_prev_ptr + _n * H + _j, mask=_mask).to(_F))).to(_s_ptr.dtype.element_ty), mask=_mask)  # held past the row's end
 
 
 @_triton.jit
-def _forward_2(_proj_s_ptr, _b_g_ptr, _o_ptr, _N, H, O, _F: constexpr, _BLOCK: constexpr):
+def _forward_2(_proj_s_ptr, _b_g_ptr, _o_ptr, _length_ptr, _N, O, _t, _F: constexpr, _BLOCK: constexpr):
     """(F3-F4) step t, fused over the (N, O) block."""
     _k = _tl.program_id(0) * _BLOCK + _tl.arange(0, _BLOCK)
     _mask = _k < _N * O
     _n = _k // O
     _j = _k % O
+    _active = _t < _tl.load(_length_ptr + _n, mask=_mask)  # row n has not ended at step t
     _w_s = _tl.load(_proj_s_ptr + _n * O + _j, mask=_mask).to(_F)  # w @ s
     b_g = _tl.load(_b_g_ptr + _j, mask=_mask).to(_F)
     a_o = _w_s + b_g  # (F3) pre-activation of o
     o = _tl.sigmoid(a_o)  # (F4)
-    _tl.store(_o_ptr + _n * O + _j, o.to(_o_ptr.dtype.element_ty), mask=_mask)
+    _tl.store(_o_ptr + _n * O + _j, (_tl.where(_active, o, 0.0)).to(_o_ptr.dtype.element_ty), mask=_mask)  # zero past the row's end
 
 
 @_triton.jit
-def _backward_1(_do_out_ptr, _o_ptr, _dpre_ptr, _N, H, O, _F: constexpr, _BLOCK: constexpr):
+def _backward_1(_do_out_ptr, _o_ptr, _dpre_ptr, _length_ptr, _N, H, O, _t, _F: constexpr, _BLOCK: constexpr):
     """(B1-B2) step t, fused over the (N, O) block."""
     _k = _tl.program_id(0) * _BLOCK + _tl.arange(0, _BLOCK)
     _mask = _k < _N * O
     _n = _k // O
     _j = _k % O
-    do_out = _tl.load(_do_out_ptr + _n * O + _j, mask=_mask).to(_F)
+    _active = _t < _tl.load(_length_ptr + _n, mask=_mask)  # row n has not ended at step t
+    do_out = _tl.where(_active, _tl.load(_do_out_ptr + _n * O + _j, mask=_mask).to(_F), 0.0)
     o = _tl.load(_o_ptr + _n * O + _j, mask=_mask).to(_F)
     do = do_out  # (B1) upstream gradient
     da_o = do*o*(1 - o)  # (B2) through o (F4)
@@ -199,14 +234,15 @@ def _backward_1(_do_out_ptr, _o_ptr, _dpre_ptr, _N, H, O, _F: constexpr, _BLOCK:
 
 
 @_triton.jit
-def _backward_2(_ds_linear_ptr, _ds_next_ptr, _s_ptr, _dpre_ptr, _N, H, O, _F: constexpr, _BLOCK: constexpr):
+def _backward_2(_ds_linear_ptr, _ds_next_ptr, _s_ptr, _dpre_ptr, _length_ptr, _N, H, O, _t, _F: constexpr, _BLOCK: constexpr):
     """(B3-B4) step t, fused over the (N, H) block."""
     _k = _tl.program_id(0) * _BLOCK + _tl.arange(0, _BLOCK)
     _mask = _k < _N * H
     _n = _k // H
     _j = _k % H
+    _active = _t < _tl.load(_length_ptr + _n, mask=_mask)  # row n has not ended at step t
     _ds_linear = _tl.load(_ds_linear_ptr + _n * H + _j, mask=_mask).to(_F)
-    ds_next = _tl.load(_ds_next_ptr + _n * H + _j, mask=_mask).to(_F)
+    ds_next = _tl.where(_active, _tl.load(_ds_next_ptr + _n * H + _j, mask=_mask).to(_F), 0.0)
     s = _tl.load(_s_ptr + _n * H + _j, mask=_mask).to(_F)
     ds = _ds_linear + ds_next  # (B3) fork sum: next step + via a_o (F3)
     da_s = ds*s*(1 - s)  # (B4) through s (F2)
@@ -214,15 +250,16 @@ def _backward_2(_ds_linear_ptr, _ds_next_ptr, _s_ptr, _dpre_ptr, _N, H, O, _F: c
 
 
 @_triton.jit
-def _backward_3(_ds_prev_linear_ptr, _ds_prev_ptr, _N, H, O, _F: constexpr, _BLOCK: constexpr):
+def _backward_3(_ds_prev_linear_ptr, _ds_next_ptr, _ds_prev_ptr, _length_ptr, _N, H, _t, _F: constexpr, _BLOCK: constexpr):
     """(B5) step t, fused over the (N, H) block."""
     _k = _tl.program_id(0) * _BLOCK + _tl.arange(0, _BLOCK)
     _mask = _k < _N * H
     _n = _k // H
     _j = _k % H
+    _active = _t < _tl.load(_length_ptr + _n, mask=_mask)  # row n has not ended at step t
     _ds_prev_linear = _tl.load(_ds_prev_linear_ptr + _n * H + _j, mask=_mask).to(_F)
     ds_prev = _ds_prev_linear  # (B5) through a_s (F1)
-    _tl.store(_ds_prev_ptr + _n * H + _j, ds_prev.to(_ds_prev_ptr.dtype.element_ty), mask=_mask)
+    _tl.store(_ds_prev_ptr + _n * H + _j, (_tl.where(_active, ds_prev, _tl.load(_ds_next_ptr + _n * H + _j, mask=_mask).to(_F))).to(_ds_prev_ptr.dtype.element_ty), mask=_mask)  # held past the row's end
 
 
 def forward(x, params, state=None, lengths=None):
@@ -230,21 +267,25 @@ def forward(x, params, state=None, lengths=None):
 
     x: (T, N, D) torch tensor, float32, float64, bfloat16 or float16, on any device Triton
     runs on (or the CPU under TRITON_INTERPRET=1); params: dict of PARAM_SHAPES tensors of the same
-    dtype and device; state: dict of (N, size) initial states per STATES, zeros when None;
-    lengths: (N,) integers in [0, T] (a tensor or a numpy array), sequence n's steps are
-    0..lengths[n]-1 (None: all T).
+    dtype and device;
+    state: dict of (N, size) initial states per STATES; when None, each state starts at its
+    STATE_INIT value (zeros); lengths: (N,) integers
+    in [0, T] (a tensor or a numpy array), sequence n's steps are 0..lengths[n]-1 (None: all T).
     Returns (outputs, state, cache): outputs maps each name in OUTPUTS to its (T, N, size) values
     at every step (zero past a sequence's end), state the final states (N, size) (each sequence's
     own last), cache what backward() needs.
     """
-    _x_seq, _params, _state0, _lengths = x, params, state, lengths   # generated names start with _: a spec name never shadows them
-    _sizes = _check_forward(_x_seq, _params, _state0, _lengths)
+    _inputs, _params, _state0, _lengths = _input_dict(x), params, state, lengths   # generated names start with _: a spec name never shadows them
+    _sizes = _check_forward(_inputs, _params, _state0, _lengths)
     _T, _N, D, H, O = _sizes["_T"], _sizes["_N"], _sizes["D"], _sizes["H"], _sizes["O"]
-    _dtype, _device, _F = _x_seq.dtype, _x_seq.device, _COMPUTE[_x_seq.dtype]
-    _x_seq = _x_seq.contiguous()
+    _dtype, _device = _params["u"].dtype, _params["u"].device   # those of x (checked)
+    _F = _COMPUTE[_dtype]
     _active = _active_steps(_T, _lengths, _device)
-    if _lengths is not None:  # steps past a sequence's end read zeros: nothing non-finite there reaches a gradient
-        _x_seq = _torch.where(_active, _x_seq, 0)
+    # the cache keeps the contiguous input sequences; past a sequence's end they read zeros, so
+    # nothing non-finite there reaches a gradient
+    _inputs = {_name: (_value if _lengths is None else _torch.where(_active, _value, 0)).contiguous()
+               for _name, _value in _inputs.items()}
+    _x_seq = _inputs["x"]
     _params = {_name: _value.contiguous() for _name, _value in _params.items()}
     _packed_x = _params["u"]  # (H, D)
     _packed_s_prev = _params["v"]  # (H, H)
@@ -258,20 +299,17 @@ def forward(x, params, state=None, lengths=None):
     _o_seq = _torch.empty((_T, _N, O), dtype=_dtype, device=_device)  # output
     _proj_s_prev = _torch.empty((_N, H), dtype=_dtype, device=_device)  # the step's products with s_prev
     _proj_s = _torch.empty((_N, O), dtype=_dtype, device=_device)  # the step's products with s
+    _row_ends = _row_lengths(_T, _N, _lengths, _device)  # (N,) int32: the kernels read where each row ends
     _grid_H = (_triton.cdiv(_N * H, _BLOCK),)
     _grid_O = (_triton.cdiv(_N * O, _BLOCK),)
     for _t in range(_T):
         _torch.matmul(_s_seq[_t], _packed_s_prev_T, out=_proj_s_prev)  # (F1) v @ s_prev
-        _forward_1[_grid_H](_proj_x[_t], _proj_s_prev, _s_seq[_t + 1], _N, H, O, _F=_F, _BLOCK=_BLOCK)  # (F1-F2) one fused kernel
+        _forward_1[_grid_H](_proj_x[_t], _proj_s_prev, _s_seq[_t], _s_seq[_t + 1], _row_ends, _N, H, _t, _F=_F, _BLOCK=_BLOCK)  # (F1-F2) one fused kernel
         _torch.matmul(_s_seq[_t + 1], _packed_s_T, out=_proj_s)  # (F3) w @ s
-        _forward_2[_grid_O](_proj_s, _params["b_g"], _o_seq[_t], _N, H, O, _F=_F, _BLOCK=_BLOCK)  # (F3-F4) one fused kernel
-        if _lengths is not None:  # past a sequence's end its states stay
-            _s_seq[_t + 1] = _torch.where(_active[_t], _s_seq[_t + 1], _s_seq[_t])
+        _forward_2[_grid_O](_proj_s, _params["b_g"], _o_seq[_t], _row_ends, _N, O, _t, _F=_F, _BLOCK=_BLOCK)  # (F3-F4) one fused kernel
     _outputs = {"o": _o_seq}
-    if _lengths is not None:  # outputs past a sequence's end are zero
-        _outputs = {_name: _torch.where(_active, _value, 0) for _name, _value in _outputs.items()}
     _state = {"s": _s_seq[_T]}
-    _cache = {"x": _x_seq, "_packed_x": _packed_x, "_packed_s_prev": _packed_s_prev, "_packed_s": _packed_s, "_s_seq": _s_seq, "_o_seq": _o_seq, "params": _params, "lengths": _lengths}
+    _cache = {"inputs": _inputs, "_packed_x": _packed_x, "_packed_s_prev": _packed_s_prev, "_packed_s": _packed_s, "_s_seq": _s_seq, "_o_seq": _o_seq, "params": _params, "lengths": _lengths}
     return _outputs, _state, _cache
 
 
@@ -281,8 +319,10 @@ def backward(d_outputs, cache, d_state=None):
     d_outputs: dict mapping each name in OUTPUTS to dL/d(output) at every step, (T, N, size)
     (many-to-one: zeros except the last step); cache: from forward(); d_state: dict of
     dL/d(final state), (N, size) per STATES, zeros when None.
-    Returns Gradients(params, inputs, state): every parameter by name (its shape), the input
-    "x" (T, N, D) and each initial state by its name in STATES (N, size).
+    Returns Gradients(params, inputs, state): every parameter by name (its shape) except the
+    BUFFERS, each input by its name in INPUTS (T, N, size) and each initial state by its name in
+    STATES (N, size). Past a sequence's end the kernels read the adjoints as zeros and hold the
+    carried ones: the step there is the identity.
     """
     _d_outputs, _cache, _d_state = d_outputs, cache, d_state   # a spec name never shadows them
     _sizes = _check_backward(_d_outputs, _cache, _d_state)
@@ -292,39 +332,36 @@ def backward(d_outputs, cache, d_state=None):
     _F = _COMPUTE[_dtype]
     _accumulate = _torch.float64 if _dtype == _torch.float64 else _torch.float32  # sums over steps and batch
     _lengths = _cache["lengths"]
-    _active = _active_steps(_T, _lengths, _device)
-    _x_seq = _cache["x"]
+    _x_seq = _cache["inputs"]["x"]
     _packed_x = _cache["_packed_x"]
     _packed_s_prev = _cache["_packed_s_prev"]
     _packed_s = _cache["_packed_s"]
     _s_seq = _cache["_s_seq"]
     _o_seq = _cache["_o_seq"]
-    _do_out_seq = (_d_outputs["o"] if _lengths is None else _torch.where(_active, _d_outputs["o"], 0)).contiguous()
+    _do_out_seq = _d_outputs["o"].contiguous()
     _ds_next_buf = _torch.empty((_N, H), dtype=_dtype, device=_device)  # ds_next: the adjoint of s<t> from step t+1
     _ds_next_buf[:] = 0 if _d_state is None else _d_state["s"]
     _ds_prev_buf = _torch.empty_like(_ds_next_buf)  # ds_prev: written by step t, then swapped in
     _dpre_seq = _torch.empty((_T, _N, H + O), dtype=_dtype, device=_device)  # da_s, da_o of every step
     _ds_prev_linear = _torch.empty((_N, H), dtype=_dtype, device=_device)  # the step's vᵀ @ da_s
     _ds_linear = _torch.empty((_N, H), dtype=_dtype, device=_device)  # the step's wᵀ @ da_o
+    _row_ends = _row_lengths(_T, _N, _lengths, _device)  # (N,) int32: the kernels read where each row ends
     _grid_O = (_triton.cdiv(_N * O, _BLOCK),)
     _grid_H = (_triton.cdiv(_N * H, _BLOCK),)
     for _t in reversed(range(_T)):
-        if _lengths is not None:  # past a sequence's end the step is the identity: hold its adjoints, run the step on zeros
-            _held = (_ds_next_buf,)
-            _ds_next_buf = _torch.where(_active[_t], _ds_next_buf, 0)
-        _backward_1[_grid_O](_do_out_seq[_t], _o_seq[_t], _dpre_seq[_t], _N, H, O, _F=_F, _BLOCK=_BLOCK)  # (B1-B2) one fused kernel
+        _backward_1[_grid_O](_do_out_seq[_t], _o_seq[_t], _dpre_seq[_t], _row_ends, _N, H, O, _t, _F=_F, _BLOCK=_BLOCK)  # (B1-B2) one fused kernel
         _torch.matmul(_dpre_seq[_t, :, H:H + O], _packed_s, out=_ds_linear)  # (B3) wᵀ @ the adjoints of a_o
-        _backward_2[_grid_H](_ds_linear, _ds_next_buf, _s_seq[_t + 1], _dpre_seq[_t], _N, H, O, _F=_F, _BLOCK=_BLOCK)  # (B3-B4) one fused kernel
+        _backward_2[_grid_H](_ds_linear, _ds_next_buf, _s_seq[_t + 1], _dpre_seq[_t], _row_ends, _N, H, O, _t, _F=_F, _BLOCK=_BLOCK)  # (B3-B4) one fused kernel
         _torch.matmul(_dpre_seq[_t, :, :H], _packed_s_prev, out=_ds_prev_linear)  # (B5) vᵀ @ the adjoints of a_s
-        _backward_3[_grid_H](_ds_prev_linear, _ds_prev_buf, _N, H, O, _F=_F, _BLOCK=_BLOCK)  # (B5) one fused kernel
+        _backward_3[_grid_H](_ds_prev_linear, _ds_next_buf, _ds_prev_buf, _row_ends, _N, H, _t, _F=_F, _BLOCK=_BLOCK)  # (B5) one fused kernel
         _ds_next_buf, _ds_prev_buf = _ds_prev_buf, _ds_next_buf  # step t's d<s>_prev is step t-1's d<s>_next
-        if _lengths is not None:
-            _ds_next_buf = _torch.where(_active[_t], _ds_next_buf, _held[0])
     _dpre_flat = _dpre_seq.reshape(_T * _N, H + O)  # every step's da_s, da_o as rows
-    _dpacked_x = _dpre_flat[:, :H].T @ _x_seq.reshape(_T * _N, D)  # gradients of u, summed over steps and batch: one GEMM
-    _dx_grad = (_dpre_flat[:, :H] @ _packed_x).reshape(_T, _N, D)  # (B6) for every step at once, one GEMM
-    _dpacked_s_prev = _dpre_flat[:, :H].T @ _s_seq[:-1].reshape(_T * _N, H)  # gradients of v, summed over steps and batch: one GEMM
-    _dpacked_s = _dpre_flat[:, H:H + O].T @ _s_seq[1:].reshape(_T * _N, H)  # gradients of w, summed over steps and batch: one GEMM
+    _dpre_x = _dpre_flat[:, :H]  # (T*N, H): the adjoints of a_s
+    _dpacked_x = _dpre_x.T @ _x_seq.reshape(_T * _N, D)  # gradients of u, summed over steps and batch
+    _dx_grad = (_dpre_x @ _packed_x).reshape(_T, _N, D)  # (B6) for every step at once, one GEMM
+    _dpacked_s_prev = _dpre_x.T @ _s_seq[:-1].reshape(_T * _N, H)  # gradients of v, summed over steps and batch
+    _dpre_s = _dpre_flat[:, H:H + O]  # (T*N, O): the adjoints of a_o
+    _dpacked_s = _dpre_s.T @ _s_seq[1:].reshape(_T * _N, H)  # gradients of w, summed over steps and batch
     _dpre_sum = _dpre_seq.sum(dim=(0, 1), dtype=_accumulate).to(_dtype)  # bias gradients: sums over steps and batch
     return _Gradients(
         params={

@@ -148,6 +148,18 @@ def test_gradients_match_central_differences(ln_rnn, from_declared):
     assert f() != before
 
 
+def test_numpy_kernels_of_every_construct_match_central_differences():
+    """The generated kernels of ln_rnn (a reduction of an input, mean(s), once printed as the bare
+    name ``s``: a NameError in generated code) against central differences of their forward."""
+    from codegen import build_module
+    from codegen.gradcheck import check_gradients
+    module = build_module(SPECS / "layernorm_rnn.toml", "numpy")   # numba's loops load inputs by name
+    for many_to_one in (False, True):
+        results = check_gradients(module, T=3, N=2, seed=0, many_to_one=many_to_one)
+        assert {r.name for r in results} >= {"W", "U", "g", "h0", "x", "s"}
+        assert all(r.ok for r in results), [(r.name, r.rel_err) for r in results if not r.ok]
+
+
 def test_reductions_against_torch_autograd():
     """mean and sum broadcast back over the row, as torch's keepdim reductions do."""
     torch = pytest.importorskip("torch")
@@ -257,3 +269,17 @@ def test_constant_as_an_exponent():
     assert sp.simplify(rhs - (sp.tanh(x + b + h_prev)**2 + (1 + x**2)**sp.Rational(-1, 2))) == 0
     with pytest.raises(SpecError, match="exponent"):
         parse_spec(text.replace("**k", "**big"))
+
+
+def test_init_params_draws_a_positive_initial_value_inside_its_domain(tmp_path):
+    """init_params drew the learnable initial value n0 of a positive state like any parameter,
+    from (-1/sqrt(H), 1/sqrt(H)): half its entries negative, so log(n_prev) was NaN at step 0."""
+    from cell_oracles import import_kernel
+    text = BASE.format(extra="", state='h = "H"\nn = { size = "H", init = "param", domain = "positive" }',
+                       equation="h = tanh(x + b + h_prev) * log(n_prev)\nn = n_prev * exp(tanh(x))")
+    module = import_kernel(derive(parse_spec(text)), "numpy", tmp_path)
+    for seed in range(5):
+        params = module.init_params(4, 4, seed=seed)
+        assert np.all(params["n0"] >= 0.5) and np.all(params["n0"] <= 1.5)
+        outputs, _, _ = module.forward(np.ones((2, 3, 4)), params)
+        assert np.all(np.isfinite(outputs["h"]))

@@ -4,6 +4,7 @@ diagnoses, and the bad input it refuses with one clear line."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -351,8 +352,12 @@ def test_bad_input_is_one_clear_line(tmp_path, args, says):
     result = cellgrad("verify", *real)
     assert result.returncode == 2, result.stdout + result.stderr
     assert "Traceback" not in result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("cellgrad: error:"), result.stderr
+    lines = result.stderr.rstrip().splitlines()
+    assert lines[0].startswith("cellgrad: error:") and says in lines[0], result.stderr
+    if len(lines) > 1:                 # a place in the formula: the typed line, ^ under it
+        assert len(lines) == 3 and re.fullmatch(r" *\^+", lines[2]), result.stderr
+        column = int(re.search(r"column (\d+)", lines[0]).group(1))
+        assert lines[2].index("^") - 4 == column - 1 and lines[1].strip() in real[-1], result.stderr
     assert says in lines[0], lines[0]
 
 

@@ -186,3 +186,15 @@ def test_document_json_and_a_missing_document(tmp_path):
                               str(tmp_path / "nothing.md")], capture_output=True, text=True, cwd=ROOT)
     assert missing.returncode == 2 and "Traceback" not in missing.stderr
     assert missing.stderr.strip().startswith("cellgrad: error:") and "nothing.md" in missing.stderr
+
+
+def test_a_forward_definition_is_judged_in_the_cell_it_defines():
+    """Seed 004 defines the standard LSTM (h = o tanh s) before its training section's LSTM
+    without the tanh (h = s o): each definition holds for the cell it describes; a gradient claim
+    is judged in the first cell it reads in, so a tanh left out of it is not excused."""
+    text = ("$h(t) = o(t) \\tanh(s(t))$\n$h(t) = s(t) o(t)$\n$h(t) = s(t) + o(t)$\n"
+            "$\\frac{dL(t)}{do(t)}=\\frac{dL(t)}{dh(t)}\\tanh(s(t))$\n")
+    rows = verify_document(text, notation=str(ROOT / "docs" / "notations" / "seed_004.toml"))
+    assert [(r.verdict, r.cell) for r in rows] == [
+        ("holds", "lstm"), ("holds", "lstm_no_tanh"), ("does not hold", "lstm_no_tanh"),
+        ("does not hold", "lstm_no_tanh")]

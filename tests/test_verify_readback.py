@@ -48,14 +48,21 @@ def test_the_printed_correct_formula_holds_when_fed_back(entry):
 
 
 @pytest.mark.parametrize("typed, shown", [
-    (r"\mathrm{d}c^{<t>} = \mathrm{d}z^{<t>}", r"\mathrm{d}⟪z^{<t>}⟫"),
-    (r"\mathrm{d}c^{\left\langle t\right\rangle} = \mathrm{d}c^{\left\langle t\right\rangle} + )",
-     "+ ⟪)⟫"),
+    (r"\mathrm{d}c^{<t>} = \mathrm{d}z^{<t>}", "z^{<t>}"),
+    (r"\mathrm{d}c^{\left\langle t\right\rangle} = \mathrm{d}c^{\left\langle t\right\rangle} + )", ")"),
+    ("\\mathrm{d}c^{<t>} =\n  \\mathrm{d}c^{<t>} + \\mathrm{d}q", "q"),
 ])
 def test_an_unreadable_formula_is_quoted_as_typed(typed, shown):
+    """The place is quoted from what the user typed, with a caret line under its column."""
+    column = typed.splitlines()[-1].rindex(shown) + 1
     v = verify("lstm", typed, notation="coursera")
     assert v.verdict == "unreadable"
-    assert shown in v.detail and "@{" not in v.detail and r"\diff" not in v.detail, v.detail
+    assert f"column {column}: {shown}" in v.detail, v.detail
+    line, caret = v.caret                 # the typed line, clipped with … around a long one
+    assert line.strip("…") in typed.splitlines()[-1], v.caret
+    assert line[caret.index("^"):].startswith(shown) and caret.strip() == "^" * len(shown), v.caret
+    for text in (v.detail, *v.caret):
+        assert "@{" not in text and r"\diff" not in text and "⟪" not in text, text
 
 
 @pytest.mark.parametrize("formula, quantity, kind", [
@@ -76,3 +83,49 @@ def test_absolute_value_and_block_concatenation_read():
     v = verify("lstm", r"\mathrm{d}w_o = \left[\mathrm{d}\hat{w}_o \mid \mathrm{d}\tilde{w}_o\right]",
                notation="coursera")
     assert v.verdict == "holds" and v.claim == ["hcat(dU_o, dW_o)", "hcat(dU_o, dW_o)"], v.detail
+
+
+NAMES_CELL = """[cell]
+name = "names"
+[sizes]
+D = "input size"
+H = "hidden size"
+[inputs]
+x = "D"
+[states]
+hhat = "H"
+c_1 = "H"
+[params]
+W_m_1 = ["H", "D"]
+alpha = ["H", "H"]
+W_f_t = ["H", "H"]
+b_2 = "H"
+[step]
+outputs = ["hhat"]
+equations = '''
+eta_2 = tanh(W_m_1 @ x + alpha @ hhat_prev + b_2)
+ctilde = sigmoid(W_f_t @ c_1_prev)
+c_1 = ctilde * c_1_prev + eta_2
+hhat = eta_2 * tanh(c_1)
+'''
+"""
+
+
+def test_automatic_symbols_are_readable_latex_that_reads_back():
+    """The default notation's symbols for names it does not list: accents, Greek letters and
+    subscripts as a reader writes them; every backward equation printed with them holds."""
+    import sympy as sp
+    from derive import derive
+    from derive.notation import load_notation
+    from derive.spec import parse_spec
+    d = derive(parse_spec(NAMES_CELL))
+    names = load_notation("default").latex_names(d)
+    printed = {s.name: latex for s, latex in names.items()}
+    assert printed["hhat"].startswith(r"\hat{h}") and printed["ctilde"].startswith(r"\tilde{c}")
+    assert printed["W_m_1"] == "W_{m,1}" and printed["alpha"] == r"\alpha"
+    assert printed["eta_2"].startswith(r"\eta_{2}") and printed["W_f_t"] == "W_{f_{t}}"
+    assert not any("\\_" in latex or "mathit" in latex for latex in printed.values()), printed
+    for eq in d.backward:
+        formula = f"{names[sp.Symbol(eq.target)]} = {sp.latex(eq.expr, symbol_names=names)}"
+        v = verify(d, formula)
+        assert v.verdict == "holds", (formula, v.detail)

@@ -8,7 +8,8 @@
 The example documents are the five BPTT write-ups the project started from (the code calls them
 seeds); their formulas are transcribed in tests/fixtures/seed_formulas.toml.
 
-Exit status: 0 holds, 1 does not hold, 2 unreadable formula or bad request (one line on stderr).
+Exit status: 0 holds, 1 does not hold, 2 unreadable formula or bad request (one line on stderr;
+for a formula, the line as typed follows with a caret line under the place).
 """
 
 from __future__ import annotations
@@ -64,8 +65,11 @@ def add_arguments(parser):
                              "--seeds is the old name)")
 
 
-def _fail(message: str) -> int:
+def _fail(message: str, caret: list[str] = ()) -> int:
+    """One line on stderr; for a formula, the typed line and a caret line under the place."""
     print(f"cellgrad: error: {message}", file=sys.stderr)
+    for line in caret:
+        print(f"    {line}", file=sys.stderr)
     return 2
 
 
@@ -80,7 +84,7 @@ def run(args) -> int:
             return _fail("verify needs CELL_OR_SPEC and --formula (or --examples)")
         return _one(args)
     except VerifyError as err:
-        return _fail(str(err))
+        return _fail(str(err), err.caret())
 
 
 def _read_formula(text: str) -> str:
@@ -101,7 +105,7 @@ def _one(args) -> int:
         print(json.dumps(verdict.to_json(), indent=2, ensure_ascii=False))
         return EXIT[verdict.verdict]
     if verdict.verdict == "unreadable":
-        return _fail(f"unreadable formula: {verdict.detail}")
+        return _fail(f"unreadable formula: {verdict.detail}", verdict.caret)
     print(render(verdict))
     return EXIT[verdict.verdict]
 

@@ -54,6 +54,7 @@ class Verdict:
     correct_cell: str | None = None      # in the cell's names (SymPy syntax)
     claim: list[str] = field(default_factory=list)
     whole_sequence: bool = False
+    caret: list[str] = field(default_factory=list)   # unreadable: the typed line, ^ under the place
 
     def to_json(self) -> dict:
         data = asdict(self)
@@ -101,8 +102,11 @@ def verify(cell, formula: str, quantity: str | None = None, notation: str | None
     try:
         claim = parse_formula(formula, ctx)
     except VerifyError as err:
-        return Verdict("unreadable", detail=str(err))
+        return Verdict("unreadable", detail=str(err), caret=err.caret())
     sides = list(claim.sides)
+    handed_back = {sp.Symbol(c): sp.Symbol(f"d{s}_prev") for s, c in d.carried.items()}
+    if reading.carried_assign and sides[0] in handed_back:
+        sides[0] = handed_back[sides[0]]   # dhnext = Whh^T dhraw: assigned for step t-1
     if target is not None:
         if len(sides) == 1:
             sides = [target, *sides]

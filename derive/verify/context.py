@@ -16,10 +16,10 @@ import sympy as sp
 
 from derive import ops
 from derive.ops import FUNCTIONS, sigmoid
-from derive.linear import REDUCTIONS, MatVec, MatVecT, Outer
+from derive.linear import REDUCTIONS, MatVec, MatVecT, Outer, RowMean, RowSum
 
 from .errors import VerifyError
-from .nodes import HCat, MatTranspose, Row, VCat, VStack
+from .nodes import HCat, Jacobian, MatTranspose, Row, VCat, VStack
 from .sequence import shifted, split_symbol, target_name
 from .vocabulary import Entry, Reading, default_reading
 
@@ -126,7 +126,7 @@ class Context:
             return "num"
         if isinstance(e, Row):
             return "row"
-        if isinstance(e, (MatTranspose, HCat, VStack, Outer)):
+        if isinstance(e, (MatTranspose, HCat, VStack, Outer, Jacobian)):
             return "mat"
         if isinstance(e, (MatVec, MatVecT, VCat)):
             return "vec"
@@ -139,6 +139,11 @@ class Context:
     def shift_expr(self, e, k: int):
         if k == 0:
             return e
+        if e.has(Jacobian):                   # a Jacobian keeps its step as its last argument
+            held = {J: sp.Dummy("J") for J in e.atoms(Jacobian)}
+            moved = self.shift_expr(e.xreplace(held), k)
+            return moved.xreplace({z: Jacobian(J.args[0], J.args[1], J.args[2] + k)
+                                   for J, z in held.items()})
         return e.xreplace({s: sp.Symbol(self._shift_name(s.name, k)) for s in e.free_symbols})
 
     def _shift_name(self, name: str, k: int) -> str:
@@ -180,6 +185,11 @@ def product(ctx: Context, a, b, op: str, where: str):
         return a * b
     if ka == "num" or kb == "num" or (ka == "vec" and kb == "vec"):
         return a * b
+    if ka == "mat" and kb == "vec" and _has_jacobian(a):
+        return _apply(a, b, transposed=False, ctx=ctx)   # J v: the forward (tangent) product
+    if ka in ("vec", "row") and kb == "mat" and _has_jacobian(b):
+        v = a.args[0] if ka == "row" else a         # v^T J = (J^T v)^T: the adjoint product
+        return _apply(b, v, transposed=True, ctx=ctx)
     if op == "*" and isinstance(b, Outer) and ka == "vec":
         return Outer(a * b.left, b.right)        # δ * (u v^T): δ scales the rows, (δ ⊙ u) v^T
     if op == "*" and isinstance(a, Outer) and kb == "vec":
@@ -190,10 +200,99 @@ def product(ctx: Context, a, b, op: str, where: str):
         v = a.args[0] if ka == "row" else a
         return MatVec(b.args[0], v) if isinstance(b, MatTranspose) else MatVecT(b, v)
     if ka == "vec" and kb == "row":
-        return Outer(a, b.args[0])
+        coef, v = row_parts(b)
+        return Outer(a * coef, v) if v is not None else fail()
     if ka == "row" and kb == "vec":                   # x^T da, rows as samples: sum_n x_n da_n^T
-        return Outer(a.args[0], b)
+        coef, v = row_parts(a)
+        return Outer(v, b * coef) if v is not None else fail()
     fail()
+
+
+def row_parts(e):
+    """``c ⊙ v^T`` as (c, v) (the derivative of W v with respect to W is v^T); (None, None) for
+    any other transposed vector expression."""
+    if isinstance(e, Row):
+        return sp.Integer(1), e.args[0]
+    if isinstance(e, sp.Mul):
+        rows = [a for a in e.args if isinstance(a, Row)]
+        if len(rows) == 1:
+            return sp.Mul(*(a for a in e.args if a is not rows[0])), rows[0].args[0]
+    return None, None
+
+
+def prod(ctx: Context, a, b, where):
+    """d2l's prod(., .): the product of an adjoint and a derivative with whatever transposes
+    the shapes need: prod(δ, ∂h_{t+1}/∂h_t) = (∂h_{t+1}/∂h_t)^T δ, prod(δ, ∂o/∂W) = δ h^T."""
+    ka, kb = ctx.kind(a), ctx.kind(b)
+    if ka == "mat" and kb == "vec":
+        a, b, ka, kb = b, a, kb, ka
+    if ka == "vec" and kb == "mat":
+        if _has_jacobian(b):
+            return _apply(b, a, transposed=True, ctx=ctx)
+        return MatVec(b.args[0], a) if isinstance(b, MatTranspose) else MatVecT(b, a)
+    return product(ctx, a, b, "*", where)
+
+
+def _has_jacobian(e) -> bool:
+    return bool(e.atoms(Jacobian))
+
+
+def _apply(J, v, transposed: bool, ctx: "Context"):
+    """J v or J^T v for a Jacobian (or its transpose, or a sum of them) and a vector."""
+    if isinstance(J, sp.Add):
+        return sp.Add(*(_apply(term, v, transposed, ctx) for term in J.args))
+    if isinstance(J, MatTranspose):
+        return _apply(J.args[0], v, not transposed, ctx)
+    if not isinstance(J, Jacobian):
+        raise VerifyError("a Jacobian in a product this reader cannot form")
+    expr, target, k = J.args
+    k = int(k)
+    v = ctx.shift_expr(v, -k)
+    out = (_vjp if transposed else _jvp)(expr, target, v)
+    if out.has(sp.Derivative):                # through a node SymPy cannot differentiate
+        raise VerifyError("a derivative through a reduction (mean, sum) of the cell")
+    return ctx.shift_expr(out.xreplace(ctx.saved), k)
+
+
+def _pieces(e, target):
+    """e as F(z_0 = target, z_1 = W_1 u_1, ...): F with dummies, and the products it replaced
+    (the outermost matrix-vector products that contain target)."""
+    nodes = [n for n in e.atoms(MatVec, MatVecT) if target in n.free_symbols]
+    outermost = [n for n in nodes if not any(m is not n and m.has(n) for m in nodes)]
+    dummies = {n: sp.Dummy("z") for n in outermost}
+    zero = sp.Dummy("z0")
+    return e.xreplace(dummies).xreplace({target: zero}), zero, dummies
+
+
+def _vjp(e, target, v):
+    """(∂e/∂target)^T v, by the chain rule: elementwise factors, then W^T into each product."""
+    if target not in e.free_symbols:
+        return sp.Integer(0)
+    F, zero, dummies = _pieces(e, target)
+    undo = {z: n for n, z in dummies.items()} | {zero: target}
+    out = sp.diff(F, zero).xreplace(undo) * v
+    for node, z in dummies.items():
+        upstream = sp.diff(F, z).xreplace(undo) * v
+        if target in node.matrix.free_symbols:
+            raise VerifyError("a derivative with respect to a vector inside a matrix")
+        inner = MatVecT(node.matrix, upstream) if isinstance(node, MatVec) else MatVec(node.matrix, upstream)
+        out += _vjp(node.vector, target, inner)
+    return out
+
+
+def _jvp(e, target, v):
+    """(∂e/∂target) v: the forward (tangent) product."""
+    if target not in e.free_symbols:
+        return sp.Integer(0)
+    F, zero, dummies = _pieces(e, target)
+    undo = {z: n for n, z in dummies.items()} | {zero: target}
+    out = sp.diff(F, zero).xreplace(undo) * v
+    for node, z in dummies.items():
+        if target in node.matrix.free_symbols:
+            raise VerifyError("a derivative with respect to a vector inside a matrix")
+        tangent = _jvp(node.vector, target, v)
+        out += sp.diff(F, z).xreplace(undo) * type(node)(node.matrix, tangent)
+    return out
 
 
 KIND_WORD = {"num": "number", "vec": "vector", "row": "transposed vector", "mat": "matrix"}
@@ -249,18 +348,39 @@ def local_derivative(ctx: Context, of, a: int, wrt: str, b: int, where: str):
         if not subs:
             break
         expr = expr.xreplace(subs)
+    mixed = [r for r in expr.atoms(RowMean, RowSum) if target in r.free_symbols]
+    if mixed:       # its Jacobian is not diagonal: no elementwise local derivative exists
+        raise VerifyError(f"a local derivative through {mixed[0].word}() of {target}: the reduction "
+                          "mixes the entries of the vector, so it has no elementwise derivative", where)
     if ctx.reading.scalar:                  # every size is 1: W v is the number W times v
         expr = expr.replace(lambda e: isinstance(e, MatVec), lambda e: e.args[0] * e.args[1])
         value = _products_back(ctx, sp.diff(expr, target))
     else:
-        for node in expr.atoms(MatVec, MatVecT):
-            if target in node.free_symbols:
-                raise VerifyError("this derivative is a matrix (Jacobian); write it through an "
-                                  "adjoint", where)
-        value = sp.diff(expr, target)
+        value = _through_products(ctx, expr, target, where, a)
+        if isinstance(value, Jacobian):
+            return value              # shifted and written in saved values when applied
+    if value.has(sp.Derivative):              # through a node SymPy cannot differentiate
+        raise VerifyError("a derivative through a reduction (mean, sum) of the cell", where)
     return ctx.shift_expr(value.xreplace(ctx.saved), a)
 
 
+def _through_products(ctx: Context, expr, target, where, a: int):
+    """∂expr/∂target where target sits in matrix-vector products: with respect to a matrix W,
+    W v contributes v^T (a row: δ ∂a/∂W is δ v^T); with respect to a vector, a ``Jacobian``."""
+    nodes = [n for n in expr.atoms(MatVec, MatVecT) if target in n.free_symbols]
+    if not nodes:
+        return sp.diff(expr, target)
+    if not ctx.is_matrix(target.name):
+        return Jacobian(expr, target, sp.Integer(a))
+    jacobian = VerifyError("this derivative is a matrix (Jacobian); write it through an adjoint",
+                           where)
+    dummies = {n: sp.Dummy("z") for n in nodes}
+    outer = expr.xreplace(dummies)
+    if target in outer.free_symbols or any(not isinstance(n, MatVec) or n.matrix != target or
+                                           target in n.vector.free_symbols for n in nodes):
+        raise jacobian
+    back = {z: n for n, z in dummies.items()}
+    return sp.Add(*(sp.diff(outer, z).xreplace(back) * Row(n.vector) for n, z in dummies.items()))
 def _products_back(ctx: Context, e):
     """A product with a matrix factor as the matrix-vector product it stands for (sizes 1)."""
     if not e.args:

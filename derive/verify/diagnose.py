@@ -119,19 +119,22 @@ def diagnose(ctx, lhs, rhs, runs, *, whole: bool, at_last: bool, scalar: bool) -
 
     needed = _adjoints_needed(d, lhs)
     for kind, text, backward in _variants(d, needed):
-        variant_runs = {}
+        # whole-sequence: the slip made at every step (it reaches the earlier adjoints too), or
+        # made in each step's local factor with the true adjoints (Σ_t ∂E/∂s_t (1 - s_t) x_t);
+        # per step: at step t only
+        for everywhere in ((True, False) if whole else (False,)):
+            variant_runs = {}
 
-        def make(run, backward=backward):
-            """Whole-sequence: the slip made at every step; per step: at step t only."""
-            key = run.seed
-            if key not in variant_runs:
-                variant_runs[key] = (simulate(d, seed=run.seed, T=run.T, N=run.N, scalar=scalar,
-                                              backward=backward).steps if whole
-                                     else restep(run, backward))
-            return Evaluator(run, steps=variant_runs[key])
+            def make(run, backward=backward, everywhere=everywhere, variant_runs=variant_runs):
+                key = run.seed
+                if key not in variant_runs:
+                    variant_runs[key] = (simulate(d, seed=run.seed, T=run.T, N=run.N, scalar=scalar,
+                                                  backward=backward).steps if everywhere
+                                         else restep(run, backward))
+                return Evaluator(run, steps=variant_runs[key])
 
-        if values.matches(make, lhs):
-            return [Diagnosis(kind, text)]
+            if values.matches(make, lhs):
+                return [Diagnosis(kind, text)]
 
     found = _missing_transpose(values, lhs, rhs) or _wrong_time(ctx, values, lhs, rhs) or \
         _wrong_factor(ctx, values, lhs, rhs)

@@ -11,7 +11,8 @@ derivative or an adjoint (``\\frac{\\partial E}{\\partial W}``, ``\\mathrm{d}c``
 gradient claim and is judged (``derive.verify.verify``) for the first of the notation's cells in
 which it reads; a formula without ``=`` or with a plain value on the left (a definition of
 the forward pass, an update rule) is judged when it reads (``h = o \\tanh(c)`` is a claim
-about the forward pass) and listed as not a gradient claim when it does not.
+about the forward pass: it holds when it defines any of the notation's cells, as a document
+that describes several cells defines each) and listed as not a gradient claim when it does not.
 """
 
 from __future__ import annotations
@@ -129,6 +130,7 @@ def is_gradient_claim(text: str, hyphens: bool = False) -> bool:
         s = normalize_latex(text, hyphen_subscripts=hyphens)
     except VerifyError:
         return False
+    s = s.replace("\\pluseq", "=")        # dW += da x^T
     depth = 0
     for n, ch in enumerate(s):
         depth += (ch in "{(") - (ch in "})")
@@ -161,9 +163,12 @@ def verify_document(text: str, notation: str | None = None, cells: list[str] | N
                 v = verify(cell, formula.text, notation=notation)
             except VerifyError as err:
                 from .check import Verdict
-                v = Verdict("unreadable", detail=str(err))
-            first = first or (cell, v)
-            if v.verdict != "unreadable":
+                v = Verdict("unreadable", detail=str(err), caret=err.caret())
+            if first is None or first[1].verdict == "unreadable" and v.verdict != "unreadable":
+                first = (cell, v)
+            # a gradient claim is judged in the first cell it reads in; a forward definition
+            # defines one of the document's cells, so it is judged in the one it describes
+            if v.verdict == "holds" or claim and v.verdict != "unreadable":
                 first = (cell, v)
                 break
         cell, v = first

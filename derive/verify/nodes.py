@@ -69,4 +69,16 @@ class Row(sp.Function):
         return rf"{printer.parenthesize(self.args[0], 1000)}^{{\top}}"
 
 
-FORMULA_NODES = (SumT, SumN, VCat, HCat, VStack, MatTranspose, Row)
+class Jacobian(sp.Function):
+    """``∂expr/∂target`` of one step taken ``shift`` steps from t (args ``expr, target, shift``),
+    where target sits in matrix-vector products: a matrix a formula only ever multiplies with a
+    vector (``J^T δ``, ``prod(δ, J)``, the forward ``J v``); ``context`` forms those products in
+    the cell's own nodes. Never evaluated."""
+
+    nargs = 3
+
+    def _latex(self, printer, exp=None):
+        return rf"\frac{{\partial {printer._print(self.args[0])}}}{{\partial {printer._print(self.args[1])}}}"
+
+
+FORMULA_NODES = (SumT, SumN, VCat, HCat, VStack, MatTranspose, Row, Jacobian)

@@ -22,6 +22,7 @@ understood by the parser is an error there, never silently dropped. The rewrites
 * a function the op table reads written without a backslash (``tanh``) -> ``\\tanh``;
 * a time index whose ``)`` is missing before a closing brace, ``\\frac{dL(t)}{di(t}``, is
   closed (``(t}`` can mean nothing else);
+* ``\\mathrel{+}=``, ``\\mathrel{+=}``, ``+=`` (code's accumulation, ``dW += da x^T``) -> ``\\pluseq``;
 * optionally (PDF extractions that turned ``_`` into ``-``, seed 002): ``c-t`` -> ``c_t``.
 """
 
@@ -53,6 +54,8 @@ TEXT = re.compile(r"\\(?:text|mbox|textnormal)\s*\{([^{}]*)\}")
 OVERSET = re.compile(r"\\(?:overset|underset|stackrel)\s*\{[^{}]*\}\s*")
 UNDERLINE = re.compile(r"\\overline\s*\{([^{}]*)\}")
 WIDE = re.compile(r"\\wide(tilde|hat)\b")
+PLUS_EQUALS = re.compile(r"\\mathrel\s*\{\s*\+\s*\}\s*(?:\\!\s*)*\{?\s*=\s*\}?|\\mathrel\s*\{\s*\+\s*=\s*\}"
+                         r"|\+\s*=")
 
 
 def _bare_functions() -> re.Pattern:
@@ -70,6 +73,7 @@ def normalize_latex(text: str, *, hyphen_subscripts: bool = False) -> str:
     s = text.translate(FULL_WIDTH)
     s = s.replace("$", " ").replace(r"\_", "_")
     s = COMMENT.sub(" ", s)
+    s = PLUS_EQUALS.sub(r" \\pluseq ", s)
     s = PROSE.sub(" ", s)
     s = re.sub(r"\\mathrm\s*\{\s*d\s*\}|\{\\rm\s+d\s*\}|\\operatorname\s*\{\s*d\s*\}", r"\\diff ", s)
     s = re.sub(r"\\diff\s*\{\s*([^{}]*?)\s*\}", r"\\diff \1", s)     # \mathrm{d}{a}

@@ -131,7 +131,9 @@ def reading_from_notation(name_or_path, derivation) -> Reading:
     losses.update({key(latex): kind for latex, kind in notation.losses.items()})
     return Reading(notation.name, symbols=symbols, losses=losses,
                    step_label=notation.current_step, hyphen_subscripts=hyphens,
-                   scalar=notation.scalar, cells=notation.cells, path=notation.path)
+                   scalar=notation.scalar, cells=notation.cells, path=notation.path,
+                   carried_assign=notation.carried_assign,
+                   sizes={key(k): v for k, v in notation.sizes.items()})
 
 
 def _names(derivation) -> set[str]:

@@ -28,12 +28,13 @@ import sympy as sp
 from derive import limits, ops
 from derive.limits import LimitError
 
-from .context import (KIND_WORD, Claim, Context, Token, local_derivative, product, transpose,
-                      unprev)
-from .errors import VerifyError, excerpt
-from .nodes import HCat, MatTranspose, SumN, SumT, VCat, VStack
+from .context import (KIND_WORD, Claim, Context, Token, local_derivative, prod, product,
+                      row_parts, transpose, unprev)
+from .errors import Place, VerifyError, excerpt
+from .nodes import HCat, Jacobian, MatTranspose, Row, SumN, SumT, VCat, VStack
 from .normalize_latex import normalize_latex
 from .sequence import shifted, split_symbol
+from .slices import slice_value
 from .sympy_syntax import SympySyntaxParser
 
 TOKEN_RE = re.compile(r"(?P<time>@\{[^{}]*\})|(?P<cmd>\\[A-Za-z]+)|(?P<word>[A-Za-z]+)"
@@ -91,6 +92,9 @@ class LatexParser:
         self.i = 0
         self.bars = 0               # open [ ] or | | : a bar inside closes or separates
         self.at_last = False
+        self.jacobian_at = None     # where a derivative that is a matrix was read
+        self.diagonal = set()       # token spans of elementwise derivatives (∂c_t/∂c_{t-1} = f)
+        self._frac_start = 0
         self.offsets = self._time_mode()
 
     # tokens ------------------------------------------------------------------------------------
@@ -102,11 +106,11 @@ class LatexParser:
         self.i += 1
         return tok
 
-    def where(self, tok: Token | None = None, end: int | None = None) -> str:
+    def where(self, tok: Token | None = None, end: int | None = None) -> Place:
         tok = tok or self.peek()
         return self.excerpt(tok.pos, end or tok.end)
 
-    def excerpt(self, start: int, end: int) -> str:
+    def excerpt(self, start: int, end: int) -> Place:
         """The excerpt of what the user typed (not the normalized text) around [start, end)."""
         return excerpt(self.original, self.to_original(start), self.to_original(end, True))
 
@@ -147,6 +151,7 @@ class LatexParser:
     def _time_mode(self):
         """Scan every time index first: free step t, last step T, or absolute steps (3, 2)."""
         kinds, absolute = set(), []
+        first_absolute = None
         toks = self.tokens
         for n, tok in enumerate(toks):
             raws = []
@@ -167,9 +172,10 @@ class LatexParser:
                 elif raw.isdigit() and tok.kind == "time":
                     kinds.add("absolute")
                     absolute.append(int(raw))
+                    first_absolute = first_absolute or tok
         if "free" in kinds and "absolute" in kinds:
             raise VerifyError("the formula mixes the free step t with absolute steps "
-                              f"({', '.join(map(str, sorted(set(absolute))))})", self.original)
+                              f"({', '.join(map(str, sorted(set(absolute))))})", self.where(first_absolute))
         # t beside T in a statement about the last step (dl(T)/dh(T) * o(t)): t is that step
         self.at_last = "last" in kinds
         return {"anchor": max(absolute) if absolute else None}
@@ -204,12 +210,26 @@ class LatexParser:
     # grammar ---------------------------------------------------------------------------------
     def parse(self) -> Claim:
         sides = [self.expr()]
-        while self.peek().text == "=":
-            self.next()
+        while self.peek().text in ("=", r"\pluseq"):
+            tok = self.next()
+            if tok.text == r"\pluseq" and (len(sides) > 1 or not self._param_gradient(sides[0])):
+                self.fail("+= accumulates a parameter's gradient over the steps: its left side "
+                          "must be one (dW += ...), and it must come first", tok)
             sides.append(self.expr())
         if self.peek().kind != "end":
             self.fail(f"cannot read {self.peek().text!r} here")
+        if any(side.has(Jacobian) for side in sides):
+            raise VerifyError("this derivative is a matrix (Jacobian); multiply it with an adjoint "
+                              "((∂h_{t+1}/∂h_t)^T δh_{t+1}) or write it through one",
+                              self.jacobian_at)
         return Claim(sides, self.at_last, self.text)
+
+    def _param_gradient(self, e) -> bool:
+        """``dW`` (or a block ``[dU | dW]``): one step's term when the formula has no Σ_t."""
+        if isinstance(e, HCat):
+            return all(self._param_gradient(a) for a in e.args)
+        return isinstance(e, sp.Symbol) and e.name.startswith("d") and \
+            e.name[1:] in self.ctx.cell.params
 
     def expr(self):
         tok = self.peek()
@@ -233,7 +253,7 @@ class LatexParser:
         if tok.text in ("(", "[", "{"):
             return True
         if tok.kind == "cmd":
-            return tok.text not in PRODUCT_OPS and tok.text not in (r"\sum",)
+            return tok.text not in PRODUCT_OPS and tok.text not in (r"\sum", r"\pluseq")
         return False
 
     def term(self):
@@ -304,12 +324,22 @@ class LatexParser:
 
     def factor(self):
         tok = self.peek()
+        first = self.i
         value = self.primary()
+        span = (first, self.i)
+        if self.tokens[first].text == "(" and self.tokens[self.i - 1].text == ")":
+            span = (first + 1, self.i - 1)
+        if self.peek().text == "[" and self._slice_items() is not None:
+            start = self.peek()
+            items, self.i = self._slice_items()
+            value = slice_value(self.ctx, value, items, self.where(start, self.tokens[self.i - 1].end))
         while self.peek().text == "^":
             hat = self.next()
             raw, j = self._group_text(self.i)
             if raw in ("T", r"\top", "top", r"\intercal", "⊤"):
                 self.i = j
+                if span in self.diagonal:       # an elementwise derivative: diagonal, symmetric
+                    continue
                 value = transpose(self.ctx, value, self.where(hat))
             else:
                 exponent = self.group_expr()
@@ -324,6 +354,31 @@ class LatexParser:
         if self.peek().text == "'":
             self.fail("a prime belongs to a function (\\sigma'(z), \\tanh'(z))", tok)
         return value
+
+    def _slice_items(self):
+        """``[a:b, :]`` after a value: the raw items and the index after ``]``; None when the
+        bracket holds no ``:`` at its top level (then it is a stacked vector, ``W [h, x]``)."""
+        depth, items, raw, j = 0, [], "", self.i + 1
+        while j < len(self.tokens) and self.tokens[j].kind != "end":
+            text = self.tokens[j].text
+            if text in ("[", "(", "{"):
+                depth += 1
+            elif text in ("]", ")", "}"):
+                if depth == 0:
+                    break
+                depth -= 1
+            if text == "," and depth == 0:
+                items.append(raw)
+                raw = ""
+            else:
+                raw += text
+            j += 1
+        if j >= len(self.tokens) or self.tokens[j].text != "]":
+            return None
+        items.append(raw)
+        if not any(":" in item for item in items):
+            return None
+        return items, j + 1
 
     def group_expr(self):
         if self.peek().text == "{":
@@ -406,6 +461,15 @@ class LatexParser:
             if name in GREEK or name in ACCENTS:
                 return self.resolve(self.atom())
             self.fail(f"unknown command {tok.text}", tok)
+        if tok.kind == "word" and tok.text == "prod" and self.peek(1).text == "(" and \
+                "prod" not in self.ctx.symbols:          # d2l's prod(δ, ∂h/∂W)
+            self.next()
+            self.next()
+            first = self.expr()
+            self.expect(",")
+            second = self.expr()
+            self.expect(")")
+            return prod(self.ctx, first, second, self.where(tok))
         if tok.kind == "word":
             atom = self.atom()
             if atom.key in self.ctx.functions and atom.key not in self.ctx.symbols and not atom.adjoint:
@@ -633,6 +697,7 @@ class LatexParser:
 
     # derivatives -----------------------------------------------------------------------------
     def frac(self):
+        first = self.i
         tok = self.expect(r"\frac")
         if self._is_derivative():
             self.expect("{")
@@ -646,6 +711,7 @@ class LatexParser:
             self.expect("{")
             bottom = self.operand()
             self.expect("}")
+            self._frac_start = first
             return self.derivative(top, bottom, tok)
         num = self.group_expr()
         den = self.group_expr()
@@ -724,8 +790,16 @@ class LatexParser:
         return False
 
     def derivative(self, top: Atom, bottom: Atom, tok: Token):
-        ctx = self.ctx
         where = self.excerpt(tok.pos, self.tokens[self.i - 1].end)
+        value = self._derivative(top, bottom, where)
+        if self.jacobian_at is None and value.has(Jacobian):
+            self.jacobian_at = where
+        if self.ctx.kind(value) in ("vec", "num"):
+            self.diagonal.add((self._frac_start, self.i))
+        return value
+
+    def _derivative(self, top: Atom, bottom: Atom, where):
+        ctx = self.ctx
         if bottom.key in ctx.losses:
             raise VerifyError("a derivative with respect to the loss", where)
         if top.value is not None:
@@ -734,12 +808,9 @@ class LatexParser:
                 raise VerifyError(f"unknown symbol {bottom.key} in notation {ctx.reading.name} "
                                   f"for cell {ctx.cell.name}", where)
             wrt = ctx.sympy_value(entry.forward)
-            if not isinstance(wrt, sp.Symbol):
-                raise VerifyError(f"a derivative with respect to {bottom.key}, which is not one "
-                                  f"quantity", where)
             if ctx.kind(top.value) not in ("vec", "num"):
                 raise VerifyError("a derivative of a matrix", where)
-            return local_derivative(ctx, top.value, 0, wrt.name, bottom.time or 0, where)
+            return self._local(top.value, 0, wrt, bottom.time or 0, where, bottom.key)
         entry = ctx.symbols.get(bottom.key)
         if entry is None or entry.forward is None:
             raise VerifyError(f"unknown symbol {bottom.key} in notation {ctx.reading.name} "
@@ -748,19 +819,28 @@ class LatexParser:
         tau = bottom.time or 0
         if top.key in ctx.losses:
             return self.loss_derivative(ctx.losses[top.key], top, wrt, tau, where)
-        if not isinstance(wrt, sp.Symbol):
-            raise VerifyError(f"a derivative with respect to {bottom.key}, which is not one quantity",
-                              where)
         top_entry = ctx.symbols.get(top.key)
         if top_entry is None or top_entry.forward is None:
             raise VerifyError(f"unknown symbol {top.key} in notation {ctx.reading.name} "
                               f"for cell {ctx.cell.name}", where)
         of = ctx.sympy_value(top_entry.forward)
         if isinstance(of, sp.Symbol):
-            return local_derivative(ctx, of.name, top.time or 0, wrt.name, tau, where)
+            return self._local(of.name, top.time or 0, wrt, tau, where, bottom.key)
         if ctx.kind(of) not in ("vec", "num"):
             raise VerifyError(f"a derivative of {top.key}, which is not an elementwise value", where)
-        return local_derivative(ctx, of, top.time or 0, wrt.name, tau, where)
+        return self._local(of, top.time or 0, wrt, tau, where, bottom.key)
+
+    def _local(self, of, a: int, wrt, b: int, where, key: str):
+        """A local derivative with respect to one quantity, or to a concatenated matrix [U | W]
+        acting on [h, x]: its rows are the stacked operand, [h, x]^T (seed 003's ∂sum_f/∂W_f)."""
+        ctx = self.ctx
+        if isinstance(wrt, sp.Symbol):
+            return local_derivative(ctx, of, a, wrt.name, b, where)
+        if isinstance(wrt, HCat) and all(isinstance(p, sp.Symbol) for p in wrt.args):
+            rows = [row_parts(local_derivative(ctx, of, a, p.name, b, where)) for p in wrt.args]
+            if all(v is not None for _, v in rows) and len({c for c, _ in rows}) == 1:
+                return rows[0][0] * Row(VCat(*(v for _, v in rows)))
+        raise VerifyError(f"a derivative with respect to {key}, which is not one quantity", where)
 
     def loss_derivative(self, kind: str, top: Atom, wrt: sp.Symbol, tau: int, where: str):
         ctx = self.ctx
@@ -795,6 +875,9 @@ class LatexParser:
                 return sp.Symbol(shifted("d" + base, tau))
             if tau == t_loss - 1 and ctx.is_state(base):
                 return sp.Symbol(shifted("d" + base + "_next", tau))
+        if kind == "step" and is_param:
+            # the gradient of step t's loss alone, through every earlier step (Σ_t of it is dW)
+            return sp.Symbol(shifted("d" + name + "#loss", t_loss))
         if kind in ("step", "block") and not is_param:
             if tau == t_loss:
                 return sp.Symbol(shifted("d" + base + "#k1", tau))
@@ -806,7 +889,7 @@ class LatexParser:
 
 
 def looks_like_latex(text: str) -> bool:
-    return "\\" in text or "{" in text or "^" in text and "**" not in text or \
+    return "\\" in text or "{" in text or "+=" in text or "^" in text and "**" not in text or \
         any(ch in text for ch in "（）⊙⊗σΓ∂Σ")
 
 
@@ -842,9 +925,7 @@ def _within_limits(text: str) -> None:
     try:
         limits.scan_formula(text)
     except LimitError as exc:
-        line, column = limits.line_column(text, exc.pos or 0)
-        place = f"line {line}, column {column}" if "\n" in text else f"column {column}"
-        raise VerifyError(exc.problem, f"{place}: {limits.quote(text, exc.pos)}") from None
+        raise VerifyError(exc.problem, excerpt(text, exc.pos or 0)) from None
 
 
 class _bounded_recursion:

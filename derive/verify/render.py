@@ -42,14 +42,22 @@ def correct_expression(ctx, lhs):
 
 
 def latex_names(ctx, notation) -> dict:
+    """The reader's notation; names it does not list (a pre-activation a document never
+    writes) get cellgrad's automatic symbols, so the correct formula stays in that notation."""
+    from dataclasses import replace
+
     from derive.notation import NotationError, load_notation
     name = ctx.reading.path or (notation if notation is not None else "default")
     for candidate in (name, "default"):
         try:
             table = load_notation(candidate)
-            return table, table.latex_names(ctx.d)
         except (NotationError, OSError):
             continue
+        for filled in (table, replace(table, auto=True)):
+            try:
+                return filled, filled.latex_names(ctx.d)
+            except NotationError:
+                continue
     return None, {}
 
 

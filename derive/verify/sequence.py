@@ -156,6 +156,29 @@ def truncated_totals(run: Run, k: int) -> dict[str, np.ndarray]:
     return totals
 
 
+def loss_gradients(run: Run) -> list[dict[str, np.ndarray]]:
+    """Per step t: the parameter gradients of the loss of step t alone (E<t> propagated back
+    through every earlier step), the per-step meaning of ∂E_t/∂W (``dW#loss``)."""
+    d = run.derivation
+    cell = d.cell
+    full = run.steps["full"]
+    forward = {eq.lhs for eq in d.forward} | set(cell.inputs) | {s + "_prev" for s in cell.states}
+    out = []
+    for t_loss in range(run.T):
+        grads: dict[str, np.ndarray] = {}
+        carried = {c: np.zeros_like(full[0][c]) for c in d.carried.values()}
+        for t in range(t_loss, -1, -1):
+            env = full[t]
+            upstream = {u: env[u] if t == t_loss else np.zeros_like(env[u]) for u in d.upstream.values()}
+            step = _backward(run, {p: env[p] for p in cell.params},
+                             {n: v for n, v in env.items() if n in forward}, upstream, carried)
+            for p in cell.params:
+                grads["d" + p] = grads.get("d" + p, 0) + step["d" + p]
+            carried = {c: step["d" + s + "_prev"] for s, c in d.carried.items()}
+        out.append(grads)
+    return out
+
+
 # -- numeric meaning of an expression ----------------------------------------------------------
 
 def _stack(e, ev):
@@ -226,6 +249,11 @@ class Evaluator:
                 return np.zeros_like(self.steps[variant][k - 1][base])   # nothing after step T
             if not 0 <= k < self.run.T:
                 raise OutOfRange(name)
+            if variant == "loss":
+                if "loss" not in self.steps:
+                    self.steps = {**self.steps, "loss": loss_gradients(self.run)}
+                if base not in self.steps["loss"][k]:
+                    raise ValueError(f"{base}: only a parameter's gradient has a per-loss value")
             return self.steps[variant][k][base]
 
         def sum_steps(body):

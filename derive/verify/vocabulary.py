@@ -39,6 +39,8 @@ class Reading:
     step_label: int = 0             # the notation's index of the current step: t -> 0, t+1 -> 1
     hyphen_subscripts: bool = False
     scalar: bool = False            # the document treats every size as 1 (seed 001)
+    carried_assign: bool = False    # a carried adjoint on a left side is the one handed back
+    sizes: dict[str, str] = field(default_factory=dict)   # the document's size names: n_a -> H
     cells: tuple[str, ...] = ()     # cells the notation was written for (documentation only)
     path: str | None = None         # the notation file, for printing in the same notation
 

@@ -7,6 +7,13 @@ haste's structure, for any cell: the input products of every step are one GEMM b
 the pre-activation adjoints into one (T, N, width) buffer; after the loop the weight and input
 gradients are one GEMM each. Kernels load any storage dtype and compute in ``_F`` (float32, or
 float64 for float64 tensors), so bfloat16/float16 storage keeps float32 arithmetic.
+
+A ``Reduction`` of the plan (``mean``/``sum`` over a row) is a kernel of its own with one program
+per batch row: the whole row is one block (``_ROW``, the next power of two of its size, masked),
+summed by ``tl.sum`` and written back over the row. Sequence lengths are kernel arguments (a
+per-row length and the step index): a kernel storing a state keeps the previous value past a
+row's end, an output stores zero there, and in the backward pass the carried and upstream
+adjoints read as zero past the end while the carried adjoint is held.
 """
 
 from __future__ import annotations
@@ -18,13 +25,14 @@ import jinja2
 import sympy as sp
 
 from codegen.kernels import Line, _block, _Layout, _size_order, _size_text, _statement_comment
-from codegen.lower import GroupProduct, Ref, Segment, Stmt
+from codegen.lower import GroupProduct, Reduction, Ref, Segment
 
 from .printer import TritonPrinter
 
 HERE = Path(__file__).parent
-#: names every kernel body writes as they are (its element index, mask, row, column, sizes)
-KERNEL_NAMES = ("_k", "_mask", "_n", "_j", "_N", "_F", "_BLOCK")
+#: names every kernel body writes as they are (its element index, mask, row, column, sizes,
+#: the step, the sequence lengths and whether the row is still running)
+KERNEL_NAMES = ("_k", "_mask", "_n", "_j", "_N", "_F", "_BLOCK", "_ROW", "_t", "_length_ptr", "_active")
 
 
 @dataclass(frozen=True)
@@ -42,23 +50,7 @@ class TritonLayout(_Layout):
     """Lay out the plan for ``triton.py.j2``: kernels as finished lines, the Python step loop."""
 
     arrays = "torch"
-    every_cell = False   # refuses, by name, what it cannot print yet (see refusal())
-
-    def refusal(self) -> str | None:
-        """Why this layout cannot print the plan, or None. Checked before anything is printed,
-        so a construct the layout does not know is refused, never printed wrong."""
-        for s in self.cell.states:
-            init = getattr(self.q[s], "init", "zeros")
-            if init != "zeros":
-                return f"state {s} starts at {init!r}: the triton backend starts every state at zeros"
-        if len(self.cell.inputs) != 1:
-            return "several inputs: the triton backend takes one input sequence"
-        if any(not getattr(self.q[p], "trainable", True) for p in self.cell.params):
-            return "[buffers]: the triton backend returns a gradient for every parameter"
-        from codegen.lower import Reduction
-        if any(isinstance(st, Reduction) for st in (*self.plan.forward_steps, *self.plan.backward_steps)):
-            return "reductions (mean, sum): the triton backend has no reduction kernel yet"
-        return None
+    every_cell = False   # refuses, by name, a function without a Triton spelling (printer.py)
 
     def template(self, backend: str):
         env = jinja2.Environment(
@@ -123,73 +115,38 @@ class TritonLayout(_Layout):
         return Access(f"{buffer}[_t]" if ref.per_step else buffer,
                       sp.Add(*(sp.Symbol(p.rows) for p in g.products)), ref.offset, ref.buffer)
 
-    # -- one kernel per segment ----------------------------------------------------------------
+    # -- one kernel per segment or reduction ---------------------------------------------------
 
-    def kernel(self, seg: Segment, name: str, forward: bool, tags: str) -> tuple[dict, Line]:
-        pointers: dict[str, str] = {}          # call expression -> pointer argument
-        taken: set[str] = set(KERNEL_NAMES)     # the kernel's own generated names
-
-        def fresh(base: str) -> str:
-            out = self.unique(base, taken)
-            taken.add(out)
-            return out
-
-        def pointer(acc: Access, label: str) -> str:
-            if acc.call not in pointers:
-                pointers[acc.call] = fresh(f"_{(acc.label or label).lstrip('_')}_ptr")
-            return pointers[acc.call]
-
-        def address(acc: Access, label: str) -> str:
-            ptr = pointer(acc, label)
-            if acc.width is None:
-                return f"{ptr} + _j"
-            width = _size_text(acc.width)
-            width = width if width.isidentifier() else f"({width})"
-            offset = "" if acc.offset == 0 else f"{_size_text(acc.offset)} + "
-            return f"{ptr} + _n * {width} + {offset}_j"
-
-        names: dict[str, str] = {}
-        loads: list[Line] = []
-        for sym, ref in self.plan.refs.items():
-            if any(sp.Symbol(sym) in s.expr.free_symbols for s in seg.stmts):
-                g = self.group_of(ref.buffer)
-                product = next(p for k, p in enumerate(g.products)
-                               if self.plan.group_offset(g, k) == ref.offset)
-                local = fresh(f"_{product.matrix}_{product.vector}")
-                names[sym] = local
-                loads.append(Line(f"{local} = _tl.load({address(self.ref_access(ref), ref.buffer)}, "
-                                  f"mask=_mask).to(_F)", f"{product.matrix} @ {product.vector}"))
-        for n in seg.loads:
-            if n in self.plan.refs:
-                continue
-            loads.append(Line(f"{n} = _tl.load({address(self.access(n), n)}, mask=_mask).to(_F)"))
-        printer = TritonPrinter(names)
-        self.printers.append(printer)
-        stmts: list[Line] = []
-        stores: list[Line] = []
-        for s in seg.stmts:
-            text = printer.doprint(s.expr)
-            if not s.expr.free_symbols:
-                text = f"_tl.full((_BLOCK,), {text}, _F)"
-            if s.accumulate:
-                acc = Access(self.own("_{}_acc", s.target), sp.Symbol(s.size))
-                where = address(acc, s.target + "_acc")
-                stmts.append(Line(f"{s.target} = {text}", _statement_comment(s)))
-                stores.append(Line(f"_tl.store({where}, _tl.load({where}, mask=_mask) + {s.target}, mask=_mask)",
-                                   "summed over the steps here, over the batch after the loop"))
-                continue
-            stmts.append(Line(f"{s.target} = {text}", _statement_comment(s)))
-            for target in s.stores:
-                where = address(self.access(target), target)
-                ptr = where.split(" ", 1)[0]
-                stores.append(Line(f"_tl.store({where}, {s.target}.to({ptr}.dtype.element_ty), mask=_mask)"))
-        sizes = self.kernel_sizes(seg.size, list(pointers), seg)
-        args = [*pointers.values(), "_N", *sizes]
-        kernel = {"name": name, "size": seg.size, "args": args, "loads": loads, "stmts": stmts,
-                  "stores": stores, "doc": f"({tags}) step t, fused over the (N, {seg.size}) block"}
-        call = Line(f"{name}[{self.grid(seg.size)}]({', '.join([*pointers, '_N', *sizes])}, _F=_F, _BLOCK={self.block})",
-                    f"({tags}) one fused kernel")
-        return kernel, call
+    def kernel(self, st: Segment | Reduction, name: str, forward: bool, tags: str) -> tuple[dict, Line]:
+        """The kernel of one segment (fused over the (N, size) block) or one reduction (one
+        program per row), and the line calling it in the step loop."""
+        k = _KernelText(self, forward, row=isinstance(st, Reduction))
+        if isinstance(st, Reduction):
+            vector = st.vector
+            k.loads.append(Line(f"{vector} = {k.load(vector)}"))
+            total = f"_tl.sum({vector}, axis=0)" + (f" / {st.size}" if st.op == "mean" else "")
+            k.stmts.append(Line(f"{st.target} = _tl.full((_ROW,), {total}, _F)", _statement_comment(st)))
+            for target in st.stores:
+                k.store(target, st.target, {vector})
+            doc = f"({tags}) step t: {st.op} over each row, one program per row"
+        else:
+            loaded = k.segment_loads(st)
+            printer = TritonPrinter(k.names)
+            self.printers.append(printer)
+            for s in st.stmts:
+                text = printer.doprint(s.expr)
+                if not s.expr.free_symbols:
+                    text = f"_tl.full((_BLOCK,), {text}, _F)"
+                k.stmts.append(Line(f"{s.target} = {text}", _statement_comment(s)))
+                if s.accumulate:
+                    where = k.address(Access(self.own("_{}_acc", s.target), sp.Symbol(s.size)), s.target + "_acc")
+                    k.stores.append(Line(f"_tl.store({where}, _tl.load({where}, mask=_mask) + {s.target}, mask=_mask)",
+                                         "summed over the steps here, over the batch after the loop"))
+                    continue
+                for target in s.stores:
+                    k.store(target, s.target, loaded)
+            doc = f"({tags}) step t, fused over the (N, {st.size}) block"
+        return k.finish(name, st.size, doc)
 
     @staticmethod
     def unique(name: str, taken) -> str:
@@ -197,18 +154,6 @@ class TritonLayout(_Layout):
         while out in taken:
             out, k = f"{name}_{k}", k + 1
         return out
-
-    def kernel_sizes(self, size: str, calls, seg) -> list[str]:
-        """The sizes a kernel reads: its block's size and those in row widths and offsets."""
-        used = {size}
-        for acc in [self.access(n) for n in seg.loads if n not in self.plan.refs] + \
-                   [self.ref_access(r) for r in self.plan.refs.values()] + \
-                   [self.access(t) for s in seg.stmts for t in s.stores]:
-            for e in (acc.width, acc.offset):
-                if e is not None:
-                    used |= {str(x) for x in sp.sympify(e).free_symbols}
-        text = " ".join(calls)
-        return [s for s in _size_order(self.cell) if s in used or f"{s}]" in text]
 
     # -- the Python step loops -----------------------------------------------------------------
 
@@ -218,9 +163,7 @@ class TritonLayout(_Layout):
             return f"{self.seq(v.removesuffix('_prev'))}[_t]"
         if loc == "state":
             return f"{self.seq(v)}[_t + 1]"
-        if loc == "seq":
-            return f"{self.seq(v)}[_t]"
-        raise NotImplementedError(f"the product vector {v} is not stored per step")
+        return f"{self.seq(v)}[_t]"   # the plan saves every product vector per step
 
     def vector_sequence(self, v: str) -> str:
         loc = self.plan.locations.get(v)
@@ -237,6 +180,10 @@ class TritonLayout(_Layout):
 
     def grid(self, size: str) -> str:
         return self.own("_grid_{}", size)
+
+    def row(self, size: str) -> str:
+        """The block of a reduction kernel: the row of ``size`` entries, rounded up to a power of 2."""
+        return self.own("_row_{}", size)
 
     def steps(self, steps, forward: bool) -> tuple[list[dict], list[Line]]:
         kernels, lines = [], []
@@ -266,8 +213,11 @@ class TritonLayout(_Layout):
                 src = "_dpre_seq[_t]" if full else f"_dpre_seq[_t, :, {_block(block[0], self.width(g))}]"
                 lines.append(Line(f"_torch.matmul({src}, {self.packed(g)}, out={out})", f"({st.tag}) {st.note}"))
                 continue
-            tags = [s.tag for s in st.stmts if s.tag]
-            span = tags[0] if len(tags) == 1 else f"{tags[0]}-{tags[-1]}" if tags else "common subexpressions"
+            if isinstance(st, Reduction):
+                span = st.tag or st.note.split(" ", 1)[0].strip("()")
+            else:
+                tags = [s.tag for s in st.stmts if s.tag]
+                span = tags[0] if len(tags) == 1 else f"{tags[0]}-{tags[-1]}" if tags else "common subexpressions"
             kernel, call = self.kernel(st, self.own(prefix, str(len(kernels) + 1)), forward, span)
             kernels.append(kernel)
             lines.append(call)
@@ -320,7 +270,10 @@ class TritonLayout(_Layout):
         lines = []
         for s in self.cell.states:
             lines.append(Line(f"{self.seq(s)} = {self.empty(f'(_T + 1, _N, {self.size(s)})')}", f"{s}<0>, ..., {s}<T>"))
-            lines.append(Line(f'{self.seq(s)}[0] = 0 if _state0 is None else _state0["{s}"]'))
+            init = {"zeros": "0", "ones": "1"}.get(self.q[s].init)
+            if init is None:   # a learnable initial value, broadcast over the batch
+                init = f'_params["{self.cell.initial[s]}"]'
+            lines.append(Line(f'{self.seq(s)}[0] = {init} if _state0 is None else _state0["{s}"]'))
         for name in (*self.plan.saved_seq, *self.plan.output_seq):
             why = "output" if name in self.plan.output_seq else "saved for the backward pass"
             lines.append(Line(f"{self.seq(name)} = {self.empty(f'(_T, _N, {self.size(name)})')}", why))
@@ -329,19 +282,24 @@ class TritonLayout(_Layout):
                 lines.append(Line(f"{g.proj} = {self.empty(f'(_N, {self.width(g)})')}",
                                   f"the step's products with {g.vector}"))
         for n, size in self.plan.scratch_forward:
-            lines.append(Line(f"{self.buf(n)} = {self.empty(f'(_N, {size})')}", "crosses a per-step GEMM"))
+            lines.append(Line(f"{self.buf(n)} = {self.empty(f'(_N, {size})')}", "crosses a cut of the step"))
         return lines
 
     def grid_lines(self, kernels) -> list[Line]:
-        sizes = list(dict.fromkeys(k["size"] for k in kernels))
-        return [Line(f"{self.grid(s)} = (_triton.cdiv(_N * {s}, {self.block}),)") for s in sizes]
+        lines = [Line(f"{self.lengths} = _row_lengths(_T, _N, _lengths, {self.device})",
+                      "(N,) int32: the kernels read where each row ends")]
+        for s in dict.fromkeys(k["size"] for k in kernels if not k["row"]):
+            lines.append(Line(f"{self.grid(s)} = (_triton.cdiv(_N * {s}, {self.block}),)"))
+        for s in dict.fromkeys(k["size"] for k in kernels if k["row"]):
+            lines.append(Line(f"{self.row(s)} = _triton.next_power_of_2({s})",
+                              "a reduction's program holds a whole row"))
+        return lines
 
     def backward_setup(self) -> list[Line]:
         plan, lines = self.plan, []
         for o in self.cell.outputs:
             up = plan.derivation.upstream[o]
-            lines.append(Line(f'{self.seq(up)} = (_d_outputs["{o}"] if _lengths is None '
-                              f'else _torch.where(_active, _d_outputs["{o}"], 0)).contiguous()'))
+            lines.append(Line(f'{self.seq(up)} = _d_outputs["{o}"].contiguous()'))
         for s in self.cell.states:
             nxt, prev = plan.derivation.carried[s], f"d{s}_prev"
             size = self.size(s)
@@ -356,7 +314,7 @@ class TritonLayout(_Layout):
                 lines.append(Line(f"{g.linear} = {self.empty(f'(_N, {g.cols})')}",
                                   f"the step's {' + '.join(f'{m}ᵀ @ d{p.target}' for m, p in zip(g.matrices, g.products))}"))
         for n, size in plan.scratch_backward:
-            lines.append(Line(f"{self.buf(n)} = {self.empty(f'(_N, {size})')}", "crosses a per-step GEMM"))
+            lines.append(Line(f"{self.buf(n)} = {self.empty(f'(_N, {size})')}", "crosses a cut of the step"))
         for p in self.loop_accumulators():
             lines.append(Line(f"{self.own('_{}_acc', 'd' + p)} = _torch.zeros((_N, {self.size(p)}), dtype={self.accumulate}, device={self.device})",
                               f"d{p} per batch row, summed over the steps"))
@@ -370,83 +328,40 @@ class TritonLayout(_Layout):
         return Line(", ".join(n + ", " + p for n, p in carried) + " = "
                     + ", ".join(p + ", " + n for n, p in carried), "step t's d<s>_prev is step t-1's d<s>_next")
 
-    def after_loop_lines(self) -> list[Line]:
-        plan, lines = self.plan, []
-        total = _size_text(plan.width(plan.dpre))
-        lines.append(Line(f"_dpre_flat = _dpre_seq.reshape(_T * _N, {total})",
-                          "every step's " + ", ".join("d" + n for n in plan.dpre) + " as rows"))
-        for g in plan.groups:
-            block = plan.dpre_block(g)
-            if block is None:
-                cols = ", ".join(f"_dpre_flat[:, {_block(plan.dpre_offset(plan.dpre.index(p.target)), p.rows)}]"
-                                 for p in g.products)
-                stacked = f"_torch.cat([{cols}], dim=1)"
-            elif _size_text(block[1] - block[0]) == total:
-                stacked = "_dpre_flat"
-            else:
-                stacked = f"_dpre_flat[:, {_block(block[0], self.width(g))}]"
-            name = self.dpacked(g)
-            lines.append(Line(f"{name} = {stacked}.T @ {self.vector_sequence(g.vector)}.reshape(_T * _N, {g.cols})",
-                              f"gradients of {', '.join(g.matrices)}, summed over steps and batch: one GEMM"))
-            if g.constant:
-                lines.append(Line(f"{g.linear} = ({stacked} @ {self.packed(g)}).sum(dim=0)",
-                                  f"[{'; '.join(g.matrices)}]ᵀ @ the adjoints, summed over steps and batch"))
-            if g.hoisted:
-                extra = f" + {self.seq('d' + g.vector)}" if g.vector in plan.input_loop else ""
-                lines.append(Line(f"{self.own('_{}_grad', 'd' + g.vector)} = ({stacked} @ {self.packed(g)}).reshape(_T, _N, {g.cols}){extra}",
-                                  f"({plan.derivation.backward_eq('d' + g.vector).tag}) for every step at once, "
-                                  "one GEMM"))
-        if any(part[0] == "bias" for parts in plan.param_grads.values() for part in parts):
-            lines.append(Line(f"_dpre_sum = _dpre_seq.sum(dim=(0, 1), dtype={self.accumulate}).to(_dtype)",
-                              "bias gradients: sums over steps and batch"))
-        return lines
+    # -- the after-loop GEMMs of _Layout.after_loop_lines, spelled for torch ---------------------
 
-    def grads_entries(self) -> dict[str, list[tuple[str, str, str]]]:
-        plan, out = self.plan, []
-        for p in self.cell.params:
-            eq = plan.derivation.backward_eq("d" + p)
-            terms = []
-            for part in plan.param_grads[p]:
-                if part[0] == "gemm":
-                    g, k = part[1], part[2]
-                    name = self.dpacked(g)
-                    terms.append(f"{name}[{_block(plan.group_offset(g, k), g.products[k].rows)}]"
-                                 if len(g.products) > 1 else name)
-                elif part[0] == "bias":
-                    k = plan.dpre.index(part[1])
-                    terms.append(f"_dpre_sum[{_block(plan.dpre_offset(k), self.size(part[1]))}]")
-                elif part[0] == "linear":
-                    terms.append(part[1].linear)
-                else:
-                    terms.append(f"{self.own('_{}_acc', 'd' + p)}.sum(dim=0).to(_dtype)")
-            text = " + ".join(terms) if terms else f'_torch.zeros_like(_params["{p}"])'
-            out.append((p, text, eq.tag))
-        if self.x in plan.input_linear:
-            dx = self.own("_{}_grad", "d" + self.x)
-        elif self.x in plan.input_loop:
-            dx = self.seq("d" + self.x)
-        else:
-            dx = f"_torch.zeros_like({self.seq(self.x)})"
-        inputs = [(self.x, dx, plan.derivation.backward_eq("d" + self.x).tag)]
-        state = [(s, self.buf(plan.derivation.carried[s]), plan.derivation.backward_eq(f"d{s}_prev").tag)
-                 for s in self.cell.states]
-        return {"params": out, "inputs": inputs, "state": state}
+    def concat_columns(self, parts: list[str]) -> str:
+        return f"_torch.cat([{', '.join(parts)}], dim=1)"
+
+    def sum_rows(self, text: str) -> str:
+        return f"{text}.sum(dim=0, dtype={self.accumulate}).to(_dtype)"
+
+    def sum_steps_and_rows(self, text: str) -> str:
+        return f"{text}.sum(dim=(0, 1), dtype={self.accumulate}).to(_dtype)"
+
+    def zeros_like(self, text: str) -> str:
+        return f"_torch.zeros_like({text})"
+
+    def copy(self, text: str) -> str:
+        return f"{text}.clone()"
+
+    def input_grad(self, x: str) -> str:
+        return self.own("_{}_grad", "d" + x)
+
+    def loop_grad(self, p: str) -> str:
+        return self.sum_rows(self.own("_{}_acc", "d" + p))
+
+    def carried_variable(self, name: str) -> str:
+        return self.buf(name)
 
     def context(self) -> dict:
-        reason = self.refusal()
-        if reason:
-            raise NotImplementedError(reason)
         self.printers = []
         self.block = self.own("_BLOCK{}")
         self.device = self.own("_device{}")
         self.accumulate = self.own("_accumulate{}")
+        self.lengths = self.own("_row_ends{}")
         fwd_kernels, fwd_lines = self.steps(self.plan.forward_steps, True)
         bwd_kernels, bwd_lines = self.steps(self.plan.backward_steps, False)
-        # fixed keys "x", "params", "lengths": a spec's input may be named params or lengths
-        cache = [("x", self.seq(self.x)), *[(self.packed(g), self.packed(g)) for g in self.plan.groups],
-                 *[(self.seq(s), self.seq(s)) for s in self.cell.states],
-                 *[(self.seq(n), self.seq(n)) for n in (*self.plan.saved_seq, *self.plan.output_seq)],
-                 ("params", "_params"), ("lengths", "_lengths")]
         return {
             "packing": self.packing_lines(),
             "hoisted": self.hoisted_lines(),
@@ -454,14 +369,9 @@ class TritonLayout(_Layout):
             "forward_grids": self.grid_lines(fwd_kernels),
             "forward_kernels": fwd_kernels,
             "forward_step": fwd_lines,
-            "output_values": [(o, f"{self.seq(o)}[1:]" if o in self.cell.states else self.seq(o))
-                              for o in self.cell.outputs],
-            "final_state": [(s, f"{self.seq(s)}[_T]") for s in self.cell.states],
-            "cache": cache,
-            "cache_keys": ", ".join(f'"{k}"' for k, _ in cache),
-            "backward_unpack": [Line(f'{v} = _cache["{k}"]') for k, v in cache if k not in ("params", "lengths")],
-            "state_seqs": [self.seq(s) for s in self.cell.states],
-            "carried": [self.buf(self.plan.derivation.carried[s]) for s in self.cell.states],
+            **self.forward_results(),   # fixed cache keys: a spec's input may be named params or lengths
+            "state_outputs": [o for o in self.cell.outputs if o in self.cell.states],
+            "backward_unpack": self.backward_unpack(),
             "backward_setup": self.backward_setup(),
             "backward_grids": self.grid_lines(bwd_kernels),
             "backward_kernels": bwd_kernels,
@@ -476,3 +386,118 @@ class TritonLayout(_Layout):
             "device": self.device,
             "helpers": sorted(set().union(*(p.helpers for p in self.printers))),
         }
+
+
+class _KernelText:
+    """The text of one kernel as it is built: its pointer arguments (one per tensor passed at the
+    call), loads, statements and stores, and the sizes and masks it reads."""
+
+    def __init__(self, layout: TritonLayout, forward: bool, row: bool):
+        self.layout, self.forward, self.row = layout, forward, row
+        self.pointers: dict[str, str] = {}          # call expression -> pointer argument
+        self.taken: set[str] = set(KERNEL_NAMES)    # the kernel's own generated names
+        self.sizes: set[str] = set()
+        self.names: dict[str, str] = {}             # placeholder symbol -> local name
+        self.loads: list[Line] = []
+        self.stmts: list[Line] = []
+        self.stores: list[Line] = []
+        self.active = False                         # reads the sequence lengths
+
+    def fresh(self, base: str) -> str:
+        out = TritonLayout.unique(base, self.taken)
+        self.taken.add(out)
+        return out
+
+    def pointer(self, acc: Access, label: str) -> str:
+        if acc.call not in self.pointers:
+            self.pointers[acc.call] = self.fresh(f"_{(acc.label or label).lstrip('_')}_ptr")
+        return self.pointers[acc.call]
+
+    def address(self, acc: Access, label: str) -> str:
+        ptr = self.pointer(acc, label)
+        if acc.width is None:
+            return f"{ptr} + _j"
+        self.sizes |= {str(x) for e in (acc.width, acc.offset) for x in sp.sympify(e).free_symbols}
+        width = _size_text(acc.width)
+        width = width if width.isidentifier() else f"({width})"
+        offset = "" if acc.offset == 0 else f"{_size_text(acc.offset)} + "
+        return f"{ptr} + _n * {width} + {offset}_j"
+
+    def raw_load(self, name: str) -> str:
+        other = ", other=0.0" if self.row else ""   # a row's lanes past its end add nothing to a sum
+        return f"_tl.load({self.address(self.layout.access(name), name)}, mask=_mask{other}).to(_F)"
+
+    def load(self, name: str) -> str:
+        """Load value ``name`` of step t; the adjoints arriving from outside the step (carried from
+        step t+1, upstream) read as zero past a row's end, where the step is the identity."""
+        text = self.raw_load(name)
+        if not self.forward and self.layout.plan.locations.get(name) in ("carried", "upstream"):
+            self.active = True
+            return f"_tl.where(_active, {text}, 0.0)"
+        return text
+
+    def segment_loads(self, seg: Segment) -> set[str]:
+        """Load the products' blocks and the segment's other inputs; return the loaded names."""
+        plan = self.layout.plan
+        for sym, ref in plan.refs.items():
+            if any(sp.Symbol(sym) in s.expr.free_symbols for s in seg.stmts):
+                g = self.layout.group_of(ref.buffer)
+                product = next(p for k, p in enumerate(g.products) if plan.group_offset(g, k) == ref.offset)
+                local = self.fresh(f"_{product.matrix}_{product.vector}")
+                self.names[sym] = local
+                address = self.address(self.layout.ref_access(ref), ref.buffer)
+                self.loads.append(Line(f"{local} = _tl.load({address}, mask=_mask).to(_F)",
+                                       f"{product.matrix} @ {product.vector}"))
+        loaded = set()
+        for n in seg.loads:
+            if n not in plan.refs:
+                self.loads.append(Line(f"{n} = {self.load(n)}"))
+                loaded.add(n)
+        return loaded
+
+    def store(self, target: str, value: str, loaded) -> None:
+        """Store ``value`` to where ``target`` lives. Past a row's end a state keeps its previous
+        value, a non-state output is zero, and the carried adjoint keeps the one from step t+1."""
+        layout, plan = self.layout, self.layout.plan
+        loc, why = plan.locations.get(target), ""
+        if self.forward and loc == "state":
+            prev = f"{target}_prev"
+            held = prev if prev in loaded else self.raw_load(prev)
+            value, why = f"_tl.where(_active, {value}, {held})", "held past the row's end"
+        elif self.forward and target in plan.output_seq:
+            value, why = f"_tl.where(_active, {value}, 0.0)", "zero past the row's end"
+        elif not self.forward and loc == "carried_out":
+            state = target[1:].removesuffix("_prev")
+            value, why = (f"_tl.where(_active, {value}, {self.raw_load(plan.derivation.carried[state])})",
+                          "held past the row's end")
+        self.active |= bool(why)
+        where = self.address(layout.access(target), target)
+        ptr = where.split(" ", 1)[0]
+        self.stores.append(Line(f"_tl.store({where}, ({value}).to({ptr}.dtype.element_ty), mask=_mask)"
+                                if why else f"_tl.store({where}, {value}.to({ptr}.dtype.element_ty), mask=_mask)",
+                                why))
+
+    def finish(self, name: str, size: str, doc: str) -> tuple[dict, Line]:
+        layout = self.layout
+        self.sizes.add(size)
+        head = ([Line("_n = _tl.program_id(0)", "one program per batch row"),
+                 Line("_j = _tl.arange(0, _ROW)"), Line(f"_mask = _j < {size}")] if self.row else
+                [Line("_k = _tl.program_id(0) * _BLOCK + _tl.arange(0, _BLOCK)"),
+                 Line(f"_mask = _k < _N * {size}"), Line(f"_n = _k // {size}"), Line(f"_j = _k % {size}")])
+        calls = list(self.pointers)
+        if self.active:
+            self.pointers[layout.lengths] = "_length_ptr"
+            calls.append(layout.lengths)
+            head.append(Line(f"_active = _t < _tl.load(_length_ptr + _n{', mask=_mask' if not self.row else ''})",
+                             "row n has not ended at step t"))
+        sizes = [s for s in _size_order(layout.cell) if s in self.sizes]
+        step = ["_t"] if self.active else []
+        args = [*self.pointers.values(), "_N", *sizes, *step]
+        block = f"_ROW={layout.row(size)}" if self.row else f"_BLOCK={layout.block}"
+        kernel = {"name": name, "size": size, "row": self.row, "args": args,
+                  "block": "_ROW" if self.row else "_BLOCK", "head": head,
+                  "lines": self.loads + self.stmts + self.stores, "doc": doc}
+        grid = "(_N,)" if self.row else layout.grid(size)
+        call = Line(f"{name}[{grid}]({', '.join([*calls, '_N', *sizes, *step])}, _F=_F, {block})",
+                    doc.split(" step t")[0] + (" one kernel per row" if self.row else " one fused kernel"))
+        return kernel, call
