@@ -96,18 +96,10 @@ def worst_error(got: dict, want: dict) -> tuple[float, str]:
 # float64 computes in float64 (exact up to rounding); float32 and bfloat16 are storage formats
 # with float32 arithmetic: tolerances of their rounding over a few steps
 TOLERANCE = {"float64": 1e-11, "float32": 1e-4, "bfloat16": 6e-2}
-#: (cell, dtype) cases known to miss their tolerance, and what is known (strict: the test fails
-#: once they pass, so the entry must then go)
-NOT_YET = {
-    ("slstm", "bfloat16"): "slstm in bfloat16 storage: R_o's gradient differs by 0.15 (tolerance "
-                           "0.06); float32 and float64 agree. Suspected, not yet shown: the exp "
-                           "gates and the max's decision recomputed from bfloat16-rounded saved values",
-}
 
 
-@pytest.mark.parametrize("cell, dtype", [
-    pytest.param(c, d, marks=pytest.mark.xfail(reason=NOT_YET[c, d], strict=True))
-    if (c, d) in NOT_YET else (c, d) for c in TRITON_CELLS for d in TOLERANCE])
+@pytest.mark.parametrize("dtype", list(TOLERANCE))
+@pytest.mark.parametrize("cell", TRITON_CELLS)
 def test_triton_matches_numpy_backend(cell, dtype):
     torch = triton_or_skip()
     compare(kernel(cell, "numpy"), kernel(cell, "triton"), torch, dtype)
