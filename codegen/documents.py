@@ -110,6 +110,7 @@ def build_document(derivation: Derivation, notation: Notation, command: str | No
 
 class _Builder:
     WIDTH = 64          # rough visual width of one displayed line, in characters
+    WIDE_INLINE = 44    # wider inline formulas in a list item are displayed (_tex_rich)
 
     def __init__(self, d: Derivation, notation: Notation, command: str | None):
         self.d = d
@@ -325,11 +326,13 @@ class _Builder:
                                       Math(self.p(b.expr)), "."))
             target = self.sym(eq.target)
             op = r"\mathrel{+}=" if eq.accumulates else "="
-            symbolic = " + ".join(self.branch_symbolic(b, eq.of) for b in eq.branches) or "0"
-            first = rf"{target} &{op} {symbolic}"
+            branches = [self.branch_symbolic(b, eq.of) for b in eq.branches]
+            symbolic = " + ".join(branches) or "0"
+            first, *more = _broken_sum(branches, self.WIDTH) if branches else ["0"]
+            rows = (rf"{target} &{op} {first}",) + tuple(rf"&\quad {line}" for line in more)
             rest = self.sum_lines(eq.expr, indent=True)
             expands = symbolic != self.p(eq.expr) and not (eq.accumulates and not eq.is_fork)
-            result = Equation((first,) + rest) if expands and eq.branches \
+            result = Equation(rows + rest) if expands and eq.branches \
                 else self.equation(target, op, eq.expr, None)
             title = rich(Math(target), f" ({eq.tag})" + (", a fork sum" if eq.is_fork else ""))
             steps.append(Step(eq.tag, title, tuple(items), result))
@@ -434,7 +437,10 @@ class _Builder:
                 + r" \end{bmatrix}"
             v = self.sym(vector)
             big = rf"\mathcal{{W}}_{{{self.n.symbol(vector.removesuffix('_prev'))}}}"
-            dv_terms = " + ".join(self.pb(MatVecT(w, sp.Symbol("d" + a))) for a, w in members)
+            dv_terms = [self.pb(MatVecT(w, sp.Symbol("d" + a))) for a, w in members]
+            # too wide for the page beside the stacked product: the sum takes two rows
+            dv_terms = r" \\ ".join(_broken_sum(dv_terms, self.WIDTH // 3)) \
+                if _width(" + ".join(dv_terms)) > self.WIDTH // 3 else " + ".join(dv_terms)
             lines = (
                 rf"{big} &= {big_w} && ({stacked_rows}, {cols})",
                 rf"{big_a} &= {v}\, {big}^{{\top}} + \dots && (N, {stacked_rows})",
@@ -564,20 +570,26 @@ class _Builder:
         whole = printer.doprint(expr)
         if not indent and _width(whole) <= self.WIDTH or not isinstance(expr, sp.Add):
             return (("&= " + whole) if indent else whole,)
-        terms = [printer.doprint(t) for t in printer._as_ordered_terms(expr)]
-        lines, current = [], ""
-        for term in terms:
-            piece = term if not current else (f" {term}" if term.startswith("-") else f" + {term}")
-            if current and _width(current + piece) > self.WIDTH:
-                lines.append(current)
-                current = term if term.startswith("-") else f"+ {term}"
-            else:
-                current += piece
-        lines.append(current)
+        lines = _broken_sum([printer.doprint(t) for t in printer._as_ordered_terms(expr)], self.WIDTH)
         if indent:
             return tuple(("&= " if k == 0 else r"&\quad ") + line for k, line in enumerate(lines))
         return (lines[0],) + tuple(r"\quad " + line for line in lines[1:])
 
+
+
+def _broken_sum(terms: list[str], width: int) -> list[str]:
+    """The terms joined by + (a term's own - kept), a new line before a term that would make the
+    line wider than ``width``."""
+    lines, current = [], ""
+    for term in terms:
+        piece = term if not current else (f" {term}" if term.startswith("-") else f" + {term}")
+        if current and _width(current + piece) > width:
+            lines.append(current)
+            current = term if term.startswith("-") else f"+ {term}"
+        else:
+            current += piece
+    lines.append(current)
+    return lines
 
 
 def _sum_sizes(sizes: list[str]) -> str:
@@ -635,11 +647,14 @@ def _tex_escape(text: str) -> str:
     return "".join(_TEX_ESCAPES.get(ch, ch) for ch in text)
 
 
-def _tex_rich(parts: Rich) -> str:
+def _tex_rich(parts: Rich, display_wide: bool = False) -> str:
+    """``display_wide``: a formula too wide for a line of text (TeX cannot break inside a
+    fraction) is displayed on its own line instead, as in a list item's local derivative."""
     out = []
     for part in parts:
         if isinstance(part, Math):
-            out.append(f"${part.latex}$")
+            wide = display_wide and _width(part.latex) > _Builder.WIDE_INLINE
+            out.append(rf"\[{part.latex}\]" if wide else f"${part.latex}$")
         elif isinstance(part, Code):
             out.append(rf"\texttt{{{_tex_escape(part.text)}}}")
         else:
@@ -676,6 +691,7 @@ def environment() -> jinja2.Environment:
         undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
         keep_trailing_newline=True, autoescape=False)
     env.filters["tex"] = _tex_rich
+    env.filters["tex_item"] = lambda parts: _tex_rich(parts, display_wide=True)
     env.filters["md"] = _md_rich
     env.filters["md_cell"] = lambda parts: _md_rich(parts, cell=True)
     env.filters["tex_text"] = _tex_escape

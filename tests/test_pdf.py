@@ -99,17 +99,9 @@ def test_every_tag_is_in_the_pdf_text(built, cell):
     assert "Truncated BPTT" in text and "Forks of the computation graph" in text
 
 
-#: built-in cells whose document still has lines too wide, and why (strict: the test fails once
-#: they fit, so the entry must then go)
-TOO_WIDE = {
-    "layernorm_lstm": "fork sums of 8 branches (dmx, dmr): the renderer does not wrap the first, "
-                      "partial-derivative line of a written-out fork sum, nor a long item's inline "
-                      "local derivative",
-}
 
 
-@pytest.mark.parametrize("cell", [pytest.param(c, marks=pytest.mark.xfail(reason=TOO_WIDE[c], strict=True))
-                                  if c in TOO_WIDE else c for c in builtin_cells()])
+@pytest.mark.parametrize("cell", builtin_cells())
 def test_no_line_sticks_out_more_than_10pt(built, cell):
     """TeX reports each line wider than the text block; up to 10 pt is invisible in print."""
     log = built[cell].with_suffix(".log").read_text(errors="replace")
