@@ -13,8 +13,6 @@ The kernels' backward is not differentiable: a second derivative is refused with
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import torch
 from torch import nn
@@ -47,33 +45,47 @@ def kernel_function(module) -> type[torch.autograd.Function]:
     """The torch.autograd.Function of a kernel module (one class per module).
 
     ``apply(x, lengths, *states, *params)``: x (T, N, input size); lengths None or an (N,) int64
-    numpy array; the initial states (N, size) in STATES order; the parameters in PARAM_SHAPES
-    order. Returns the outputs (T, N, size) in OUTPUTS order, then the final states."""
+    numpy array; the initial states (N, size) in STATES order, or all None for each state's
+    STATE_INIT (zeros, ones or its learnable parameter); the parameters in PARAM_SHAPES order.
+    Returns the outputs (T, N, size) in OUTPUTS order, then the final states."""
     key = f"{module.__name__}:{id(module)}"
     if key in _FUNCTIONS:
         return _FUNCTIONS[key]
     params, states, outputs, x_name = tuple(module.PARAM_SHAPES), tuple(module.STATES), tuple(module.OUTPUTS), module.INPUT
     if getattr(module, "ARRAYS", "numpy") == "torch":   # the triton backend takes tensors as they are
         _array, _tensor = (lambda t, label: t.detach()), (lambda a: a.contiguous())
+        _zeros, _copy = (lambda shape, dtype, device: torch.zeros(shape, dtype=dtype, device=device)), torch.clone
     else:
         _array, _tensor = _numpy, (lambda a: torch.from_numpy(np.ascontiguousarray(a)))
+        _zeros, _copy = (lambda shape, dtype, device: np.zeros(shape, dtype)), np.copy
 
     def forward(ctx, x, lengths, *tensors):
-        arrays = [_array(t, name) for t, name in zip(tensors, (*states, *params))]
-        result, final, cache = module.forward(_array(x, "the input"), dict(zip(params, arrays[len(states):])),
-                                              dict(zip(states, arrays[:len(states)])), lengths)
-        ctx.cache = cache
+        given = tensors[:len(states)]
+        if all(t is None for t in given):
+            state0 = None
+        elif any(t is None for t in given):
+            raise ValueError(f"pass every initial state ({', '.join(states)}) or none")
+        else:
+            state0 = {s: _array(t, f"the initial {s}") for s, t in zip(states, given)}
+        result, final, cache = module.forward(
+            _array(x, "the input"), {p: _array(t, p) for p, t in zip(params, tensors[len(states):])},
+            state0, lengths)
+        ctx.cache, ctx.given_state = cache, state0 is not None
+        meta = lambda a: (a.shape, a.dtype, getattr(a, "device", None))   # noqa: E731
+        ctx.like = ({o: meta(result[o]) for o in outputs}, {s: meta(final[s]) for s in states})   # both may be called h
+        ctx.set_materialize_grads(False)   # an unused output or final state comes back as None
         # final states are copied: they are views of the same buffers as the outputs
-        return (*(_tensor(result[o]) for o in outputs),
-                *(_tensor(final[s].copy() if isinstance(final[s], np.ndarray) else final[s].clone())
-                  for s in states))
+        return (*(_tensor(result[o]) for o in outputs), *(_tensor(_copy(final[s])) for s in states))
 
     @once_differentiable
     def backward(ctx, *grads):
-        d_outputs = {o: _array(g, f"d{o}") for o, g in zip(outputs, grads)}
-        d_state = {s: _array(g, f"d{s}") for s, g in zip(states, grads[len(outputs):])}
-        g = module.backward(d_outputs, ctx.cache, d_state)
-        return (_tensor(g.inputs[x_name]), None, *(_tensor(g.state[s]) for s in states),
+        def arrays(like, grads):   # an unused output's or final state's None: zeros of its shape
+            return {n: _zeros(*like[n]) if g is None else _array(g, f"d{n}") for n, g in zip(like, grads)}
+        d_final = grads[len(outputs):]
+        g = module.backward(arrays(ctx.like[0], grads), ctx.cache,
+                            None if all(d is None for d in d_final) else arrays(ctx.like[1], d_final))
+        return (_tensor(g.inputs[x_name]) if ctx.needs_input_grad[0] else None, None,
+                *(_tensor(g.state[s]) if ctx.given_state else None for s in states),
                 *(_tensor(g.params[p]) for p in params))
 
     name = f"{module.CELL}_{module.BACKEND}_function"
@@ -193,8 +205,8 @@ class CellRNN(nn.Module):
             for direction in range(self.num_directions):
                 k = layer * self.num_directions + direction
                 seq = layer_input if direction == 0 else _reverse_within(layer_input, lengths)
-                result = function.apply(seq, lengths_np, *(states[s][k] for s in self.kernels.STATES),
-                                        *self.layer_params(layer, direction).values())
+                given = (None,) * len(self.kernels.STATES) if states is None else (v[k] for v in states.values())
+                result = function.apply(seq, lengths_np, *given, *self.layer_params(layer, direction).values())
                 out = result[0] if direction == 0 else _reverse_within(result[0], lengths)
                 outs.append(out)
                 for s, value in zip(self.kernels.STATES, result[1:]):
@@ -202,7 +214,7 @@ class CellRNN(nn.Module):
             layer_input = torch.cat(outs, dim=2) if len(outs) > 1 else outs[0]
             if self.dropout and self.training and layer < self.num_layers - 1:
                 layer_input = nn.functional.dropout(layer_input, self.dropout, training=True)
-        final = tuple(torch.stack(v) for v in finals.values())
+        final = tuple(torch.stack(v) if len(v) > 1 else v[0].unsqueeze(0) for v in finals.values())
         output = layer_input
         if packed:
             order = input.sorted_indices
@@ -215,11 +227,14 @@ class CellRNN(nn.Module):
             output = output.transpose(0, 1)
         return output, (final[0] if len(final) == 1 else final)
 
-    def _initial_states(self, hx, N, dtype, batched) -> dict[str, torch.Tensor]:
+    def _initial_states(self, hx, N, dtype, batched) -> dict[str, torch.Tensor] | None:
+        """The given initial states by name, (layers * directions, N, size) each; None without hx:
+        the kernels then start each state where its spec says (zeros, ones, or its learnt <s>0
+        of each layer and direction, which gets its gradient)."""
         layers = self.num_layers * self.num_directions
         names = list(self.kernels.STATES)
-        if hx is None:      # each state starts where its spec says: zeros, ones or its learnt <s>0
-            return {s: self._declared_initial(s, N, dtype) for s in names}
+        if hx is None:
+            return None
         given = (hx,) if isinstance(hx, torch.Tensor) else tuple(hx)
         if len(given) != len(names):
             raise ValueError(f"hx must give the initial {', '.join(names)} ({len(names)} tensors), got {len(given)}")
@@ -233,17 +248,6 @@ class CellRNN(nn.Module):
                 _numpy(value, f"the initial {s}")
             out[s] = value.to(dtype)
         return out
-
-    def _declared_initial(self, s: str, N: int, dtype) -> torch.Tensor:
-        """(layers * directions, N, size) initial value of state s when no hx is given."""
-        init = getattr(self.kernels, "STATE_INIT", {}).get(s, "zeros")
-        shape = (self.num_layers * self.num_directions, N, self.state_sizes[s])
-        if init == "param":
-            learnt = [getattr(self, self.kernels.INITIAL[s] + self._suffix(layer, direction))
-                      for layer in range(self.num_layers) for direction in range(self.num_directions)]
-            return torch.stack(learnt)[:, None, :].expand(shape).to(dtype)
-        fill = torch.ones if init == "ones" else torch.zeros
-        return fill(shape, dtype=dtype, device=self._device())
 
     def _device(self) -> torch.device:
         return next(iter(self.parameters())).device

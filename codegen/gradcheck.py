@@ -147,9 +147,10 @@ def _worse(a: float, b: float) -> float:
     return float("nan") if a != a or b != b else max(a, b)
 
 
-def _judge(a, central, right, left, tol):
-    """(error to count, is near a kink, is wrong) for one analytic value."""
-    scale = max(abs(a), abs(central), 1e-2)
+def _judge(a, central, right, left, tol, noise=0.0):
+    """(error to count, is near a kink, is wrong) for one analytic value; ``noise``: the rounding
+    error of a difference quotient, below which no disagreement counts."""
+    scale = max(abs(a), abs(central), 1e-2, noise / tol)
     err = abs(a - central)
     if err / scale < tol:
         return err, False, False
@@ -157,6 +158,16 @@ def _judge(a, central, right, left, tol):
         low, high = min(left, right), max(left, right)
         return 0.0, True, not (low - tol * scale <= a <= high + tol * scale)
     return err, False, True
+
+
+def _rounding_noise(module, x, params, state0, d_outputs, d_state, lengths, eps) -> float:
+    """The rounding error of a central difference quotient of the loss: machine epsilon times
+    the sum of the loss's terms' magnitudes, over the step. Where the loss's terms are large (a
+    division by a small time constant), it exceeds the tolerance of a gradient of size 1e-2."""
+    outputs, state, _ = module.forward(x, params, state0, lengths)
+    magnitude = sum(float(np.sum(np.abs(outputs[o] * d_outputs[o]))) for o in d_outputs)
+    magnitude += sum(float(np.sum(np.abs(state[s] * d_state[s]))) for s in d_state)
+    return np.finfo(np.float64).eps * magnitude / eps
 
 
 def check_gradients(module, T=3, N=2, input_size=None, hidden_size=None, seed=0, many_to_one=False,
@@ -178,6 +189,7 @@ def check_gradients(module, T=3, N=2, input_size=None, hidden_size=None, seed=0,
     arrays = {**{p: v for p, v in params.items() if p not in buffers}, **inputs, **state0}
     f = lambda: loss(module, x, params, state0, d_outputs, d_state, lengths)
     base = f()
+    noise = _rounding_noise(module, x, params, state0, d_outputs, d_state, lengths, eps)
     results = GradChecks()
     for name, array in arrays.items():
         analytic = np.asarray(grads[name], dtype=np.float64)
@@ -192,17 +204,17 @@ def check_gradients(module, T=3, N=2, input_size=None, hidden_size=None, seed=0,
             step = np.zeros_like(flat)
             step[k] = 1.0
             a = float(analytic.reshape(-1)[k])
-            err, kink, bad = _judge(a, *_slopes(f, base, flat, step, eps), tol)
+            err, kink, bad = _judge(a, *_slopes(f, base, flat, step, eps), tol, noise)
             kinks += kink
             wrong |= bad
             worst_abs = _worse(worst_abs, err)
-            worst_rel = _worse(worst_rel, err / max(abs(a), 1e-2) if not kink else 0.0)
+            worst_rel = _worse(worst_rel, err / max(abs(a), 1e-2, noise / tol) if not kink else 0.0)
         direction = rng.standard_normal(array.shape)
         central, right, left = _slopes(f, base, array, direction, eps)
-        err, kink, bad = _judge(float(np.sum(analytic * direction)), central, right, left, tol)
+        err, kink, bad = _judge(float(np.sum(analytic * direction)), central, right, left, tol, noise)
         kinks += kink
         wrong |= bad
-        dot_rel = err / max(abs(central), 1e-2)
+        dot_rel = err / max(abs(central), 1e-2, noise / tol)
         results.append(GradCheck(name, array.shape, worst_abs, worst_rel, dot_rel, not wrong, kinks))
     return results
 

@@ -50,6 +50,17 @@ def _size_text(expr: sp.Expr) -> str:
     return str(expr) if expr != 0 else "0"
 
 
+def own_arrays(entries: list[tuple[str, str, str]], copy) -> list[tuple[str, str, str]]:
+    """Gradients printed like an earlier one (rnn's b_ih and b_hh: the same slice of the bias
+    sums) get a copy (``copy``: text -> the copy's text), so that no two gradients share memory:
+    accumulating into one would change the other."""
+    seen, out = set(), []
+    for name, text, tag in entries:
+        out.append((name, copy(text) if text in seen else text, tag))
+        seen.add(text)
+    return out
+
+
 def _block(offset: sp.Expr, size: str) -> str:
     """Slice text of ``size`` columns at ``offset``: ``:H``, ``H:2*H``."""
     stop = offset + sp.Symbol(size)
@@ -312,6 +323,9 @@ class _Layout:
     def zeros_like(self, text: str) -> str:
         return f"np.zeros_like({text})"
 
+    def copy(self, text: str) -> str:
+        return f"{text}.copy()"
+
     def input_grad(self, x: str) -> str:
         """The local holding input x's gradient from the after-loop GEMM."""
         return f"d{x}"
@@ -406,7 +420,7 @@ class _Layout:
             zeros = self.zeros_like(f'_params["{p}"]')
             out.append((p, f'{summed} if _cache["initial"] else {zeros}',
                         plan.derivation.backward_eq(f"d{s}_prev").tag))
-        return {"params": out, "inputs": inputs, "state": state}
+        return {"params": own_arrays(out, self.copy), "inputs": inputs, "state": state}
 
     def carried_variable(self, name: str) -> str:
         return name

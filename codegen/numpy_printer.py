@@ -39,7 +39,9 @@ class KernelNumPyPrinter(NumPyPrinter):
         if op is None:
             return super()._print(expr, **kwargs)
         if op.definition is not None:
-            return self._print(ops.expand(expr), **kwargs)
+            # in parentheses: the caller placed the call as an atom (2*f(a), -f(a)), and the body
+            # of f(z) = z - tanh(z) is a sum
+            return f"({self._print(ops.expand(expr), **kwargs)})"
         code = self._code_of(op)
         if code is None:
             return super()._print(expr, **kwargs)

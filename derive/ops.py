@@ -15,10 +15,10 @@ A row (``Op``) holds together everything the stages need to know about one funct
 * ``code``: spellings for further backends by name (``"triton"``); a backend's printer without
   one falls back to its own ``_print_<name>`` methods.
 
-Code templates hold ``{0}``, ``{1}`` for the arguments and ``{F}`` for the Numba kernel's float
-type; LaTeX templates hold ``{0}``, ``{1}``. A row without a ``latex`` template uses SymPy's own
-printing (``\\tanh``), a row without ``numba`` code uses its NumPy text (NumPy's ufuncs are
-scalar functions inside ``@njit``).
+Code templates hold ``{0}``, ``{1}`` for the arguments and ``{F}`` for the kernel's float
+type (Numba's float type, Triton's compute type ``_F``); LaTeX templates hold ``{0}``, ``{1}``.
+A row without a ``latex`` template uses SymPy's own printing (``\\tanh``), a row without
+``numba`` code uses its NumPy text (NumPy's ufuncs are scalar functions inside ``@njit``).
 
 The linear nodes (``W @ v`` and its transposes) are the rows of ``derive.linear``; each carries
 its own transpose rule there.
@@ -380,9 +380,9 @@ register(Op("min", min_, Code("np.minimum({0}, {1})"), Code("min({0}, {1})"),
                  r"\tfrac{1}{2} \text{ at a tie}"))
 register(Op("step", step, Code("np.heaviside({0}, 0)"), Code("({F}(1) if {0} > {F}(0) else {F}(0))"),
             latex=_call_latex("step"), reads=("step",),
-            code={"triton": Code("_tl.where({0} > 0, 1.0, 0.0)")}))
+            code={"triton": Code("_tl.where({0} > 0, 1.0, 0.0).to({F})")}))
 register(Op("sign", sign, Code("np.sign({0})"), latex=_call_latex("sign"), reads=("sign", "sgn"),
-            code={"triton": Code("_tl.where({0} > 0, 1.0, _tl.where({0} < 0, -1.0, 0.0))")}))
+            code={"triton": Code("_tl.where({0} > 0, 1.0, _tl.where({0} < 0, -1.0, 0.0)).to({F})")}))
 
 
 #: SymPy functions that appear in derivatives without being rows (sin' = cos) and that LaTeX

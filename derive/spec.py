@@ -447,6 +447,9 @@ class _Builder:
         derived += [(carried_name(s), s, f"the adjoint of state {s!r} from step t+1") for s in states]
         derived += [(upstream_name(o), o, f"the upstream gradient of output {o!r}") for o in outputs]
         for name, source, meaning in derived:
+            if keyword.iskeyword(name):     # ef, el: the kernels' local variable def, del
+                raise self.src.error(f"name {source!r} cannot be used: its adjoint would be {name!r}, "
+                                     "a Python keyword; rename it", line=self.src.line_of_key(source))
             if name in owners:
                 line = self.src.line_of_key(name) or self.src.line_of_key(source)
                 raise self.src.error(f"name {name!r} is ambiguous: it is {owners[name]} and also "

@@ -100,8 +100,8 @@ _Gradients = Gradients   # the name backward() reads: a spec name never shadows 
 
 
 def init_params(input_size, hidden_size, seed=0, dtype=_torch.float32, device="cpu"):
-    """Parameters drawn uniformly from (-1/sqrt(hidden_size), 1/sqrt(hidden_size)), as PyTorch does
-    (the same values as the NumPy backend's for the same seed), as torch tensors of ``dtype`` (a
+    """Parameters drawn uniformly from (-1/sqrt(hidden_size), 1/sqrt(hidden_size)), as PyTorch does,
+    the same values as the NumPy backend's for the same seed, as torch tensors of ``dtype`` (a
     torch dtype, or the NumPy dtype of the same name) on ``device``.
     """
     sizes = {"D": input_size, "H": hidden_size}
@@ -109,8 +109,8 @@ def init_params(input_size, hidden_size, seed=0, dtype=_torch.float32, device="c
         dtype = _torch.from_numpy(np.zeros(0, dtype)).dtype
     rng = np.random.default_rng(seed)
     bound = 1.0 / np.sqrt(hidden_size)
-    return {name: _torch.from_numpy(rng.uniform(-bound, bound, tuple(sizes[s] for s in shape))).to(dtype=dtype, device=device)
-            for name, shape in PARAM_SHAPES.items()}
+    params = {name: rng.uniform(-bound, bound, tuple(sizes[s] for s in shape)) for name, shape in PARAM_SHAPES.items()}
+    return {name: _torch.from_numpy(value).to(dtype=dtype, device=device) for name, value in params.items()}
 
 
 def _check_tensor(label, value, shape, like):

@@ -336,8 +336,8 @@ def backward(d_outputs, cache, d_state=None):
             "b_ir": _dpre_sum[H:2*H],  # (B17)
             "b_iz": _dpre_sum[2*H:3*H],  # (B18)
             "b_in": _dpre_sum[3*H:4*H],  # (B19)
-            "b_hr": _dpre_sum[H:2*H],  # (B20)
-            "b_hz": _dpre_sum[2*H:3*H],  # (B21)
+            "b_hr": _dpre_sum[H:2*H].copy(),  # (B20)
+            "b_hz": _dpre_sum[2*H:3*H].copy(),  # (B21)
             "b_hn": _dpre_sum[:H],  # (B22)
         },
         inputs={"x": dx},  # (B10)

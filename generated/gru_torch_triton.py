@@ -103,8 +103,8 @@ _Gradients = Gradients   # the name backward() reads: a spec name never shadows 
 
 
 def init_params(input_size, hidden_size, seed=0, dtype=_torch.float32, device="cpu"):
-    """Parameters drawn uniformly from (-1/sqrt(hidden_size), 1/sqrt(hidden_size)), as PyTorch does
-    (the same values as the NumPy backend's for the same seed), as torch tensors of ``dtype`` (a
+    """Parameters drawn uniformly from (-1/sqrt(hidden_size), 1/sqrt(hidden_size)), as PyTorch does,
+    the same values as the NumPy backend's for the same seed, as torch tensors of ``dtype`` (a
     torch dtype, or the NumPy dtype of the same name) on ``device``.
     """
     sizes = {"D": input_size, "H": hidden_size}
@@ -112,8 +112,8 @@ def init_params(input_size, hidden_size, seed=0, dtype=_torch.float32, device="c
         dtype = _torch.from_numpy(np.zeros(0, dtype)).dtype
     rng = np.random.default_rng(seed)
     bound = 1.0 / np.sqrt(hidden_size)
-    return {name: _torch.from_numpy(rng.uniform(-bound, bound, tuple(sizes[s] for s in shape))).to(dtype=dtype, device=device)
-            for name, shape in PARAM_SHAPES.items()}
+    params = {name: rng.uniform(-bound, bound, tuple(sizes[s] for s in shape)) for name, shape in PARAM_SHAPES.items()}
+    return {name: _torch.from_numpy(value).to(dtype=dtype, device=device) for name, value in params.items()}
 
 
 def _check_tensor(label, value, shape, like):
@@ -399,8 +399,8 @@ def backward(d_outputs, cache, d_state=None):
             "b_ir": _dpre_sum[H:2*H],  # (B17)
             "b_iz": _dpre_sum[2*H:3*H],  # (B18)
             "b_in": _dpre_sum[3*H:4*H],  # (B19)
-            "b_hr": _dpre_sum[H:2*H],  # (B20)
-            "b_hz": _dpre_sum[2*H:3*H],  # (B21)
+            "b_hr": _dpre_sum[H:2*H].clone(),  # (B20)
+            "b_hz": _dpre_sum[2*H:3*H].clone(),  # (B21)
             "b_hn": _dpre_sum[:H],  # (B22)
         },
         inputs={"x": _dx_grad},  # (B10)

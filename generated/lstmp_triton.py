@@ -120,8 +120,8 @@ _Gradients = Gradients   # the name backward() reads: a spec name never shadows 
 
 
 def init_params(input_size, hidden_size, seed=0, dtype=_torch.float32, device="cpu", cell_size=None):
-    """Parameters drawn uniformly from (-1/sqrt(hidden_size), 1/sqrt(hidden_size)), as PyTorch does
-    (the same values as the NumPy backend's for the same seed), as torch tensors of ``dtype`` (a
+    """Parameters drawn uniformly from (-1/sqrt(hidden_size), 1/sqrt(hidden_size)), as PyTorch does,
+    the same values as the NumPy backend's for the same seed, as torch tensors of ``dtype`` (a
     torch dtype, or the NumPy dtype of the same name) on ``device``.
 
     ``cell_size`` (H) defaults to hidden_size.
@@ -131,8 +131,8 @@ def init_params(input_size, hidden_size, seed=0, dtype=_torch.float32, device="c
         dtype = _torch.from_numpy(np.zeros(0, dtype)).dtype
     rng = np.random.default_rng(seed)
     bound = 1.0 / np.sqrt(hidden_size)
-    return {name: _torch.from_numpy(rng.uniform(-bound, bound, tuple(sizes[s] for s in shape))).to(dtype=dtype, device=device)
-            for name, shape in PARAM_SHAPES.items()}
+    params = {name: rng.uniform(-bound, bound, tuple(sizes[s] for s in shape)) for name, shape in PARAM_SHAPES.items()}
+    return {name: _torch.from_numpy(value).to(dtype=dtype, device=device) for name, value in params.items()}
 
 
 def _check_tensor(label, value, shape, like):
@@ -489,10 +489,10 @@ def backward(d_outputs, cache, d_state=None):
             "b_if": _dpre_sum[H:2*H],  # (B24)
             "b_ig": _dpre_sum[2*H:3*H],  # (B25)
             "b_io": _dpre_sum[3*H:4*H],  # (B26)
-            "b_hi": _dpre_sum[:H],  # (B27)
-            "b_hf": _dpre_sum[H:2*H],  # (B28)
-            "b_hg": _dpre_sum[2*H:3*H],  # (B29)
-            "b_ho": _dpre_sum[3*H:4*H],  # (B30)
+            "b_hi": _dpre_sum[:H].clone(),  # (B27)
+            "b_hf": _dpre_sum[H:2*H].clone(),  # (B28)
+            "b_hg": _dpre_sum[2*H:3*H].clone(),  # (B29)
+            "b_ho": _dpre_sum[3*H:4*H].clone(),  # (B30)
             "W_hr": _dpacked_m,  # (B31)
         },
         inputs={"x": _dx_grad},  # (B14)

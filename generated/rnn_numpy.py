@@ -270,7 +270,7 @@ def backward(d_outputs, cache, d_state=None):
             "W": _dpacked_x,  # (B5)
             "U": _dpacked_h_prev,  # (B6)
             "b_ih": _dpre_sum[:H],  # (B7)
-            "b_hh": _dpre_sum[:H],  # (B8)
+            "b_hh": _dpre_sum[:H].copy(),  # (B8)
         },
         inputs={"x": dx},  # (B4)
         state={"h": dh_next},  # (B3)

@@ -58,6 +58,11 @@ FORMS = {
                                 f'{W}\n{U}\nV = ["H", "H"]\nb = "H"', inputs='x = "D"\nu = "H"'),
     # NameError in the NumPy forward: the reduction of a parameter vector printed its bare name
     "reduction_of_a_parameter": spec("h = tanh(sum(g) + W @ x) + mean(g) * h_prev", f'{W}\ng = "H"'),
+    # a miscompile: a [functions] body that is a sum was printed without parentheses where the
+    # call stood as an atom: -leaky(a) became -relu(a) + 0.1*min(a, 0) written as "- ... + ..."
+    "defined_function_in_a_product": spec(
+        "h = 2 * tanhshrink(W @ x) - leaky(U @ h_prev)",
+        f'{W}\n{U}\n[functions]\ntanhshrink = "z - tanh(z)"\nleaky = "relu(z) + 0.1 * min(z, 0)"'),
     # duplicate keyword hidden_size in init_params: the first state has the projection size
     "projection_sizes": spec(
         "i = sigmoid(W_i @ x + U_i @ h_prev)\nc = i * c_prev + tanh(W_c @ x + U_c @ h_prev)\n"

@@ -18,8 +18,9 @@ import sympy as sp
 from codegen.documents import (DOCS_DIR, REPO_ROOT, build_document, builtin_outputs,
                                document_text, render)
 from derive import builtin_cells, derive, load_cell
+from derive import ops
 from derive.ops import sigmoid
-from derive.linear import MatVec, MatVecT, Outer
+from derive.linear import MatVec, MatVecT, Outer, RowMean, RowSum
 from derive.notation import NotationError, load_notation
 
 
@@ -42,15 +43,25 @@ class Reader:
 
     Per sample: ``M v`` is W v, ``M^{\\top} v`` is W^T v, ``v w^{\\top}`` is an outer product.
     Batch (rows = samples): ``v M^{\\top}`` is W v, ``v M`` is W^T v, ``v^{\\top} w`` is outer.
+    ``\\frac{a}{b}``, ``\\sqrt{a}`` (a square root, whichever way the cell wrote it: compare
+    with ``same``), ``e^{a}``, ``\\max`` and ``\\min`` of two arguments, and the words of
+    ``OPERATORS`` (``\\operatorname{mean}\\left(v\\right)`` is the row mean of v) are read too.
     """
 
     TOKEN = re.compile(r"""\s*(?:
         (?P<sym>[DUC]?v_\{\d+(?:,t(?:-1)?)?\})
       | (?P<num>\d+)
-      | (?P<cmd>\\left\(|\\right\)|\\odot|\\sigma|\\tanh|\\log|\\quad|\\mathrel\{\+\}=)
+      | (?P<cmd>\\left\(|\\right\)|\\odot|\\sigma|\\tanh|\\log|\\quad|\\mathrel\{\+\}=
+               |\\frac|\\sqrt|\\max|\\min|\\operatorname\{[a-z]+\}|e\^)
       | (?P<sup>\^\{(?:\\top|\d+)\})
-      | (?P<op>[-+=(){}&])
+      | (?P<op>[-+=(){}&,])
     )""", re.VERBOSE)
+
+    #: ``\\operatorname{word}`` -> what it denotes (the reductions and the named functions)
+    OPERATORS = {"mean": RowMean, "sum": RowSum, "sign": ops.sign, "step": ops.step,
+                 "relu": ops.relu, "softplus": ops.softplus}
+    #: two-argument commands
+    PAIRS = {r"\max": ops.max_, r"\min": ops.min_}
 
     def __init__(self, names: dict[str, str], derivation, batch: bool = False):
         self.names = names
@@ -174,15 +185,26 @@ class Reader:
         return value, transposed
 
     def group(self):
+        """``\\left( e \\right)`` or ``{ e }``."""
         if self.peek()[1] == r"\left(":
             self.take()
             value = self.expr()
             self.take(r"\right)")
             return value
         self.take("{")
-        value = self.group()
+        value = self.expr()
         self.take("}")
         return value
+
+    def arguments(self) -> list:
+        """``\\left( e, e, ... \\right)``."""
+        self.take(r"\left(")
+        values = [self.expr()]
+        while self.peek()[1] == ",":
+            self.take()
+            values.append(self.expr())
+        self.take(r"\right)")
+        return values
 
     def primary(self):
         kind, val = self.peek()
@@ -197,6 +219,24 @@ class Reader:
         if val == r"\sigma":
             self.take()
             return sigmoid(self.group())
+        if val == r"\frac":
+            self.take()
+            numerator = self.group()
+            return numerator / self.group()
+        if val == r"\sqrt":
+            self.take()
+            return sp.sqrt(self.group())
+        if val == "e^":
+            self.take()
+            return sp.exp(self.group())
+        if val in self.PAIRS:
+            self.take()
+            a, b = self.arguments()
+            return self.PAIRS[val](a, b)
+        if val.startswith(r"\operatorname{"):
+            self.take()
+            (arg,) = self.arguments()
+            return self.OPERATORS[val[len(r"\operatorname{"):-1]](arg)
         if val in (r"\tanh", r"\log"):
             self.take()
             power = 1
@@ -205,6 +245,12 @@ class Reader:
             fn = sp.tanh if val == r"\tanh" else sp.log
             return fn(self.group()) ** power
         raise ValueError(f"unexpected {val!r}")
+
+
+def same(read, derived) -> bool:
+    """``read`` equals ``derived``: a square root reads as SymPy's, whether the cell wrote
+    ``sqrt(v)`` (the op table's function) or ``v ** 0.5``."""
+    return sp.expand(read - derived.replace(ops.sqrt, sp.sqrt)) == 0
 
 
 def display_equations(markdown: str) -> list[tuple[str, str | None]]:
@@ -236,14 +282,14 @@ def test_forward_and_backward_equations_read_back_equal_the_derivation(cell, tmp
     for (body, tag), eq in zip(forward, d.forward):
         lhs, op, rhs = read.parse_equation(body)
         assert (lhs, op) == (eq.lhs, "=")
-        assert sp.expand(rhs - eq.rhs) == 0, f"{tag}: read {rhs}, derived {eq.rhs}"
+        assert same(rhs, eq.rhs), f"{tag}: read {rhs}, derived {eq.rhs}"
 
     backward = display_equations(section(md, "Backward equations of one step"))
     assert [tag for _, tag in backward] == [eq.tag for eq in d.backward]
     for (body, tag), eq in zip(backward, d.backward):
         lhs, op, rhs = read.parse_equation(body)
         assert lhs == eq.target and op == ("+=" if eq.accumulates else "=")
-        assert sp.expand(rhs - eq.expr) == 0, f"{tag}: read {rhs}, derived {eq.expr}"
+        assert same(rhs, eq.expr), f"{tag}: read {rhs}, derived {eq.expr}"
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru", "peephole_lstm", "minimal_rnn"])
@@ -312,6 +358,30 @@ def test_reader_rejects_a_wrong_equation(tmp_path):
                   if t == d.backward_eq("dh_prev").tag)
     _, _, rhs = read.parse_equation(body11.replace(r"^{\top}", "", 1))
     assert sp.expand(rhs - d.backward_eq("dh_prev").expr) != 0
+
+
+@pytest.mark.parametrize("cell, printed, changed", [
+    ("layernorm_lstm", r"\operatorname{mean}", r"\operatorname{sum}"),
+    ("layernorm_lstm", r"\sqrt{", "{"),
+    ("slstm", r"\max", r"\min"),
+    ("slstm", "e^{", "{"),
+    ("slstm", r"\frac{1}{2}", "1"),
+])
+def test_reader_reads_reductions_roots_max_exp_and_fractions_and_notices_a_change(
+        cell, printed, changed, tmp_path):
+    """The new constructs are really read: each equation printing one of them reads back to the
+    derivation, and the same equation with it replaced by another no longer does."""
+    d = derive(load_cell(cell))
+    notation, names = probe_notation(tmp_path, d)
+    md = render(build_document(d, notation), "md")
+    read = Reader(names, d)
+    derived = {eq.tag: eq.rhs for eq in d.forward} | {eq.tag: eq.expr for eq in d.backward}
+    bodies = [(body, tag) for title in ("Forward pass, step t", "Backward equations of one step")
+              for body, tag in display_equations(section(md, title)) if printed in body]
+    assert bodies, f"no equation of {cell} prints {printed}"
+    for body, tag in bodies:
+        assert same(read.parse_equation(body)[2], derived[tag]), tag
+        assert not same(read.parse_equation(body.replace(printed, changed, 1))[2], derived[tag]), tag
 
 
 # -- formats and notations ----------------------------------------------------------------------

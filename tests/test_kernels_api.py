@@ -111,3 +111,19 @@ def test_inputs_are_not_modified(backend):
     module.backward({"h": np.ones((2, 2, 4))}, cache, d_state)
     assert np.array_equal(d_state["h"], np.ones((2, 4))) and np.array_equal(x, np.ones((2, 2, 3)))
     assert all(np.array_equal(saved[k], params[k]) for k in params)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("cell", CELLS)
+def test_no_two_gradients_share_memory(cell, backend):
+    """rnn's b_ih and b_hh have the same gradient; as views of one array, a framework that keeps
+    the arrays as .grad and accumulates into one (two backward passes) changed the other."""
+    module = kernel(cell, backend)
+    from codegen.gradcheck import random_problem
+    params, x, state0, _, _ = random_problem(module, 3, 2, 3, 4, 0)
+    outputs, _, cache = module.forward(x, params, state0)
+    grads = module.backward({o: np.ones_like(v) for o, v in outputs.items()}, cache)
+    arrays = [*grads.params.items(), *grads.inputs.items(), *grads.state.items()]
+    for k, (a, first) in enumerate(arrays):
+        for b, second in arrays[k + 1:]:
+            assert not np.shares_memory(first, second), f"{a} and {b}"

@@ -37,6 +37,7 @@ CASES = {
     "vector_exponent": ("** h_prev", "exponent of ** must be a number"),
     "duplicate_name": ('x = "H"', "duplicate name 'x'"),
     "adjoint_collision": ('dh = "H"', "'dh'"),
+    "keyword_adjoint": ("el = tanh(", "its adjoint would be 'del', a Python keyword"),
     "invalid_identifier": ('"W-1"', "invalid param name 'W-1'"),
     "dunder_name": ("__class__", "invalid param name '__class__'"),
     "keyword_name": ('lambda = "H"', "'lambda' in [params] is a reserved word"),

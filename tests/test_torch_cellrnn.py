@@ -188,6 +188,27 @@ def test_kernel_function_shares_memory_with_numpy():
     assert h.numpy().base is not None                    # a view of the kernel's own buffer: no copy
 
 
+def test_kernel_function_without_initial_states_starts_at_the_declared_ones():
+    """All-None states: the kernel's own STATE_INIT (zeros for lstm), the same values and
+    parameter gradients as explicit zeros, no state gradient; a final state unused by the loss
+    comes to backward as None and counts as zero."""
+    module = kernel_module("lstm", "numpy")
+    function = kernel_function(module)
+    torch.manual_seed(2)
+    x = torch.randn(T, N, D, dtype=torch.float64, requires_grad=True)
+    runs = []
+    for states in ((None, None), (torch.zeros(N, H, dtype=torch.float64, requires_grad=True),) * 2):
+        params = [torch.tensor(v, requires_grad=True) for v in module.init_params(D, H, seed=3).values()]
+        h, h_n, c_n = function.apply(x, None, *states, *params)
+        (h.sum() + c_n.sum()).backward()       # h_n unused
+        runs.append((h.detach(), [p.grad for p in params], x.grad.clone()))
+        x.grad = None
+    (h0, g0, dx0), (h1, g1, dx1) = runs
+    assert torch.equal(h0, h1) and torch.equal(dx0, dx1) and all(torch.equal(a, b) for a, b in zip(g0, g1))
+    with pytest.raises(ValueError, match="pass every initial state"):
+        function.apply(x, None, torch.zeros(N, H, dtype=torch.float64), None, *params)
+
+
 def test_unbatched_input_as_torch_takes_it():
     torch.manual_seed(1)
     net = torch.nn.LSTM(D, H, num_layers=2, dtype=torch.float64)
@@ -211,3 +232,18 @@ def test_dropout_acts_between_layers_in_training_only():
     first = ours(x)[0]
     torch.manual_seed(4)
     assert torch.equal(ours(x)[0], first) and rel_err(first, net(x)[0]) > 1e-3
+
+
+@pytest.mark.parametrize("cell", ["rnn", "gru_torch", "lstm"])
+def test_two_backward_passes_accumulate_each_gradient_once(cell):
+    """Gradient accumulation (no zero_grad between two backward passes) gives twice one pass's
+    gradient for every parameter: rnn's b_ih and b_hh once shared one .grad array, so each got
+    four times the gradient."""
+    torch.manual_seed(0)
+    rnn = CellRNN(cell, D, H, backend="numpy", dtype=torch.float64)
+    x = torch.randn(T, N, D, dtype=torch.float64)
+    rnn(x)[0].sum().backward()
+    once = {name: p.grad.clone() for name, p in rnn.named_parameters()}
+    rnn(x)[0].sum().backward()
+    for name, p in rnn.named_parameters():
+        assert rel_err(p.grad, 2 * once[name]) < 1e-14, name

@@ -1,7 +1,7 @@
 """cellgrad.torch.CellRNN(..., backend="triton") on CPU tensors through Triton's interpreter: the
 same outputs, final states and gradients as backend="numpy" with the same weights, for two
 layers, both directions and a PackedSequence of unsorted lengths (float64); layer-normalised LSTM
-(reductions, a constant) from its spec file."""
+(reductions, a constant) and an LSTM with learnt initial states from their spec files."""
 
 from __future__ import annotations
 
@@ -15,10 +15,14 @@ import pytest  # noqa: E402
 from test_triton_kernels import triton_or_skip  # noqa: E402
 
 
-LAYERNORM_LSTM = str(Path(__file__).parent / "specs" / "constructs" / "layernorm_lstm.toml")
+SPECS = Path(__file__).parent / "specs"
+# its spec file while it is a test spec; its name once it is a built-in (derive/cells)
+LAYERNORM_LSTM = next((str(p) for p in [SPECS / "constructs" / "layernorm_lstm.toml"] if p.exists()), "layernorm_lstm")
+LSTM_H0 = str(SPECS / "zoo" / "lstm_h0.toml")   # learnt initial states: CellRNN starts there without hx
 
 
-@pytest.mark.parametrize("cell", ["lstm", "gru_torch", LAYERNORM_LSTM], ids=["lstm", "gru_torch", "layernorm_lstm"])
+@pytest.mark.parametrize("cell", ["lstm", "gru_torch", LAYERNORM_LSTM, LSTM_H0],
+                         ids=["lstm", "gru_torch", "layernorm_lstm", "lstm_h0"])
 def test_cellrnn_triton_matches_numpy_backend(cell):
     torch = triton_or_skip()
     from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence

@@ -48,8 +48,35 @@ h = tanh(U @ m)
 """
 '''
 
+#: reductions in every place: straight into a state, over a parameter vector (the same row for
+#: every batch row), over an input as an output that is no state
+REDUCTIONS = '''
+[cell]
+name = "reductions"
+[sizes]
+D = "input size"
+H = "hidden size"
+[inputs]
+x = "D"
+[states]
+h = "H"
+n = { size = "H", init = "ones" }
+[params]
+W = ["H", "D"]
+U = ["H", "H"]
+b = "H"
+[step]
+outputs = ["h", "y", "n"]
+equations = """
+h = tanh(W @ x + U @ h_prev + n_prev * mean(b))
+n = mean(h_prev)
+y = sum(x)
+"""
+'''
+
 CELLS = {path.stem: path.read_text(encoding="utf-8") for path in sorted(CONSTRUCTS.glob("*.toml"))}
 CELLS["step_vector"] = STEP_VECTOR
+CELLS["reductions"] = REDUCTIONS
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +92,7 @@ def modules(tmp_path_factory):
 
 def test_the_constructs_are_all_drawn():
     """The cells here hold every construct the module docstring names."""
-    cells = [load_cell(CONSTRUCTS / f"{name}.toml") for name in CELLS if name != "step_vector"]
+    cells = [load_cell(CONSTRUCTS / f"{name}.toml") for name in CELLS if (CONSTRUCTS / f"{name}.toml").exists()]
     q = {n: v for c in cells for n, v in c.quantities.items()}
     assert any(len(c.inputs) > 1 for c in cells)
     assert {"ones", "param"} <= {v.init for v in q.values()}
@@ -140,6 +167,26 @@ def test_learnable_initial_states_match_finite_differences(modules):
         analytic = float(np.sum(grads.params[p] * direction))
         assert abs(analytic - numeric) <= 1e-6 * max(1.0, abs(numeric)), (p, analytic, numeric)
         assert abs(numeric) > 1e-3   # the direction reaches the loss: the check can fail
+
+
+POSITIVE_PARAM = CELLS["layernorm_rnn"].replace('n = { size = "H", init = "ones", domain = "positive" }',
+                                               'n = { size = "H", init = "param", domain = "positive" }')
+
+
+def test_init_params_are_the_numpy_backends(modules, tmp_path):
+    """init_params gives the NumPy backend's values for the same seed, a positive state's
+    learnable initial value included (drawn from (0.5, 1.5))."""
+    torch = triton_or_skip()
+    assert POSITIVE_PARAM != CELLS["layernorm_rnn"]
+    d = derive(parse_spec(POSITIVE_PARAM, "positive.toml"))
+    pairs = [*modules.values(), (import_kernel(d, "numpy", tmp_path), import_kernel(d, "triton", tmp_path))]
+    for ref, module in pairs:
+        want = ref.init_params(3, 5, seed=4)
+        got = module.init_params(3, 5, seed=4, dtype=torch.float64)
+        assert set(got) == set(want)
+        for name in want:
+            np.testing.assert_array_equal(got[name].numpy(), want[name], err_msg=name)
+    assert np.all(got["n0"].numpy() > 0.5)
 
 
 def test_a_function_without_a_triton_spelling_is_refused_by_name():

@@ -21,7 +21,7 @@ import pytest  # noqa: E402
 from codegen.gradcheck import check_gradients, flat_grads, format_table, random_problem  # noqa: E402
 
 from cell_oracles import import_kernel  # noqa: E402
-from derive import derive, load_cell  # noqa: E402
+from derive import derive, load_cell, parse_spec  # noqa: E402
 from kernel_modules import CELLS, kernel  # noqa: E402
 
 COLLIDE = Path(__file__).parent / "specs" / "names" / "collide.toml"
@@ -187,3 +187,34 @@ def test_every_builtin_cell_has_a_triton_module():
     """regenerate writes a triton module for every built-in cell (the backend refuses only a
     function without a Triton spelling, which no built-in uses), and the tests above run each."""
     assert set(TRITON_CELLS) == set(CELLS)   # test_generated_fresh.py checks their text
+
+
+STEP_OF_STATE = '''
+[cell]
+name = "step_of_state"
+[sizes]
+D = "input size"
+H = "hidden size"
+[inputs]
+x = "D"
+[states]
+h = "H"
+[params]
+W = ["H", "D"]
+U = ["H", "H"]
+[step]
+outputs = ["h", "y"]
+equations = """
+h = tanh(W @ x + U @ h_prev)
+y = sigmoid(step(h)) + sign(h)
+"""
+'''
+
+
+def test_step_and_sign_compute_in_float64(tmp_path):
+    """step and sign are spelled with constants (1.0, 0.0: float32 literals in Triton); in a
+    float64 kernel they are cast to float64, so sigmoid(step(h)) is sigmoid(1.0) to float64
+    precision, not float32's (found by the random cells: off by 2e-8)."""
+    torch = triton_or_skip()
+    d = derive(parse_spec(STEP_OF_STATE, "step_of_state.toml"))
+    compare(import_kernel(d, "numpy", tmp_path), import_kernel(d, "triton", tmp_path), torch, "float64")

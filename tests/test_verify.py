@@ -176,6 +176,13 @@ def _kinds(v):
     return [d.kind for d in v.diagnosis]
 
 
+#: fork branches that add exactly zero for every loss on the outputs, so a formula without them
+#: holds: verify's loss is the sum of the per-step losses on the outputs. sLSTM's stabiliser m
+#: rescales c and n together and h = o * c / n cancels the scale, so dm = 0 at every step
+#: (tests/test_new_builtins.py checks dL/dm against torch autograd).
+ZERO_BRANCHES = {("slstm", "df_pre", "F7"), ("slstm", "di_pre", "F7"), ("slstm", "dm_prev", "F7")}
+
+
 def _fork_cases():
     for cell in builtin_cells():
         d = derive(load_cell(cell))
@@ -190,6 +197,9 @@ def test_a_missing_fork_branch_is_diagnosed(cell, target, k):
     eq = d.backward_eq(target)
     branch = eq.branches[k]
     v = verify(cell, sp.sstr(eq.expr - branch.expr), quantity=target)
+    if (cell, target, branch.source) in ZERO_BRANCHES:
+        assert v.verdict == "holds" and v.how.startswith("numeric agreement"), (v.verdict, v.how)
+        return
     assert v.verdict == "does not hold"
     allowed = {"missing branch", "truncated"} if branch.source == "next" else {"missing branch"}
     assert set(_kinds(v)) & allowed, v.diagnosis

@@ -16,7 +16,7 @@ import sympy as sp
 
 from derive import ops
 from derive.ops import FUNCTIONS, sigmoid
-from derive.linear import REDUCTIONS, MatVec, MatVecT, Outer
+from derive.linear import REDUCTIONS, MatVec, MatVecT, Outer, RowMean, RowSum
 
 from .errors import VerifyError
 from .nodes import HCat, Jacobian, MatTranspose, Row, VCat, VStack
@@ -348,6 +348,10 @@ def local_derivative(ctx: Context, of, a: int, wrt: str, b: int, where: str):
         if not subs:
             break
         expr = expr.xreplace(subs)
+    mixed = [r for r in expr.atoms(RowMean, RowSum) if target in r.free_symbols]
+    if mixed:       # its Jacobian is not diagonal: no elementwise local derivative exists
+        raise VerifyError(f"a local derivative through {mixed[0].word}() of {target}: the reduction "
+                          "mixes the entries of the vector, so it has no elementwise derivative", where)
     if ctx.reading.scalar:                  # every size is 1: W v is the number W times v
         expr = expr.replace(lambda e: isinstance(e, MatVec), lambda e: e.args[0] * e.args[1])
         value = _products_back(ctx, sp.diff(expr, target))

@@ -342,6 +342,9 @@ class TritonLayout(_Layout):
     def zeros_like(self, text: str) -> str:
         return f"_torch.zeros_like({text})"
 
+    def copy(self, text: str) -> str:
+        return f"{text}.clone()"
+
     def input_grad(self, x: str) -> str:
         return self.own("_{}_grad", "d" + x)
 
@@ -494,7 +497,7 @@ class _KernelText:
         kernel = {"name": name, "size": size, "row": self.row, "args": args,
                   "block": "_ROW" if self.row else "_BLOCK", "head": head,
                   "lines": self.loads + self.stmts + self.stores, "doc": doc}
-        grid = f"(_N,)" if self.row else layout.grid(size)
+        grid = "(_N,)" if self.row else layout.grid(size)
         call = Line(f"{name}[{grid}]({', '.join([*calls, '_N', *sizes, *step])}, _F=_F, {block})",
                     doc.split(" step t")[0] + (" one kernel per row" if self.row else " one fused kernel"))
         return kernel, call

@@ -37,6 +37,11 @@ class TritonPrinter(KernelNumPyPrinter):
                 raise NotImplementedError(f"the triton backend has no spelling for {type(f).__name__}")
         return super().doprint(expr, assign_to)
 
+    def _format(self, code, args: list[str]) -> str:
+        # {F} is the kernel's compute type: a spelling made of constants (step's 1.0 and 0.0,
+        # float32 literals) is cast to it, or float64 kernels would round it to float32 values
+        return code.format(args, float_type="_F")
+
     def _call(self, name, expr):
         return f"{name}({', '.join(self._print(a) for a in expr.args)})"
 
