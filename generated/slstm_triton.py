@@ -66,6 +66,7 @@ ARRAYS = "torch"   # forward() and backward() take and return torch tensors
 SIZES = {"D": "input size", "H": "hidden size"}
 INPUT = "x"
 INPUT_SIZE = "D"
+INPUTS = {"x": "D"}
 HIDDEN_SIZE = "H"
 PARAM_SHAPES = {
     "W_i": ("H", "D"),
@@ -82,6 +83,13 @@ PARAM_SHAPES = {
     "b_o": ("H",),
 }
 STATES = {"h": "H", "c": "H", "n": "H", "m": "H"}
+# a state's value when no initial state is passed: zeros, ones, or its parameter (learnable)
+STATE_INIT = {"h": "zeros", "c": "zeros", "n": "zeros", "m": "zeros"}
+STATE_DOMAIN = {"h": "real", "c": "real", "n": "positive", "m": "real"}
+# state -> the parameter holding its learnable initial value
+INITIAL = {}
+# parameters that are passed like the others but not trained: backward() returns no gradient
+BUFFERS = ()
 OUTPUTS = {"h": "H"}
 # parameters that only add to a pre-activation (a layer without biases fixes them at zero)
 BIASES = ("b_i", "b_f", "b_z", "b_o")
@@ -91,7 +99,7 @@ _COMPUTE = {_torch.float32: _tl.float32, _torch.float64: _tl.float64, _torch.bfl
 # where each size is read: (parameter, axis)
 _SIZE_OF = {"H": ("W_i", 0)}
 # what forward() puts in the cache
-_CACHE_KEYS = ("x", "_packed_x", "_packed_h_prev", "_h_seq", "_c_seq", "_n_seq", "_m_seq", "_i_pre_seq", "_f_pre_seq", "_z_seq", "_o_seq", "_i_seq", "_f_seq", "params", "lengths")
+_CACHE_KEYS = ("inputs", "_packed_x", "_packed_h_prev", "_h_seq", "_c_seq", "_n_seq", "_m_seq", "_i_pre_seq", "_f_pre_seq", "_z_seq", "_o_seq", "_i_seq", "_f_seq", "params", "lengths")
 _BLOCK = 512  # elements of the (N, size) step block per Triton program
 
 
@@ -106,8 +114,8 @@ _Gradients = Gradients   # the name backward() reads: a spec name never shadows 
 
 
 def init_params(input_size, hidden_size, seed=0, dtype=_torch.float32, device="cpu"):
-    """Parameters drawn uniformly from (-1/sqrt(hidden_size), 1/sqrt(hidden_size)), as PyTorch does
-    (the same values as the NumPy backend's for the same seed), as torch tensors of ``dtype`` (a
+    """Parameters drawn uniformly from (-1/sqrt(hidden_size), 1/sqrt(hidden_size)), as PyTorch does,
+    the same values as the NumPy backend's for the same seed, as torch tensors of ``dtype`` (a
     torch dtype, or the NumPy dtype of the same name) on ``device``.
     """
     sizes = {"D": input_size, "H": hidden_size}
@@ -115,8 +123,8 @@ def init_params(input_size, hidden_size, seed=0, dtype=_torch.float32, device="c
         dtype = _torch.from_numpy(np.zeros(0, dtype)).dtype
     rng = np.random.default_rng(seed)
     bound = 1.0 / np.sqrt(hidden_size)
-    return {name: _torch.from_numpy(rng.uniform(-bound, bound, tuple(sizes[s] for s in shape))).to(dtype=dtype, device=device)
-            for name, shape in PARAM_SHAPES.items()}
+    params = {name: rng.uniform(-bound, bound, tuple(sizes[s] for s in shape)) for name, shape in PARAM_SHAPES.items()}
+    return {name: _torch.from_numpy(value).to(dtype=dtype, device=device) for name, value in params.items()}
 
 
 def _check_tensor(label, value, shape, like):
@@ -136,19 +144,36 @@ def _check_names(label, given, expected):
         raise KeyError(f"{label}: missing {missing}, unexpected {extra}")
 
 
-def _check_forward(x, params, state0, lengths):
+def _input_label(name):
+    return "x" if len(INPUTS) == 1 else f"x[{name!r}]"
+
+
+def _input_dict(x):
+    """forward()'s x as {input name: tensor}: the tensor itself when the cell has one input."""
+    if len(INPUTS) == 1:
+        return {INPUT: x}
+    _check_names("x (one tensor per input)", x, INPUTS)
+    return dict(x)
+
+
+def _check_forward(inputs, params, state0, lengths):
     """Check the arguments of forward(); return the sizes by name (T, N and the spec's)."""
-    if not isinstance(x, _torch.Tensor) or x.ndim != 3:
-        raise ValueError("x must be a (T, N, D) torch tensor (time-major)")
-    if x.dtype not in DTYPES:
-        raise TypeError(f"x has dtype {x.dtype}: use float32, float64, bfloat16 or float16")
+    for name, size in INPUTS.items():
+        value = inputs[name]
+        if not isinstance(value, _torch.Tensor) or value.ndim != 3:
+            raise ValueError(f"{_input_label(name)} must be a (T, N, {size}) torch tensor (time-major)")
+        if value.dtype not in DTYPES:
+            raise TypeError(f"{_input_label(name)} has dtype {value.dtype}: use float32, float64, bfloat16 or float16")
+    x = inputs[INPUT]
     _check_names("params", params, PARAM_SHAPES)
     sizes = {"_T": x.shape[0], "_N": x.shape[1], "D": x.shape[2]}
     for size, (name, axis) in _SIZE_OF.items():
-        value = params[name]
-        if not isinstance(value, _torch.Tensor) or value.ndim != len(PARAM_SHAPES[name]):
+        value = inputs[name] if name in INPUTS else params[name]
+        if name not in INPUTS and (not isinstance(value, _torch.Tensor) or value.ndim != len(PARAM_SHAPES[name])):
             raise ValueError(f"params[{name!r}] must be a torch tensor of shape {PARAM_SHAPES[name]}")
         sizes[size] = value.shape[axis]
+    for name, size in INPUTS.items():
+        _check_tensor(_input_label(name), inputs[name], (sizes["_T"], sizes["_N"], sizes[size]), x)
     for name, shape in PARAM_SHAPES.items():
         _check_tensor(f"params[{name!r}]", params[name], [sizes[s] for s in shape], x)
     if state0 is not None:
@@ -172,11 +197,18 @@ def _active_steps(T, lengths, device):
     return (_torch.arange(T, device=device)[:, None] < lengths)[:, :, None]
 
 
+def _row_lengths(T, N, lengths, device):
+    """Each row's length as the (N,) int32 tensor the kernels read (T for every row when None)."""
+    if lengths is None:
+        return _torch.full((N,), T, dtype=_torch.int32, device=device)
+    return _torch.as_tensor(lengths, device=device).to(_torch.int32)
+
+
 def _check_backward(d_outputs, cache, d_state):
     """Check the arguments of backward(); return the sizes by name."""
     _check_names("cache", cache, _CACHE_KEYS)
-    x = cache["x"]
-    sizes = _check_forward(x, cache["params"], None, cache["lengths"])
+    x = cache["inputs"][INPUT]
+    sizes = _check_forward(cache["inputs"], cache["params"], None, cache["lengths"])
     _check_names("d_outputs", d_outputs, OUTPUTS)
     for name, size in OUTPUTS.items():
         _check_tensor(f"d_outputs[{name!r}]", d_outputs[name], (sizes["_T"], sizes["_N"], sizes[size]), x)
@@ -194,12 +226,13 @@ def _tanh(z):
 
 
 @_triton.jit
-def _forward_1(_proj_h_prev_ptr, _proj_x_ptr, _m_prev_ptr, _c_prev_ptr, _n_prev_ptr, _i_pre_ptr, _f_pre_ptr, _z_ptr, _o_ptr, _m_ptr, _i_ptr, _f_ptr, _c_ptr, _n_ptr, _h_ptr, _N, H, _F: constexpr, _BLOCK: constexpr):
+def _forward_1(_proj_h_prev_ptr, _proj_x_ptr, _m_prev_ptr, _c_prev_ptr, _n_prev_ptr, _i_pre_ptr, _f_pre_ptr, _z_ptr, _o_ptr, _m_ptr, _i_ptr, _f_ptr, _c_ptr, _n_ptr, _h_prev_ptr, _h_ptr, _length_ptr, _N, H, _t, _F: constexpr, _BLOCK: constexpr):
     """(F1-F12) step t, fused over the (N, H) block."""
     _k = _tl.program_id(0) * _BLOCK + _tl.arange(0, _BLOCK)
     _mask = _k < _N * H
     _n = _k // H
     _j = _k % H
+    _active = _t < _tl.load(_length_ptr + _n, mask=_mask)  # row n has not ended at step t
     _R_i_h_prev = _tl.load(_proj_h_prev_ptr + _n * (4*H) + _j, mask=_mask).to(_F)  # R_i @ h_prev
     _W_i_x = _tl.load(_proj_x_ptr + _n * (4*H) + _j, mask=_mask).to(_F)  # W_i @ x
     _R_f_h_prev = _tl.load(_proj_h_prev_ptr + _n * (4*H) + H + _j, mask=_mask).to(_F)  # R_f @ h_prev
@@ -227,32 +260,33 @@ def _forward_1(_proj_h_prev_ptr, _proj_x_ptr, _m_prev_ptr, _c_prev_ptr, _n_prev_
     _tl.store(_f_pre_ptr + _n * H + _j, f_pre.to(_f_pre_ptr.dtype.element_ty), mask=_mask)
     _tl.store(_z_ptr + _n * H + _j, z.to(_z_ptr.dtype.element_ty), mask=_mask)
     _tl.store(_o_ptr + _n * H + _j, o.to(_o_ptr.dtype.element_ty), mask=_mask)
-    _tl.store(_m_ptr + _n * H + _j, m.to(_m_ptr.dtype.element_ty), mask=_mask)
+    _tl.store(_m_ptr + _n * H + _j, (_tl.where(_active, m, m_prev)).to(_m_ptr.dtype.element_ty), mask=_mask)  # held past the row's end
     _tl.store(_i_ptr + _n * H + _j, i.to(_i_ptr.dtype.element_ty), mask=_mask)
     _tl.store(_f_ptr + _n * H + _j, f.to(_f_ptr.dtype.element_ty), mask=_mask)
-    _tl.store(_c_ptr + _n * H + _j, c.to(_c_ptr.dtype.element_ty), mask=_mask)
-    _tl.store(_n_ptr + _n * H + _j, n.to(_n_ptr.dtype.element_ty), mask=_mask)
-    _tl.store(_h_ptr + _n * H + _j, h.to(_h_ptr.dtype.element_ty), mask=_mask)
+    _tl.store(_c_ptr + _n * H + _j, (_tl.where(_active, c, c_prev)).to(_c_ptr.dtype.element_ty), mask=_mask)  # held past the row's end
+    _tl.store(_n_ptr + _n * H + _j, (_tl.where(_active, n, n_prev)).to(_n_ptr.dtype.element_ty), mask=_mask)  # held past the row's end
+    _tl.store(_h_ptr + _n * H + _j, (_tl.where(_active, h, _tl.load(_h_prev_ptr + _n * H + _j, mask=_mask).to(_F))).to(_h_ptr.dtype.element_ty), mask=_mask)  # held past the row's end
 
 
 @_triton.jit
-def _backward_1(_dh_next_ptr, _dh_out_ptr, _c_ptr, _dn_next_ptr, _n_ptr, _o_ptr, _dc_next_ptr, _c_prev_ptr, _n_prev_ptr, _z_ptr, _dm_next_ptr, _f_ptr, _i_ptr, _f_pre_ptr, _i_pre_ptr, _m_prev_ptr, _dn_ptr, _dc_ptr, _df_ptr, _dm_ptr, _dpre_ptr, _tmp1_ptr, _N, H, _F: constexpr, _BLOCK: constexpr):
+def _backward_1(_dh_next_ptr, _dh_out_ptr, _c_ptr, _dn_next_ptr, _n_ptr, _o_ptr, _dc_next_ptr, _c_prev_ptr, _n_prev_ptr, _z_ptr, _dm_next_ptr, _f_ptr, _i_ptr, _f_pre_ptr, _i_pre_ptr, _m_prev_ptr, _dn_ptr, _dc_ptr, _df_ptr, _dm_ptr, _dpre_ptr, _tmp1_ptr, _length_ptr, _N, H, _t, _F: constexpr, _BLOCK: constexpr):
     """(B1-B12) step t, fused over the (N, H) block."""
     _k = _tl.program_id(0) * _BLOCK + _tl.arange(0, _BLOCK)
     _mask = _k < _N * H
     _n = _k // H
     _j = _k % H
-    dh_next = _tl.load(_dh_next_ptr + _n * H + _j, mask=_mask).to(_F)
-    dh_out = _tl.load(_dh_out_ptr + _n * H + _j, mask=_mask).to(_F)
+    _active = _t < _tl.load(_length_ptr + _n, mask=_mask)  # row n has not ended at step t
+    dh_next = _tl.where(_active, _tl.load(_dh_next_ptr + _n * H + _j, mask=_mask).to(_F), 0.0)
+    dh_out = _tl.where(_active, _tl.load(_dh_out_ptr + _n * H + _j, mask=_mask).to(_F), 0.0)
     c = _tl.load(_c_ptr + _n * H + _j, mask=_mask).to(_F)
-    dn_next = _tl.load(_dn_next_ptr + _n * H + _j, mask=_mask).to(_F)
+    dn_next = _tl.where(_active, _tl.load(_dn_next_ptr + _n * H + _j, mask=_mask).to(_F), 0.0)
     n = _tl.load(_n_ptr + _n * H + _j, mask=_mask).to(_F)
     o = _tl.load(_o_ptr + _n * H + _j, mask=_mask).to(_F)
-    dc_next = _tl.load(_dc_next_ptr + _n * H + _j, mask=_mask).to(_F)
+    dc_next = _tl.where(_active, _tl.load(_dc_next_ptr + _n * H + _j, mask=_mask).to(_F), 0.0)
     c_prev = _tl.load(_c_prev_ptr + _n * H + _j, mask=_mask).to(_F)
     n_prev = _tl.load(_n_prev_ptr + _n * H + _j, mask=_mask).to(_F)
     z = _tl.load(_z_ptr + _n * H + _j, mask=_mask).to(_F)
-    dm_next = _tl.load(_dm_next_ptr + _n * H + _j, mask=_mask).to(_F)
+    dm_next = _tl.where(_active, _tl.load(_dm_next_ptr + _n * H + _j, mask=_mask).to(_F), 0.0)
     f = _tl.load(_f_ptr + _n * H + _j, mask=_mask).to(_F)
     i = _tl.load(_i_ptr + _n * H + _j, mask=_mask).to(_F)
     f_pre = _tl.load(_f_pre_ptr + _n * H + _j, mask=_mask).to(_F)
@@ -268,7 +302,7 @@ def _backward_1(_dh_next_ptr, _dh_out_ptr, _c_ptr, _dn_next_ptr, _n_ptr, _o_ptr,
     da_o = do*o*(1 - o)  # (B8) through o, output gate (F6)
     dz = dc*i  # (B9) through c, cell state (F10)
     da_z = dz*(1 - (z * z))  # (B10) through z, cell input (F4)
-    _tmp1 = (0.5)*_tl.where(f_pre - i_pre + m_prev > 0, 1.0, _tl.where(f_pre - i_pre + m_prev < 0, -1.0, 0.0))  # (B11, B12, B16) common subexpression
+    _tmp1 = (0.5)*_tl.where(f_pre - i_pre + m_prev > 0, 1.0, _tl.where(f_pre - i_pre + m_prev < 0, -1.0, 0.0)).to(_F)  # (B11, B12, B16) common subexpression
     df_pre = df*f + dm*(_tmp1 + 0.5)  # (B11) fork sum: via f (F9) + via m (F7)
     di_pre = di*i + dm*(0.5 - _tmp1)  # (B12) fork sum: via i (F8) + via m (F7)
     _tl.store(_dn_ptr + _n * H + _j, dn.to(_dn_ptr.dtype.element_ty), mask=_mask)
@@ -283,12 +317,13 @@ def _backward_1(_dh_next_ptr, _dh_out_ptr, _c_ptr, _dn_next_ptr, _n_ptr, _o_ptr,
 
 
 @_triton.jit
-def _backward_2(_dh_prev_linear_ptr, _dc_ptr, _f_ptr, _dn_ptr, _tmp1_ptr, _df_ptr, _dm_ptr, _dh_prev_ptr, _dc_prev_ptr, _dn_prev_ptr, _dm_prev_ptr, _N, H, _F: constexpr, _BLOCK: constexpr):
+def _backward_2(_dh_prev_linear_ptr, _dc_ptr, _f_ptr, _dn_ptr, _tmp1_ptr, _df_ptr, _dm_ptr, _dh_next_ptr, _dh_prev_ptr, _dc_next_ptr, _dc_prev_ptr, _dn_next_ptr, _dn_prev_ptr, _dm_next_ptr, _dm_prev_ptr, _length_ptr, _N, H, _t, _F: constexpr, _BLOCK: constexpr):
     """(B13-B16) step t, fused over the (N, H) block."""
     _k = _tl.program_id(0) * _BLOCK + _tl.arange(0, _BLOCK)
     _mask = _k < _N * H
     _n = _k // H
     _j = _k % H
+    _active = _t < _tl.load(_length_ptr + _n, mask=_mask)  # row n has not ended at step t
     _dh_prev_linear = _tl.load(_dh_prev_linear_ptr + _n * H + _j, mask=_mask).to(_F)
     dc = _tl.load(_dc_ptr + _n * H + _j, mask=_mask).to(_F)
     f = _tl.load(_f_ptr + _n * H + _j, mask=_mask).to(_F)
@@ -300,10 +335,10 @@ def _backward_2(_dh_prev_linear_ptr, _dc_ptr, _f_ptr, _dn_ptr, _tmp1_ptr, _df_pt
     dc_prev = dc*f  # (B14) through c, cell state (F10)
     dn_prev = dn*f  # (B15) through n, normaliser state (F11)
     dm_prev = df*f + dm*(_tmp1 + 0.5)  # (B16) fork sum: via f (F9) + via m (F7)
-    _tl.store(_dh_prev_ptr + _n * H + _j, dh_prev.to(_dh_prev_ptr.dtype.element_ty), mask=_mask)
-    _tl.store(_dc_prev_ptr + _n * H + _j, dc_prev.to(_dc_prev_ptr.dtype.element_ty), mask=_mask)
-    _tl.store(_dn_prev_ptr + _n * H + _j, dn_prev.to(_dn_prev_ptr.dtype.element_ty), mask=_mask)
-    _tl.store(_dm_prev_ptr + _n * H + _j, dm_prev.to(_dm_prev_ptr.dtype.element_ty), mask=_mask)
+    _tl.store(_dh_prev_ptr + _n * H + _j, (_tl.where(_active, dh_prev, _tl.load(_dh_next_ptr + _n * H + _j, mask=_mask).to(_F))).to(_dh_prev_ptr.dtype.element_ty), mask=_mask)  # held past the row's end
+    _tl.store(_dc_prev_ptr + _n * H + _j, (_tl.where(_active, dc_prev, _tl.load(_dc_next_ptr + _n * H + _j, mask=_mask).to(_F))).to(_dc_prev_ptr.dtype.element_ty), mask=_mask)  # held past the row's end
+    _tl.store(_dn_prev_ptr + _n * H + _j, (_tl.where(_active, dn_prev, _tl.load(_dn_next_ptr + _n * H + _j, mask=_mask).to(_F))).to(_dn_prev_ptr.dtype.element_ty), mask=_mask)  # held past the row's end
+    _tl.store(_dm_prev_ptr + _n * H + _j, (_tl.where(_active, dm_prev, _tl.load(_dm_next_ptr + _n * H + _j, mask=_mask).to(_F))).to(_dm_prev_ptr.dtype.element_ty), mask=_mask)  # held past the row's end
 
 
 def forward(x, params, state=None, lengths=None):
@@ -311,21 +346,25 @@ def forward(x, params, state=None, lengths=None):
 
     x: (T, N, D) torch tensor, float32, float64, bfloat16 or float16, on any device Triton
     runs on (or the CPU under TRITON_INTERPRET=1); params: dict of PARAM_SHAPES tensors of the same
-    dtype and device; state: dict of (N, size) initial states per STATES, zeros when None;
-    lengths: (N,) integers in [0, T] (a tensor or a numpy array), sequence n's steps are
-    0..lengths[n]-1 (None: all T).
+    dtype and device;
+    state: dict of (N, size) initial states per STATES; when None, each state starts at its
+    STATE_INIT value (zeros); lengths: (N,) integers
+    in [0, T] (a tensor or a numpy array), sequence n's steps are 0..lengths[n]-1 (None: all T).
     Returns (outputs, state, cache): outputs maps each name in OUTPUTS to its (T, N, size) values
     at every step (zero past a sequence's end), state the final states (N, size) (each sequence's
     own last), cache what backward() needs.
     """
-    _x_seq, _params, _state0, _lengths = x, params, state, lengths   # generated names start with _: a spec name never shadows them
-    _sizes = _check_forward(_x_seq, _params, _state0, _lengths)
+    _inputs, _params, _state0, _lengths = _input_dict(x), params, state, lengths   # generated names start with _: a spec name never shadows them
+    _sizes = _check_forward(_inputs, _params, _state0, _lengths)
     _T, _N, D, H = _sizes["_T"], _sizes["_N"], _sizes["D"], _sizes["H"]
-    _dtype, _device, _F = _x_seq.dtype, _x_seq.device, _COMPUTE[_x_seq.dtype]
-    _x_seq = _x_seq.contiguous()
+    _dtype, _device = _params["W_i"].dtype, _params["W_i"].device   # those of x (checked)
+    _F = _COMPUTE[_dtype]
     _active = _active_steps(_T, _lengths, _device)
-    if _lengths is not None:  # steps past a sequence's end read zeros: nothing non-finite there reaches a gradient
-        _x_seq = _torch.where(_active, _x_seq, 0)
+    # the cache keeps the contiguous input sequences; past a sequence's end they read zeros, so
+    # nothing non-finite there reaches a gradient
+    _inputs = {_name: (_value if _lengths is None else _torch.where(_active, _value, 0)).contiguous()
+               for _name, _value in _inputs.items()}
+    _x_seq = _inputs["x"]
     _params = {_name: _value.contiguous() for _name, _value in _params.items()}
     _packed_x = _torch.cat([_params["W_i"], _params["W_f"], _params["W_z"], _params["W_o"]])  # (4*H, D): [W_i; W_f; W_z; W_o], one GEMM instead of 4
     _packed_h_prev = _torch.cat([_params["R_i"], _params["R_f"], _params["R_z"], _params["R_o"]])  # (4*H, H): [R_i; R_f; R_z; R_o], one GEMM instead of 4
@@ -347,20 +386,16 @@ def forward(x, params, state=None, lengths=None):
     _i_seq = _torch.empty((_T, _N, H), dtype=_dtype, device=_device)  # saved for the backward pass
     _f_seq = _torch.empty((_T, _N, H), dtype=_dtype, device=_device)  # saved for the backward pass
     _proj_h_prev = _torch.empty((_N, 4*H), dtype=_dtype, device=_device)  # the step's products with h_prev
+    _row_ends = _row_lengths(_T, _N, _lengths, _device)  # (N,) int32: the kernels read where each row ends
     _grid_H = (_triton.cdiv(_N * H, _BLOCK),)
     for _t in range(_T):
         _torch.matmul(_h_seq[_t], _packed_h_prev_T, out=_proj_h_prev)  # (F1) [R_i; R_f; R_z; R_o] @ h_prev as one packed product
-        _forward_1[_grid_H](_proj_h_prev, _proj_x[_t], _m_seq[_t], _c_seq[_t], _n_seq[_t], _i_pre_seq[_t], _f_pre_seq[_t], _z_seq[_t], _o_seq[_t], _m_seq[_t + 1], _i_seq[_t], _f_seq[_t], _c_seq[_t + 1], _n_seq[_t + 1], _h_seq[_t + 1], _N, H, _F=_F, _BLOCK=_BLOCK)  # (F1-F12) one fused kernel
-        if _lengths is not None:  # past a sequence's end its states stay
-            _h_seq[_t + 1] = _torch.where(_active[_t], _h_seq[_t + 1], _h_seq[_t])
-            _c_seq[_t + 1] = _torch.where(_active[_t], _c_seq[_t + 1], _c_seq[_t])
-            _n_seq[_t + 1] = _torch.where(_active[_t], _n_seq[_t + 1], _n_seq[_t])
-            _m_seq[_t + 1] = _torch.where(_active[_t], _m_seq[_t + 1], _m_seq[_t])
+        _forward_1[_grid_H](_proj_h_prev, _proj_x[_t], _m_seq[_t], _c_seq[_t], _n_seq[_t], _i_pre_seq[_t], _f_pre_seq[_t], _z_seq[_t], _o_seq[_t], _m_seq[_t + 1], _i_seq[_t], _f_seq[_t], _c_seq[_t + 1], _n_seq[_t + 1], _h_seq[_t], _h_seq[_t + 1], _row_ends, _N, H, _t, _F=_F, _BLOCK=_BLOCK)  # (F1-F12) one fused kernel
     _outputs = {"h": _h_seq[1:]}
-    if _lengths is not None:  # outputs past a sequence's end are zero
-        _outputs = {_name: _torch.where(_active, _value, 0) for _name, _value in _outputs.items()}
+    if _lengths is not None:  # a state holds past its sequence's end (the kernels keep it); as an output it is zero there
+        _outputs["h"] = _torch.where(_active, _outputs["h"], 0)
     _state = {"h": _h_seq[_T], "c": _c_seq[_T], "n": _n_seq[_T], "m": _m_seq[_T]}
-    _cache = {"x": _x_seq, "_packed_x": _packed_x, "_packed_h_prev": _packed_h_prev, "_h_seq": _h_seq, "_c_seq": _c_seq, "_n_seq": _n_seq, "_m_seq": _m_seq, "_i_pre_seq": _i_pre_seq, "_f_pre_seq": _f_pre_seq, "_z_seq": _z_seq, "_o_seq": _o_seq, "_i_seq": _i_seq, "_f_seq": _f_seq, "params": _params, "lengths": _lengths}
+    _cache = {"inputs": _inputs, "_packed_x": _packed_x, "_packed_h_prev": _packed_h_prev, "_h_seq": _h_seq, "_c_seq": _c_seq, "_n_seq": _n_seq, "_m_seq": _m_seq, "_i_pre_seq": _i_pre_seq, "_f_pre_seq": _f_pre_seq, "_z_seq": _z_seq, "_o_seq": _o_seq, "_i_seq": _i_seq, "_f_seq": _f_seq, "params": _params, "lengths": _lengths}
     return _outputs, _state, _cache
 
 
@@ -370,8 +405,10 @@ def backward(d_outputs, cache, d_state=None):
     d_outputs: dict mapping each name in OUTPUTS to dL/d(output) at every step, (T, N, size)
     (many-to-one: zeros except the last step); cache: from forward(); d_state: dict of
     dL/d(final state), (N, size) per STATES, zeros when None.
-    Returns Gradients(params, inputs, state): every parameter by name (its shape), the input
-    "x" (T, N, D) and each initial state by its name in STATES (N, size).
+    Returns Gradients(params, inputs, state): every parameter by name (its shape) except the
+    BUFFERS, each input by its name in INPUTS (T, N, size) and each initial state by its name in
+    STATES (N, size). Past a sequence's end the kernels read the adjoints as zeros and hold the
+    carried ones: the step there is the identity.
     """
     _d_outputs, _cache, _d_state = d_outputs, cache, d_state   # a spec name never shadows them
     _sizes = _check_backward(_d_outputs, _cache, _d_state)
@@ -381,8 +418,7 @@ def backward(d_outputs, cache, d_state=None):
     _F = _COMPUTE[_dtype]
     _accumulate = _torch.float64 if _dtype == _torch.float64 else _torch.float32  # sums over steps and batch
     _lengths = _cache["lengths"]
-    _active = _active_steps(_T, _lengths, _device)
-    _x_seq = _cache["x"]
+    _x_seq = _cache["inputs"]["x"]
     _packed_x = _cache["_packed_x"]
     _packed_h_prev = _cache["_packed_h_prev"]
     _h_seq = _cache["_h_seq"]
@@ -395,7 +431,7 @@ def backward(d_outputs, cache, d_state=None):
     _o_seq = _cache["_o_seq"]
     _i_seq = _cache["_i_seq"]
     _f_seq = _cache["_f_seq"]
-    _dh_out_seq = (_d_outputs["h"] if _lengths is None else _torch.where(_active, _d_outputs["h"], 0)).contiguous()
+    _dh_out_seq = _d_outputs["h"].contiguous()
     _dh_next_buf = _torch.empty((_N, H), dtype=_dtype, device=_device)  # dh_next: the adjoint of h<t> from step t+1
     _dh_next_buf[:] = 0 if _d_state is None else _d_state["h"]
     _dh_prev_buf = _torch.empty_like(_dh_next_buf)  # dh_prev: written by step t, then swapped in
@@ -410,32 +446,22 @@ def backward(d_outputs, cache, d_state=None):
     _dm_prev_buf = _torch.empty_like(_dm_next_buf)  # dm_prev: written by step t, then swapped in
     _dpre_seq = _torch.empty((_T, _N, 4*H), dtype=_dtype, device=_device)  # di_pre, df_pre, da_z, da_o of every step
     _dh_prev_linear = _torch.empty((_N, H), dtype=_dtype, device=_device)  # the step's R_iᵀ @ di_pre + R_fᵀ @ df_pre + R_zᵀ @ da_z + R_oᵀ @ da_o
-    _dc_buf = _torch.empty((_N, H), dtype=_dtype, device=_device)  # crosses a per-step GEMM
-    _dn_buf = _torch.empty((_N, H), dtype=_dtype, device=_device)  # crosses a per-step GEMM
-    _tmp1_buf = _torch.empty((_N, H), dtype=_dtype, device=_device)  # crosses a per-step GEMM
-    _df_buf = _torch.empty((_N, H), dtype=_dtype, device=_device)  # crosses a per-step GEMM
-    _dm_buf = _torch.empty((_N, H), dtype=_dtype, device=_device)  # crosses a per-step GEMM
+    _dc_buf = _torch.empty((_N, H), dtype=_dtype, device=_device)  # crosses a cut of the step
+    _dn_buf = _torch.empty((_N, H), dtype=_dtype, device=_device)  # crosses a cut of the step
+    _tmp1_buf = _torch.empty((_N, H), dtype=_dtype, device=_device)  # crosses a cut of the step
+    _df_buf = _torch.empty((_N, H), dtype=_dtype, device=_device)  # crosses a cut of the step
+    _dm_buf = _torch.empty((_N, H), dtype=_dtype, device=_device)  # crosses a cut of the step
+    _row_ends = _row_lengths(_T, _N, _lengths, _device)  # (N,) int32: the kernels read where each row ends
     _grid_H = (_triton.cdiv(_N * H, _BLOCK),)
     for _t in reversed(range(_T)):
-        if _lengths is not None:  # past a sequence's end the step is the identity: hold its adjoints, run the step on zeros
-            _held = (_dh_next_buf, _dc_next_buf, _dn_next_buf, _dm_next_buf)
-            _dh_next_buf = _torch.where(_active[_t], _dh_next_buf, 0)
-            _dc_next_buf = _torch.where(_active[_t], _dc_next_buf, 0)
-            _dn_next_buf = _torch.where(_active[_t], _dn_next_buf, 0)
-            _dm_next_buf = _torch.where(_active[_t], _dm_next_buf, 0)
-        _backward_1[_grid_H](_dh_next_buf, _dh_out_seq[_t], _c_seq[_t + 1], _dn_next_buf, _n_seq[_t + 1], _o_seq[_t], _dc_next_buf, _c_seq[_t], _n_seq[_t], _z_seq[_t], _dm_next_buf, _f_seq[_t], _i_seq[_t], _f_pre_seq[_t], _i_pre_seq[_t], _m_seq[_t], _dn_buf, _dc_buf, _df_buf, _dm_buf, _dpre_seq[_t], _tmp1_buf, _N, H, _F=_F, _BLOCK=_BLOCK)  # (B1-B12) one fused kernel
+        _backward_1[_grid_H](_dh_next_buf, _dh_out_seq[_t], _c_seq[_t + 1], _dn_next_buf, _n_seq[_t + 1], _o_seq[_t], _dc_next_buf, _c_seq[_t], _n_seq[_t], _z_seq[_t], _dm_next_buf, _f_seq[_t], _i_seq[_t], _f_pre_seq[_t], _i_pre_seq[_t], _m_seq[_t], _dn_buf, _dc_buf, _df_buf, _dm_buf, _dpre_seq[_t], _tmp1_buf, _row_ends, _N, H, _t, _F=_F, _BLOCK=_BLOCK)  # (B1-B12) one fused kernel
         _torch.matmul(_dpre_seq[_t], _packed_h_prev, out=_dh_prev_linear)  # (B13) [R_i; R_f; R_z; R_o]ᵀ @ the adjoints of i_pre, f_pre, a_z, a_o as one packed product
-        _backward_2[_grid_H](_dh_prev_linear, _dc_buf, _f_seq[_t], _dn_buf, _tmp1_buf, _df_buf, _dm_buf, _dh_prev_buf, _dc_prev_buf, _dn_prev_buf, _dm_prev_buf, _N, H, _F=_F, _BLOCK=_BLOCK)  # (B13-B16) one fused kernel
+        _backward_2[_grid_H](_dh_prev_linear, _dc_buf, _f_seq[_t], _dn_buf, _tmp1_buf, _df_buf, _dm_buf, _dh_next_buf, _dh_prev_buf, _dc_next_buf, _dc_prev_buf, _dn_next_buf, _dn_prev_buf, _dm_next_buf, _dm_prev_buf, _row_ends, _N, H, _t, _F=_F, _BLOCK=_BLOCK)  # (B13-B16) one fused kernel
         _dh_next_buf, _dh_prev_buf, _dc_next_buf, _dc_prev_buf, _dn_next_buf, _dn_prev_buf, _dm_next_buf, _dm_prev_buf = _dh_prev_buf, _dh_next_buf, _dc_prev_buf, _dc_next_buf, _dn_prev_buf, _dn_next_buf, _dm_prev_buf, _dm_next_buf  # step t's d<s>_prev is step t-1's d<s>_next
-        if _lengths is not None:
-            _dh_next_buf = _torch.where(_active[_t], _dh_next_buf, _held[0])
-            _dc_next_buf = _torch.where(_active[_t], _dc_next_buf, _held[1])
-            _dn_next_buf = _torch.where(_active[_t], _dn_next_buf, _held[2])
-            _dm_next_buf = _torch.where(_active[_t], _dm_next_buf, _held[3])
     _dpre_flat = _dpre_seq.reshape(_T * _N, 4*H)  # every step's di_pre, df_pre, da_z, da_o as rows
-    _dpacked_x = _dpre_flat.T @ _x_seq.reshape(_T * _N, D)  # gradients of W_i, W_f, W_z, W_o, summed over steps and batch: one GEMM
+    _dpacked_x = _dpre_flat.T @ _x_seq.reshape(_T * _N, D)  # gradients of W_i, W_f, W_z, W_o, summed over steps and batch
     _dx_grad = (_dpre_flat @ _packed_x).reshape(_T, _N, D)  # (B17) for every step at once, one GEMM
-    _dpacked_h_prev = _dpre_flat.T @ _h_seq[:-1].reshape(_T * _N, H)  # gradients of R_i, R_f, R_z, R_o, summed over steps and batch: one GEMM
+    _dpacked_h_prev = _dpre_flat.T @ _h_seq[:-1].reshape(_T * _N, H)  # gradients of R_i, R_f, R_z, R_o, summed over steps and batch
     _dpre_sum = _dpre_seq.sum(dim=(0, 1), dtype=_accumulate).to(_dtype)  # bias gradients: sums over steps and batch
     return _Gradients(
         params={
