@@ -44,7 +44,10 @@ class _Values:
     def __init__(self, rhs, runs, whole: bool, at_last: bool, scalar: bool):
         self.runs, self.whole, self.at_last, self.scalar = runs, whole, at_last, scalar
         self.rhs = rhs
-        self.values = [self.evaluate(Evaluator(run), rhs, run) for run in runs]
+        try:
+            self.values = [self.evaluate(Evaluator(run), rhs, run) for run in runs]
+        except (ShapeMismatch, StepFree, ValueError):
+            self.values = None        # the right side does not fit: only rewrites of it can match
 
     def steps(self, run):
         if self.whole:
@@ -62,6 +65,8 @@ class _Values:
 
     def matches(self, make_evaluator, lhs) -> bool:
         """True when ``lhs`` on the variant evaluators equals the formula at every checked point."""
+        if self.values is None:
+            return False
         seen = False
         for run, values in zip(self.runs, self.values):
             ev = make_evaluator(run)
@@ -99,10 +104,7 @@ class _Values:
 
 def diagnose(ctx, lhs, rhs, runs, *, whole: bool, at_last: bool, scalar: bool) -> list[Diagnosis]:
     d = ctx.d
-    try:
-        values = _Values(rhs, runs, whole, at_last, scalar)
-    except (ShapeMismatch, StepFree, ValueError):
-        return []
+    values = _Values(rhs, runs, whole, at_last, scalar)
     if values.matches(lambda run: Evaluator(run), -lhs):
         return [Diagnosis("sign flip", "the right side is the negative of the correct gradient")]
 

@@ -226,7 +226,7 @@ class LatexParser:
 
     def _param_gradient(self, e) -> bool:
         """``dW`` (or a block ``[dU | dW]``): one step's term when the formula has no Σ_t."""
-        if isinstance(e, HCat):
+        if isinstance(e, (HCat, VStack, MatTranspose)):
             return all(self._param_gradient(a) for a in e.args)
         return isinstance(e, sp.Symbol) and e.name.startswith("d") and \
             e.name[1:] in self.ctx.cell.params

@@ -183,9 +183,14 @@ def loss_gradients(run: Run) -> list[dict[str, np.ndarray]]:
 
 def _stack(e, ev):
     vals = [ev(a) for a in e.args]
-    if any(np.ndim(v) != 2 for v in vals) or len({v.shape[0] for v in vals}) != 1:
+    if vals and all(np.ndim(v) == 1 for v in vals):        # parameter vectors: stacked biases
+        return np.concatenate(vals)
+    rows = {np.shape(v)[0] for v in vals if np.ndim(v) == 2}
+    if any(np.ndim(v) not in (1, 2) for v in vals) or len(rows) != 1:
         raise ShapeMismatch("[ , ] stacks vectors only")
-    return np.concatenate(vals, axis=1)
+    n = rows.pop()                                          # a bias beside batch rows repeats
+    return np.concatenate([np.broadcast_to(v, (n, np.shape(v)[0])) if np.ndim(v) == 1 else v
+                           for v in vals], axis=1)
 
 
 def _blocks(e, ev):
