@@ -237,6 +237,12 @@ def _has_jacobian(e) -> bool:
     return bool(e.atoms(Jacobian))
 
 
+
+#: what is left when SymPy cannot differentiate a node (a reduction, or a function without a
+#: derivative): unreadable, never evaluated as a wrong number
+NO_DERIVATIVE = "a derivative through a reduction (mean, sum) or a function SymPy cannot differentiate"
+
+
 def _apply(J, v, transposed: bool, ctx: "Context"):
     """J v or J^T v for a Jacobian (or its transpose, or a sum of them) and a vector."""
     if isinstance(J, sp.Add):
@@ -250,7 +256,7 @@ def _apply(J, v, transposed: bool, ctx: "Context"):
     v = ctx.shift_expr(v, -k)
     out = (_vjp if transposed else _jvp)(expr, target, v)
     if out.has(sp.Derivative):                # through a node SymPy cannot differentiate
-        raise VerifyError("a derivative through a reduction (mean, sum) of the cell")
+        raise VerifyError(NO_DERIVATIVE)
     return ctx.shift_expr(out.xreplace(ctx.saved), k)
 
 
@@ -360,7 +366,7 @@ def local_derivative(ctx: Context, of, a: int, wrt: str, b: int, where: str):
         if isinstance(value, Jacobian):
             return value              # shifted and written in saved values when applied
     if value.has(sp.Derivative):              # through a node SymPy cannot differentiate
-        raise VerifyError("a derivative through a reduction (mean, sum) of the cell", where)
+        raise VerifyError(NO_DERIVATIVE, where)
     return ctx.shift_expr(value.xreplace(ctx.saved), a)
 
 
