@@ -237,7 +237,6 @@ def _has_jacobian(e) -> bool:
     return bool(e.atoms(Jacobian))
 
 
-
 #: what is left when SymPy cannot differentiate a node (a reduction, or a function without a
 #: derivative): unreadable, never evaluated as a wrong number
 NO_DERIVATIVE = "a derivative through a reduction (mean, sum) or a function SymPy cannot differentiate"
