@@ -692,10 +692,10 @@ class _EquationParser:
             args.append(arg)
             shape = shape or arg_shape
         if shape == ():             # sqrt(2), sigmoid(eps / 2): a number, folded here
-            return self.number_of(func(*args), fname, node), shape
+            return self.number_of(func(*args), node), shape
         return func(*args), shape
 
-    def number_of(self, call: sp.Expr, fname: str, node: ast.AST) -> sp.Expr:
+    def number_of(self, call: sp.Expr, node: ast.AST) -> sp.Expr:
         """A function of numbers only, as the number it is: evaluated once, by the op table's
         NumPy reference (the one the kernels and the interpreter use), so it prints as a number."""
         from .evaluate import value        # evaluate imports this module's Cell types
@@ -703,7 +703,12 @@ class _EquationParser:
         number = math.nan
         if not call.has(sp.zoo, sp.oo, -sp.oo, sp.nan, sp.I):     # SymPy's log(0), sqrt(-1)
             with np.errstate(all="ignore"):
-                number = float(np.real_if_close(value(call, lambda name: 0.0)))
+                number = float(np.real_if_close(value(call, lambda name: {}[name])))   # no names
         if not math.isfinite(number):
             raise self.fail(f"{limits.clip(ast.unparse(node))} is not a finite number ({number})", node)
-        return sp.Rational(repr(number))      # the shortest decimal that is this double, as literals
+        folded = sp.Rational(repr(number))    # the shortest decimal that is this double, as literals
+        try:
+            limits.check_number(folded)
+        except LimitError as exc:
+            raise self.fail(exc.problem, node) from None
+        return folded
