@@ -354,4 +354,14 @@ def _replace_each(e, old, new):
         return
     for k, arg in enumerate(e.args):
         for variant in _replace_each(arg, old, new):
-            yield e.func(*e.args[:k], variant, *e.args[k + 1:])
+            yield _rebuilt(e, (*e.args[:k], variant, *e.args[k + 1:]))
+
+
+def _rebuilt(e, args):
+    """``e``'s node over new ``args``, left unevaluated: SymPy's automatic evaluation of nested
+    calls asks assumptions of every level (five nested tanh took seconds per candidate), and the
+    numeric check that follows needs only the tree."""
+    try:
+        return e.func(*args, evaluate=False)
+    except TypeError:                       # a node class without the evaluate keyword
+        return e.func(*args)
