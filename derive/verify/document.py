@@ -60,18 +60,45 @@ class Judged:
         return data
 
 
-def extract(text: str) -> list[Formula]:
-    """The formulas of a document, in order, each with the line it starts on."""
-    out: list[Formula] = []
+#: prose between two inline formulas that joins them into one: ``$A$ = -($B$ - $C$)``
+JOIN = re.compile(r"[ \t]*(?:[=+\-*/(][ \t]*)+")
+
+
+def _pieces(text: str):
+    """(kind, body, start, end) of each math block; inline ones on one line joined by nothing
+    but operators and parentheses are one formula (the closing parentheses after them too)."""
+    out = []
     for m in MATH.finditer(text):
         kind = m.lastgroup if m.lastgroup != "name" else "env"
         body = m.group(kind) if kind != "env" else m.group("env")
         start = m.start(kind) if kind != "env" else m.start()
+        last = out[-1] if out else None
+        gap = text[last[3]:m.start()] if last else ""
+        if kind == "inline" and last and last[0] == "inline" and JOIN.fullmatch(gap) and \
+                ("=" in gap or "=" in last[1]):
+            body = last[1] + gap + body
+            out[-1] = (kind, body, last[2], m.end())
+            continue
+        out.append((kind, body, start, m.end()))
+    joined = []
+    for kind, body, start, end in out:
+        opened = body.count("(") - body.count(")")
+        close = re.match(r"[ \t]*\)+", text[end:])
+        if kind == "inline" and opened > 0 and close:
+            body += close.group()[:len(close.group()) - max(0, close.group().count(")") - opened)]
+        joined.append((kind, body, start))
+    return joined
+
+
+def extract(text: str) -> list[Formula]:
+    """The formulas of a document, in order, each with the line it starts on."""
+    out: list[Formula] = []
+    for kind, body, start in _pieces(text):
         if kind == "comment" and "\\" not in body and "=" not in body:
             continue
         if kind == "comment":                # keep offsets: tags become spaces, lines stay
             body = HTML.sub(lambda t: re.sub(r"[^\n]", " ", t.group()), body)
-        line0 = text.count("\n", 0, m.start()) + 1
+        line0 = text.count("\n", 0, start) + 1
         for offset, row in _rows(body):
             row_text = row.strip()
             if not row_text or not re.search(r"[A-Za-z\\]", row_text):

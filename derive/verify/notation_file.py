@@ -132,7 +132,8 @@ def reading_from_notation(name_or_path, derivation) -> Reading:
     return Reading(notation.name, symbols=symbols, losses=losses,
                    step_label=notation.current_step, hyphen_subscripts=hyphens,
                    scalar=notation.scalar, cells=notation.cells, path=notation.path,
-                   carried_assign=notation.carried_assign,
+                   carried_assign=notation.carried_assign, layout=notation.layout,
+                   formulas=notation.formulas,
                    sizes={key(k): v for k, v in notation.sizes.items()})
 
 
