@@ -19,10 +19,11 @@ error that names the missing names and the notation file.
 
 The same file says how formulas written in it read (``derive.verify``): ``current_step``
 (``"t+1"`` when the document's step computes s_{t+1}), ``pdf_hyphens``, ``scalar``,
-``carried_assign`` (min-char-rnn's ``dhnext = Whh^T dhraw`` assigns what the step hands back), and the
-tables ``[read]`` (other spellings with their meaning in the cell's names), ``[adjoints]``,
-``[targets]``, ``[losses]`` and ``[sizes]`` (the document's size names, for slices
-``w[:, :n_a]``); a symbol written transposed (``U_f = '\\hat{w}_f^T'``) makes
+``carried_assign`` (min-char-rnn's ``dhnext = Whh^T dhraw`` assigns what the step hands back),
+``layout`` (a Jacobian written alone is J, or J^T in ``"denominator"``), the tables ``[read]``
+(other spellings with their meaning in the cell's names), ``[adjoints]``, ``[targets]``,
+``[losses]`` and ``[sizes]`` (the document's size names, for slices ``w[:, :n_a]``), and
+``[[formula]]`` entries (one formula's garbled pieces and how they read); a symbol written transposed (``U_f = '\\hat{w}_f^T'``) makes
 its base the transpose. Built-in notations are such files and nothing else.
 """
 
