@@ -36,7 +36,6 @@ EXAMPLES = (
             "every formula of one document, judged, in a table", slow=True),
 )
 EXIT = {"holds": 0, "does not hold": 1, "unreadable": 2}
-DOCUMENT_BYTES = 2_000_000
 
 
 def add_arguments(parser):
@@ -141,7 +140,7 @@ def _document(args) -> int:
     from derive.verify.document import document_table, verify_document
     path = Path(args.document)
     try:
-        text = limits.read_text(path, DOCUMENT_BYTES, "document")
+        text = limits.read_text(path, limits.DOCUMENT_BYTES, "document")
     except limits.LimitError as exc:
         return _fail(f"{path}: {exc.problem}")
     except OSError as exc:
