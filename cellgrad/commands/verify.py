@@ -73,6 +73,15 @@ def _fail(message: str, caret: list[str] = ()) -> int:
 
 
 def run(args) -> int:
+    import numpy as np
+
+    # a formula evaluated at random draws may take log or sqrt of a negative number: the
+    # verdict reports the NaN with its draw, NumPy's warning would only repeat it without context
+    with np.errstate(all="ignore"):
+        return _run(args)
+
+
+def _run(args) -> int:
     from derive.verify import VerifyError
     try:
         if args.seeds is not None:
