@@ -176,3 +176,24 @@ def test_any_formula_entry_loads_or_is_refused_clearly(entry):
         assert str(err)
         return
     assert len(notation.formulas) == 1
+
+
+@pytest.mark.parametrize("formula, verdict", [
+    # d2l: o_t = W_qh h_t, h_t = W_hx x_t + W_hh h_{t-1}; chains of Jacobians are matrix products
+    (r"\frac{\partial o_t}{\partial h_{t-1}} = W_{qh} W_{hh}", "holds"),
+    (r"\frac{\partial o_t}{\partial h_{t-1}} = \frac{\partial o_t}{\partial h_t} "
+     r"\frac{\partial h_t}{\partial h_{t-1}}", "holds"),
+    (r"\frac{\partial h_t}{\partial h_{t-1}} \frac{\partial h_{t-1}}{\partial h_{t-2}} = W_{hh} W_{hh}",
+     "holds"),
+    (r"\frac{\partial h_t}{\partial h_{t-1}} \frac{\partial h_{t-1}}{\partial h_{t-2}} = W_{hh}^T W_{hh}",
+     "does not hold"),
+    (r"\frac{\partial o_t}{\partial h_{t-1}} = W_{hh} W_{qh}", "unreadable"),     # Q x H after H x H
+    (r"2 \frac{\partial h_t}{\partial h_{t-1}} = 2 W_{hh}", "holds"),
+    (r"2 \frac{\partial h_t}{\partial h_{t-1}} = W_{hh}", "does not hold"),
+    # only the path through o_t: ∂L/∂h_{t-1} has the path through h_t's own future too
+    (r"\frac{\partial L}{\partial h_{t-1}} = \left(\frac{\partial o_t}{\partial h_t} "
+     r"\frac{\partial h_t}{\partial h_{t-1}}\right)^T \frac{\partial L}{\partial o_t}", "does not hold"),
+])
+def test_products_of_jacobians(formula, verdict):
+    v = verify(D2L[0], formula, notation=D2L[1])
+    assert v.verdict == verdict, (v.detail, v.claim)

@@ -60,6 +60,16 @@ class MatTranspose(sp.Function):
         return rf"{printer.parenthesize(self.args[0], 1000)}^{{\top}}"
 
 
+class MatMul(sp.Function):
+    """``A B``: two matrices (or Jacobians) multiplied, ``∂h_t/∂h_{t-1} ∂h_{t-1}/∂h_{t-2}``; a
+    product with Jacobians is only ever applied to a vector (``context``)."""
+
+    nargs = 2
+
+    def _latex(self, printer, exp=None):
+        return " ".join(printer.parenthesize(a, 1000) for a in self.args)
+
+
 class Row(sp.Function):
     """A vector written transposed (``v^T``): only meaningful as a factor of an outer product."""
 
@@ -115,4 +125,4 @@ class Probed(sp.Function):
 PROBE_PREFIX = "_probe_"
 
 
-FORMULA_NODES = (SumT, SumN, VCat, HCat, VStack, MatTranspose, Row, Jacobian, Probed)
+FORMULA_NODES = (SumT, SumN, VCat, HCat, VStack, MatTranspose, MatMul, Row, Jacobian, Probed)

@@ -125,6 +125,9 @@ class _CellPrinter(StrPrinter):
 
     _print_Row = _print_MatTranspose
 
+    def _print_MatMul(self, e):
+        return f"{self._group(e.args[0])} @ {self._group(e.args[1])}"
+
     def _call(self, name, e):
         return f"{name}({', '.join(self._print(a) for a in e.args)})"
 

@@ -26,7 +26,7 @@ import sympy as sp
 from derive.evaluate import backward_step, value
 from derive.linear import Outer, ShapeMismatch
 
-from .nodes import PROBE_PREFIX, HCat, MatTranspose, Probed, Row, SumN, SumT, VCat, VStack
+from .nodes import PROBE_PREFIX, HCat, MatMul, MatTranspose, Probed, Row, SumN, SumT, VCat, VStack
 
 SYMBOL_RE = re.compile(r"^(?P<base>[^@#]+)(?:#(?P<variant>\w+))?(?:@(?P<shift>[+-]\d+))?$")
 
@@ -208,6 +208,13 @@ def _rows(e, ev):
     return np.concatenate(vals, axis=0)
 
 
+def _matrix_product(e, ev):
+    a, b = (ev(x) for x in e.args)
+    if np.ndim(a) != 2 or np.ndim(b) != 2 or np.shape(a)[1] != np.shape(b)[0]:
+        raise ShapeMismatch(f"a matrix product of shapes {np.shape(a)} and {np.shape(b)}")
+    return a @ b
+
+
 def _sum_batch(e, ev):
     v = ev(e.args[0])
     return v.sum(axis=0) if np.ndim(v) == 2 and not _is_matrix_valued(e.args[0]) else v
@@ -236,6 +243,7 @@ def formula_nodes(sum_steps=None, probe=None) -> dict:
 
     return {VCat: _stack, HCat: _blocks, VStack: _rows,
             MatTranspose: lambda e, ev: np.transpose(ev(e.args[0])),
+            MatMul: _matrix_product,
             Row: lambda e, ev: ev(e.args[0]), SumN: _sum_batch, SumT: sum_over_steps,
             Probed: probed}
 
