@@ -197,3 +197,11 @@ def test_any_formula_entry_loads_or_is_refused_clearly(entry):
 def test_products_of_jacobians(formula, verdict):
     v = verify(D2L[0], formula, notation=D2L[1])
     assert v.verdict == verdict, (v.detail, v.claim)
+
+
+def test_a_chain_of_jacobians_prints_its_product_and_reads_back():
+    lhs = r"\frac{\partial h_t}{\partial h_{t-1}} \frac{\partial h_{t-1}}{\partial h_{t-2}} = "
+    v = verify(D2L[0], lhs + r"W_{hh}^T W_{hh}", notation=D2L[1])
+    assert v.verdict == "does not hold" and v.claim == ["W_hh @ W_hh", "W_hh.T @ W_hh"]
+    again = verify(D2L[0], lhs + v.correct, notation=D2L[1])
+    assert again.verdict == "holds" and again.how.startswith("symbolic proof"), again.detail

@@ -290,7 +290,10 @@ def _point_values(run, t, rhs, lhs, index) -> dict:
 # -- symbolic proof ----------------------------------------------------------------------------
 
 def _proves(ctx: Context, lhs, rhs) -> bool:
-    """Both sides in the carried/upstream adjoints and forward values; the difference is 0."""
+    """Both sides in the carried/upstream adjoints and forward values; the difference is 0.
+    A matrix claim is proved on its probed products: W p = W p for a symbolic vector p."""
+    if isinstance(lhs, Probed) and isinstance(rhs, Probed) and lhs.args[1] == rhs.args[1]:
+        lhs, rhs = lhs.args[0], rhs.args[0]
     exotic = (*FORMULA_NODES,)
     for side in (lhs, rhs):
         if side.atoms(*exotic) or any("@" in s.name or "#" in s.name for s in side.free_symbols):

@@ -108,8 +108,10 @@ class Probed(sp.Function):
                 return sp.Integer(1)
             if isinstance(e, sp.Mul) and probe in e.args and not (e / probe).has(probe):
                 return e / probe
-            if type(e).__name__ in ("MatVec", "MatVecT") and e.args[1] == probe:
-                return e.args[0] if type(e).__name__ == "MatVec" else MatTranspose(e.args[0])
+            if type(e).__name__ in ("MatVec", "MatVecT"):
+                m = e.args[0] if type(e).__name__ == "MatVec" else MatTranspose(e.args[0])
+                inner = of(e.args[1])
+                return None if inner is None else m if inner == 1 else MatMul(m, inner)
             if isinstance(e, VCat):
                 blocks = [of(a) for a in e.args]
                 return VStack(*blocks) if all(b is not None for b in blocks) else None
