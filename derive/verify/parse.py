@@ -299,13 +299,20 @@ class LatexParser:
 
     def sum(self):
         tok = self.expect(r"\sum")
-        index = None
+        index, bounds = None, ""
         for _ in range(2):
             if self.peek().text in ("_", "^"):
                 mark = self.next().text
                 raw, self.i = self._group_text(self.i)
                 if mark == "_":
-                    index = raw.split("=")[0]
+                    index, _, low = raw.partition("=")
+                    bounds += " " + low
+                else:
+                    bounds += " " + raw
+        if index and index not in ("t", "s", "tau") and index[0] != "t" and \
+                re.search(r"(?<![A-Za-z])[tT](?![A-Za-z])", bounds):
+            self.fail(f"a sum over a range of steps with its own index {index} (Σ_{{{index}=t}}^T) "
+                      "is not read yet", tok, self.tokens[self.i - 1].end)
         if not self.starts_factor(self.peek()) and self.peek().text != "-":
             self.fail("Σ without a body", tok)
         body = self.signed_factor()
@@ -345,6 +352,9 @@ class LatexParser:
                     continue
                 value = transpose(self.ctx, value, self.where(hat))
             else:
+                if self.ctx.kind(value) in ("mat", "row") and re.search(r"[A-Za-z]", raw):
+                    self.fail("a power of a matrix with a symbolic exponent (a sum of matrix "
+                              "powers, (W^T)^{T-i}) is not read yet", hat, self.tokens[j - 1].end)
                 exponent = self.group_expr()
                 if self.ctx.kind(exponent) != "num":
                     self.fail("an exponent must be a number", hat)
@@ -357,6 +367,14 @@ class LatexParser:
         if self.peek().text == "'":
             self.fail("a prime belongs to a function (\\sigma'(z), \\tanh'(z))", tok)
         return value
+
+    def _not_read_yet(self, problem: str, tok: Token):
+        """Refuse a form with its sub- and superscript groups underlined (∏_{k=t+1}^{T})."""
+        j = self.i + 1
+        for _ in range(2):
+            if j < len(self.tokens) and self.tokens[j].text in ("_", "^"):
+                _, j = self._group_text(j + 1)
+        self.fail(problem, tok, self.tokens[j - 1].end)
 
     def _slice_items(self):
         """``[a:b, :]`` after a value: the raw items and the index after ``]``; None when the
@@ -463,6 +481,8 @@ class LatexParser:
                 return self.external(self.atom(), "carried" if name == "bar" else "upstream")
             if name in GREEK or name in ACCENTS:
                 return self.resolve(self.atom())
+            if tok.text == r"\prod":
+                self._not_read_yet("a product over a range of steps (∏) is not read yet", tok)
             self.fail(f"unknown command {tok.text}", tok)
         if tok.kind == "word" and tok.text == "prod" and self.peek(1).text == "(" and \
                 "prod" not in self.ctx.symbols:          # d2l's prod(δ, ∂h/∂W)
