@@ -169,7 +169,7 @@ def parse_notation(text: str, path: str = "<notation>") -> "Notation":
 
     known_meta = {"name", "description", "time", "cells", "auto", "adjoint", "upstream", "carried",
                   "loss", "product", "current_step", "pdf_hyphens", "scalar", "carried_assign",
-                  "layout"}
+                  "layout", "indices"}
     extra = set(meta) - known_meta
     if extra:
         key = sorted(extra)[0]
@@ -199,6 +199,13 @@ def parse_notation(text: str, path: str = "<notation>") -> "Notation":
     if layout not in LAYOUTS:
         raise NotationError(f"layout = {layout!r}: expected one of {', '.join(map(repr, LAYOUTS))}",
                             path=path, line=line_of("layout", "notation"))
+    indices = meta.get("indices", [])
+    if not isinstance(indices, list) or len(indices) not in (0, 2) or \
+            not all(isinstance(x, str) and len(x) == 1 and x.isalpha() and x not in "tT"
+                    for x in indices) or len(set(indices)) != len(indices):
+        raise NotationError("indices must be two different letters other than t and T: the row "
+                            "and the column index of an entry (indices = [\"i\", \"j\"])",
+                            path=path, line=line_of("indices", "notation"))
     tables = {t: _reading_table(data, t, text, path) for t in READING_TABLES}
     formulas = _formula_readings(data.get("formula", []), text, path)
     loss = text_field("loss", "E")
@@ -228,6 +235,7 @@ def parse_notation(text: str, path: str = "<notation>") -> "Notation":
                     loss=loss, product=product, symbols=dict(symbols), path=path,
                     current_step=CURRENT_STEPS[current_step], pdf_hyphens=flags["pdf_hyphens"],
                     scalar=flags["scalar"], carried_assign=flags["carried_assign"], layout=layout,
+                    indices=tuple(indices),
                     formulas=formulas, **tables)
 
 
@@ -312,6 +320,7 @@ class Notation:
     scalar: bool = False        # the document treats every size as 1
     carried_assign: bool = False  # dh_next = ... on a left side: what the step hands back (code)
     layout: str = "numerator"   # a Jacobian written alone: J, or J^T ("denominator": a = h W)
+    indices: tuple = ()         # entry indices (row, column): ∂L/∂W_{ij} is entry (i, j) of dL/dW
     read: dict[str, str] = field(default_factory=dict)       # symbol -> meaning in cell names
     adjoints: dict[str, str] = field(default_factory=dict)   # symbol whose d-form means this
     losses: dict[str, str] = field(default_factory=dict)     # loss symbol -> LOSS_KINDS entry

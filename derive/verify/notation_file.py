@@ -135,6 +135,7 @@ def reading_from_notation(name_or_path, derivation) -> Reading:
                    step_label=notation.current_step, hyphen_subscripts=hyphens,
                    scalar=notation.scalar, cells=notation.cells, path=notation.path,
                    carried_assign=notation.carried_assign, layout=notation.layout,
+                   indices=notation.indices,
                    formulas=notation.formulas,
                    sizes={key(k): v for k, v in notation.sizes.items()})
 

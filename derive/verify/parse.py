@@ -28,6 +28,8 @@ import sympy as sp
 from derive import limits, ops
 from derive.limits import LimitError
 
+from derive.linear import Outer
+
 from .context import (KIND_WORD, Claim, Context, Token, local_derivative, matrix_claim, prod,
                       product, row_parts, transpose, unprev)
 from .errors import Place, VerifyError, excerpt
@@ -76,6 +78,7 @@ class Atom:
     start: int
     end: int
     value: object = None        # the top of a derivative of an expression: ∂(u x + v s)/∂v
+    entries: str = ""           # entry indices (the notation's indices): W_{ij}, h_j, δ_{t,i}
 
 
 class LatexParser:
@@ -96,6 +99,7 @@ class LatexParser:
         self.at_last = False
         self.jacobian_at = None     # where a derivative that is a matrix was read
         self.diagonal = set()       # token spans of elementwise derivatives (∂c_t/∂c_{t-1} = f)
+        self.indexed = False        # an entry index was read: products of entries commute
         self._frac_start = 0
         self.offsets = self._time_mode()
 
@@ -220,6 +224,10 @@ class LatexParser:
             sides.append(self.expr())
         if self.peek().kind != "end":
             self.fail(f"cannot read {self.peek().text!r} here")
+        kinds = {self.ctx.kind(side) for side in sides} - {"num"}
+        if self.indexed and len(kinds) > 1:
+            self.fail("index notation: the sides carry different entry indices ("
+                      + " and ".join(sorted(KIND_WORD[k] for k in kinds)) + ")")
         if any(side.has(Jacobian) for side in sides):
             sides = matrix_claim(self.ctx, sides, self.jacobian_at)
         return Claim(sides, self.at_last, self.text)
@@ -265,7 +273,7 @@ class LatexParser:
         value = self.product_chain()
         while self.peek().text == r"\otimes":
             tok = self.next()
-            value = product(self.ctx, value, self.product_chain(), "otimes", self.where(tok))
+            value = self.times(value, self.product_chain(), "otimes", self.where(tok))
         return -value if sign == -1 else value
 
     def product_chain(self):
@@ -282,11 +290,11 @@ class LatexParser:
                     right = self.sum()
                 else:
                     right = self.signed_factor()
-                value = product(self.ctx, value, right, PRODUCT_OPS[tok.text], self.where(tok))
+                value = self.times(value, right, PRODUCT_OPS[tok.text], self.where(tok))
             elif tok.text == r"\sum":
-                value = product(self.ctx, value, self.sum(), "*", self.where(tok))
+                value = self.times(value, self.sum(), "*", self.where(tok))
             elif self.starts_factor(tok):
-                value = product(self.ctx, value, self.factor(), "*", self.where(tok))
+                value = self.times(value, self.factor(), "*", self.where(tok))
             else:
                 break
         return value
@@ -299,7 +307,7 @@ class LatexParser:
 
     def sum(self):
         tok = self.expect(r"\sum")
-        index, bounds = None, ""
+        index, bounds, low = None, "", ""
         for _ in range(2):
             if self.peek().text in ("_", "^"):
                 mark = self.next().text
@@ -309,8 +317,12 @@ class LatexParser:
                     bounds += " " + low
                 else:
                     bounds += " " + raw
-        if index and index not in ("t", "s", "tau") and index[0] != "t" and \
-                re.search(r"(?<![A-Za-z])[tT](?![A-Za-z])", bounds):
+        if index and index in self.ctx.reading.indices:
+            self.fail(f"index notation: a sum over the entry index {index} (a matrix product "
+                      "written entry by entry) is not read yet", tok, self.tokens[self.i - 1].end)
+        step_index = index in ("t", "s", "tau") or bool(index and index[0] == "t")
+        if index and index != "t" and (re.search(r"(?<![A-Za-z])t(?![A-Za-z])", low) or not
+                                       step_index and re.search(r"(?<![A-Za-z])T(?![A-Za-z])", bounds)):
             self.fail(f"a sum over a range of steps with its own index {index} (Σ_{{{index}=t}}^T) "
                       "is not read yet", tok, self.tokens[self.i - 1].end)
         if not self.starts_factor(self.peek()) and self.peek().text != "-":
@@ -320,9 +332,9 @@ class LatexParser:
             nxt = self.peek()
             if nxt.text in PRODUCT_OPS and nxt.text != r"\otimes":
                 self.next()
-                body = product(self.ctx, body, self.signed_factor(), PRODUCT_OPS[nxt.text], self.where(nxt))
+                body = self.times(body, self.signed_factor(), PRODUCT_OPS[nxt.text], self.where(nxt))
             elif self.starts_factor(nxt):
-                body = product(self.ctx, body, self.factor(), "*", self.where(nxt))
+                body = self.times(body, self.factor(), "*", self.where(nxt))
             else:
                 break
         if index in (None, "t", "s", "tau") or (index and index[0] == "t"):
@@ -331,6 +343,21 @@ class LatexParser:
             self.fail(f"a sum over the batch of the number {body}: nothing in it belongs to a "
                       "sample (is the adjoint it multiplies missing?)", tok, self.tokens[self.i - 1].end)
         return SumN(body)
+
+    def times(self, a, b, op: str, where: str):
+        """``a op b``; in index notation (δ_i h_j) entries commute, and a row-index entry beside a
+        column-index entry is the outer product, in either order."""
+        if self.indexed and op in ("*", "odot"):
+            ka, kb = self.ctx.kind(a), self.ctx.kind(b)
+            if "mat" in (ka, kb) and "num" not in (ka, kb):
+                raise VerifyError("index notation: a product with a matrix or with an entry of "
+                                  "one is not read yet (only entries of vectors, δ_i h_j)", where)
+            if {ka, kb} == {"vec", "row"}:
+                col, row = (a, b) if ka == "vec" else (b, a)
+                return Outer(col, _unrow(row))
+            if ka == kb == "row":
+                return Row(_unrow(a) * _unrow(b))
+        return product(self.ctx, a, b, op, where)
 
     def factor(self):
         tok = self.peek()
@@ -467,6 +494,9 @@ class LatexParser:
             functions = {**ops.latex_reads(), **self.ctx.functions}   # the cell's own too
             if name in functions:
                 return self.call(functions[name], tok)
+            if tok.text in ADJOINT_CMDS and not self.starts_atom(self.peek(1)) and \
+                    tok.text in self.ctx.symbols:       # δ_i: the notation's own symbol δ
+                return self.resolve(self.atom())
             if tok.text in ADJOINT_CMDS:
                 self.next()
                 if not self.starts_atom(self.peek()):
@@ -532,6 +562,9 @@ class LatexParser:
             self.fail("a function without an argument", tok)
         if len(args) != arity:
             self.fail(f"{tok.text.lstrip(chr(92))} takes {arity} arguments", tok)
+        if self.indexed and any(self.ctx.kind(a) == "row" for a in args):
+            self.fail("index notation: a function of an entry with the column index "
+                      f"{self.ctx.reading.indices[1]} is not read yet", tok)
         if any(self.ctx.kind(a) not in ("vec", "num") for a in args):
             self.fail("an elementwise function of a matrix", tok)
         if prime:
@@ -554,13 +587,14 @@ class LatexParser:
         """Read ``base _{label or time} ^{label} @{time} (time) '`` into a key and a time."""
         start = self.peek()
         tok = self.next()
+        entries = ""
         if tok.kind == "cmd" and tok.text[1:] in ACCENTS:
             self.expect("{")
             inner = self.atom()
             self.expect("}")
             if inner.adjoint:
                 self.fail("an accent over an adjoint", tok)
-            key, time = f"\\{tok.text[1:]}{{{inner.key}}}", inner.time
+            key, time, entries = f"\\{tok.text[1:]}{{{inner.key}}}", inner.time, inner.entries
         elif tok.kind == "cmd" and tok.text[1:] in GREEK:
             key, time = tok.text, None
         elif tok.kind == "word":
@@ -584,6 +618,14 @@ class LatexParser:
                 elif comma and label and TIME_RE.match(last):      # W_{f,t}: label f at step t
                     key += f"_{{{label}}}"
                     time = self._set_time(time, last, nxt)
+                elif self._is_entry(key, raw):                      # W_{ij}, h_j
+                    entries = raw
+                elif comma and TIME_RE.match(label) and self._is_entry(key, last):   # δ_{t,i}
+                    time = self._set_time(time, label, nxt)
+                    entries = last
+                elif comma and label and self._is_entry(f"{key}_{{{label}}}", last):  # W_{hh,ij}
+                    key += f"_{{{label}}}"
+                    entries = last
                 else:
                     key += f"_{{{raw}}}"
             elif nxt.kind == "time":
@@ -591,9 +633,13 @@ class LatexParser:
                 time = self._set_time(time, nxt.text[2:-1], nxt)
             elif nxt.text == "^":
                 raw, j = self._group_text(self.i + 1)
+                paren = re.fullmatch(r"\((.*)\)", raw)
                 if TIME_RE.match(raw) and raw not in ("T",):
                     self.i = j
                     time = self._set_time(time, raw, nxt)
+                elif paren and TIME_RE.match(paren.group(1)):      # h^{(t-1)}: Goodfellow et al.
+                    self.i = j
+                    time = self._set_time(time, paren.group(1), nxt)
                 elif re.fullmatch(r"[A-Za-z]+", raw) and raw != "T" and \
                         f"{key}^{{{raw}}}" in self.ctx.symbols:
                     self.i = j
@@ -612,7 +658,30 @@ class LatexParser:
                 time = self._set_time(time, raw, nxt)
             else:
                 break
-        return Atom(key, time, adjoint, prime, start.pos, self.tokens[self.i - 1].end)
+        return Atom(key, time, adjoint, prime, start.pos, self.tokens[self.i - 1].end,
+                    entries=entries)
+
+    def _is_entry(self, key: str, raw: str) -> bool:
+        """``raw`` is entry indices of ``key``: only letters the notation declares as indices,
+        each at most once, and ``key_{raw}`` is not a symbol of its own (W_{i}, a gate's label)."""
+        indices = self.ctx.reading.indices
+        return bool(indices) and 0 < len(raw) <= 2 and all(c in indices for c in raw) and \
+            len(set(raw)) == len(raw) and f"{key}_{{{raw}}}" not in self.ctx.symbols
+
+    def oriented(self, value, entries: str, key: str, where):
+        """An entry read as its whole value: row index -> the vector, column index -> its
+        transpose; a matrix's (i, j) -> the matrix, (j, i) -> its transpose."""
+        if not entries:
+            return value
+        self.indexed = True
+        row, col = self.ctx.reading.indices
+        kind = self.ctx.kind(value)
+        if kind == "vec" and len(entries) == 1:
+            return value if entries == row else transpose(self.ctx, value, where)
+        if kind == "mat" and len(entries) == 2:
+            return value if entries == row + col else transpose(self.ctx, value, where)
+        raise VerifyError(f"{key}_{{{entries}}}: a {KIND_WORD[kind]} with {len(entries)} entry "
+                          f"index(es) ({row} the row, {col} the column)", where)
 
     def _time_call(self) -> bool:
         toks = self.tokens[self.i:self.i + 5]
@@ -661,7 +730,11 @@ class LatexParser:
         return name, None, adj
 
     def resolve(self, atom: Atom):
-        """The SymPy value of a symbol read in the formula."""
+        """The SymPy value of a symbol read in the formula (an entry: as its whole value)."""
+        return self.oriented(self._resolve(atom), atom.entries, atom.key,
+                             self.excerpt(atom.start, atom.end))
+
+    def _resolve(self, atom: Atom):
         ctx = self.ctx
         where = self.excerpt(atom.start, atom.end)
         if atom.key in ctx.losses:
@@ -670,7 +743,7 @@ class LatexParser:
         if entry is None and not atom.adjoint and atom.key.startswith("d") and len(atom.key) > 1:
             rest = atom.key[1:]                  # "da" read as one name: d + a
             if rest in ctx.symbols:
-                return self.resolve(Atom(rest, atom.time, True, atom.prime, atom.start, atom.end))
+                return self._resolve(Atom(rest, atom.time, True, atom.prime, atom.start, atom.end))
         if entry is None:
             raise VerifyError(f"unknown symbol {atom.key} in notation {ctx.reading.name} "
                               f"for cell {ctx.cell.name}", where)
@@ -692,6 +765,10 @@ class LatexParser:
 
     def external(self, atom: Atom, kind: str):
         """The adjoint a state receives from step t+1 (carried), or an output from the loss."""
+        return self.oriented(self._external(atom, kind), atom.entries, atom.key,
+                             self.excerpt(atom.start, atom.end))
+
+    def _external(self, atom: Atom, kind: str):
         ctx = self.ctx
         where = self.excerpt(atom.start, atom.end)
         entry = ctx.symbols.get(atom.key)
@@ -739,7 +816,7 @@ class LatexParser:
         num = self.group_expr()
         den = self.group_expr()
         if self.ctx.kind(den) != "num":
-            return product(self.ctx, num, den, "/", self.where(tok))
+            return self.times(num, den, "/", self.where(tok))
         return num / den
 
     def _is_derivative(self) -> bool:
@@ -814,7 +891,10 @@ class LatexParser:
 
     def derivative(self, top: Atom, bottom: Atom, tok: Token):
         where = self.excerpt(tok.pos, self.tokens[self.i - 1].end)
-        value = self._derivative(top, bottom, where)
+        if top.entries:
+            raise VerifyError("index notation: an entry on the top of a derivative (an entry of "
+                              "a Jacobian) is not read yet", where)
+        value = self.oriented(self._derivative(top, bottom, where), bottom.entries, bottom.key, where)
         if self.jacobian_at is None and value.has(Jacobian):
             self.jacobian_at = where
         if self.ctx.kind(value) in ("vec", "num"):
@@ -938,6 +1018,11 @@ class LatexParser:
         raise VerifyError(f"cannot read the derivative of the {kind} loss {top.key} at step "
                           f"offset {t_loss} with respect to {name} at offset {tau}", where)
 
+
+
+def _unrow(e):
+    """The vector of a row value (h^T, 2 h^T + x^T)."""
+    return e.replace(lambda n: isinstance(n, Row), lambda n: n.args[0])
 
 
 def looks_like_latex(text: str) -> bool:

@@ -44,6 +44,7 @@ class Reading:
     carried_assign: bool = False    # a carried adjoint on a left side is the one handed back
     sizes: dict[str, str] = field(default_factory=dict)   # the document's size names: n_a -> H
     layout: str = "numerator"       # a written Jacobian ∂a/∂h is J ("denominator": J^T, a = h W)
+    indices: tuple = ()             # entry indices (row, column): δ_i h_j is entry (i, j) of δ h^T
     formulas: tuple = ()            # [[formula]] readings of garbled pieces, formula by formula
     cells: tuple[str, ...] = ()     # cells the notation was written for (documentation only)
     path: str | None = None         # the notation file, for printing in the same notation
