@@ -248,3 +248,22 @@ def test_the_gradient_template_prints_the_step_on_its_subscript():
     assert v.verdict == "does not hold" and r"\nabla_{o(t)} L" in v.correct, v.correct
     again = verify(CELL, rf"\nabla_{{h^{{(t)}}}} L = {v.correct}", notation=NOTATION)
     assert again.verdict == "holds", again.detail
+
+
+SOUP = st.lists(st.sampled_from([
+    r"\nabla", "_", "{", "}", "(", ")", "L", r"L^{(t)}", r"h^{(t-1)T}", r"h^{(t+1)}", r"^{(t)\top}",
+    r"\mathrm{diag}", r"\operatorname{diag}", "diag", "W", r"W^{\top}", "V", "^T", "+", "-", r"\odot",
+    r"\sum_t", "=", r"o^{(\tau)}", r"\boldsymbol{h}", "2", r"\frac{\partial L}{\partial h^{(t)}}"]),
+    max_size=14)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(SOUP)
+def test_any_mix_of_the_new_forms_reads_or_says_why(pieces):
+    """A formula of these pieces in any order reads, or is refused with a VerifyError: never
+    another exception, never a pending diag(v) leaking out as a value."""
+    try:
+        claim = parse_formula(" ".join(pieces), context())
+    except VerifyError:
+        return
+    assert all(isinstance(side, sp.Basic) for side in claim.sides)
