@@ -267,3 +267,15 @@ def test_any_mix_of_the_new_forms_reads_or_says_why(pieces):
     except VerifyError:
         return
     assert all(isinstance(side, sp.Basic) for side in claim.sides)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.sampled_from(["2", "3", r"\frac{1}{2}", "0.5"]), ELEMENTWISE.filter(lambda v: v != "2"),
+       st.booleans())
+def test_a_transposed_vector_transposed_back_keeps_its_coefficient(c, v, coefficient_first):
+    """(c v^T)^T is c v for a number c (it once read as c alone, dropping the vector; a vector
+    beside v^T makes an outer product instead)."""
+    row = rf"\left({c}\right) \left({v}\right)^{{\top}}" if coefficient_first else \
+        rf"\left({v}\right)^{{\top}} \left({c}\right)"
+    alike(rf"\nabla_{{h^{{(t)}}}} L = \left({row}\right)^{{\top}}",
+          rf"\nabla_{{h^{{(t)}}}} L = \left({c}\right) \odot \left({v}\right)")
