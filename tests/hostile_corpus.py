@@ -23,8 +23,9 @@ CELLS = ROOT / "derive" / "cells"
 @dataclass(frozen=True)
 class Case:
     id: str
-    entry: str                  # "spec" | "formula" | "kernel" | "cli" | "hypothesis"
+    entry: str                  # "spec" | "formula" | "notation" | "document" | "kernel" | "cli" | "hypothesis"
     payload: Callable           # spec: -> str | bytes; formula: -> (cell, text[, quantity, notation])
+                                # notation: -> (cell, notation file text, formula); document: -> (text, notation)
     expect: str = "refused"     # kernel: module -> call result; cli: -> argv; hypothesis: -> None
     says: str = ""
 
@@ -471,8 +472,23 @@ SEED_FORMULAS = [
     r"\frac{\partial E}{\partial a_o} = \mathrm{d}h \tanh(c) \odot o (1 - o)",
     "dc_next + dh*o*(1 - tanh(c)**2)", r"dW_f = \sum_t \mathrm{d}a_f\, [h_{t-1}, x_t]^T",
 ]
+NOTATIONS = sorted([*(ROOT / "derive" / "notations").glob("*.toml"), *(ROOT / "docs" / "notations").glob("*.toml")])
+DOCUMENTS = sorted((ROOT / "tests" / "fixtures" / "verify_documents").glob("*.md"))
+
+
+def notation_texts() -> list[str]:
+    """The built-in notations and the seed documents' notation files, as users' files to cut."""
+    return [p.read_text(encoding="utf-8") for p in NOTATIONS]
+
+
+def document_texts() -> list[str]:
+    return [p.read_text(encoding="utf-8") for p in DOCUMENTS]
+
+
 HYPOTHESIS_EXAMPLES = {"spec_bytes": 60, "spec_text": 60, "spec_truncations": 60,
-                       "formula_text": 60, "formula_truncations": 40}
+                       "formula_text": 60, "formula_truncations": 40,
+                       "notation_truncations": 40, "notation_edits": 40,
+                       "document_windows": 30, "document_text": 30}
 for kind, count in HYPOTHESIS_EXAMPLES.items():
     case("hypothesis", f"{kind}_{count}_examples", lambda kind=kind: kind, "either")
 

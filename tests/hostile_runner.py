@@ -92,6 +92,33 @@ class Runner:
             return "refused", verdict.detail
         return "accepted", verdict.verdict
 
+    def notation(self, payload):
+        """A notation file the user wrote, used to read one formula."""
+        from derive import SpecError
+        from derive.notation import NotationError
+        from derive.verify import VerifyError, verify
+        cell, text, formula = self.fill(payload)
+        path = self.work / "notation.toml"
+        path.write_bytes(text.encode("utf-8", "surrogatepass"))
+        try:
+            verdict = verify(cell, formula, notation=str(path))
+        except (VerifyError, SpecError, NotationError) as err:
+            return "refused", str(err)
+        return "accepted", verdict.verdict
+
+    def document(self, payload):
+        """A document's text, every formula in it judged (``cellgrad verify --document``)."""
+        from derive import SpecError
+        from derive.notation import NotationError
+        from derive.verify import VerifyError
+        from derive.verify.document import verify_document
+        text, notation = self.fill(payload)
+        try:
+            rows = verify_document(text, notation=notation)
+        except (VerifyError, SpecError, NotationError) as err:
+            return "refused", str(err)
+        return "accepted", f"{len(rows)} formulas"
+
     def kernel(self, payload):
         call, cell = payload
         module = importlib.import_module(f"generated.{cell}_numpy")

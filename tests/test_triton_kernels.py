@@ -18,6 +18,7 @@ os.environ.setdefault("TRITON_INTERPRET", "1")
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
+from codegen.backends.triton.numpy_view import NumPyView  # noqa: E402
 from codegen.gradcheck import check_gradients, flat_grads, format_table, random_problem  # noqa: E402
 
 from cell_oracles import import_kernel  # noqa: E402
@@ -40,43 +41,6 @@ def triton_or_skip():
         pytest.skip("TRITON_INTERPRET is set to something other than 1: these tests need the interpreter")
     import torch
     return torch
-
-
-class NumPyView:
-    """A Triton module seen through NumPy arrays (float64 by default), so that the NumPy tests'
-    oracles (codegen.gradcheck) check it unchanged."""
-
-    def __init__(self, module, torch, dtype=None):
-        self.module, self.torch = module, torch
-        self.dtype = dtype or torch.float64
-
-    def __getattr__(self, name):   # the module's constants: PARAM_SHAPES, STATES, INPUT, ...
-        return getattr(self.module, name)
-
-    def tensor(self, value):
-        """A torch tensor of the view's dtype; a dict of inputs (a cell with several) entry by entry."""
-        if isinstance(value, dict):
-            return self.tensors(value)
-        return self.torch.from_numpy(np.ascontiguousarray(value)).to(self.dtype)
-
-    def tensors(self, values):
-        return None if values is None else {k: self.tensor(v) for k, v in values.items()}
-
-    def arrays(self, values):
-        return {k: v.to(dtype=self.torch.float64).numpy() for k, v in values.items()}
-
-    def init_params(self, input_size, hidden_size, seed=0, dtype=np.float64):
-        params = self.module.init_params(input_size, hidden_size, seed=seed, dtype=self.torch.float64)
-        return {k: v.numpy().astype(dtype) for k, v in params.items()}
-
-    def forward(self, x, params, state0=None, lengths=None):
-        outputs, state, cache = self.module.forward(self.tensor(x), self.tensors(params), self.tensors(state0),
-                                                    lengths)
-        return self.arrays(outputs), self.arrays(state), cache
-
-    def backward(self, d_outputs, cache, d_state=None):
-        grads = self.module.backward(self.tensors(d_outputs), cache, self.tensors(d_state))
-        return type(grads)(*(self.arrays(part) for part in grads))
 
 
 def problem(ref, seed=0, T=4, N=3, D=5, H=6):
@@ -218,3 +182,19 @@ def test_step_and_sign_compute_in_float64(tmp_path):
     torch = triton_or_skip()
     d = derive(parse_spec(STEP_OF_STATE, "step_of_state.toml"))
     compare(import_kernel(d, "numpy", tmp_path), import_kernel(d, "triton", tmp_path), torch, "float64")
+
+
+def test_cellgrad_check_runs_a_triton_module_through_the_interpreter():
+    """`cellgrad check --backend triton` on a machine without a GPU: the module is generated,
+    run through Triton's interpreter on NumPy's arrays turned into tensors, and judged."""
+    import subprocess
+    import sys
+    triton_or_skip()
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")])}
+    env.pop("TRITON_INTERPRET", None)    # the command switches the interpreter on itself
+    done = subprocess.run([sys.executable, "-m", "cellgrad", "check", "rnn", "--backend", "triton",
+                           "-T", "2", "-N", "2"], capture_output=True, text=True, env=env, cwd=root)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "rnn (triton, interpreted on the CPU)" in done.stdout
+    assert "all gradients agree with finite differences" in done.stdout

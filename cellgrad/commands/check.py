@@ -22,8 +22,9 @@ EXAMPLES = (
     Example("cellgrad check lstm", "NumPy kernels, many-to-many and many-to-one"),
     Example("cellgrad check my_cell.toml --sizes D=3,H=5 --seed 1 -T 6",
             "your cell at other sizes and draws"),
-    Example("cellgrad check kernels/lstm_numpy.py --dtype float32",
-            "a module that `cellgrad generate lstm --out kernels` wrote"),
+    Example("cellgrad check kernels/gru_triton.py --dtype float32",
+            "a module `cellgrad generate gru --backend triton --out kernels` wrote; on the GPU, "
+            "or through Triton's interpreter on a CPU", slow=True),
 )
 
 _TAG = re.compile(r"#\s*\(((?:[FB]\d+)(?:,\s*[FB]\d+)*)\)")
@@ -51,8 +52,9 @@ def _positive(text: str) -> int:
 def add_arguments(parser):
     parser.add_argument("cell", metavar="CELL_SPEC_OR_MODULE",
                         help="built-in cell name, path to a spec file, or a generated kernel module (.py)")
-    parser.add_argument("--backend", choices=("numpy", "numba"), default="numpy",
-                        help="which kernels to generate and check (a .py module is checked as it is)")
+    parser.add_argument("--backend", choices=("numpy", "numba", "triton"), default="numpy",
+                        help="which kernels to generate and check (a .py module is checked as it "
+                             "is); triton runs on CUDA, or through TRITON_INTERPRET=1 on the CPU")
     parser.add_argument("--sizes", type=_sizes, default={}, metavar="SIZE=N,...",
                         help="values of the cell's size symbols, e.g. D=3,H=5 (default: 3, 4, 5, ... "
                              "in the order the spec declares them, so no two are equal)")
@@ -133,10 +135,19 @@ def _run(args) -> int:
                 return error(f"cannot generate kernels for {args.cell}: {exc}")
             path = Path(folder) / f"{cell.name}_{args.backend}.py"
             path.write_text(text, encoding="utf-8")
+        where = None
+        if args.backend == "triton" or _says_triton(path):
+            where = _triton_device()
+            if where is None:
+                return error("the triton backend needs torch and triton (pip install -e '.[triton]')")
         try:
             module = load_module(path)
         except Exception as exc:
             return _crashed(exc, path, given, "import")
+        if getattr(module, "BACKEND", None) == "triton" and where is not None:
+            import torch
+            from codegen.backends.triton.numpy_view import NumPyView
+            module = NumPyView(module, torch, device=where)
         if not all(hasattr(module, k) for k in ("CELL", "SIZES", "PARAM_SHAPES", "forward", "backward")):
             return error(f"{given}: not a kernel module written by cellgrad (no CELL, SIZES, "
                          "PARAM_SHAPES, forward and backward)")
@@ -146,6 +157,8 @@ def _run(args) -> int:
             return error(f"--sizes: {module.CELL} has no size {', '.join(unknown)} (its sizes: "
                          f"{', '.join(f'{s} = {m}' for s, m in module.SIZES.items())})")
         backend = getattr(module, "BACKEND", args.backend)
+        if backend == "triton" and where == "cpu":
+            backend = "triton, interpreted on the CPU"
         failed = nan = False
         for many_to_one in (False, True):
             try:
@@ -168,6 +181,26 @@ def _run(args) -> int:
           else "all gradients agree with finite differences")
     sys.stdout.flush()
     return 1 if failed else 0
+
+
+def _says_triton(path: Path) -> bool:
+    """A generated module names its backend near its top (``BACKEND = "triton"``)."""
+    head = path.read_text(encoding="utf-8", errors="replace")[:20_000]
+    return re.search(r'^BACKEND = "triton"', head, re.M) is not None
+
+
+def _triton_device() -> str | None:
+    """"cuda" with a GPU; else "cpu" with Triton's interpreter switched on, which must happen
+    before the module's kernels are decorated; None without torch or triton."""
+    import importlib.util
+    import os
+    if any(importlib.util.find_spec(m) is None for m in ("torch", "triton")):
+        return None
+    import torch
+    if torch.cuda.is_available() and os.environ.get("TRITON_INTERPRET") != "1":
+        return "cuda"
+    os.environ["TRITON_INTERPRET"] = "1"
+    return "cpu"
 
 
 def _used_sizes(module, sizes):
