@@ -15,6 +15,8 @@ else torch's OpenMP worker spins after each op on the core the kernels' BLAS nee
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import torch
 from torch import nn
@@ -196,10 +198,10 @@ class CellRNN(nn.Module):
             if input.dim() not in (2, 3):
                 raise ValueError(f"input must be 2-D (unbatched) or 3-D, got shape {tuple(input.shape)}")
             x = input.unsqueeze(1) if unbatched else (input.transpose(0, 1) if self.batch_first else input)
-        first = next(iter(self.parameters()))
+        first = next(itertools.chain(self.parameters(), self.buffers()), None)  # a cell of buffers only
         if not self._tensors():
             _numpy(x, "the input")
-        if x.dtype != first.dtype:
+        if first is not None and x.dtype != first.dtype:
             raise TypeError(f"the input has dtype {x.dtype} but the parameters {first.dtype}: "
                             "convert one of them (module.double() / module.float())")
         T, N = x.shape[0], x.shape[1]
@@ -258,7 +260,7 @@ class CellRNN(nn.Module):
         return out
 
     def _device(self) -> torch.device:
-        return next(iter(self.parameters())).device
+        return next(itertools.chain(self.parameters(), self.buffers()), torch.empty(0)).device
 
     def _tensors(self) -> bool:
         """Whether the kernels take torch tensors on any device (the triton backend)."""

@@ -36,6 +36,10 @@ WORD_CHARS = 100              # letters and digits in a row in a formula (one na
 SIGNS_IN_A_ROW = 4            # + and - in a row in a formula (a - -b is two)
 ARGUMENT_CHARS = 4_096        # a cell name or path given on the command line
 NOTATION_BYTES = 262_144      # size of a notation file
+NOTATION_ENTRIES = 500        # entries in one table of a notation file ([symbols], [read], ...)
+NOTATION_CHARS = 400          # characters in one name or LaTeX value of a notation file
+DOCUMENT_BYTES = 2_000_000    # size of a document given to verify --document
+DOCUMENT_FORMULAS = 2_000     # formulas judged in one document (each takes up to a second)
 
 #: (name, value, what it bounds): the table docs/guide.md shows.
 LIMITS = (
@@ -59,6 +63,10 @@ LIMITS = (
     ("SIGNS_IN_A_ROW", SIGNS_IN_A_ROW, "`+` and `-` signs in a row in a formula"),
     ("ARGUMENT_CHARS", ARGUMENT_CHARS, "characters in a cell, notation or file name argument"),
     ("NOTATION_BYTES", NOTATION_BYTES, "bytes in a notation file"),
+    ("NOTATION_ENTRIES", NOTATION_ENTRIES, "entries in one table of a notation file"),
+    ("NOTATION_CHARS", NOTATION_CHARS, "characters in one name or value of a notation file"),
+    ("DOCUMENT_BYTES", DOCUMENT_BYTES, "bytes in a document given to `verify --document`"),
+    ("DOCUMENT_FORMULAS", DOCUMENT_FORMULAS, "formulas in one document"),
 )
 
 QUOTE_CHARS = 80              # an error message quotes at most this much of the input

@@ -28,6 +28,7 @@ its base the transpose. Built-in notations are such files and nothing else.
 
 from __future__ import annotations
 
+import functools
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -132,6 +133,20 @@ def parse_notation(text: str, path: str = "<notation>") -> "Notation":
     symbols = data.get("symbols", {})
     if not isinstance(symbols, dict):
         raise NotationError("[symbols] must be a table of name = 'LaTeX'", path=path)
+    for table in ("symbols", *READING_TABLES):
+        entries = data.get(table, {})
+        if isinstance(entries, dict) and len(entries) > limits.NOTATION_ENTRIES:
+            raise NotationError(f"[{table}] has {len(entries):,} entries, more than the limit of "
+                                f"{limits.NOTATION_ENTRIES}", path=path, line=line_of(table))
+    for table in ("notation", "symbols", *READING_TABLES):
+        entries = data.get(table, {})
+        for key, value in (entries.items() if isinstance(entries, dict) else ()):
+            for what, written in (("name", key), ("value", value)):
+                if isinstance(written, str) and len(written) > limits.NOTATION_CHARS:
+                    raise NotationError(f"[{table}] {key[:40]!r}: the {what} is {len(written):,} "
+                                        f"characters long, more than the limit of "
+                                        f"{limits.NOTATION_CHARS}", path=path,
+                                        line=line_of(key, table))
 
     def text_field(key: str, default: str | None, template: bool = False) -> str:
         value = meta.get(key, default)
@@ -450,15 +465,22 @@ def _check_latex(value: str, what: str, path: str, line: int | None) -> None:
 
 def _line_of(text: str, key: str, section: str | None = None) -> int | None:
     """1-based line where ``key`` is set (inside ``[section]`` when given), or the section header."""
+    return _line_index(text).get((section, key))
+
+
+@functools.lru_cache(maxsize=8)
+def _line_index(text: str) -> dict[tuple[str | None, str], int]:
+    """(section, key) -> line of its first setting, and (None, section) -> its header's line,
+    read in one pass (a lookup per key would read the file once per key)."""
+    index: dict[tuple[str | None, str], int] = {}
     current = None
-    pattern = re.compile(rf"""^\s*(?:{re.escape(key)}|"{re.escape(key)}"|'{re.escape(key)}')\s*=""")
     for number, line in enumerate(text.splitlines(), start=1):
         header = re.match(r"^\s*\[([^\]]+)\]", line)
         if header:
             current = header.group(1).strip()
-            if section is None and current == key:
-                return number
+            index.setdefault((None, current), number)
             continue
-        if section is not None and current == section and pattern.match(line):
-            return number
-    return None
+        setting = re.match(r"""^\s*("[^"]*"|'[^']*'|[^=\s]+)\s*=""", line)
+        if setting and current is not None:
+            index.setdefault((current, setting.group(1).strip("\"'")), number)
+    return index

@@ -461,6 +461,51 @@ ccase("check_batch_huge", ["check", "rnn", "--batch", "1000000000000"])
 ccase("check_unknown_cell", ["check", "nosuchcell"], says="unknown cell")
 
 
+# -- documents (verify --document) and notation files -------------------------------------------
+
+def dcase(id: str, text, expect: str = "accepted", says: str = "", notation=None) -> None:
+    build = text if callable(text) else (lambda: text)
+    case("document", id, lambda: (build(), notation), expect, says)
+
+
+# an opener never closed must not make the reader look for its closer again at every later one
+dcase("unclosed_brackets_200k", lambda: "\\[" * 200_000)
+dcase("unclosed_parens_200k", lambda: "\\(" * 200_000)
+dcase("unclosed_comments_200k", lambda: "<!--" * 200_000)
+dcase("unclosed_align_100k", lambda: "\\begin{align}" * 100_000)
+dcase("dollars_1M", lambda: "$" * 1_000_000)
+dcase("display_of_unclosed_begin", "$$\\begin{x$$")           # once looped for ever
+dcase("display_of_unclosed_end", "$$dc = dh \\\\ \\end{x$$")
+dcase("formulas_2001", lambda: "$dc = dh$\n" * 2001, "refused", says="limit")
+dcase("same_formula_1000", lambda: "$\\mathrm{d}c = \\mathrm{d}h$\n" * 1000)
+dcase("chain_of_20k_rows", lambda: "$$\\begin{aligned} dc " + " \\\\ ".join(["&= dh"] * 20_000)
+      + " \\end{aligned}$$")
+dcase("rows_20k", lambda: "$$\\begin{aligned} " + " \\\\ ".join(["x"] * 20_000) + " \\end{aligned}$$",
+      "refused", says="limit")
+dcase("notation_missing", "$dc = dh$", "refused", says="notation", notation="/nonexistent/n.toml")
+dcase("notation_dev_zero", "$dc = dh$", "refused", says="notation", notation="/dev/zero")
+
+NOTATION_HEAD = '[notation]\nname = "hostile"\ncells = ["lstm"]\n'
+
+
+def ncase(id: str, body, expect: str = "refused", says: str = "") -> None:
+    build = body if callable(body) else (lambda: body)
+    case("notation", id, lambda: ("lstm", NOTATION_HEAD + build(), HOLDS), expect, says)
+
+
+ncase("symbols_10k", lambda: "[symbols]\n" + "".join(f"s{k} = 'q{k}'\n" for k in range(10_000)), says="limit")
+ncase("symbols_500", lambda: "[symbols]\n" + "".join(f"s{k} = 'q{k}'\n" for k in range(500)), "accepted")
+ncase("read_10k", lambda: "[read]\n" + "".join(f"'q{k}' = 'c'\n" for k in range(10_000)), says="limit")
+ncase("symbol_100k_chars", lambda: f"[symbols]\nc = '{'c' * 100_000}'\n", says="limit")
+ncase("symbol_nested_braces", lambda: "[symbols]\nc = '" + "{" * 5000 + "c" + "}" * 5000 + "'\n", says="limit")
+ncase("key_10k_chars", lambda: f"[symbols]\n'{'k' * 10_000}' = 'c'\n", says="limit")
+ncase("template_without_hash", "adjoint = 'd'\n")
+ncase("symbol_is_a_table", "[symbols]\nc = { a = 1 }\n")
+ncase("symbol_is_empty", "[symbols]\nc = ''\n")
+ncase("unknown_table", "[evil]\nx = 1\n", says="unknown table")
+ncase("bytes_300k", lambda: "# " + "x" * 300_000 + "\n", says="limit")
+
+
 # -- random inputs and truncations (hypothesis, run inside the child) ---------------------------
 
 def builtin_spec_texts() -> list[str]:

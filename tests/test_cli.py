@@ -66,3 +66,12 @@ def test_readme_documents_every_command_and_its_examples_run(tmp_path):
     namespace: dict = {}
     exec(compile(example, "README.md", "exec"), namespace)  # the repository's own example code
     assert namespace["grads"].params["W_f"].shape == (32, 16)
+
+
+def test_verify_reports_a_nan_in_its_verdict_without_numpy_warnings():
+    """A formula that takes the log of a negative draw: the verdict names the NaN and its draw;
+    stderr stays empty (NumPy's RuntimeWarning said the same without saying where)."""
+    done = cellgrad("verify", "lstm", "--formula", r"dc = \log(c_prev) + \sqrt{h_prev}")
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "does not hold" in done.stdout and "nan" in done.stdout
+    assert done.stderr == ""

@@ -17,18 +17,25 @@ that describes several cells defines each) and listed as not a gradient claim wh
 
 from __future__ import annotations
 
+import bisect
 import re
 from dataclasses import dataclass, field
+
+from derive import limits
 
 from .errors import VerifyError
 from .normalize_latex import normalize_latex
 
 ROW_ENVS = ("aligned", "align", "align*", "split", "gathered", "gather", "gather*", "eqnarray",
             "eqnarray*", "equation", "equation*", "multline", "multline*")
-MATH = re.compile(r"<!--(?P<comment>.*?)-->|\$\$(?P<display>.+?)\$\$|\\\[(?P<bracket>.+?)\\\]"
-                  r"|\\\((?P<paren>.+?)\\\)|(?<![\\$])\$(?P<inline>[^$\n]+?)\$"
-                  r"|(?P<env>\\begin\{(?P<name>equation\*?|align\*?|gather\*?|multline\*?)\}"
-                  r".*?\\end\{(?P=name)\})", re.S)
+#: where a formula may start: the openers of MATH_KINDS, found by one search (closers are looked
+#: for with str.find, so a document full of unclosed openers is read in linear time)
+OPENER = re.compile(r"<!--|\$|\\\[|\\\(|\\begin\{")
+ENV_BEGIN = re.compile(r"\\begin\{(equation\*?|align\*?|gather\*?|multline\*?)\}")
+INLINE_REST = re.compile(r"[^$\n]+\$")
+#: (kind, opener, closer, shortest body), tried in this order at a position
+MATH_KINDS = (("comment", "<!--", "-->", 0), ("display", "$$", "$$", 1), ("bracket", "\\[", "\\]", 1),
+              ("paren", "\\(", "\\)", 1))
 HTML = re.compile(r"<[^>]*>")
 CLAIM_LEFT = re.compile(r"\\partial|\\diff|\\delta|\\nabla|\\frac\s*\{\s*d|(?:^|[\s{(])d\s*[A-Za-z\\{]")
 
@@ -63,40 +70,84 @@ class Judged:
 def extract(text: str) -> list[Formula]:
     """The formulas of a document, in order, each with the line it starts on."""
     out: list[Formula] = []
-    for m in MATH.finditer(text):
-        kind = m.lastgroup if m.lastgroup != "name" else "env"
-        body = m.group(kind) if kind != "env" else m.group("env")
-        start = m.start(kind) if kind != "env" else m.start()
+    newlines = [k for k, char in enumerate(text) if char == "\n"]
+
+    def line_at(offset: int) -> int:         # 1-based; a bisection, not a count from the start
+        return bisect.bisect_left(newlines, offset) + 1
+
+    for kind, body, start, block_start in _math_blocks(text):
         if kind == "comment" and "\\" not in body and "=" not in body:
             continue
         if kind == "comment":                # keep offsets: tags become spaces, lines stay
             body = HTML.sub(lambda t: re.sub(r"[^\n]", " ", t.group()), body)
-        line0 = text.count("\n", 0, m.start()) + 1
+        line0 = line_at(block_start)
         for offset, row in _rows(body):
             row_text = row.strip()
             if not row_text or not re.search(r"[A-Za-z\\]", row_text):
                 continue
             lead = re.match(r"(?:\s|\\begin\{[^{}]*\}(?:\{[^{}]*\})?)*", row).end()
-            line = text.count("\n", 0, start + offset + lead) + 1
+            line = line_at(start + offset + lead)
             out.append(Formula(line, row_text, line0, line + row_text.count("\n")))
     return out
 
 
+def _math_blocks(text: str):
+    """(kind, body, body's offset, block's offset) of each math block, left to right: at each
+    place an opener stands, the first kind that closes wins (a comment, ``$$``, ``\\[``, ``\\(``,
+    ``$`` within its line, then an equation environment, whose body is the whole environment).
+    A closer that is not found after one opener is not found after any later one, so that kind
+    is not looked for again: each kind costs one pass over the text."""
+    unclosed: set = set()
+    pos = 0
+    while True:
+        m = OPENER.search(text, pos)
+        if m is None:
+            return
+        at = m.start()
+        found = None
+        for kind, opener, closer, shortest in MATH_KINDS:
+            if kind in unclosed or not text.startswith(opener, at):
+                continue
+            end = text.find(closer, at + len(opener) + shortest)
+            if end < 0:
+                unclosed.add(kind)
+                continue
+            found = (kind, text[at + len(opener):end], at + len(opener), at, end + len(closer))
+            break
+        if found is None and text.startswith("$", at) and (at == 0 or text[at - 1] not in "\\$"):
+            rest = INLINE_REST.match(text, at + 1)
+            if rest:
+                found = ("inline", text[at + 1:rest.end() - 1], at + 1, at, rest.end())
+        if found is None:
+            env = ENV_BEGIN.match(text, at)
+            if env and ("env", env.group(1)) not in unclosed:
+                closer = f"\\end{{{env.group(1)}}}"
+                end = text.find(closer, env.end())
+                if end < 0:
+                    unclosed.add(("env", env.group(1)))
+                else:
+                    found = ("env", text[at:end + len(closer)], at, at, end + len(closer))
+        if found is None:
+            pos = at + 1
+            continue
+        yield found[:4]
+        pos = found[4]
+
+
 def _rows(body: str) -> list[tuple[int, str]]:
     """A math block split into formulas: rows of row environments, continuation rows joined."""
-    rows: list[tuple[int, str]] = []
     depth, env_stack, start, n = 0, [], 0, 0
     pieces: list[tuple[int, int]] = []
     while n < len(body):
-        if body.startswith("\\begin{", n):
-            name = body[n + 7:body.find("}", n)]
-            env_stack.append(name)
-            n = body.find("}", n) + 1
-            continue
-        if body.startswith("\\end{", n):
-            if env_stack:
+        if body.startswith(("\\begin{", "\\end{"), n):
+            close = body.find("}", n)
+            if close < 0:                      # a name never closed: nothing after it is a row
+                break
+            if body.startswith("\\begin{", n):
+                env_stack.append(body[n + 7:close])
+            elif env_stack:
                 env_stack.pop()
-            n = body.find("}", n) + 1
+            n = close + 1
             continue
         ch = body[n]
         if ch == "{":
@@ -110,18 +161,18 @@ def _rows(body: str) -> list[tuple[int, str]]:
             continue
         n += 1
     pieces.append((start, len(body)))
+    chains: list[tuple[int, list[str]]] = []    # a formula's first offset and its rows
     for a, b in pieces:
         piece = body[a:b]
         core = re.sub(r"\\(?:begin|end)\{[^{}]*\}|&|\\(?:therefore|quad|bullet)", " ", piece).strip()
         if not core:
             continue
-        if rows and (re.match(r"^(?:=|\+|-|\\cdot|\*|\\times)", core) or
-                     re.search(r"(?:=|\+|-|\\cdot|\*|\\times)\s*$", rows[-1][1])):
-            first, text = rows[-1]
-            rows[-1] = (first, text + " " + piece)
+        if chains and (re.match(r"^(?:=|\+|-|\\cdot|\*|\\times)", core) or
+                       re.search(r"(?:=|\+|-|\\cdot|\*|\\times)\s*$", chains[-1][1][-1])):
+            chains[-1][1].append(piece)
         else:
-            rows.append((a, piece))
-    return rows
+            chains.append((a, [piece]))
+    return [(first, " ".join(parts)) for first, parts in chains]
 
 
 def is_gradient_claim(text: str, hyphens: bool = False) -> bool:
@@ -151,32 +202,43 @@ def verify_document(text: str, notation: str | None = None, cells: list[str] | N
     except NotationError as err:
         raise VerifyError(f"notation: {err}") from None
     cells = list(cells or table.cells or ["lstm"])
+    formulas = extract(text)
+    if len(formulas) > limits.DOCUMENT_FORMULAS:
+        raise VerifyError(f"the document has {len(formulas):,} formulas, more than the limit of "
+                          f"{limits.DOCUMENT_FORMULAS:,} per document: split it")
     out = []
-    for formula in extract(text):
+    judged: dict[str, tuple] = {}            # a formula written twice is judged once
+    for formula in formulas:
         claim = is_gradient_claim(formula.text, table.pdf_hyphens)
         if not claim and not _has_equals(formula.text):
             out.append(Judged(formula, False))
             continue
-        first = None
-        for cell in cells:
-            try:
-                v = verify(cell, formula.text, notation=notation)
-            except VerifyError as err:
-                from .check import Verdict
-                v = Verdict("unreadable", detail=str(err), caret=err.caret())
-            if first is None or first[1].verdict == "unreadable" and v.verdict != "unreadable":
-                first = (cell, v)
-            # a gradient claim is judged in the first cell it reads in; a forward definition
-            # defines one of the document's cells, so it is judged in the one it describes
-            if v.verdict == "holds" or claim and v.verdict != "unreadable":
-                first = (cell, v)
-                break
-        cell, v = first
+        if formula.text in judged:
+            cell, v = judged[formula.text]
+        else:
+            cell, v = judged[formula.text] = _first_reading(formula.text, claim, cells, notation, verify)
         if not claim and v.verdict == "unreadable":
             out.append(Judged(formula, False, detail=v.detail))   # prose math: x = 2, Err = ...
             continue
         out.append(Judged(formula, claim, v.verdict, cell, v.detail, v.diagnosis_text, v))
     return out
+
+
+def _first_reading(text: str, claim: bool, cells: list[str], notation, verify) -> tuple:
+    """(cell, verdict): a gradient claim is judged in the first cell it reads in; a forward
+    definition defines one of the document's cells, so it is judged in the one it describes."""
+    first = None
+    for cell in cells:
+        try:
+            v = verify(cell, text, notation=notation)
+        except VerifyError as err:
+            from .check import Verdict
+            v = Verdict("unreadable", detail=str(err), caret=err.caret())
+        if first is None or first[1].verdict == "unreadable" and v.verdict != "unreadable":
+            first = (cell, v)
+        if v.verdict == "holds" or claim and v.verdict != "unreadable":
+            return cell, v
+    return first
 
 
 def _has_equals(text: str) -> bool:
