@@ -9,6 +9,8 @@ for any cell, and ``kernel_function``, the torch.autograd.Function of one kernel
 
 Tensors are CPU tensors shared with NumPy without copies (torch.from_numpy, Tensor.numpy).
 The kernels' backward is not differentiable: a second derivative is refused with an error.
+Thread pools are the program's to set: at default threads, start it with OMP_WAIT_POLICY=PASSIVE,
+else torch's OpenMP worker spins after each op on the core the kernels' BLAS needs (README).
 """
 
 from __future__ import annotations
