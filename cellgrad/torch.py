@@ -198,6 +198,9 @@ class CellRNN(nn.Module):
             if input.dim() not in (2, 3):
                 raise ValueError(f"input must be 2-D (unbatched) or 3-D, got shape {tuple(input.shape)}")
             x = input.unsqueeze(1) if unbatched else (input.transpose(0, 1) if self.batch_first else input)
+        if x.shape[-1] != self.input_size:
+            raise ValueError(f"the input has {x.shape[-1]} features per step, but this CellRNN was "
+                             f"built with input_size={self.input_size}")
         first = next(itertools.chain(self.parameters(), self.buffers()), None)  # a cell of buffers only
         if not self._tensors():
             _numpy(x, "the input")

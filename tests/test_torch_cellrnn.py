@@ -165,6 +165,9 @@ def test_refusals_are_clear():
         rnn(torch.empty(T, N, D, dtype=torch.float64, device="meta"))
     with pytest.raises(TypeError, match="dtype torch.float32 but the parameters torch.float64"):
         rnn(torch.zeros(T, N, D))
+    with pytest.raises(ValueError, match=f"the input has {D + 4} features per step, but this CellRNN "
+                                         f"was built with input_size={D}"):
+        rnn(torch.zeros(T, N, D + 4, dtype=torch.float64))
     with pytest.raises(ValueError, match=r"the initial h has shape \(2, 4, 5\), expected \(1, 4, 5\)"):
         rnn(torch.zeros(T, N, D, dtype=torch.float64), torch.zeros(2, N, H, dtype=torch.float64))
     with pytest.raises(ValueError, match="tanh"):
