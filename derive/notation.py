@@ -19,10 +19,11 @@ error that names the missing names and the notation file.
 
 The same file says how formulas written in it read (``derive.verify``): ``current_step``
 (``"t+1"`` when the document's step computes s_{t+1}), ``pdf_hyphens``, ``scalar``,
-``carried_assign`` (min-char-rnn's ``dhnext = Whh^T dhraw`` assigns what the step hands back), and the
-tables ``[read]`` (other spellings with their meaning in the cell's names), ``[adjoints]``,
-``[targets]``, ``[losses]`` and ``[sizes]`` (the document's size names, for slices
-``w[:, :n_a]``); a symbol written transposed (``U_f = '\\hat{w}_f^T'``) makes
+``carried_assign`` (min-char-rnn's ``dhnext = Whh^T dhraw`` assigns what the step hands back),
+``layout`` (a Jacobian written alone is J, or J^T in ``"denominator"``), the tables ``[read]``
+(other spellings with their meaning in the cell's names), ``[adjoints]``, ``[targets]``,
+``[losses]`` and ``[sizes]`` (the document's size names, for slices ``w[:, :n_a]``), and
+``[[formula]]`` entries (one formula's garbled pieces and how they read); a symbol written transposed (``U_f = '\\hat{w}_f^T'``) makes
 its base the transpose. Built-in notations are such files and nothing else.
 """
 
@@ -49,6 +50,8 @@ OPERATOR_SUBSCRIPT = re.compile(r"_\{\s*#\s*\}\s*\S")
 
 #: the tables that say how a document's formulas read (derive.verify uses them; see the guide)
 READING_TABLES = ("read", "adjoints", "losses", "targets", "sizes")
+#: how a document writes a Jacobian ∂a/∂h standing alone: J (rows: a), or its transpose
+LAYOUTS = ("numerator", "denominator")
 #: what a derivative of a loss symbol means: the whole-sequence loss, the loss of one step,
 #: the sum of the losses from a step on, or the loss of one unrolled block (seed 003)
 LOSS_KINDS = ("total", "step", "tail", "block")
@@ -124,7 +127,7 @@ def parse_notation(text: str, path: str = "<notation>") -> "Notation":
     def line_of(key: str, section: str | None = None) -> int | None:
         return _line_of(text, key, section)
 
-    unknown = set(data) - {"notation", "symbols", *READING_TABLES}
+    unknown = set(data) - {"notation", "symbols", "formula", *READING_TABLES}
     if unknown:
         raise NotationError(f"unknown table(s) {sorted(unknown)}; expected [notation], [symbols] "
                             f"and optionally {', '.join(f'[{t}]' for t in READING_TABLES)}",
@@ -167,7 +170,8 @@ def parse_notation(text: str, path: str = "<notation>") -> "Notation":
         return value
 
     known_meta = {"name", "description", "time", "cells", "auto", "adjoint", "upstream", "carried",
-                  "loss", "product", "current_step", "pdf_hyphens", "scalar", "carried_assign"}
+                  "loss", "product", "current_step", "pdf_hyphens", "scalar", "carried_assign",
+                  "layout"}
     extra = set(meta) - known_meta
     if extra:
         key = sorted(extra)[0]
@@ -193,7 +197,12 @@ def parse_notation(text: str, path: str = "<notation>") -> "Notation":
         raise NotationError(f"current_step = {current_step!r}: expected one of "
                             f"{', '.join(map(repr, CURRENT_STEPS))}", path=path,
                             line=line_of("current_step", "notation"))
+    layout = meta.get("layout", "numerator")
+    if layout not in LAYOUTS:
+        raise NotationError(f"layout = {layout!r}: expected one of {', '.join(map(repr, LAYOUTS))}",
+                            path=path, line=line_of("layout", "notation"))
     tables = {t: _reading_table(data, t, text, path) for t in READING_TABLES}
+    formulas = _formula_readings(data.get("formula", []), text, path)
     loss = text_field("loss", "E")
     _check_latex(loss, "[notation] loss", path, line_of("loss", "notation"))
     product = text_field("product", r"\odot")
@@ -220,7 +229,8 @@ def parse_notation(text: str, path: str = "<notation>") -> "Notation":
                     carried=text_field("carried", r"\bar{\delta} #", template=True),
                     loss=loss, product=product, symbols=dict(symbols), path=path,
                     current_step=CURRENT_STEPS[current_step], pdf_hyphens=flags["pdf_hyphens"],
-                    scalar=flags["scalar"], carried_assign=flags["carried_assign"], **tables)
+                    scalar=flags["scalar"], carried_assign=flags["carried_assign"], layout=layout,
+                    formulas=formulas, **tables)
 
 
 def _reading_table(data: dict, table: str, text: str, path: str) -> dict[str, str]:
@@ -247,6 +257,42 @@ def _reading_table(data: dict, table: str, text: str, path: str) -> dict[str, st
     return dict(entries)
 
 
+def _formula_readings(entries, text: str, path: str) -> tuple:
+    """``[[formula]]`` entries: in a formula whose typed text contains ``where``, each piece of
+    ``read`` (as typed) reads as its value; a list of values gives each occurrence in turn
+    (seed 003's garbled time indices: ``'^{}' = ['^{<t+1>}', '^{<t>}', '^{<t+1>}']``)."""
+    if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+        raise NotationError("[[formula]] entries must be tables: where = '...', read = {...}",
+                            path=path)
+    out = []
+    for n, entry in enumerate(entries, start=1):
+        line = _nth_line(text, "[[formula]]", n)
+        where, read = entry.get("where"), entry.get("read")
+        extra = set(entry) - {"where", "read", "why"}
+        if extra or not isinstance(where, str) or not where.strip() or not isinstance(read, dict) \
+                or not read:
+            raise NotationError(f"[[formula]] entry {n}: expected where = 'a piece of the formula as "
+                                f"typed', read = {{'typed' = 'read as'}} and optionally why = '...'"
+                                + (f"; unknown key(s) {sorted(extra)}" if extra else ""),
+                                path=path, line=line)
+        pieces = []
+        for typed, meant in read.items():
+            values = meant if isinstance(meant, list) else [meant]
+            if not typed or not values or not all(isinstance(v, str) for v in values):
+                raise NotationError(f"[[formula]] entry {n}: read {typed!r} must be a string or a "
+                                    f"list of strings", path=path, line=line)
+            for v in values:
+                _check_latex(v, f"[[formula]] entry {n} read {typed!r}", path, line)
+            pieces.append((typed, tuple(values), isinstance(meant, list)))
+        out.append((where, tuple(pieces)))
+    return tuple(out)
+
+
+def _nth_line(text: str, marker: str, n: int) -> int | None:
+    lines = [k for k, line in enumerate(text.splitlines(), start=1) if line.strip() == marker]
+    return lines[n - 1] if len(lines) >= n else None
+
+
 @dataclass(frozen=True)
 class Notation:
     """Cell name -> LaTeX symbol, plus how time steps and adjoints are written."""
@@ -267,11 +313,13 @@ class Notation:
     pdf_hyphens: bool = False   # c-t means c_t (a PDF extraction turned _ into -)
     scalar: bool = False        # the document treats every size as 1
     carried_assign: bool = False  # dh_next = ... on a left side: what the step hands back (code)
+    layout: str = "numerator"   # a Jacobian written alone: J, or J^T ("denominator": a = h W)
     read: dict[str, str] = field(default_factory=dict)       # symbol -> meaning in cell names
     adjoints: dict[str, str] = field(default_factory=dict)   # symbol whose d-form means this
     losses: dict[str, str] = field(default_factory=dict)     # loss symbol -> LOSS_KINDS entry
     targets: dict[str, str] = field(default_factory=dict)    # target y -> output o, ½(o - y)²
     sizes: dict[str, str] = field(default_factory=dict)      # n_a -> H: size names in slices
+    formulas: tuple = ()        # [[formula]]: (where, ((typed, read-as values, by occurrence), ...))
 
     # -- base symbols -------------------------------------------------------------------------
     def symbol(self, name: str) -> str:

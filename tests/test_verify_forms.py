@@ -69,7 +69,15 @@ SEED_003 = ("lstm", str(ROOT / "docs" / "notations" / "seed_003.toml"))
      "missing transpose"),
     (D2L, r"\frac{\partial L}{\partial h_t} = \frac{\partial L}{\partial h_{t+1}}^T "
           r"\frac{\partial h_{t+1}}{\partial h_t} + W_{qh}^T \frac{\partial L}{\partial o_t}", "holds", None),
-    (D2L, r"\frac{\partial h_{t+1}}{\partial h_t} = W_{hh}", "unreadable", None),   # a bare Jacobian
+    # a Jacobian standing alone, judged as a matrix (d2l: h_t = W_hx x_t + W_hh h_{t-1})
+    (D2L, r"\frac{\partial h_{t+1}}{\partial h_t} = W_{hh}", "holds", None),
+    (D2L, r"\frac{\partial h_{t+1}}{\partial h_t} = W_{hh}^T", "does not hold", "missing transpose"),
+    (D2L, r"\frac{\partial h_t}{\partial x_t} = W_{hx}", "holds", None),
+    (D2L, r"\frac{\partial o_t}{\partial h_t} = W_{qh}", "holds", None),
+    (D2L, r"\frac{\partial o_t}{\partial h_{t-1}} = W_{qh}", "does not hold", None),  # W_qh W_hh
+    (D2L, r"\frac{\partial h_t}{\partial h_{t-1}} = 2 W_{hh}", "does not hold", None),
+    (D2L, r"\frac{\partial o_t}{\partial h_t} = W_{qh} + 0", "holds", None),
+    (GRU, r"\frac{\partial h_t}{\partial h_{t-1}} = U_h", "does not hold", None),   # z, r paths missing
     (D2L, r"\frac{\partial o_t}{\partial W_{qh}} = h_t^T", "holds", None),           # through its rows
     (D2L, r"\frac{\partial o_t}{\partial W_{qh}} = h_{t-1}^T", "does not hold", "wrong time index"),
     (GRU, r"\delta h_{t-1} = \left(\frac{\partial h_t}{\partial h_{t-1}}\right)^T \delta h_t", "holds", None),

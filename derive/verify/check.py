@@ -18,6 +18,7 @@ must expand to zero.
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 
@@ -30,7 +31,7 @@ from derive.linear import MatVec, MatVecT, Outer
 from .compare import agree, align, worst_index
 from .diagnose import Diagnosis, diagnose
 from .errors import VerifyError
-from .nodes import FORMULA_NODES, HCat, SumN, SumT
+from .nodes import FORMULA_NODES, PROBE_PREFIX, HCat, Probed, SumN, SumT
 from .context import Claim, Context
 from .parse import parse_formula, parse_quantity
 from .render import cell_text, render_correct
@@ -102,7 +103,10 @@ def verify(cell, formula: str, quantity: str | None = None, notation: str | None
     try:
         claim = parse_formula(formula, ctx)
     except VerifyError as err:
-        return Verdict("unreadable", detail=str(err), caret=err.caret())
+        garbled = garbled_indices(formula)
+        why = (f"; its time indices look garbled ({', '.join(garbled[:3])}): a notation file's "
+               f"[[formula]] entry can say how they read") if garbled else ""
+        return Verdict("unreadable", detail=str(err) + why, caret=err.caret())
     sides = list(claim.sides)
     handed_back = {sp.Symbol(c): sp.Symbol(f"d{s}_prev") for s, c in d.carried.items()}
     if reading.carried_assign and sides[0] in handed_back:
@@ -116,6 +120,22 @@ def verify(cell, formula: str, quantity: str | None = None, notation: str | None
         raise VerifyError("the formula has no left side: write 'LHS = RHS' or give --quantity")
     scalar = reading.scalar if scalar is None else scalar
     return _check(ctx, Claim(sides, claim.at_last, claim.normalized), scalar, draws, notation)
+
+
+#: a superscript that is a time index as written: <t>, <t-1>, <T>, <3>, \langle t+1 \rangle
+_READABLE_STEP = re.compile(r"(?:<|\\lt|\\langle)\s*(?:[tT](?:\s*[+-]\s*\d+)?|\d+)\s*(?:>|\\gt|\\rangle)")
+
+
+def garbled_indices(text: str) -> list[str]:
+    """Superscripts that look like time indices an extraction garbled: empty (``^{}``), or
+    opened like one (``<``, ``\\lt``, ``\\triangle``) without reading as a step (``^{<p}``)."""
+    out = []
+    for m in re.finditer(r"\^\{([^{}]*(?:\{[^{}]*\}[^{}]*)*)\}", text):
+        inner = re.sub(r"\\[!,;]|\\mathsf\{([^{}]*)\}|\s", lambda g: g.group(1) or "", m.group(1))
+        looks = inner == "" or inner.startswith(("<", "\\lt", "\\triangle", "\\langle"))
+        if looks and not _READABLE_STEP.fullmatch(inner) and m.group(0) not in out:
+            out.append(m.group(0))
+    return out
 
 
 def _same_quantity(a, b) -> bool:
@@ -169,6 +189,16 @@ def _check(ctx: Context, claim: Claim, scalar: bool, draws: int, notation) -> Ve
                            diagnosis=diagnosis, counterexample=None, correct=correct_latex,
                            correct_cell=correct_cell, claim=shown, whole_sequence=True)
         ok, info = _agrees_everywhere(runs, lhs, side, whole, claim.at_last, scalar)
+        if info.get("error") and isinstance(lhs, Probed):
+            # a matrix of another shape: wrong only when a slip explains it (a transpose); else
+            # it may be no claim about this cell at all (a calculus aside: df/dx = 2 cos(2x+2))
+            found = diagnose(ctx, lhs, side, runs, whole=whole, at_last=claim.at_last, scalar=scalar)
+            if not found:
+                return Verdict("unreadable", detail=f"{what} is not a matrix of the Jacobian's "
+                               f"shape ({info['error']})", claim=shown)
+            return Verdict("does not hold", detail=f"{what} is not a matrix of the Jacobian's shape",
+                           diagnosis=found, correct=correct_latex, correct_cell=correct_cell,
+                           claim=shown)
         if info.get("error"):
             return Verdict("does not hold", detail=info["error"], correct=correct_latex,
                            correct_cell=correct_cell, claim=shown, whole_sequence=whole,
@@ -245,6 +275,8 @@ def _point_values(run, t, rhs, lhs, index) -> dict:
     if t is None:
         return out
     for sym in sorted(rhs.free_symbols | lhs.free_symbols, key=lambda s: s.name):
+        if sym.name.startswith(PROBE_PREFIX):
+            continue
         try:
             value = Evaluator(run).at(sym, t)
         except (OutOfRange, StepFree, KeyError):
@@ -258,7 +290,10 @@ def _point_values(run, t, rhs, lhs, index) -> dict:
 # -- symbolic proof ----------------------------------------------------------------------------
 
 def _proves(ctx: Context, lhs, rhs) -> bool:
-    """Both sides in the carried/upstream adjoints and forward values; the difference is 0."""
+    """Both sides in the carried/upstream adjoints and forward values; the difference is 0.
+    A matrix claim is proved on its probed products: W p = W p for a symbolic vector p."""
+    if isinstance(lhs, Probed) and isinstance(rhs, Probed) and lhs.args[1] == rhs.args[1]:
+        lhs, rhs = lhs.args[0], rhs.args[0]
     exotic = (*FORMULA_NODES,)
     for side in (lhs, rhs):
         if side.atoms(*exotic) or any("@" in s.name or "#" in s.name for s in side.free_symbols):

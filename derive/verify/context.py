@@ -19,7 +19,7 @@ from derive.ops import FUNCTIONS, sigmoid
 from derive.linear import REDUCTIONS, MatVec, MatVecT, Outer, RowMean, RowSum
 
 from .errors import VerifyError
-from .nodes import HCat, Jacobian, MatTranspose, Row, VCat, VStack
+from .nodes import PROBE_PREFIX, HCat, Jacobian, MatMul, MatTranspose, Probed, Row, VCat, VStack
 from .sequence import shifted, split_symbol, target_name
 from .vocabulary import Entry, Reading, default_reading
 
@@ -126,7 +126,7 @@ class Context:
             return "num"
         if isinstance(e, Row):
             return "row"
-        if isinstance(e, (MatTranspose, HCat, VStack, Outer, Jacobian)):
+        if isinstance(e, (MatTranspose, HCat, VStack, Outer, Jacobian, Probed, MatMul)):
             return "mat"
         if isinstance(e, (MatVec, MatVecT, VCat)):
             return "vec"
@@ -185,6 +185,12 @@ def product(ctx: Context, a, b, op: str, where: str):
         return a * b
     if ka == "num" or kb == "num" or (ka == "vec" and kb == "vec"):
         return a * b
+    if ka == "mat" and kb == "mat" and op == "*":
+        return MatMul(a, b)                         # A B, a chain of Jacobians
+    if ka == "mat" and kb == "vec" and isinstance(a, MatMul):
+        return _apply(a, b, transposed=False, ctx=ctx)
+    if ka in ("vec", "row") and kb == "mat" and isinstance(b, MatMul):
+        return _apply(b, a.args[0] if ka == "row" else a, transposed=True, ctx=ctx)
     if ka == "mat" and kb == "vec" and _has_jacobian(a):
         return _apply(a, b, transposed=False, ctx=ctx)   # J v: the forward (tangent) product
     if ka in ("vec", "row") and kb == "mat" and _has_jacobian(b):
@@ -248,12 +254,23 @@ def _apply(J, v, transposed: bool, ctx: "Context"):
         return sp.Add(*(_apply(term, v, transposed, ctx) for term in J.args))
     if isinstance(J, MatTranspose):
         return _apply(J.args[0], v, not transposed, ctx)
+    if isinstance(J, sp.Mul):                 # c J: a number times a matrix
+        mats = [a for a in J.args if ctx.kind(a) == "mat"]
+        rest = [a for a in J.args if a not in mats]
+        if len(mats) != 1 or any(ctx.kind(a) != "num" for a in rest):
+            raise VerifyError("a Jacobian in a product this reader cannot form")
+        return sp.Mul(*rest) * _apply(mats[0], v, transposed, ctx)
+    if isinstance(J, MatMul):                 # (A B) v = A (B v); (A B)^T v = B^T (A^T v)
+        first, second = J.args if transposed else J.args[::-1]
+        return _apply(second, _apply(first, v, transposed, ctx), transposed, ctx)
     if not isinstance(J, Jacobian):
-        raise VerifyError("a Jacobian in a product this reader cannot form")
+        if ctx.kind(J) != "mat":
+            raise VerifyError("a Jacobian in a product this reader cannot form")
+        return MatVecT(J, v) if transposed else MatVec(J, v)     # a plain matrix in the chain
     expr, target, k = J.args
     k = int(k)
     v = ctx.shift_expr(v, -k)
-    out = (_vjp if transposed else _jvp)(expr, target, v)
+    out = _chain(expr, target, v, transposed)
     if out.has(sp.Derivative):                # through a node SymPy cannot differentiate
         raise VerifyError(NO_DERIVATIVE)
     return ctx.shift_expr(out.xreplace(ctx.saved), k)
@@ -269,34 +286,73 @@ def _pieces(e, target):
     return e.xreplace(dummies).xreplace({target: zero}), zero, dummies
 
 
-def _vjp(e, target, v):
-    """(∂e/∂target)^T v, by the chain rule: elementwise factors, then W^T into each product."""
+def _chain(e, target, v, transposed: bool):
+    """(∂e/∂target)^T v (``transposed``: the adjoint product) or (∂e/∂target) v (the tangent
+    one), by the chain rule: the elementwise factor of target itself, then each outermost
+    matrix-vector product that contains it (W^T into the product going back, W coming forth)."""
     if target not in e.free_symbols:
         return sp.Integer(0)
+    if isinstance(e, VCat) and not transposed:      # a stacked array: each block's tangent
+        blocks = [_chain(a, target, v, False) for a in e.args]
+        if any(b == 0 for b in blocks):
+            raise VerifyError(f"a derivative of a stack whose blocks do not all depend on {target}")
+        return VCat(*blocks)
     F, zero, dummies = _pieces(e, target)
     undo = {z: n for n, z in dummies.items()} | {zero: target}
     out = sp.diff(F, zero).xreplace(undo) * v
     for node, z in dummies.items():
-        upstream = sp.diff(F, z).xreplace(undo) * v
         if target in node.matrix.free_symbols:
             raise VerifyError("a derivative with respect to a vector inside a matrix")
-        inner = MatVecT(node.matrix, upstream) if isinstance(node, MatVec) else MatVec(node.matrix, upstream)
-        out += _vjp(node.vector, target, inner)
+        factor = sp.diff(F, z).xreplace(undo)
+        if transposed:
+            back = MatVecT if isinstance(node, MatVec) else MatVec
+            out += _chain(node.vector, target, back(node.matrix, factor * v), True)
+        else:
+            out += factor * type(node)(node.matrix, _chain(node.vector, target, v, False))
     return out
 
 
-def _jvp(e, target, v):
-    """(∂e/∂target) v: the forward (tangent) product."""
-    if target not in e.free_symbols:
-        return sp.Integer(0)
-    F, zero, dummies = _pieces(e, target)
-    undo = {z: n for n, z in dummies.items()} | {zero: target}
-    out = sp.diff(F, zero).xreplace(undo) * v
-    for node, z in dummies.items():
-        if target in node.matrix.free_symbols:
-            raise VerifyError("a derivative with respect to a vector inside a matrix")
-        tangent = _jvp(node.vector, target, v)
-        out += sp.diff(F, z).xreplace(undo) * type(node)(node.matrix, tangent)
+def _input_of(e):
+    """The vector a Jacobian (or a chain of them, A B: B's) takes its derivative with respect
+    to; None when it has no one such vector (a sum of Jacobians w.r.t. different vectors)."""
+    if isinstance(e, Jacobian):
+        return e.args[1]
+    if isinstance(e, MatMul):
+        return _input_of(e.args[1]) if e.args[1].has(Jacobian) else None
+    if isinstance(e, sp.Add):
+        found = {_input_of(a) for a in e.args}
+        return found.pop() if len(found) == 1 else None
+    if isinstance(e, sp.Mul):
+        mats = [a for a in e.args if a.has(Jacobian)]
+        return _input_of(mats[0]) if len(mats) == 1 else None
+    return None
+
+
+def matrix_claim(ctx: Context, sides: list, where):
+    """``∂a/∂h_prev = W_h``: a Jacobian claimed equal to a matrix, judged as a matrix. Every side
+    is applied to a probe vector p in the space of h and evaluated at each unit vector
+    (``Probed``), so the whole matrix is compared, sample by sample. A written matrix is J in the
+    notation's ``layout = "numerator"`` (d2l's ∂h_t/∂h_{t-1} = W_hh), J^T in ``"denominator"``
+    (rows as samples, a = h W: CS231n's ∂a/∂h_prev = W_h); an elementwise value v is diag(v)."""
+    targets = {_input_of(side) for side in sides if side.has(Jacobian)}
+    if len(targets) != 1 or None in targets:
+        raise VerifyError("a matrix claim with derivatives with respect to different vectors", where)
+    probe = sp.Symbol(PROBE_PREFIX + targets.pop().name)
+    out = []
+    for side in sides:
+        kind = ctx.kind(side)
+        if side.has(Jacobian):
+            if kind != "mat":
+                raise VerifyError("a Jacobian in a product this reader cannot form", where)
+            value = _apply(side, probe, transposed=False, ctx=ctx)
+        elif kind == "mat":
+            written = transpose(ctx, side, where) if ctx.reading.layout == "denominator" else side
+            value = product(ctx, written, probe, "*", where)
+        elif kind in ("vec", "num"):
+            value = side * probe
+        else:
+            raise VerifyError(f"a {KIND_WORD[kind]} where the Jacobian's matrix belongs", where)
+        out.append(Probed(value, probe))
     return out
 
 

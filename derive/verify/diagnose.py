@@ -27,7 +27,7 @@ from derive.linear import MatVec, MatVecT
 from derive.ops import sigmoid
 
 from .compare import agree
-from .nodes import HCat, SumT
+from .nodes import PROBE_PREFIX, HCat, SumT
 from .sequence import (Evaluator, OutOfRange, ShapeMismatch, StepFree, restep, simulate,
                        split_symbol, truncated_totals)
 
@@ -148,17 +148,28 @@ def _missing_transpose(values: _Values, lhs, rhs) -> Diagnosis | None:
     for node in sorted(rhs.atoms(MatVec, MatVecT), key=sp.default_sort_key):
         other = (MatVecT if isinstance(node, MatVec) else MatVec)(*node.args)
         if values.matches_rhs(rhs.xreplace({node: other}), lhs):
-            m = node.args[0]
+            from .render import cell_text
+            m = cell_text(node.args[0])
             said = f"{m}^T" if isinstance(node, MatVec) else f"{m}"
             wrote = f"{m}" if isinstance(node, MatVec) else f"{m}^T"
-            return Diagnosis("missing transpose", f"{wrote} is used where {said} is needed "
-                             f"(the product {wrote} {node.args[1]})")
+            vector = node.args[1]
+            product = "" if vector.has(*_probes(vector)) else f" (the product {wrote} {vector})"
+            return Diagnosis("missing transpose", f"{wrote} is used where {said} is needed{product}")
     return None
+
+
+def _probes(e) -> set:
+    """The probe vectors of a matrix claim (``Probed``): not the formula's own symbols."""
+    return {s for s in e.free_symbols if s.name.startswith(PROBE_PREFIX)}
+
+
+def _written_symbols(e) -> list:
+    return sorted(e.free_symbols - _probes(e), key=lambda s: s.name)
 
 
 def _wrong_time(ctx, values: _Values, lhs, rhs) -> Diagnosis | None:
     """One symbol of the right side taken one step off (c where c_prev is meant) makes it hold."""
-    for sym in sorted(rhs.free_symbols, key=lambda s: s.name):
+    for sym in _written_symbols(rhs):
         base, variant, shift = split_symbol(sym.name)
         if base in ctx.cell.params or (base.startswith("d") and base[1:] in ctx.cell.params):
             continue
@@ -322,7 +333,7 @@ def _variants(d, needed: set[str]):
 def _wrong_factor(ctx, values: _Values, lhs, rhs) -> Diagnosis | None:
     """One symbol of the right side replaced by another quantity makes it hold."""
     names = sorted(ctx.names)
-    for sym in sorted(rhs.free_symbols, key=lambda s: s.name):
+    for sym in _written_symbols(rhs):
         base, variant, shift = split_symbol(sym.name)
         related = []
         if base.startswith("d") and base[1:] in ctx.d.quantities:

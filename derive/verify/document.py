@@ -75,7 +75,7 @@ def extract(text: str) -> list[Formula]:
     def line_at(offset: int) -> int:         # 1-based; a bisection, not a count from the start
         return bisect.bisect_left(newlines, offset) + 1
 
-    for kind, body, start, block_start in _math_blocks(text):
+    for kind, body, start, block_start in _joined(text):
         if kind == "comment" and "\\" not in body and "=" not in body:
             continue
         if kind == "comment":                # keep offsets: tags become spaces, lines stay
@@ -91,8 +91,35 @@ def extract(text: str) -> list[Formula]:
     return out
 
 
+#: prose between two inline formulas that joins them into one: ``$A$ = -($B$ - $C$)``
+JOIN = re.compile(r"[ \t]*(?:[=+\-*/(][ \t]*)+")
+CLOSING = re.compile(r"[ \t]*\)+")
+
+
+def _joined(text: str):
+    """The math blocks, with inline ones joined by nothing but operators and parentheses made
+    one formula (seed 003's ``$\\frac{dError}{da}$ = -($\\hat{a}$ - $a$)``, the closing
+    parentheses after them too): (kind, body, body's offset, block's offset)."""
+    out: list[list] = []
+    for kind, body, start, block_start, end in _math_blocks(text):
+        last = out[-1] if out else None
+        if kind == "inline" and last and last[0] == "inline" and \
+                JOIN.fullmatch(text, last[4], block_start) and \
+                ("=" in text[last[4]:block_start] or "=" in last[1]):
+            last[1] += text[last[4]:block_start] + body
+            last[4] = end
+            continue
+        out.append([kind, body, start, block_start, end])
+    for kind, body, start, block_start, end in out:
+        opened = body.count("(") - body.count(")")
+        close = CLOSING.match(text, end)
+        if kind == "inline" and opened > 0 and close:
+            body += close.group()[:len(close.group()) - max(0, close.group().count(")") - opened)]
+        yield kind, body, start, block_start
+
+
 def _math_blocks(text: str):
-    """(kind, body, body's offset, block's offset) of each math block, left to right: at each
+    """(kind, body, body's offset, block's offset, its end) of each math block, left to right: at each
     place an opener stands, the first kind that closes wins (a comment, ``$$``, ``\\[``, ``\\(``,
     ``$`` within its line, then an equation environment, whose body is the whole environment).
     A closer that is not found after one opener is not found after any later one, so that kind
@@ -130,7 +157,7 @@ def _math_blocks(text: str):
         if found is None:
             pos = at + 1
             continue
-        yield found[:4]
+        yield found
         pos = found[4]
 
 

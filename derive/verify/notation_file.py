@@ -14,7 +14,9 @@ built-in notation is such a file; nothing here knows one by name. What a file gi
   ``a = 'VCat(a_i, a_f, a_o, a_g)'``);
 * ``[adjoints]``: symbols whose ``d`` means something else (``'\\hat{c}' = 'dc - dc_next'``);
 * ``[targets]``: the target ``y`` of the squared error ½(o − y)² of output ``o`` (so o − y is
-  the upstream gradient); ``[losses]``: loss symbols and their kind.
+  the upstream gradient); ``[losses]``: loss symbols and their kind;
+* ``layout`` (how a Jacobian written alone is oriented) and ``[[formula]]`` readings of one
+  formula's garbled pieces, passed on to the parser as they are.
 
 A table that a reader could not read back is refused here: a symbol that spells another of the
 cell's names while that name is written differently (h written ``c``, c written ``h``: a cycle),
@@ -134,7 +136,8 @@ def reading_from_notation(name_or_path, derivation) -> Reading:
     return Reading(notation.name, symbols=symbols, losses=losses,
                    step_label=notation.current_step, hyphen_subscripts=hyphens,
                    scalar=notation.scalar, cells=notation.cells, path=notation.path,
-                   carried_assign=notation.carried_assign,
+                   carried_assign=notation.carried_assign, layout=notation.layout,
+                   formulas=notation.formulas,
                    sizes={key(k): v for k, v in notation.sizes.items()})
 
 

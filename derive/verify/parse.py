@@ -30,11 +30,12 @@ import sympy as sp
 from derive import limits, ops
 from derive.limits import LimitError
 
-from .context import (KIND_WORD, Claim, Context, Token, local_derivative, prod, product,
-                      row_parts, transpose, unprev)
+from .context import (KIND_WORD, Claim, Context, Token, local_derivative, matrix_claim, prod,
+                      product, row_parts, transpose, unprev)
 from .errors import Place, VerifyError, excerpt
 from .nodes import HCat, Jacobian, MatTranspose, Row, SumN, SumT, VCat, VStack
 from .normalize_latex import normalize_latex
+from .vocabulary import retyped
 from .sequence import shifted, split_symbol
 from .slices import slice_value
 from .sympy_syntax import SympySyntaxParser
@@ -94,7 +95,8 @@ class LatexParser:
     def __init__(self, text: str, ctx: Context):
         self.ctx = ctx
         self.original = text
-        self.text = normalize_latex(text, hyphen_subscripts=ctx.reading.hyphen_subscripts)
+        self.text = normalize_latex(retyped(text, ctx.reading),
+                                    hyphen_subscripts=ctx.reading.hyphen_subscripts)
         if not self.text:
             raise VerifyError("empty formula")
         self._blocks = None
@@ -232,9 +234,7 @@ class LatexParser:
         if self.peek().kind != "end":
             self.fail(f"cannot read {self.peek().text!r} here")
         if any(side.has(Jacobian) for side in sides):
-            raise VerifyError("this derivative is a matrix (Jacobian); multiply it with an adjoint "
-                              "((∂h_{t+1}/∂h_t)^T δh_{t+1}) or write it through one",
-                              self.jacobian_at)
+            sides = matrix_claim(self.ctx, sides, self.jacobian_at)
         return Claim(sides, self.at_last, self.text)
 
     def _param_gradient(self, e) -> bool:
@@ -354,6 +354,9 @@ class LatexParser:
         body = self._no_pending_diagonal(body)
         if index in (None, "t", "s", "tau") or (index and index[0] == "t"):
             return SumT(body)
+        if not body.free_symbols:           # Σ_n ∂a/∂b with ∂a/∂b = 1: the adjoint is missing
+            self.fail(f"a sum over the batch of the number {body}: nothing in it belongs to a "
+                      "sample (is the adjoint it multiplies missing?)", tok, self.tokens[self.i - 1].end)
         return SumN(body)
 
     def factor(self):
@@ -931,11 +934,40 @@ class LatexParser:
         ctx = self.ctx
         if isinstance(wrt, sp.Symbol):
             return local_derivative(ctx, of, a, wrt.name, b, where)
+        stack = wrt.args[0] if isinstance(wrt, MatTranspose) else wrt
+        if isinstance(stack, (VCat, VStack)) and isinstance(of, VCat) and \
+                len(stack.args) == len(of.args):
+            return self._stacked(of, a, stack, b, where, key)
         if isinstance(wrt, HCat) and all(isinstance(p, sp.Symbol) for p in wrt.args):
             rows = [row_parts(local_derivative(ctx, of, a, p.name, b, where)) for p in wrt.args]
             if all(v is not None for _, v in rows) and len({c for c, _ in rows}) == 1:
                 return rows[0][0] * Row(VCat(*(v for _, v in rows)))
         raise VerifyError(f"a derivative with respect to {key}, which is not one quantity", where)
+
+    def _stacked(self, of, a: int, wrt, b: int, where, key: str):
+        """∂a/∂b of a stack with respect to a stack of as many blocks, when block j of a depends
+        on block j of b only: CS231n's a (N, 4H) and b (4H), ∂a/∂b = 1, elementwise; with
+        respect to the stacked weights w_x, through their rows, x^T when every gate gives it."""
+        ctx = self.ctx
+        diagonal = []
+        for j, top in enumerate(of.args):
+            for k, bottom in enumerate(wrt.args):
+                if not (isinstance(top, sp.Symbol) and isinstance(bottom, sp.Symbol)):
+                    raise VerifyError(f"a derivative with respect to {key}, which is not one "
+                                      "quantity", where)
+                block = local_derivative(ctx, top.name, a, bottom.name, b, where)
+                if j == k:
+                    diagonal.append(block)
+                elif block != 0:
+                    raise VerifyError(f"a derivative of a stack with respect to the stack {key} "
+                                      f"whose block {k + 1} reaches block {j + 1}", where)
+        kinds = {ctx.kind(block) for block in diagonal}
+        if kinds in ({"num"}, {"row"}) and len(set(diagonal)) == 1:
+            return diagonal[0]                        # the same for every block: 1, or x^T
+        if kinds == {"vec"}:
+            return VCat(*diagonal)
+        raise VerifyError(f"a derivative of a stack with respect to {key} whose blocks are not "
+                          "all elementwise vectors", where)
 
     def loss_derivative(self, kind: str, top: Atom, wrt: sp.Symbol, tau: int, where: str):
         ctx = self.ctx

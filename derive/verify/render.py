@@ -14,7 +14,7 @@ import re
 import sympy as sp
 from sympy.printing.str import StrPrinter
 
-from .nodes import HCat, SumT
+from .nodes import HCat, MatTranspose, Probed, SumT
 from .sequence import split_symbol
 
 def correct_expression(ctx, lhs):
@@ -62,6 +62,13 @@ def latex_names(ctx, notation) -> dict:
 
 
 def render_correct(ctx, lhs, notation) -> tuple[str, str]:
+    if isinstance(lhs, Probed):             # a Jacobian: its matrix, in the notation's layout
+        matrix = lhs.matrix()
+        if matrix is None:
+            return None, None
+        if ctx.reading.layout == "denominator":
+            matrix = matrix.args[0] if isinstance(matrix, MatTranspose) else MatTranspose(matrix)
+        lhs = matrix
     expr = correct_expression(ctx, lhs)
     table, names = latex_names(ctx, notation if notation is not None else ctx.reading.name)
     names = dict(names)
@@ -118,6 +125,9 @@ class _CellPrinter(StrPrinter):
 
     _print_Row = _print_MatTranspose
 
+    def _print_MatMul(self, e):
+        return f"{self._group(e.args[0])} @ {self._group(e.args[1])}"
+
     def _call(self, name, e):
         return f"{name}({', '.join(self._print(a) for a in e.args)})"
 
@@ -135,6 +145,13 @@ class _CellPrinter(StrPrinter):
 
     def _print_VStack(self, e):
         return self._call("vstack", e)
+
+    def _print_Probed(self, e):
+        """A matrix claim: the matrix, or its product with a vector v when it has no plain form."""
+        m = e.matrix()
+        if m is not None:
+            return self._print(m)
+        return f"jacobian(v -> {self._print(e.args[0].xreplace({e.args[1]: sp.Symbol('v')}))})"
 
 
 def cell_text(expr) -> str:

@@ -26,7 +26,7 @@ import sympy as sp
 from derive.evaluate import backward_step, value
 from derive.linear import Outer, ShapeMismatch
 
-from .nodes import HCat, Row, SumN, SumT, MatTranspose, VCat, VStack
+from .nodes import PROBE_PREFIX, HCat, MatMul, MatTranspose, Probed, Row, SumN, SumT, VCat, VStack
 
 SYMBOL_RE = re.compile(r"^(?P<base>[^@#]+)(?:#(?P<variant>\w+))?(?:@(?P<shift>[+-]\d+))?$")
 
@@ -208,28 +208,89 @@ def _rows(e, ev):
     return np.concatenate(vals, axis=0)
 
 
+def _matrix_product(e, ev):
+    a, b = (ev(x) for x in e.args)
+    if np.ndim(a) != 2 or np.ndim(b) != 2 or np.shape(a)[1] != np.shape(b)[0]:
+        raise ShapeMismatch(f"a matrix product of shapes {np.shape(a)} and {np.shape(b)}")
+    return a @ b
+
+
 def _sum_batch(e, ev):
     v = ev(e.args[0])
     return v.sum(axis=0) if np.ndim(v) == 2 and not _is_matrix_valued(e.args[0]) else v
 
 
-def formula_nodes(sum_steps=None) -> dict:
+def formula_nodes(sum_steps=None, probe=None) -> dict:
     """How the reference interpreter evaluates the nodes of formulas (``nodes``); ``sum_steps(e)``
-    gives Σ_t e, where a claim sums over steps."""
+    gives Σ_t e, where a claim sums over steps; ``probe(name)`` is a ``Probes`` table."""
     def sum_over_steps(e, ev):
         if sum_steps is None:
             raise StepFree("Σ_t inside Σ_t")
         return sum_steps(e.args[0])
 
+    def probed(e, ev):
+        if probe is None:
+            raise ShapeMismatch("a matrix claim outside a run")
+        body, vector = e.args
+        columns = []
+        for j in range(probe.size(vector.name)):
+            with probe.bound(vector.name, j):
+                columns.append(np.asarray(ev(body), dtype=float))
+        if all(c.ndim == 0 for c in columns) and len({float(c) for c in columns}) == 1:
+            return columns[0]            # 0: the same number in every column
+        shape = np.broadcast_shapes(*(c.shape for c in columns))
+        return np.stack([np.broadcast_to(c, shape) for c in columns], axis=-1)
+
     return {VCat: _stack, HCat: _blocks, VStack: _rows,
             MatTranspose: lambda e, ev: np.transpose(ev(e.args[0])),
-            Row: lambda e, ev: ev(e.args[0]), SumN: _sum_batch, SumT: sum_over_steps}
+            MatMul: _matrix_product,
+            Row: lambda e, ev: ev(e.args[0]), SumN: _sum_batch, SumT: sum_over_steps,
+            Probed: probed}
 
 
-def evaluate(expr, lookup, sum_steps=None):
+class Probes:
+    """The unit vectors a ``Probed`` matrix claim is evaluated at: ``_probe_h_prev`` is e_j in
+    the space of h (one row per sequence), while its column j is evaluated."""
+
+    def __init__(self, run: "Run"):
+        self.run = run
+        self.values: dict[str, np.ndarray] = {}
+
+    def size(self, name: str) -> int:
+        d = self.run.derivation
+        leaf = split_symbol(name)[0][len(PROBE_PREFIX):]
+        base = leaf[:-5] if leaf.endswith("_prev") and leaf[:-5] in d.cell.states else leaf
+        return int(np.prod([self.run.sizes[k] for k in d.quantities[base].shape]))
+
+    def bound(self, name: str, j: int):
+        from contextlib import contextmanager
+
+        @contextmanager
+        def binding():
+            base = split_symbol(name)[0]
+            unit = np.zeros((self.run.N, self.size(name)))
+            unit[:, j] = 1.0
+            self.values[base] = unit
+            try:
+                yield
+            finally:
+                del self.values[base]
+        return binding()
+
+    def lookup(self, name: str):
+        """The bound value of a probe (at any step offset: a unit vector has no step)."""
+        base = split_symbol(name)[0]
+        if not base.startswith(PROBE_PREFIX):
+            return None
+        if base not in self.values:
+            raise ShapeMismatch("a probe vector outside its matrix claim")
+        return self.values[base]
+
+
+def evaluate(expr, lookup, sum_steps=None, probe=None):
     """The value of ``expr``; ``lookup(name)`` gives a symbol's array, ``sum_steps(e)`` Σ_t e.
     The reference interpreter's ``value`` does the work, with the formula nodes added."""
-    return value(expr, lookup, formula_nodes(sum_steps))
+    return value(expr, lookup, formula_nodes(sum_steps, probe))
 
 
 def _is_matrix_valued(e) -> bool:
@@ -245,7 +306,12 @@ class Evaluator:
         self.totals = totals          # whole-sequence parameter gradients to use for SumT(dW)
 
     def at(self, expr, t: int | None):
+        probes = Probes(self.run)
+
         def lookup(name):
+            unit = probes.lookup(name)
+            if unit is not None:
+                return unit
             base, variant, shift = split_symbol(name)
             if t is None:
                 raise StepFree(base)
@@ -272,7 +338,7 @@ class Evaluator:
                     continue
             return total
 
-        return evaluate(expr, lookup, sum_steps)
+        return evaluate(expr, lookup, sum_steps, probes)
 
     def _is_adjoint(self, name: str) -> bool:
         """An adjoint of the cell (boundary: every adjoint after the last step is zero)."""

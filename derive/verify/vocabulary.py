@@ -22,6 +22,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from .errors import VerifyError
+
 
 @dataclass(frozen=True)
 class Entry:
@@ -41,6 +43,8 @@ class Reading:
     scalar: bool = False            # the document treats every size as 1 (seed 001)
     carried_assign: bool = False    # a carried adjoint on a left side is the one handed back
     sizes: dict[str, str] = field(default_factory=dict)   # the document's size names: n_a -> H
+    layout: str = "numerator"       # a written Jacobian ∂a/∂h is J ("denominator": J^T, a = h W)
+    formulas: tuple = ()            # [[formula]] readings of garbled pieces, formula by formula
     cells: tuple[str, ...] = ()     # cells the notation was written for (documentation only)
     path: str | None = None         # the notation file, for printing in the same notation
 
@@ -97,3 +101,22 @@ def get_reading(name: str | None, derivation) -> Reading:
 def known_readings() -> list[str]:
     from derive.notation import builtin_notations
     return builtin_notations()
+
+
+def retyped(text: str, reading: Reading) -> str:
+    """``text`` with the notation's ``[[formula]]`` readings applied: in a formula containing an
+    entry's ``where``, each typed piece reads as its value (a list: occurrence by occurrence).
+    A list whose length is not the number of occurrences is refused: the reading is unclear."""
+    for where, pieces in reading.formulas:
+        if where not in text:
+            continue
+        for typed, values, by_occurrence in pieces:
+            found = text.count(typed)
+            if by_occurrence and found != len(values):
+                raise VerifyError(f"notation {reading.name}: [[formula]] where {where!r} reads "
+                                  f"{typed!r} {len(values)} times, but the formula has it "
+                                  f"{found} times")
+            parts = text.split(typed)
+            text = parts[0] + "".join((values[k] if by_occurrence else values[0]) + rest
+                                      for k, rest in enumerate(parts[1:]))
+    return text
