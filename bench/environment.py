@@ -12,7 +12,7 @@ import platform
 import sys
 
 ENV_VARS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS",
-            "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
+            "MKL_NUM_THREADS", "NUMBA_NUM_THREADS", "OMP_WAIT_POLICY")
 
 
 def _short_path(path: str) -> str:

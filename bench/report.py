@@ -115,8 +115,9 @@ def targets(rows: list[dict], clock: str = "median") -> list[str]:
 def environment(session: dict) -> list[str]:
     mode = ("one process, every pool at one thread, methods interleaved call by call"
             if session["threads"] == "one" else
-            f"one process per method at default threads, alternating bursts of "
-            f"{session['burst']} with {session['gap']} s pauses")
+            f"one process per method at default threads"
+            + (", OMP_WAIT_POLICY=PASSIVE" if session["threads"] == "passive" else "")
+            + f", alternating bursts of {session['burst']} with {session['gap']} s pauses")
     lines = [f"- threads: {mode}; median of {session['repeats']} samples per method; "
              f"session took {session['seconds']:.0f} s"]
     for methods, info in session["workers"].items():
@@ -138,7 +139,8 @@ def environment(session: dict) -> list[str]:
 def session_title(session: dict) -> str:
     coretype = ("OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE as set" if session["coretype"] == "as-set"
                 else "OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE unset")
-    threads = "one thread each" if session["threads"] == "one" else "default threads"
+    threads = {"one": "one thread each", "default": "default threads",
+               "passive": "default threads, OMP_WAIT_POLICY=PASSIVE"}[session["threads"]]
     return f"{threads}, {coretype}"
 
 
@@ -168,7 +170,7 @@ def train_table(sessions: list[dict], clock: str = "median") -> str:
     for session in sessions:
         for row in session["rows"]:
             case = row["case"]
-            cells = ["one" if session["threads"] == "one" else "default", case["cell"],
+            cells = [session["threads"], case["cell"],
                      f"{case['T']},{case['N']},{case['D']},{case['H']}", case["dtype"]]
             for method in ("raw", "cellrnn", "torch_train"):
                 if method in row[clock]:

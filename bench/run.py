@@ -20,7 +20,8 @@ from .report import render, render_train, session_title
 from .training import TRAIN_METHODS
 from .session import CORETYPE_VARS, ROOT, run_session
 
-THREAD_MODES = ("one", "default")
+THREAD_MODES = ("one", "default", "passive")
+DEFAULT_THREAD_MODES = THREAD_MODES[:2]   # passive is asked for by name
 CORETYPES = ("as-set", "unset")
 
 
@@ -70,7 +71,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "quick 3)")
     parser.add_argument("--threads", nargs="+", choices=THREAD_MODES,
                         help="one: one process, one thread per pool; default: one process per "
-                             "method at default threads (default: both; quick: one)")
+                             "method at default threads; passive: the same with "
+                             "OMP_WAIT_POLICY=PASSIVE (default: one default; quick: one)")
     parser.add_argument("--coretype", nargs="+", choices=CORETYPES,
                         help="OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE as set, or unset for the "
                              "benchmark's workers only (default: both; quick: as-set)")
@@ -158,7 +160,7 @@ def run(args) -> int:
     repeats = args.repeats or (3 if args.quick else 10)
     train = getattr(args, "train", False)
     methods = args.methods or list(TRAIN_METHODS if train else METHODS)
-    threads = args.threads or (["one"] if args.quick and not train else list(THREAD_MODES))
+    threads = args.threads or (["one"] if args.quick and not train else list(DEFAULT_THREAD_MODES))
     coretypes = args.coretype or (["as-set"] if args.quick else list(CORETYPES))
     notes = []
     if "unset" in coretypes and "as-set" in coretypes and not any(v in os.environ for v in CORETYPE_VARS):

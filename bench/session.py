@@ -9,6 +9,9 @@ threads, their pools spin against each other):
 - ``default``: one worker process per method at default thread counts; the coordinator
   alternates between them a short burst at a time and pauses ``gap`` seconds after each
   burst so the idle pools' spinning threads go to sleep before the next process measures.
+- ``passive``: as ``default``, with ``OMP_WAIT_POLICY=PASSIVE`` in every worker: an OpenMP
+  worker (torch's intra-op pool) then sleeps between parallel regions instead of spinning on a
+  core another pool's threads need (docs/benchmarks.md, the training step).
 
 The coordinator (this process) imports neither NumPy's BLAS nor torch; it only sends commands
 and collects wall (and CPU) times. The correctness check runs in the process that hosts torch,
@@ -47,6 +50,8 @@ def session_env(threads: str, coretype: str, numba_cache: str | None = None) -> 
             env.pop(var, None)
     if threads == "one":
         env.update({var: "1" for var in THREAD_VARS})
+    if threads == "passive":
+        env["OMP_WAIT_POLICY"] = "PASSIVE"
     env["CELLGRAD_BENCH_THREADS"] = threads
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     return env

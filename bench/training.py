@@ -50,7 +50,10 @@ def raw_call(case: Case, data: CaseData) -> Callable[[], object]:
 
     def step():
         outputs, _, cache = module.forward(x, params)
-        loss = float(np.vdot(outputs["h"], data.w))
+        # not np.vdot: that is NumPy's OpenBLAS, a second pool beside the kernels' (SciPy's); its
+        # float64 dot runs on two threads and the worker it wakes then busy-waits on the core the
+        # kernels' next GEMM needs (docs/benchmarks.md). einsum loops in NumPy itself.
+        loss = float(np.einsum("tnh,tnh->", outputs["h"], data.w))
         grads = module.backward(d_outputs, cache).params
         for name, value in params.items():
             value -= LR * grads[name]

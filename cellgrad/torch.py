@@ -9,6 +9,8 @@ for any cell, and ``kernel_function``, the torch.autograd.Function of one kernel
 
 Tensors are CPU tensors shared with NumPy without copies (torch.from_numpy, Tensor.numpy).
 The kernels' backward is not differentiable: a second derivative is refused with an error.
+Thread pools are the program's to set: at default threads, start it with OMP_WAIT_POLICY=PASSIVE,
+else torch's OpenMP worker spins after each op on the core the kernels' BLAS needs (README).
 """
 
 from __future__ import annotations
@@ -196,6 +198,9 @@ class CellRNN(nn.Module):
             if input.dim() not in (2, 3):
                 raise ValueError(f"input must be 2-D (unbatched) or 3-D, got shape {tuple(input.shape)}")
             x = input.unsqueeze(1) if unbatched else (input.transpose(0, 1) if self.batch_first else input)
+        if x.shape[-1] != self.input_size:
+            raise ValueError(f"the input has {x.shape[-1]} features per step, but this CellRNN was "
+                             f"built with input_size={self.input_size}")
         first = next(itertools.chain(self.parameters(), self.buffers()), None)  # a cell of buffers only
         if not self._tensors():
             _numpy(x, "the input")

@@ -51,15 +51,18 @@ def _same_shape(values):
 
 
 def value(expr: sp.Expr, lookup: Callable[[str], np.ndarray],
-          nodes: Mapping[type, Callable] | None = None):
+          nodes: Mapping[type, Callable] | None = None, backend: str = "numpy"):
     """The value of ``expr`` on batch arrays: ``lookup(name)`` gives a symbol's array.
 
     Functions are evaluated by their op-table row (``derive.ops``: the same NumPy text the
     kernels print), linear nodes by themselves (``derive.linear``); ``nodes`` maps further node
     types to ``handler(node, ev)`` (verify's stacking and sums). Operands of + and * must have
     fitting shapes (``ShapeMismatch`` otherwise), so a transposed or swapped operand is an
-    error, never a broadcast by luck."""
+    error, never a broadcast by luck. ``backend="torch"``: the same walk over torch tensors with
+    each row's PyTorch spelling, so that autograd differentiates what the spec says
+    (tests/torch_oracle.py)."""
     nodes = nodes or {}
+    power = np.power if backend == "numpy" else (lambda base, exponent: base ** exponent)
 
     def ev(e):
         if isinstance(e, sp.Symbol):
@@ -79,7 +82,7 @@ def value(expr: sp.Expr, lookup: Callable[[str], np.ndarray],
             return out
         if isinstance(e, sp.Pow):
             exponent = float(e.exp) if e.exp.is_Number else ev(e.exp)
-            return np.power(ev(e.base), exponent)
+            return power(ev(e.base), exponent)
         handler = nodes.get(type(e))
         if handler is not None:
             return handler(e, ev)
@@ -88,12 +91,23 @@ def value(expr: sp.Expr, lookup: Callable[[str], np.ndarray],
         op = ops.op_of(e)
         if op is not None and op.definition is not None:
             return ev(ops.expand(e))
-        reference = ops.reference_of(e)
+        reference = ops.reference_of(e) if backend == "numpy" else op and op.reference(backend)
         if reference is not None:
-            return reference(*(ev(a) for a in e.args))
+            args = [ev(a) for a in e.args]
+            return reference(*(args if backend == "numpy" else _tensors_alike(args)))
         raise ValueError(f"cannot evaluate {type(e).__name__}: not a function of the op table "
                          "(derive.ops)")
     return ev(expr)
+
+
+def _tensors_alike(args: list) -> list:
+    """A number beside a tensor as a tensor like it: torch's two-argument functions
+    (``torch.maximum(0.0, z)`` in ``max(0, z)``) take tensors only."""
+    like = next((a for a in args if hasattr(a, "dtype") and not isinstance(a, float)), None)
+    if like is None:
+        return args
+    import torch
+    return [torch.full_like(like, a) if isinstance(a, float) else a for a in args]
 
 
 # -- sizes and shapes -------------------------------------------------------------------------

@@ -45,6 +45,8 @@ NOTATIONS_DIR = Path(__file__).parent / "notations"
 TIME_STYLES = ("angle", "sub", "paren", "none")
 
 PLACEHOLDER = "#"
+#: a template whose symbol is an operator's subscript with the operand after it: \nabla_{#} L
+OPERATOR_SUBSCRIPT = re.compile(r"_\{\s*#\s*\}\s*\S")
 
 #: the tables that say how a document's formulas read (derive.verify uses them; see the guide)
 READING_TABLES = ("read", "adjoints", "losses", "targets", "sizes")
@@ -378,22 +380,26 @@ class Notation:
             except NotationError:
                 missing.append(name)
 
-        def template(tpl: str, base: str) -> str:
-            return tpl.replace(PLACEHOLDER, self.symbol(base))
+        def template(tpl: str, base: str, step: str | None) -> str:
+            """The template at a step: an operator's subscript (``\\nabla_{#} L``) takes the
+            step on the symbol inside it, ``\\nabla_{h(t)} L``; any other template after it."""
+            if OPERATOR_SUBSCRIPT.search(tpl):
+                return tpl.replace(PLACEHOLDER, self.at(self.symbol(base), step))
+            return self.at(tpl.replace(PLACEHOLDER, self.symbol(base)), step)
 
         for name, q in derivation.quantities.items():
             if name in prev_of:
                 state = prev_of[name]
                 put(name, lambda s=state: self.timed(s, "t-1"))
-                put("d" + name, lambda s=state: self.at(template(self.carried, s), "t-1"))
+                put("d" + name, lambda s=state: template(self.carried, s, "t-1"))
             else:
                 step = None if q.role == "param" else "t"
                 put(name, lambda n=name, st=step: self.timed(n, st))
-                put("d" + name, lambda n=name, st=step: self.at(template(self.adjoint, n), st))
+                put("d" + name, lambda n=name, st=step: template(self.adjoint, n, st))
         for out, up in derivation.upstream.items():
-            put(up, lambda o=out: self.at(template(self.upstream, o), "t"))
+            put(up, lambda o=out: template(self.upstream, o, "t"))
         for state, carried in derivation.carried.items():
-            put(carried, lambda s=state: self.at(template(self.carried, s), "t"))
+            put(carried, lambda s=state: template(self.carried, s, "t"))
         if missing:
             bases = sorted({_base_of(m, derivation) for m in missing})
             cells = f"; it is written for: {', '.join(self.cells)}" if self.cells else ""

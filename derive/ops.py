@@ -12,8 +12,10 @@ A row (``Op``) holds together everything the stages need to know about one funct
   vectorizable ``_exp``);
 * ``latex``: how documents print it; ``reads``: the LaTeX commands and words verify reads as it;
 * ``rule``: the derivative rule the documents show;
-* ``code``: spellings for further backends by name (``"triton"``); a backend's printer without
-  one falls back to its own ``_print_<name>`` methods.
+* ``code``: spellings for further backends by name (``"triton"``; ``"torch"``, which the
+  reference interpreter runs on tensors so that PyTorch's autograd checks the derivation:
+  tests/torch_oracle.py); a backend's printer without one falls back to its own
+  ``_print_<name>`` methods.
 
 Code templates hold ``{0}``, ``{1}`` for the arguments and ``{F}`` for the kernel's float
 type (Numba's float type, Triton's compute type ``_F``); LaTeX templates hold ``{0}``, ``{1}``.
@@ -180,24 +182,30 @@ class Op:
     definition: sp.Expr | None = None     # composite rows: the body, over ARGUMENT
     code: dict[str, Code] = field(default_factory=dict)   # other backends: name -> spelling
     doc: str = ""
-    _reference: Callable | None = field(default=None, repr=False)
+    _references: dict = field(default_factory=dict, repr=False)   # backend -> compiled function
 
     @property
     def numba_code(self) -> Code | None:
         return self.numba or self.numpy
 
-    def reference(self) -> Callable:
-        """The NumPy function the reference interpreter calls: the row's own NumPy text."""
-        if self._reference is None:
-            if self.numpy is None:
-                raise ValueError(f"function {self.name!r} has no NumPy code")
+    def reference(self, backend: str = "numpy") -> Callable:
+        """The function the reference interpreter calls: the row's own NumPy text, or with
+        ``backend="torch"`` its PyTorch spelling (an autograd oracle: tests/torch_oracle.py)."""
+        if backend not in self._references:
+            code = self.numpy if backend == "numpy" else self.code.get(backend)
+            if code is None:
+                raise ValueError(f"function {self.name!r} has no {backend} code")
             # The table's own code text (never a spec's): run once, exactly as kernels print it.
-            namespace = {"np": np}
-            for helper in helper_closure(self.numpy.helpers):
+            if backend == "torch":
+                import torch
+                namespace = {"torch": torch}
+            else:
+                namespace = {"np": np}
+            for helper in helper_closure(code.helpers):
                 exec(compile(helper.code, f"<op {self.name}: {helper.name}>", "exec"), namespace)  # noqa: S102
             names = [f"_{k}" for k in range(self.arity)]
-            self._reference = eval(f"lambda {', '.join(names)}: {self.numpy.format(names)}", namespace)  # noqa: S307
-        return self._reference
+            self._references[backend] = eval(f"lambda {', '.join(names)}: {code.format(names)}", namespace)  # noqa: S307
+        return self._references[backend]
 
 
 ARGUMENT = sp.Symbol("z")
@@ -344,45 +352,50 @@ def _identity(z):
 register(Op("sigmoid", sigmoid, Code("_sigmoid({0})", (NUMPY_SIGMOID,)),
             Code("_sigmoid({0})", (NUMBA_SIGMOID,)),
             latex=r"\sigma\left({0}\right)", reads=("sigma", "sigmoid"),
-            code={"triton": Code("_tl.sigmoid({0})")},
+            code={"triton": Code("_tl.sigmoid({0})"), "torch": Code("torch.sigmoid({0})")},
             rule=r"\sigma' = \sigma (1 - \sigma)"))
 register(Op("tanh", sp.tanh, Code("np.tanh({0})"), Code("_tanh({0})", (NUMBA_TANH,)),
-            reads=("tanh",), rule=r"\tanh' = 1 - \tanh^2"))
+            reads=("tanh",), rule=r"\tanh' = 1 - \tanh^2", code={"torch": Code("torch.tanh({0})")}))
 register(Op("relu", relu, Code("np.maximum({0}, 0)"), Code("max({0}, {F}(0))"),
             latex=_call_latex("relu"), reads=("relu", "ReLU"),
-            code={"triton": Code("_tl.maximum({0}, 0.0)")},
+            code={"triton": Code("_tl.maximum({0}, 0.0)"), "torch": Code("torch.relu({0})")},
             rule=r"\operatorname{relu}'(z) = \operatorname{step}(\operatorname{relu}(z))"
                  r" = \operatorname{step}(z)\text{, 0 at } z = 0"))
 register(Op("exp", sp.exp, Code("np.exp({0})"), Code("_exp({0})", (NUMBA_EXP,)),
-            reads=("exp",), rule=r"\exp' = \exp", code={"triton": Code("_tl.exp({0})")}))
+            reads=("exp",), rule=r"\exp' = \exp",
+            code={"triton": Code("_tl.exp({0})"), "torch": Code("torch.exp({0})")}))
 register(Op("log", sp.log, Code("np.log({0})"), reads=("log", "ln"),
-            rule=r"\log'(z) = 1 / z", code={"triton": Code("_tl.log({0})")}))
+            rule=r"\log'(z) = 1 / z",
+            code={"triton": Code("_tl.log({0})"), "torch": Code("torch.log({0})")}))
 register(Op("softplus", softplus, Code("np.logaddexp(0, {0})"),
             Code("_softplus({0})", (NUMBA_SOFTPLUS,)), latex=_call_latex("softplus"),
             reads=("softplus",),
+            code={"torch": Code("torch.logaddexp(torch.zeros_like({0}), {0})")},
             rule=r"\operatorname{softplus}' = \sigma = 1 - e^{-\operatorname{softplus}}"))
 register(Op("identity", _identity, rule=None))
 register(Op("sqrt", sqrt, Code("np.sqrt({0})"), latex=r"\sqrt{{0}}", reads=("sqrt",),
-            code={"triton": Code("_tl.sqrt({0})")},
+            code={"triton": Code("_tl.sqrt({0})"), "torch": Code("torch.sqrt({0})")},
             rule=r"\sqrt{z}' = 1 / (2 \sqrt{z})"))
 register(Op("abs", abs_, Code("np.abs({0})"), Code("abs({0})"), latex=r"\left|{0}\right|",
-            code={"triton": Code("_tl.abs({0})")},
+            code={"triton": Code("_tl.abs({0})"), "torch": Code("torch.abs({0})")},
             reads=("abs",), rule=r"|z|' = \operatorname{sign}(z)\text{, 0 at } z = 0"))
 register(Op("max", max_, Code("np.maximum({0}, {1})"), Code("max({0}, {1})"),
             latex=r"\max\left({0}, {1}\right)", reads=("max",), arity=2,
-            code={"triton": Code("_tl.maximum({0}, {1})")},
+            code={"triton": Code("_tl.maximum({0}, {1})"), "torch": Code("torch.maximum({0}, {1})")},
             rule=r"\partial \max(a, b) / \partial a = \operatorname{step}(a - b)\text{, } "
                  r"\tfrac{1}{2} \text{ at a tie}"))
 register(Op("min", min_, Code("np.minimum({0}, {1})"), Code("min({0}, {1})"),
             latex=r"\min\left({0}, {1}\right)", reads=("min",), arity=2,
-            code={"triton": Code("_tl.minimum({0}, {1})")},
+            code={"triton": Code("_tl.minimum({0}, {1})"), "torch": Code("torch.minimum({0}, {1})")},
             rule=r"\partial \min(a, b) / \partial a = \operatorname{step}(b - a)\text{, } "
                  r"\tfrac{1}{2} \text{ at a tie}"))
 register(Op("step", step, Code("np.heaviside({0}, 0)"), Code("({F}(1) if {0} > {F}(0) else {F}(0))"),
             latex=_call_latex("step"), reads=("step",),
-            code={"triton": Code("_tl.where({0} > 0, 1.0, 0.0).to({F})")}))
+            code={"triton": Code("_tl.where({0} > 0, 1.0, 0.0).to({F})"),
+                  "torch": Code("({0} > 0).to({0}.dtype)")}))
 register(Op("sign", sign, Code("np.sign({0})"), latex=_call_latex("sign"), reads=("sign", "sgn"),
-            code={"triton": Code("_tl.where({0} > 0, 1.0, _tl.where({0} < 0, -1.0, 0.0)).to({F})")}))
+            code={"triton": Code("_tl.where({0} > 0, 1.0, _tl.where({0} < 0, -1.0, 0.0)).to({F})"),
+                  "torch": Code("torch.sign({0})")}))
 
 
 #: SymPy functions that appear in derivatives without being rows (sin' = cos) and that LaTeX

@@ -196,36 +196,6 @@ def _torch():
     return torch
 
 
-def _torch_value(expr, env, torch):
-    """The forward equations evaluated with torch's own functions: autograd is the oracle."""
-    functions = {"sigmoid": torch.sigmoid, "tanh": torch.tanh, "relu": torch.relu, "exp": torch.exp,
-                 "log": torch.log, "sqrt": torch.sqrt, "abs": torch.abs, "sign": torch.sign,
-                 "max": torch.maximum, "min": torch.minimum,
-                 "softplus": torch.nn.functional.softplus}
-
-    def ev(e):
-        if isinstance(e, sp.Symbol):
-            return env[e.name]
-        if e.is_Number:
-            return torch.tensor(float(e), dtype=torch.float64)
-        if isinstance(e, sp.Add):
-            return sum((ev(a) for a in e.args[1:]), ev(e.args[0]))
-        if isinstance(e, sp.Mul):
-            out = ev(e.args[0])
-            for a in e.args[1:]:
-                out = out * ev(a)
-            return out
-        if isinstance(e, sp.Pow):
-            return ev(e.base) ** float(e.exp)
-        if type(e).__name__ == "MatVec":
-            return ev(e.vector) @ ev(e.matrix).T
-        op = ops.op_of(e)
-        if op is not None and op.definition is not None:
-            return ev(ops.expand(e))
-        return functions[type(e).__name__](*(ev(a) for a in e.args))
-    return ev(expr)
-
-
 @pytest.mark.parametrize("spec", CELLS, ids=lambda p: p.stem)
 def test_reference_gradients_match_torch_autograd(spec):
     torch = _torch()
@@ -244,7 +214,7 @@ def test_reference_gradients_match_torch_autograd(spec):
         env = {**{p: leaves[p] for p in d.cell.params}, **{i: leaves[i][t] for i in d.cell.inputs},
                **{f"{s}_prev": state[s] for s in d.cell.states}}
         for eq in d.forward:
-            env[eq.lhs] = _torch_value(eq.rhs, env, torch)
+            env[eq.lhs] = value(eq.rhs, env.__getitem__, backend="torch")   # the rows' torch spellings
         total = total + sum((env[o] * torch.tensor(w[o][t])).sum() for o in d.cell.outputs)
         state = {s: env[s] for s in d.cell.states}
     total.backward()
@@ -441,3 +411,27 @@ def test_triton_spells_the_new_rows_like_the_numpy_backend(tmp_path, spec):
     d = derive.derive(load_cell(spec))
     compare(import_kernel(d, "numpy", tmp_path), import_kernel(d, "triton", tmp_path), torch,
             "float64")
+
+
+@pytest.mark.parametrize("name", sorted(n for n, op in ops.TABLE.items() if op.numpy is not None))
+def test_every_row_has_a_torch_spelling_with_its_values_and_derivative(name):
+    """The row's PyTorch spelling (what tests/torch_oracle.py runs) gives the NumPy spelling's
+    values, and autograd of it gives the derivative SymPy takes of the row (away from kinks)."""
+    torch = _torch()
+    op = ops.TABLE[name]
+    assert "torch" in op.code, f"{name} has no torch spelling in derive/ops.py"
+    rng = np.random.default_rng(5)
+    points = rng.uniform(0.2, 2.0, (50, op.arity)) * rng.choice([-1.0, 1.0], (50, op.arity))
+    if name in ("log", "sqrt"):
+        points = np.abs(points)
+    args = [torch.tensor(points[:, k], requires_grad=True) for k in range(op.arity)]
+    got = op.reference("torch")(*args)
+    np.testing.assert_allclose(got.detach().numpy(), op.reference()(*points.T), rtol=1e-13, atol=1e-15)
+    # step compares, which leaves the graph: autograd's derivative of it is 0 everywhere
+    grads = torch.autograd.grad(got.sum(), args, allow_unused=True) if got.requires_grad else [None] * op.arity
+    symbols = sp.symbols(f"z0:{op.arity}")
+    env = {str(z): points[:, k] for k, z in enumerate(symbols)}
+    for k, z in enumerate(symbols):
+        want = np.broadcast_to(value(sp.diff(op.sympy(*symbols), z), env.__getitem__), (50,))
+        have = np.zeros(50) if grads[k] is None else grads[k].numpy()
+        np.testing.assert_allclose(have, want, rtol=1e-12, atol=1e-14, err_msg=f"{name}, argument {k}")

@@ -165,6 +165,9 @@ def test_refusals_are_clear():
         rnn(torch.empty(T, N, D, dtype=torch.float64, device="meta"))
     with pytest.raises(TypeError, match="dtype torch.float32 but the parameters torch.float64"):
         rnn(torch.zeros(T, N, D))
+    with pytest.raises(ValueError, match=f"the input has {D + 4} features per step, but this CellRNN "
+                                         f"was built with input_size={D}"):
+        rnn(torch.zeros(T, N, D + 4, dtype=torch.float64))
     with pytest.raises(ValueError, match=r"the initial h has shape \(2, 4, 5\), expected \(1, 4, 5\)"):
         rnn(torch.zeros(T, N, D, dtype=torch.float64), torch.zeros(2, N, H, dtype=torch.float64))
     with pytest.raises(ValueError, match="tanh"):
@@ -272,3 +275,41 @@ def test_buffers_are_module_buffers_and_get_no_gradient():
     assert torch.autograd.gradcheck(
         lambda W, U: functional_call(rnn, {"W_l0": W, "U_l0": U}, (x.detach(),))[0],
         (params["W_l0"], params["U_l0"]))
+
+
+def test_float32_reaches_the_kernels_and_comes_back_without_copies_or_conversions(monkeypatch):
+    """The kernels read the input's and the parameters' own memory, the output is the kernels'
+    own array, and every array on the way (input, parameters, upstream gradient, gradients) stays
+    float32: no hidden float64 round trip, no copy in a training step (docs/benchmarks.md)."""
+    torch.manual_seed(5)
+    rnn = CellRNN("lstm", D, H, backend="numpy", dtype=torch.float32)
+    module, seen = rnn.kernels, {}
+    forward, backward = module.forward, module.backward
+
+    def spy_forward(x, params, state=None, lengths=None):
+        seen["x"], seen["params"] = x, params
+        seen["result"] = forward(x, params, state, lengths)
+        return seen["result"]
+
+    def spy_backward(d_outputs, cache, d_state=None):
+        seen["d_outputs"], seen["grads"] = d_outputs, backward(d_outputs, cache, d_state)
+        return seen["grads"]
+
+    monkeypatch.setattr(module, "forward", spy_forward)
+    monkeypatch.setattr(module, "backward", spy_backward)
+    address = lambda a: a.__array_interface__["data"][0]   # noqa: E731
+    x, w = torch.randn(T, N, D), torch.randn(T, N, H)
+    output, _ = rnn(x)
+    (output * w).sum().backward()
+
+    assert address(seen["x"]) == x.data_ptr() and seen["x"].dtype == np.float32
+    for name, tensor in rnn.layer_params(0).items():
+        assert address(seen["params"][name]) == tensor.data_ptr(), name
+        assert seen["params"][name].dtype == np.float32, name
+    assert output.data_ptr() == address(seen["result"][0]["h"]) and output.dtype == torch.float32
+    assert seen["d_outputs"]["h"].dtype == np.float32
+    np.testing.assert_array_equal(seen["d_outputs"]["h"], w.numpy())   # d(sum(h * w))/dh
+    for name, tensor in rnn.layer_params(0).items():
+        grad = seen["grads"].params[name]
+        assert grad.dtype == np.float32 and tensor.grad.dtype == torch.float32, name
+        np.testing.assert_array_equal(tensor.grad.numpy(), grad)   # reaches .grad unchanged

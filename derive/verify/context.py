@@ -363,8 +363,11 @@ def transpose(ctx: Context, e, where: str):
     k = ctx.kind(e)
     if k == "vec":
         return Row(e)
-    if k == "row":
-        return e.args[0]
+    if k == "row":                  # (c ⊙ v^T)^T = c ⊙ v: the coefficient stays
+        coef, v = row_parts(e)
+        if v is None:
+            raise VerifyError("transpose of a transposed vector expression it cannot split", where)
+        return coef * v
     if k == "mat":
         return e.args[0] if isinstance(e, MatTranspose) else MatTranspose(e)
     raise VerifyError("transpose of a number", where)

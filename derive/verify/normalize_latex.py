@@ -10,7 +10,11 @@ understood by the parser is an error there, never silently dropped. The rewrites
   ``\\bullet``, ``\\displaystyle``, fonts (``\\mathbf{c}``, ``\\mathsf``, ``\\boldsymbol``,
   ``\\mathrm{X}``) -> removed, keeping their content;
 * ``\\mathrm{d}X`` (the adjoint ``dX``) -> ``\\diff X``;
-* time superscripts ``^{\\langle t-1\\rangle}``, ``^{<t>}``, ``^{\\lt t \\gt}`` -> ``@{t-1}``;
+* time superscripts ``^{\\langle t-1\\rangle}``, ``^{<t>}``, ``^{\\lt t \\gt}`` -> ``@{t-1}``; Goodfellow
+  et al.'s ``^{(t-1)}`` too, with a transpose inside it (``h^{(t-1)T}``, ``^{(t)\\top}``) ->
+  ``@{t-1}^{T}``, and ``^{(\\tau)}`` (the book's last step tau) -> ``@{T}``;
+* ``\\operatorname{diag}``, ``\\text{diag}``, ``\\mathrm{diag}`` -> ``diag`` (the parser reads ``diag(v)``
+  as the diagonal matrix inside a product chain);
 * ``\\begin{array}{c} a \\\\ x \\end{array}`` (a stacked column) -> ``[a, x]``;
 * ``\\begin{aligned}``, ``&`` and ``\\\\`` of a derivation chain -> one line ``A = B = C``;
 * comments ``\\# eq 3`` and prose ``\\quad \\text{as ...}`` -> removed; ``\\text{prev}`` -> ``prev``;
@@ -47,6 +51,8 @@ OLD_FONT = re.compile(r"\{\\(?:rm|bf|it|sf)\s+([^{}]*)\}")
 ARRAY = re.compile(r"\\begin\{(?:array|pmatrix|bmatrix|matrix)\}\s*(?:\{[^{}]*\})?(.*?)"
                    r"\\end\{(?:array|pmatrix|bmatrix|matrix)\}", re.S)
 TIME_SUP = re.compile(r"\^\s*\{\s*(?:\\langle|<|\\lt)\s*([^{}<>\\]*?)\s*(?:\\rangle|>|\\gt)\s*\}")
+PAREN_TIME_SUP = re.compile(r"\^\s*\{\s*\(\s*([tT]|\\tau)\s*((?:[+-]\s*\d+\s*)?)\)\s*"
+                            r"(T|\\top|\\intercal)?\s*\}")
 BARE_TIME_SUP = re.compile(r"\^\s*(?:\\langle|<|\\lt)\s*([A-Za-z0-9+\- ]*?)\s*(?:\\rangle|>|\\gt)")
 COMMENT = re.compile(r"\\#.*?(?=\\\\|$)", re.S)
 PROSE = re.compile(r"\\quad\s*\\text\s*\{.*?(?=\\\\|$)", re.S)
@@ -68,6 +74,12 @@ UNCLOSED_TIME = re.compile(r"\((\s*[tT]\s*(?:[+-]\s*\d+)?\s*)\}")
 HYPHEN_NAME = re.compile(r"(?<=[A-Za-z])-(?=[A-Za-z])")
 
 
+def _paren_time(m: re.Match) -> str:
+    """``^{(t-1)T}`` -> ``@{t-1}^{T}``: the step, then the transpose written inside the braces."""
+    step = "T" if m.group(1) == r"\tau" else m.group(1)
+    return "@{" + step + m.group(2).replace(" ", "") + "}" + ("^{T}" if m.group(3) else "")
+
+
 def normalize_latex(text: str, *, hyphen_subscripts: bool = False) -> str:
     """The formula in the form ``derive.verify.parse`` reads (see the module docstring)."""
     s = text.translate(FULL_WIDTH)
@@ -77,6 +89,7 @@ def normalize_latex(text: str, *, hyphen_subscripts: bool = False) -> str:
     s = PROSE.sub(" ", s)
     s = re.sub(r"\\mathrm\s*\{\s*d\s*\}|\{\\rm\s+d\s*\}|\\operatorname\s*\{\s*d\s*\}", r"\\diff ", s)
     s = re.sub(r"\\diff\s*\{\s*([^{}]*?)\s*\}", r"\\diff \1", s)     # \mathrm{d}{a}
+    s = re.sub(r"\\operatorname\s*\{\s*diag\s*\}", "diag ", s)
     s = re.sub(r"\\operatorname\s*\{([A-Za-z]+)\}", lambda m: "\\" + m.group(1) + " ", s)
     s = SIZING.sub("", s)
     s = TEXT.sub(lambda m: m.group(1).strip(), s)
@@ -92,6 +105,7 @@ def normalize_latex(text: str, *, hyphen_subscripts: bool = False) -> str:
     s = s.replace(r"\\", " ").replace("&", " ")
     s = SPACING.sub(" ", s)
     s = TIME_SUP.sub(lambda m: "@{" + m.group(1).replace(" ", "") + "}", s)
+    s = PAREN_TIME_SUP.sub(_paren_time, s)
     s = BARE_TIME_SUP.sub(lambda m: "@{" + m.group(1).replace(" ", "") + "}", s)
     s = re.sub(r"\\(?:times|ast|star)(?![A-Za-z])", "*", s)
     s = re.sub(r"\\circ(?![A-Za-z])", r"\\odot", s)

@@ -102,6 +102,8 @@ def reading_from_notation(name_or_path, derivation) -> Reading:
             return
         text = normalize_latex(template.replace("#", symbol), hyphen_subscripts=hyphens)
         prefix = ADJOINT_PREFIX.match(text)
+        if prefix and text[prefix.end():].startswith("_"):
+            return          # \nabla_{#} L: the parser reads it as the loss's derivative itself
         if prefix:
             rest = key(text[prefix.end():])
             if rest != key(symbol):

@@ -5,9 +5,11 @@ Two input forms:
 * LaTeX as people write it, first rewritten by ``normalize_latex`` and then read here by a small
   recursive-descent parser. It knows time indices (``c^{<t-1>}``, ``x_{t+1}``, ``h(t-1)``),
   adjoints (``\\mathrm{d}c``, ``dc``, ``\\partial c``, ``\\delta a``, ``\\frac{\\partial E}{\\partial a}``),
+  the gradient operator (``\\nabla_{h^{(t)}} L``, the same as ``\\frac{\\partial L}{\\partial h^{(t)}}``),
   local derivatives (``\\frac{\\partial h_t}{\\partial o_t}``), derivatives of functions
   (``\\sigma'(z)``, ``\\tanh'(z)``, ``g'(z)``), products (``*``, ``\\cdot``, ``\\odot``, ``\\otimes``,
-  juxtaposition; a matrix next to a vector is a matrix-vector product), ``[h, x]`` stacking,
+  juxtaposition; a matrix next to a vector is a matrix-vector product), ``\\mathrm{diag}(v)`` in a
+  product (``A \\mathrm{diag}(v) B`` is ``A (v ⊙ B)``), ``[h, x]`` stacking,
   transposes, ``\\sum_t`` (over time) and ``\\sum_{axis=1}`` (over the batch).
 * SymPy syntax in cell names (``dc_next + dh*o*(1 - tanh(c)**2)``, ``W_f.T @ da_f``), read by
   ``sympy_syntax``, never by ``eval``.
@@ -79,6 +81,17 @@ class Atom:
     end: int
     value: object = None        # the top of a derivative of an expression: ∂(u x + v s)/∂v
     entries: str = ""           # entry indices (the notation's indices): W_{ij}, h_j, δ_{t,i}
+
+
+@dataclass(frozen=True)
+class Diagonal:
+    """``diag(v)`` (times the matrices ``then`` after it) that no vector followed: only a
+    transposed vector on its left can take it (``g^T diag(v) W`` is ``(v ⊙ g)^T W``); any other
+    use is unreadable."""
+
+    vector: object
+    where: Place
+    then: object = None
 
 
 class LatexParser:
@@ -290,13 +303,33 @@ class LatexParser:
                     right = self.sum()
                 else:
                     right = self.signed_factor()
-                value = self.times(value, right, PRODUCT_OPS[tok.text], self.where(tok))
+                value = self._times(value, right, PRODUCT_OPS[tok.text], self.where(tok))
             elif tok.text == r"\sum":
-                value = self.times(value, self.sum(), "*", self.where(tok))
+                value = self._times(value, self.sum(), "*", self.where(tok))
             elif self.starts_factor(tok):
-                value = self.times(value, self.factor(), "*", self.where(tok))
+                value = self._times(value, self.factor(), "*", self.where(tok))
             else:
                 break
+        return self._no_pending_diagonal(value)
+
+    def _times(self, a, b, op: str, where: Place):
+        """``product``, and the one product a pending ``diag(v)`` takes: ``g^T diag(v)``, and
+        ``g^T diag(v) W`` (also with g untransposed: a vector beside a matrix is g^T W)."""
+        if isinstance(b, Diagonal) and op == "*" and self.ctx.kind(a) == "row":
+            coef, g = row_parts(a)
+            if g is not None:
+                scaled = transpose(self.ctx, coef * g * b.vector, where)
+                return scaled if b.then is None else product(self.ctx, scaled, b.then, "*", where)
+        if isinstance(b, Diagonal) and op == "*" and self.ctx.kind(a) == "vec" and b.then is not None:
+            return product(self.ctx, a * b.vector, b.then, "*", where)
+        for side in (a, b):
+            self._no_pending_diagonal(side)
+        return self.times(a, b, op, where)
+
+    def _no_pending_diagonal(self, value):
+        if isinstance(value, Diagonal):
+            raise VerifyError("diag(v) must multiply what follows it (diag(v) g, A diag(v) g) or "
+                              "a transposed vector before it (g^T diag(v))", value.where)
         return value
 
     def signed_factor(self):
@@ -332,11 +365,12 @@ class LatexParser:
             nxt = self.peek()
             if nxt.text in PRODUCT_OPS and nxt.text != r"\otimes":
                 self.next()
-                body = self.times(body, self.signed_factor(), PRODUCT_OPS[nxt.text], self.where(nxt))
+                body = self._times(body, self.signed_factor(), PRODUCT_OPS[nxt.text], self.where(nxt))
             elif self.starts_factor(nxt):
-                body = self.times(body, self.factor(), "*", self.where(nxt))
+                body = self._times(body, self.factor(), "*", self.where(nxt))
             else:
                 break
+        body = self._no_pending_diagonal(body)
         if index in (None, "t", "s", "tau") or (index and index[0] == "t"):
             return SumT(body)
         if not body.free_symbols:           # Σ_n ∂a/∂b with ∂a/∂b = 1: the adjoint is missing
@@ -360,6 +394,8 @@ class LatexParser:
         return product(self.ctx, a, b, op, where)
 
     def factor(self):
+        if self._at_diagonal():
+            return self.diagonal_product()
         tok = self.peek()
         first = self.i
         value = self.primary()
@@ -402,6 +438,39 @@ class LatexParser:
             if j < len(self.tokens) and self.tokens[j].text in ("_", "^"):
                 _, j = self._group_text(j + 1)
         self.fail(problem, tok, self.tokens[j - 1].end)
+
+    def _at_diagonal(self) -> bool:
+        tok = self.peek()
+        return tok.text in ("diag", r"\diag") and "diag" not in self.ctx.symbols and \
+            "diag" not in self.ctx.functions and self.peek(1).text in ("(", "{")
+
+    def diagonal_product(self):
+        """``diag(v) B``: the diagonal matrix of v times what follows it in the product, read as
+        v ⊙ B (B a vector, or matrices ending in one: diag(v) W h = v ⊙ (W h)). A parse node, not
+        a rewrite to ⊙: ``W^T diag(v) g`` is W^T (v ⊙ g), never (W^T v) ⊙ g."""
+        tok = self.next()
+        opener = self.next()
+        vector = self.expr()
+        self.expect(")" if opener.text == "(" else "}")
+        where = self.where(tok, self.tokens[self.i - 1].end)
+        if self.ctx.kind(vector) not in ("vec", "num"):
+            raise VerifyError("diag(v) takes a vector", where)
+        while self.peek().text == "^" and self._group_text(self.i + 1)[0] in ("T", r"\top", r"\intercal"):
+            self.i = self._group_text(self.i + 1)[1]      # a diagonal matrix is its own transpose
+        if not self.starts_factor(self.peek()) or self._ends_group():
+            return Diagonal(vector, where)
+        right = self._no_pending_diagonal(self.factor())
+        while self.ctx.kind(right) == "mat" and self.starts_factor(self.peek()):
+            right = product(self.ctx, right, self._no_pending_diagonal(self.factor()), "*", where)
+        if self.ctx.kind(right) == "mat" and not self.starts_factor(self.peek()):
+            return Diagonal(vector, where, right)
+        if self.ctx.kind(right) != "vec":
+            raise VerifyError(f"diag(v) times a {KIND_WORD[self.ctx.kind(right)]}: only diag(v) "
+                              f"times a vector is read", where)
+        return vector * right
+
+    def _ends_group(self) -> bool:
+        return self.peek().text == "|" and self.bars > 0
 
     def _slice_items(self):
         """``[a:b, :]`` after a value: the raw items and the index after ``]``; None when the
@@ -494,6 +563,8 @@ class LatexParser:
             functions = {**ops.latex_reads(), **self.ctx.functions}   # the cell's own too
             if name in functions:
                 return self.call(functions[name], tok)
+            if tok.text == r"\nabla" and self.peek(1).text == "_":
+                return self.gradient()
             if tok.text in ADJOINT_CMDS and not self.starts_atom(self.peek(1)) and \
                     tok.text in self.ctx.symbols:       # δ_i: the notation's own symbol δ
                 return self.resolve(self.atom())
@@ -846,27 +917,51 @@ class LatexParser:
             return Atom("", None, False, False, start.pos, self.tokens[self.i - 1].end, value)
         if not self.starts_atom(self.peek()):
             self.fail("expected the quantity after ∂ / d", self.peek())
-        tok = self.peek()
-        if tok.kind == "word" and tok.text in self.ctx.losses:
-            self.next()
-            time = None
-            nxt = self.peek()
-            if nxt.kind == "time":
-                self.next()
-                time = self.time_offset(nxt.text[2:-1], nxt)
-            elif nxt.text == "(" and self._time_call():
-                self.next()
-                raw = ""
-                while self.peek().text != ")":
-                    raw += self.next().text
-                self.next()
-                time = self.time_offset(raw, nxt)
-            elif nxt.text == "_":
-                self.next()
-                raw, self.i = self._group_text(self.i)
-                time = self.time_offset(raw, nxt)
-            return Atom(tok.text, time, False, False, tok.pos, self.tokens[self.i - 1].end)
+        if self.peek().kind == "word" and self.peek().text in self.ctx.losses:
+            return self._loss_atom()
         return self.atom()
+
+    def _loss_atom(self) -> Atom:
+        """The loss symbol with its step, if any: ``L``, ``L@{t}``, ``l(t)``, ``E_t``."""
+        tok = self.next()
+        time = None
+        nxt = self.peek()
+        if nxt.kind == "time":
+            self.next()
+            time = self.time_offset(nxt.text[2:-1], nxt)
+        elif nxt.text == "(" and self._time_call():
+            self.next()
+            raw = ""
+            while self.peek().text != ")":
+                raw += self.next().text
+            self.next()
+            time = self.time_offset(raw, nxt)
+        elif nxt.text == "_":
+            self.next()
+            raw, self.i = self._group_text(self.i)
+            time = self.time_offset(raw, nxt)
+        return Atom(tok.text, time, False, False, tok.pos, self.tokens[self.i - 1].end)
+
+    def gradient(self):
+        """``\\nabla_{X} L``: exactly ``\\frac{\\partial L}{\\partial X}`` (L the notation's loss or
+        one of its [losses])."""
+        first = self.i
+        tok = self.next()
+        self.expect("_")
+        if self.peek().text == "{":
+            self.next()
+            bottom = self.atom()
+            self.expect("}")
+        elif self.starts_atom(self.peek()):
+            bottom = self.atom()
+        else:
+            self.fail("\\nabla_{X} needs the symbol X it differentiates by", self.peek())
+        if not (self.peek().kind == "word" and self.peek().text in self.ctx.losses):
+            self.fail(f"\\nabla_{{X}} must be followed by a loss of notation "
+                      f"{self.ctx.reading.name} ({', '.join(sorted(self.ctx.losses))})", self.peek())
+        top = self._loss_atom()
+        self._frac_start = first
+        return self.derivative(top, bottom, tok)
 
     def _starts_expression(self) -> bool:
         """After ∂ or d: an expression (``(``, ``\\frac``, a function, a product), not one symbol."""
