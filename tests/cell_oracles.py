@@ -56,3 +56,15 @@ def forward_mismatch(d: Derivation, module, seed: int = 0, T: int = 3, N: int = 
         if want.size:
             worst = max(worst, float(np.max(np.abs(got - want)) / max(1.0, float(np.max(np.abs(want))))))
     return worst
+
+
+def differences(pairs, tolerance: float = 1e-9) -> list[str]:
+    """``pairs`` of (what, got, want): each got that is missing, or differs from want by more than
+    ``tolerance`` of want's largest entry (at least 1), or has another shape, as one line."""
+    bad = [f"{what}: missing" for what, got, _ in pairs if got is None]
+    for what, got, want in pairs:
+        if got is not None:
+            scale = max(1.0, float(np.max(np.abs(want)))) if np.size(want) else 1.0
+            if np.shape(got) != np.shape(want) or not np.allclose(got, want, rtol=0, atol=tolerance * scale):
+                bad.append(f"{what}: differs by {np.max(np.abs(np.asarray(got) - want)):.2e}")
+    return bad

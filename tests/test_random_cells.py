@@ -44,7 +44,7 @@ import pytest
 import sympy as sp
 from hypothesis import HealthCheck, Phase, given, note, settings
 
-from cell_oracles import failed_gradients, import_kernel
+from cell_oracles import differences, failed_gradients, import_kernel
 from codegen.documents import build_document, render
 from codegen.gradcheck import flat_grads, random_problem
 from codegen.gradcheck import loss as grad_loss
@@ -139,15 +139,8 @@ def reference_mismatches(d, module, seed: int, state0: bool) -> list[str]:
     pairs = [*((f"output {o}", outputs[o], trace.outputs[o]) for o in d.cell.outputs),
              *((f"state {s}", state[s], trace.state[s]) for s in d.cell.states),
              *((f"gradient {k}", grads.get(k), v) for k, v in want_grads.items())]
-    bad = [f"{what}: missing" for what, got, _ in pairs if got is None]
-    bad += [f"{what}: extra" for what in set(grads) - set(want_grads)
-            if not (start is not None and what in d.cell.initial.values())]
-    for what, got, want in pairs:
-        if got is not None:
-            scale = max(1.0, float(np.max(np.abs(want)))) if np.size(want) else 1.0
-            if np.shape(got) != np.shape(want) or not np.allclose(got, want, rtol=0, atol=1e-9 * scale):
-                bad.append(f"{what}: differs by {np.max(np.abs(np.asarray(got) - want)):.2e}")
-    return bad
+    return differences(pairs) + [f"{what}: extra" for what in set(grads) - set(want_grads)
+                                 if not (start is not None and what in d.cell.initial.values())]
 
 
 def dot_product_test(d, module, seed: int, eps: float = 1e-6) -> list[str]:

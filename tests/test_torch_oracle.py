@@ -19,7 +19,7 @@ if os.environ.get("CI") == "true":
 else:
     pytest.importorskip("torch")
 
-from cell_oracles import import_kernel  # noqa: E402
+from cell_oracles import differences, import_kernel  # noqa: E402
 from codegen.gradcheck import flat_grads, random_problem  # noqa: E402
 from derive import builtin_cells, derive, load_cell  # noqa: E402
 from derive.spec import parse_spec  # noqa: E402
@@ -48,14 +48,7 @@ def mismatches(d, module, seed: int, given_state: bool) -> list[str]:
     pairs = [*((f"output {o}", outputs[o], want_out[o].detach().numpy()) for o in d.cell.outputs),
              *((f"state {s}", final[s], want_final[s].detach().numpy()) for s in d.cell.states),
              *((f"gradient {k}", got.get(k), v) for k, v in want.items())]
-    bad = [f"{what}: missing" for what, g, _ in pairs if g is None]
-    bad += [f"gradient {k}: autograd gives none" for k in set(got) - set(want)]
-    for what, g, w in pairs:
-        if g is not None:
-            scale = max(1.0, float(np.max(np.abs(w)))) if np.size(w) else 1.0
-            if np.shape(g) != np.shape(w) or not np.allclose(g, w, rtol=0, atol=1e-9 * scale):
-                bad.append(f"{what}: differs by {np.max(np.abs(np.asarray(g) - w)):.2e}")
-    return bad
+    return differences(pairs) + [f"gradient {k}: autograd gives none" for k in set(got) - set(want)]
 
 
 @pytest.mark.parametrize("cell", builtin_cells())
