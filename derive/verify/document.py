@@ -100,17 +100,18 @@ def _joined(text: str):
     """The math blocks, with inline ones joined by nothing but operators and parentheses made
     one formula (seed 003's ``$\\frac{dError}{da}$ = -($\\hat{a}$ - $a$)``, the closing
     parentheses after them too): (kind, body, body's offset, block's offset)."""
-    out: list[list] = []
+    out: list[list] = []                      # [kind, pieces of the body, start, block start, end]
     for kind, body, start, block_start, end in _math_blocks(text):
         last = out[-1] if out else None
         if kind == "inline" and last and last[0] == "inline" and \
                 JOIN.fullmatch(text, last[4], block_start) and \
-                ("=" in text[last[4]:block_start] or "=" in last[1]):
-            last[1] += text[last[4]:block_start] + body
+                ("=" in text[last[4]:block_start] or any("=" in piece for piece in last[1])):
+            last[1] += [text[last[4]:block_start], body]       # joined once, below
             last[4] = end
             continue
-        out.append([kind, body, start, block_start, end])
-    for kind, body, start, block_start, end in out:
+        out.append([kind, [body], start, block_start, end])
+    for kind, pieces, start, block_start, end in out:
+        body = "".join(pieces)
         opened = body.count("(") - body.count(")")
         close = CLOSING.match(text, end)
         if kind == "inline" and opened > 0 and close:
